@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   creates .venv if missing, installs normrnn, runs the main job
+#   make test   creates .venv if missing, installs with dev extras, runs ruff and pytest
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) --editable .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) --editable '.[dev]'
+	@touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/normrnn explain --tour
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests
+
+test: lint
+	$(BIN)/python -m pytest -q src tests
+
+bench: $(VENV)/.installed
+	$(BIN)/normrnn bench norms --json bench-norms.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build src/*.egg-info

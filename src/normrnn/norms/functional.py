@@ -1,0 +1,333 @@
+"""The statistics core: every normalization is (reduced axes, channel groups, parameter axes).
+
+Following flax's ``_compute_stats``/``_normalize``, all norms share one generic path:
+
+.. math::
+
+    \\mu = \\frac{1}{n}\\sum_{R} x, \\qquad \\sigma^2 = \\frac{1}{n}\\sum_{R} (x - \\mu)^2, \\qquad
+    y = \\frac{x - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}} \\cdot \\gamma + \\beta
+
+where ``R`` is the set of reduced axes (channels may be reduced in ``G`` groups), the variance is two-pass
+(never ``E[x^2] - E[x]^2``), statistics are fp32 for fp16/bf16 inputs, and a mask removes padded positions
+from ``n`` and the sums. :func:`plan_kernel` maps the same definition onto PyTorch's native kernels
+(``F.group_norm``, ``F.layer_norm``, ``F.rms_norm``) by reshaping or permuting whenever the axes allow, so
+the generic path runs only for masks and the rare axes no native kernel can express.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .layout import Layout
+
+__all__ = [
+    "KernelPlan",
+    "NormAxes",
+    "Stats",
+    "apply_affine",
+    "compute_stats",
+    "mask_view",
+    "norm_forward",
+    "normalize",
+    "param_view",
+    "plan_kernel",
+]
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+@dataclass(frozen=True)
+class NormAxes:
+    """What a normalization reduces: ``reduce`` letters, with channels split into ``groups`` when reduced.
+
+    ``"C" in reduce`` means the channels are reduced, in ``groups`` groups (1: all together, as layer norm;
+    ``G``: group norm). Without ``"C"`` every channel has its own statistics (batch and instance norm).
+    """
+
+    layout: Layout
+    reduce: str  # canonical letters in layout order
+    groups: int | None = None  # channel groups when "C" is reduced, else None
+
+    def __post_init__(self) -> None:
+        if ("C" in self.reduce) != (self.groups is not None):
+            raise ValueError(f"groups must be set exactly when C is reduced; got reduce={self.reduce!r}, "
+                             f"groups={self.groups!r}")
+        if self.groups is not None and self.groups < 1:
+            raise ValueError(f"expected groups >= 1, got {self.groups}")
+
+    @property
+    def stats_letters(self) -> str:
+        """The axes that index the statistics: unreduced letters, plus ``G`` when channels are grouped."""
+        out = []
+        for c in self.layout.letters:
+            if c not in self.reduce:
+                out.append(c)
+            elif c == "C" and self.groups is not None and self.groups > 1:
+                out.append("G")
+        return "".join(out)
+
+    def stats_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The statistics' sizes for an input of ``shape``."""
+        return tuple(self.groups if c == "G" else shape[self.layout.dim(c)] for c in self.stats_letters)
+
+    def count(self, shape: tuple[int, ...]) -> int:
+        """Elements per statistic (before masking) for an input of ``shape``."""
+        n = math.prod(shape[self.layout.dim(c)] for c in self.reduce if c != "C")
+        if self.groups is not None:
+            n *= shape[self.layout.dim("C")] // self.groups
+        return n
+
+    @property
+    def mask_matters(self) -> bool:
+        """Whether a ``(B, T)`` mask changes any statistic: only if B or T is reduced."""
+        return "B" in self.reduce or "T" in self.reduce
+
+
+@dataclass
+class Stats:
+    """Statistics in the grouped keep-dim view; ``mean`` is ``None`` for RMS (no centering)."""
+
+    mean: Tensor | None  # (x-shaped with reduced dims kept as 1; channels unflattened to (G, C/G) if grouped)
+    var: Tensor  # biased variance, or mean square for RMS
+    count: Tensor  # elements per statistic after masking, same shape as var
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    return torch.float32 if x.dtype in _HALF else x.dtype
+
+
+def _grouped(x: Tensor, axes: NormAxes) -> tuple[Tensor, list[int]]:
+    """View ``x`` with channels split into groups, and list the dims to reduce in that view."""
+    layout = axes.layout
+    cdim = layout.dim("C")
+    dims = [layout.dim(c) for c in axes.reduce if c != "C"]
+    if axes.groups is None:
+        return x, dims
+    C = x.shape[cdim]
+    xg = x.unflatten(cdim, (axes.groups, C // axes.groups))  # (..., G, C/G, ...)
+    return xg, [d + 1 if d > cdim else d for d in dims] + [cdim + 1]
+
+
+def mask_view(mask: Tensor, layout: Layout, shape: tuple[int, ...]) -> Tensor:
+    """Check a ``(B, T)`` mask (``(B,)`` for layouts without T) and return it broadcastable to ``shape``.
+
+    ``True`` marks valid positions. Raises ``ValueError`` when the shape does not match the input.
+    """
+    letters = "".join(c for c in layout.letters if c in "BT")
+    expected = layout.sizes(shape, letters)
+    if not isinstance(mask, Tensor) or tuple(mask.shape) != expected:
+        got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+        raise ValueError(
+            f"expected mask of shape {layout.describe(letters, expected)} for input of shape {tuple(shape)} "
+            f"with layout {layout.spelled!r}, got {got}"
+        )
+    view = [shape[layout.dim(c)] if c in letters else 1 for c in layout.letters]
+    return mask.to(torch.bool).reshape(view)
+
+
+def compute_stats(
+    x: Tensor,
+    axes: NormAxes,
+    *,
+    mask: Tensor | None = None,
+    rms: bool = False,
+    all_reduce: Callable[[Tensor], Tensor] | None = None,
+) -> Stats:
+    """Two-pass statistics of ``x`` over ``axes``, in fp32 for half inputs.
+
+    Args:
+        x: input in ``axes.layout``.
+        axes: what to reduce.
+        mask: boolean, broadcastable to ``x`` (see :func:`mask_view`); False positions are excluded.
+            Default: ``None``.
+        rms: compute the mean square instead of mean and variance. Default: ``False``.
+        all_reduce: sums a tensor across processes (differentiably) for cross-process statistics.
+            Default: ``None``.
+    """
+    xg, dims = _grouped(x.to(_compute_dtype(x)), axes)
+    valid = None
+    if mask is not None:
+        valid = mask if axes.groups is None else mask.unsqueeze(axes.layout.dim("C") + 1)
+
+    def total(t: Tensor) -> Tensor:
+        s = t.sum(dims, keepdim=True)
+        return all_reduce(s) if all_reduce is not None else s
+
+    def masked(t: Tensor) -> Tensor:
+        return t if valid is None else torch.where(valid, t, 0.0)
+
+    if valid is None:
+        kept_shape = [1 if d in dims else s for d, s in enumerate(xg.shape)]
+        count = torch.full(kept_shape, float(math.prod(xg.shape[d] for d in dims)), dtype=xg.dtype, device=x.device)
+        count = all_reduce(count) if all_reduce is not None else count
+    else:
+        count = total(torch.broadcast_to(valid, xg.shape).to(xg.dtype))
+    # Guard the division only: an all-padded statistic has no valid output to normalize.
+    denom = count.clamp_min(1.0)
+    if rms:
+        return Stats(mean=None, var=total(masked(xg.square())) / denom, count=count)
+    mean = total(masked(xg)) / denom
+    var = total(masked((xg - mean).square())) / denom
+    return Stats(mean=mean, var=var, count=count)
+
+
+def normalize(x: Tensor, stats: Stats, axes: NormAxes, eps: float) -> Tensor:
+    """``(x - mean) / sqrt(var + eps)`` in the compute dtype, returned in ``x``'s (ungrouped) shape."""
+    xg, _ = _grouped(x.to(_compute_dtype(x)), axes)
+    centered = xg if stats.mean is None else xg - stats.mean
+    return (centered * torch.rsqrt(stats.var + eps)).reshape(x.shape)
+
+
+def param_view(p: Tensor | None, layout: Layout, param_axes: str) -> Tensor | None:
+    """Reshape a parameter stored over ``param_axes`` so it broadcasts against a ``layout`` tensor."""
+    if p is None:
+        return None
+    sizes = iter(p.shape)
+    return p.reshape([next(sizes) if c in param_axes else 1 for c in layout.letters])
+
+
+def apply_affine(y: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    """``y * weight + bias`` with broadcast parameters; either may be ``None``."""
+    if weight is not None and bias is not None:
+        return torch.addcmul(bias.to(y.dtype), y, weight.to(y.dtype))
+    if weight is not None:
+        return y * weight.to(y.dtype)
+    if bias is not None:
+        return y + bias.to(y.dtype)
+    return y
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """How a normalization runs: which kernel, after which permutation, and whether it applies the affine."""
+
+    kernel: str  # "group_norm" | "layer_norm" | "rms_norm" | "generic"
+    permute: tuple[int, ...] | None = None  # dims order that puts kept axes, then C, then reduced axes
+    fused_affine: bool = False  # the native kernel applies gamma/beta itself
+
+    def describe(self, axes: NormAxes) -> str:
+        """A one-line, human-readable account of the kernel call."""
+        layout = axes.layout
+        letters = layout.letters if self.permute is None else "".join(layout.letters[d] for d in self.permute)
+        spelled = layout.spell(letters)
+        if self.kernel == "generic":
+            return "generic two-pass statistics (fp32), then (x - mean) * rsqrt(var + eps)"
+        if self.kernel in ("layer_norm", "rms_norm"):
+            k = len(axes.reduce)
+            return f"F.{self.kernel} over the trailing {layout.spell(letters[-k:])} of {spelled}"
+        cdim = letters.index("C")
+        groups = "C (one group per channel)" if axes.groups is None else str(axes.groups)
+        prefix = f"permute to {spelled}, then " if self.permute is not None else ""
+        n = "·".join(layout.spell(letters[:cdim])) or "1"
+        rest = "·".join(layout.spell(letters[cdim + 1 :])) or "1"
+        return f"{prefix}F.group_norm(x.reshape({n}, {layout.spell('C')}, {rest}), groups={groups})"
+
+
+@lru_cache(maxsize=512)
+def plan_kernel(axes: NormAxes, *, rms: bool = False, param_axes: str = "C") -> KernelPlan:
+    """Choose the fastest exact kernel for ``axes`` (without a mask).
+
+    The order follows the CPU measurements in ``docs/perf-baseline``: ``F.group_norm`` (also for layer norm
+    over C-first axes, and for instance norm as ``groups=C``) beats ``F.layer_norm`` with an elementwise
+    affine; ``F.layer_norm`` handles channel-last axes; a permutation brings any other axes to a native
+    form. Only RMS over non-trailing axes needs the generic path.
+    """
+    letters = axes.layout.letters
+    k = len(axes.reduce)
+    trailing = letters[len(letters) - k :] == axes.reduce
+    per_channel = param_axes in ("", "C")
+    elementwise = param_axes == axes.reduce
+    if rms:
+        if "C" in axes.reduce and axes.groups == 1 and trailing:
+            return KernelPlan("rms_norm", fused_affine=per_channel or elementwise)
+        return KernelPlan("generic")
+    layer_ok = axes.groups == 1 and trailing
+    if layer_ok and (letters[-1] == "C" or elementwise):
+        return KernelPlan("layer_norm", fused_affine=per_channel or elementwise)
+    cdim = letters.index("C")
+    before, after = letters[:cdim], letters[cdim + 1 :]
+    if not any(c in axes.reduce for c in before) and all(c in axes.reduce for c in after):
+        return KernelPlan("group_norm", fused_affine=per_channel)
+    if layer_ok:
+        return KernelPlan("layer_norm", fused_affine=per_channel or elementwise)
+    kept = [d for d, c in enumerate(letters) if c not in axes.reduce and c != "C"]
+    reduced = [d for d, c in enumerate(letters) if c in axes.reduce and c != "C"]
+    return KernelPlan("group_norm", permute=(*kept, cdim, *reduced), fused_affine=per_channel)
+
+
+def _channel_param(p: Tensor | None, layout: Layout, letters: str, x: Tensor) -> Tensor | None:
+    """A per-channel parameter expanded to the trailing ``letters`` of ``x`` (a view; no copy)."""
+    if p is None:
+        return None
+    shape = [p.shape[0] if c == "C" else 1 for c in letters]
+    return p.reshape(shape).expand(layout.sizes(x.shape, letters))
+
+
+def norm_forward(
+    x: Tensor,
+    axes: NormAxes,
+    *,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    param_axes: str = "C",
+    eps: float = 1e-5,
+    rms: bool = False,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Normalize ``x`` over ``axes`` and apply the affine parameters stored over ``param_axes``.
+
+    ``mask`` is the ``(B, T)`` (or ``(B,)``) boolean validity mask; it is ignored when no statistic spans
+    B or T, because then padding cannot reach a valid output.
+    """
+    layout = axes.layout
+    if mask is not None:
+        mask = mask_view(mask, layout, tuple(x.shape))
+        if not axes.mask_matters:
+            mask = None
+    plan = KernelPlan("generic") if mask is not None else plan_kernel(axes, rms=rms, param_axes=param_axes)
+    if rms and plan.kernel == "rms_norm" and weight is not None and weight.dtype != x.dtype:
+        plan = KernelPlan("generic")  # F.rms_norm silently drops to a slow composite on mixed dtypes
+    if plan.kernel == "group_norm" and x.numel() == (axes.groups or x.shape[layout.dim("C")]):
+        plan = KernelPlan("generic")  # F.group_norm refuses one element per group in total
+    fused = plan.fused_affine
+    if plan.kernel == "generic":
+        y = normalize(x, compute_stats(x, axes, mask=mask, rms=rms), axes, eps)
+        fused = False
+    elif plan.kernel in ("layer_norm", "rms_norm"):
+        trailing = layout.letters[layout.ndim - len(axes.reduce) :]
+        shape = layout.sizes(x.shape, trailing)
+        w = b = None
+        if fused:
+            w = weight if param_axes == axes.reduce else _channel_param(weight, layout, trailing, x)
+            b = bias if param_axes == axes.reduce else _channel_param(bias, layout, trailing, x)
+        if plan.kernel == "layer_norm":
+            y = F.layer_norm(x, shape, w, b, eps)
+        else:
+            y = F.rms_norm(x, shape, w, eps)
+    else:
+        xp = x if plan.permute is None else x.permute(plan.permute)
+        cdim = layout.dim("C") if plan.permute is None else plan.permute.index(layout.dim("C"))
+        C = xp.shape[cdim]
+        x3 = xp.reshape(math.prod(xp.shape[:cdim]), C, -1)  # (N, C, R)
+        groups = axes.groups if axes.groups is not None else C
+        y3 = F.group_norm(x3, groups, weight if fused else None, bias if fused else None, eps)
+        y = y3.reshape(xp.shape)
+        if plan.permute is not None:
+            y = y.permute(_inverse(plan.permute))
+    if not fused:
+        y = apply_affine(y, param_view(weight, layout, param_axes), param_view(bias, layout, param_axes))
+    return y.to(x.dtype)
+
+
+def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return tuple(inv)

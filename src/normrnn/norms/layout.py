@@ -1,0 +1,125 @@
+"""Layouts: strings of axis letters that name every dimension of a tensor.
+
+A layout such as ``"BTCHW"`` says what each dimension of a tensor is: ``B`` batch, ``T`` time, ``C``
+channels (``F``, features, is accepted as an alias), and the spatial axes ``D``, ``H``, ``W`` (or ``L``
+for 1-D). Normalizations in :mod:`normrnn.norms` are defined by which of these letters they reduce, so
+the same module works for ``"BTF"`` sequences, ``"BHWC"`` images and ``"BTCDHW"`` volumes alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["LETTERS", "SPATIAL", "Layout"]
+
+SPATIAL = "DHWL"  # spatial letters; L is the length axis of 1-D signals
+LETTERS = "BTCF" + SPATIAL  # every letter a layout may use
+_NAMES = {"B": "batch", "T": "time", "C": "channels", "D": "depth", "H": "height", "W": "width", "L": "length"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A parsed layout string.
+
+    ``letters`` is canonical (``F`` is stored as ``C``); ``spelled`` keeps the user's spelling for messages,
+    so an error about a ``"BTF"`` tensor talks about ``F``, not ``C``.
+
+    Example::
+
+        >>> Layout.parse("BTF").dim("C")
+        2
+    """
+
+    spelled: str  # the layout as the user wrote it, e.g. "BTF"
+    letters: str  # canonical letters, "F" mapped to "C", e.g. "BTC"
+
+    @classmethod
+    def parse(cls, layout: str | Layout) -> Layout:
+        """Parse and validate ``layout``; raise ``ValueError`` naming the problem."""
+        if isinstance(layout, Layout):
+            return layout
+        if not isinstance(layout, str) or not layout:
+            raise ValueError(f"expected a layout string such as 'BTCHW', got {layout!r}")
+        spelled = layout.strip().upper()
+        unknown = sorted(set(spelled) - set(LETTERS))
+        if unknown:
+            raise ValueError(
+                f"layout {layout!r} has unknown letters {unknown}; expected letters from {LETTERS!r} "
+                "(B batch, T time, C or F channels, D/H/W/L spatial)"
+            )
+        letters = spelled.replace("F", "C")
+        repeated = sorted({c for c in letters if letters.count(c) > 1})
+        if repeated:
+            raise ValueError(f"layout {layout!r} repeats {repeated}; each axis may appear once (F is an alias of C)")
+        for required in "BC":
+            if required not in letters:
+                raise ValueError(f"layout {layout!r} has no {_NAMES[required]} axis; expected a '{required}'")
+        return cls(spelled=spelled, letters=letters)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.letters)
+
+    def dim(self, letter: str) -> int:
+        """The dimension index of a canonical letter."""
+        return self.letters.index(letter)
+
+    def has(self, letter: str) -> bool:
+        return letter in self.letters
+
+    @property
+    def spatial(self) -> str:
+        """The spatial letters, in layout order."""
+        return "".join(c for c in self.letters if c in SPATIAL)
+
+    def spell(self, letters: str) -> str:
+        """Write canonical letters the way the user spelled the layout (``C`` becomes ``F`` for ``"BTF"``)."""
+        channel = "F" if "F" in self.spelled else "C"
+        return "".join(channel if c == "C" else c for c in letters)
+
+    def axes(self, letters: str, *, what: str = "reduce") -> str:
+        """Canonicalize ``letters`` to layout order; raise ``ValueError`` if any letter is not in the layout."""
+        if not isinstance(letters, str):
+            raise ValueError(f"expected {what} as a string of axis letters such as 'CHW', got {letters!r}")
+        canonical = letters.strip().upper().replace("F", "C")
+        missing = [c for c in canonical if c not in self.letters]
+        if missing:
+            raise ValueError(
+                f"{what}={letters!r} names axes {missing} that are not in layout {self.spelled!r}; "
+                f"expected letters from {self.spelled!r}"
+            )
+        if len(set(canonical)) != len(canonical):
+            raise ValueError(f"{what}={letters!r} repeats an axis")
+        return "".join(c for c in self.letters if c in canonical)
+
+    def sizes(self, shape: Sequence[int], letters: str) -> tuple[int, ...]:
+        """The sizes of ``letters`` in a tensor of this layout with ``shape``."""
+        return tuple(int(shape[self.dim(c)]) for c in letters)
+
+    def check(self, x: torch.Tensor, num_channels: int | None = None) -> None:
+        """Raise ``ValueError`` unless ``x`` has this layout's rank and ``num_channels`` channels."""
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"expected a torch.Tensor with layout {self.spelled!r}, got {type(x).__name__}")
+        if x.dim() != self.ndim:
+            raise ValueError(
+                f"expected a {self.ndim}-D input for layout {self.spelled!r}, got a {x.dim()}-D input of shape "
+                f"{tuple(x.shape)}"
+            )
+        if num_channels is not None and x.shape[self.dim("C")] != num_channels:
+            channel = self.spell("C")
+            raise ValueError(
+                f"expected {num_channels} channels on axis {channel} (dim {self.dim('C')}) of layout "
+                f"{self.spelled!r}, got {x.shape[self.dim('C')]} in input of shape {tuple(x.shape)}"
+            )
+
+    def describe(self, letters: str, shape: Sequence[int] | None = None) -> str:
+        """Render ``letters`` as ``(B, T)`` or, with a shape, ``(B, T) = (4, 2)``; ``G`` is allowed for groups."""
+        names = ", ".join(self.spell(c) for c in letters)
+        text = f"({names}{',' if len(letters) == 1 else ''})"
+        if shape is not None:
+            sizes = ", ".join(str(s) for s in shape)
+            text += f" = ({sizes}{',' if len(shape) == 1 else ''})"
+        return text

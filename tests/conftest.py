@@ -1,0 +1,62 @@
+"""Shared test fixtures: an independent float64 NumPy reference for every axis-explicit norm."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", deadline=None, max_examples=400)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def _reference(x, layout, reduce, groups, eps, rms, mask):
+    """Textbook statistics in float64 NumPy: returns (y, rstd), both in x's shape."""
+    x = np.asarray(x, dtype=np.float64)
+    original_shape = x.shape
+    letters = list(layout)
+    cdim = letters.index("C")
+    if groups is not None:
+        shape = list(x.shape)
+        x = x.reshape([*shape[:cdim], groups, shape[cdim] // groups, *shape[cdim + 1 :]])
+        letters = [*letters[:cdim], "G", "C", *letters[cdim + 1 :]]
+    axes = tuple(i for i, c in enumerate(letters) if c in reduce)
+    if mask is None:
+        w = np.ones_like(x)
+    else:
+        view = [x.shape[i] if c in "BT" else 1 for i, c in enumerate(letters)]
+        w = np.broadcast_to(np.asarray(mask, dtype=np.float64).reshape(view), x.shape)
+    n = w.sum(axis=axes, keepdims=True)
+    if rms:
+        mean = 0.0
+        var = (w * x**2).sum(axis=axes, keepdims=True) / n
+    else:
+        mean = (w * x).sum(axis=axes, keepdims=True) / n
+        var = (w * (x - mean) ** 2).sum(axis=axes, keepdims=True) / n
+    rstd = 1.0 / np.sqrt(var + eps)
+    return ((x - mean) * rstd).reshape(original_shape), np.broadcast_to(rstd, x.shape).reshape(original_shape)
+
+
+def reference_norm(x: np.ndarray, layout: str, reduce: str, groups: int | None, eps: float,
+                   rms: bool = False, mask: np.ndarray | None = None) -> np.ndarray:
+    """The textbook definition in float64 NumPy, written without normrnn's code paths.
+
+    ``layout``/``reduce`` use canonical letters (C, not F); ``groups`` splits C when C is reduced.
+    ``mask`` has the shape of the B and T axes, True where valid.
+    """
+    return _reference(x, layout, reduce, groups, eps, rms, mask)[0]
+
+
+def reference_rstd(x: np.ndarray, layout: str, reduce: str, groups: int | None, eps: float,
+                   rms: bool = False) -> np.ndarray:
+    """``1 / sqrt(var + eps)`` per element: how much a rounding error in x is amplified in the output."""
+    return _reference(x, layout, reduce, groups, eps, rms, None)[1]

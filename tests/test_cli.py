@@ -1,0 +1,47 @@
+import json
+import subprocess
+import sys
+
+from normrnn.cli import main
+
+
+def test_explain_command_prints_statistics(capsys):
+    assert main(["explain", "layer", "--layout", "BTF", "--shape", "4,2,3"]) == 0
+    out = capsys.readouterr().out
+    assert "statistics   (B, T) = (4, 2)" in out
+    assert "== group:1 over (F,)" in out
+
+
+def test_explain_with_reduce(capsys):
+    assert main(["explain", "layer", "--layout", "BTF", "--shape", "4,2,3", "--reduce", "TF"]) == 0
+    assert "statistics   (B,) = (4,)" in capsys.readouterr().out
+
+
+def test_bad_input_is_a_clear_error_and_exit_code_2(capsys):
+    assert main(["explain", "group:5", "--layout", "BCHW", "--shape", "2,8,4,4"]) == 2
+    err = capsys.readouterr().err
+    assert "error: expected num_groups to divide num_channels=8, got num_groups=5" in err
+    assert main(["explain", "layer"]) == 2
+    assert "expected SPEC, --layout and --shape" in capsys.readouterr().err
+
+
+def test_bench_norms_small_run_checks_and_reports_ratios(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["bench", "norms", "--shape", "2,64,4,4", "--rounds", "1", "--repeats", "1", "--warmup", "0",
+            "--json", str(out)]
+    assert main(args) == 0
+    payload = json.loads(out.read_text())
+    rows = payload["rows"]
+    assert {r["mode"] for r in rows} == {"fwd", "fwd+bwd"}
+    variants = {r["variant"] for r in rows}
+    assert {"normrnn layer", "normrnn group:4", "normrnn group:32", "normrnn batch (train)"} <= variants
+    for r in rows:
+        assert (r["ratio"] is None) == (r["reference"] is None)
+        assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+    assert "normrnn layer" in capsys.readouterr().out
+
+
+def test_console_script_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "normrnn", "explain", "batch", "--layout", "BTCHW",
+                             "--shape", "2,3,4,5,5"], capture_output=True, text=True, check=True)
+    assert "statistics   (C,) = (4,)" in result.stdout
