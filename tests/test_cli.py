@@ -38,6 +38,8 @@ def test_bench_norms_small_run_checks_and_reports_ratios(tmp_path, capsys):
     for r in rows:
         assert (r["ratio"] is None) == (r["reference"] is None)
         assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+        if r["ratio"] is not None:
+            assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"]
     assert "normrnn layer" in capsys.readouterr().out
 
 

@@ -1,14 +1,16 @@
 """``normrnn bench``: side-by-side timings, reported as ratios measured in one run.
 
-Method: every variant is checked against its reference for equal outputs first; then variants run
-interleaved (round-robin over ``rounds``, each timing ``repeats`` calls after ``warmup`` calls), so slow
-drifts of a noisy machine hit all variants alike. Reported: the median per call, min–max over rounds, and
-the ratio of medians to the variant's reference. CI never runs this for timing.
+Method: every variant is first checked against its reference for equal outputs. Then all variants run
+interleaved: every round times ``repeats`` calls of each (after ``warmup`` untimed calls), with a variant
+and its reference back to back in a shuffled order, so the drifts of a noisy machine hit them alike.
+Reported: the median time per call with its min–max over rounds, and the median (min–max) over rounds of
+the ratio to the reference timed in the same round. CI never runs this for timing.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +32,7 @@ class NormBenchConfig:
 
     shape: tuple[int, ...] = (16, 256, 32, 32)  # ConvLSTM gate tensor: B=16, 4 gates x 64 channels, 32x32
     dtype: str = "float32"  # float32 | float64 | bfloat16 | float16
-    rounds: int = 5  # interleaved rounds; min-max is over these
+    rounds: int = 15  # interleaved rounds, order shuffled per round; min-max is over these
     repeats: int = 10  # timed calls per variant per round
     warmup: int = 2  # untimed calls per variant before the first round
     threads: int | None = None  # torch.set_num_threads; None keeps torch's default
@@ -47,20 +49,37 @@ class Variant:
     check: bool = True  # verify equal outputs with the reference before timing
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], *, rounds: int, repeats: int,
-                     warmup: int) -> dict[str, list[float]]:
-    """Seconds per call for each function, one sample per round, rounds interleaved across functions."""
+def time_interleaved(fns: dict[str, Callable[[], object]], *, rounds: int, repeats: int, warmup: int,
+                     groups: Sequence[Sequence[str]] | None = None, seed: int = 0) -> dict[str, list[float]]:
+    """Seconds per call for each function, one sample per round, rounds interleaved across functions.
+
+    ``groups`` lists names compared with each other (a reference and its variants); each round shuffles
+    the groups and the order inside each, but a group's members always run back to back, so their
+    per-round ratios compare adjacent timings. On our noisy 2-core machines, fixed orders and unrelated
+    neighbours biased ratios by more than 15%.
+    """
+    groups = [list(g) for g in groups] if groups is not None else [[name] for name in fns]
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
+    rng = random.Random(seed)
     for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            for _ in range(repeats):
-                fn()
-            samples[name].append((time.perf_counter() - start) / repeats)
+        rng.shuffle(groups)
+        for group in groups:
+            rng.shuffle(group)
+            for name in group:
+                fn = fns[name]
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    fn()
+                samples[name].append((time.perf_counter() - start) / repeats)
     return samples
+
+
+def paired_ratios(samples: dict[str, list[float]], name: str, reference: str) -> list[float]:
+    """Per-round ratios ``name / reference``: each pair ran in the same round, so machine drift cancels."""
+    return [a / b for a, b in zip(samples[name], samples[reference], strict=True)]
 
 
 def _norm_variants(C: int, layout: str, dtype: torch.dtype) -> list[Variant]:
@@ -135,28 +154,34 @@ def bench_norms(config: NormBenchConfig = NormBenchConfig(),
 
         if progress is not None:
             progress(f"timing {len(variants)} variants, {mode}, {config.rounds} rounds x {config.repeats} calls")
+        groups = [[v.name] + [u.name for u in variants if u.reference == v.name]
+                  for v in variants if v.reference is None]
         samples = time_interleaved({v.name: call(v) for v in variants}, rounds=config.rounds,
-                                   repeats=config.repeats, warmup=config.warmup)
-        medians = {name: statistics.median(s) for name, s in samples.items()}
+                                   repeats=config.repeats, warmup=config.warmup, groups=groups)
         for v in variants:
             s = samples[v.name]
+            ratios = None if v.reference is None else paired_ratios(samples, v.name, v.reference)
             rows.append({
                 "bench": "norms", "variant": v.name, "mode": mode, "shape": list(config.shape),
-                "dtype": config.dtype, "median_ms": medians[v.name] * 1e3, "min_ms": min(s) * 1e3,
+                "dtype": config.dtype, "median_ms": statistics.median(s) * 1e3, "min_ms": min(s) * 1e3,
                 "max_ms": max(s) * 1e3, "reference": v.reference,
-                "ratio": None if v.reference is None else medians[v.name] / medians[v.reference],
+                "ratio": None if ratios is None else statistics.median(ratios),
+                "ratio_min": None if ratios is None else min(ratios),
+                "ratio_max": None if ratios is None else max(ratios),
             })
     return rows
 
 
 def format_table(rows: Sequence[dict[str, object]]) -> str:
     """A fixed-width table of benchmark rows."""
-    header = f"{'variant':<44} {'mode':<8} {'median ms':>10} {'min-max ms':>16} {'x ref':>7}"
+    header = f"{'variant':<44} {'mode':<8} {'median ms':>10} {'min-max ms':>14} {'x ref':>6} {'ratio min-max':>14}"
     lines = [header, "-" * len(header)]
     for r in rows:
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.3f}"
+        ratio_span = "" if r["ratio"] is None else f"{r['ratio_min']:.2f}-{r['ratio_max']:.2f}"
         span = f"{r['min_ms']:.2f}-{r['max_ms']:.2f}"
-        lines.append(f"{r['variant']:<44} {r['mode']:<8} {r['median_ms']:>10.3f} {span:>16} {ratio:>7}")
+        lines.append(f"{r['variant']:<44} {r['mode']:<8} {r['median_ms']:>10.3f} {span:>14} {ratio:>6} "
+                     f"{ratio_span:>14}")
     return "\n".join(lines)
 
 

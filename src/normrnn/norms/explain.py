@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .create import NormSpec, create_norm
-from .functional import NormAxes, plan_kernel
+from .functional import NormAxes
 from .layout import Layout
 from .modules import BatchNorm, GroupNorm, Identity, RecurrentBatchNorm, _AxisNorm
 
@@ -111,7 +111,7 @@ def _describe_module(module: nn.Module, shape: tuple[int, ...]) -> tuple[str, st
         return axes.reduce, axes.stats_letters, stats_shape, axes.count(shape), \
             "C" if params is None else "", (module.num_channels,), kernel
     assert isinstance(module, _AxisNorm)
-    kernel = plan_kernel(axes, rms=module.rms, param_axes=module.param_axes).describe(axes)
+    kernel = module.plan.describe(axes)
     letters = module.param_axes if params is None else ""
     return axes.reduce, axes.stats_letters, stats_shape, axes.count(shape), letters, module.param_shape, kernel
 

@@ -280,18 +280,23 @@ def norm_forward(
     eps: float = 1e-5,
     rms: bool = False,
     mask: Tensor | None = None,
+    plan: KernelPlan | None = None,
 ) -> Tensor:
     """Normalize ``x`` over ``axes`` and apply the affine parameters stored over ``param_axes``.
 
     ``mask`` is the ``(B, T)`` (or ``(B,)``) boolean validity mask; it is ignored when no statistic spans
-    B or T, because then padding cannot reach a valid output.
+    B or T, because then padding cannot reach a valid output. ``plan`` is :func:`plan_kernel`'s answer,
+    which modules compute once.
     """
     layout = axes.layout
     if mask is not None:
         mask = mask_view(mask, layout, tuple(x.shape))
         if not axes.mask_matters:
             mask = None
-    plan = KernelPlan("generic") if mask is not None else plan_kernel(axes, rms=rms, param_axes=param_axes)
+    if mask is not None:
+        plan = KernelPlan("generic")
+    elif plan is None:
+        plan = plan_kernel(axes, rms=rms, param_axes=param_axes)
     if rms and plan.kernel == "rms_norm" and weight is not None and weight.dtype != x.dtype:
         plan = KernelPlan("generic")  # F.rms_norm silently drops to a slow composite on mixed dtypes
     if plan.kernel == "group_norm" and x.numel() == (axes.groups or x.shape[layout.dim("C")]):
@@ -315,15 +320,18 @@ def norm_forward(
         xp = x if plan.permute is None else x.permute(plan.permute)
         cdim = layout.dim("C") if plan.permute is None else plan.permute.index(layout.dim("C"))
         C = xp.shape[cdim]
-        x3 = xp.reshape(math.prod(xp.shape[:cdim]), C, -1)  # (N, C, R)
         groups = axes.groups if axes.groups is not None else C
-        y3 = F.group_norm(x3, groups, weight if fused else None, bias if fused else None, eps)
-        y = y3.reshape(xp.shape)
+        w, b = (weight, bias) if fused else (None, None)
+        if cdim == 1 and xp.dim() > 2:
+            y = F.group_norm(xp, groups, w, b, eps)  # already (N, C, *)
+        else:
+            x3 = xp.reshape(math.prod(xp.shape[:cdim]), C, -1)  # (N, C, R)
+            y = F.group_norm(x3, groups, w, b, eps).reshape(xp.shape)
         if plan.permute is not None:
             y = y.permute(_inverse(plan.permute))
     if not fused:
         y = apply_affine(y, param_view(weight, layout, param_axes), param_view(bias, layout, param_axes))
-    return y.to(x.dtype)
+    return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
 def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:

@@ -23,7 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functional import NormAxes, apply_affine, compute_stats, mask_view, norm_forward, normalize, param_view
+from .functional import (
+    NormAxes,
+    apply_affine,
+    compute_stats,
+    mask_view,
+    norm_forward,
+    normalize,
+    param_view,
+    plan_kernel,
+)
 from .layout import Layout
 
 __all__ = [
@@ -92,6 +101,7 @@ class _AxisNorm(nn.Module):
         use_center = affine and center and not self.rms
         self.weight = nn.Parameter(torch.empty(self.param_shape, **factory)) if use_scale else None
         self.bias = nn.Parameter(torch.empty(self.param_shape, **factory)) if use_center else None
+        self.plan = plan_kernel(self.axes, rms=self.rms, param_axes=self.param_axes)  # the kernel, chosen once
         self.reset_parameters()
 
     def _resolve_params(self, param_axes: str | None, param_shape: Sequence[int] | None) -> tuple[str, tuple]:
@@ -142,7 +152,7 @@ class _AxisNorm(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         self._check_input(x)
         return norm_forward(x, self.axes, weight=self.weight, bias=self.bias, param_axes=self.param_axes,
-                            eps=self.eps, rms=self.rms, mask=mask)
+                            eps=self.eps, rms=self.rms, mask=mask, plan=self.plan)
 
     def extra_repr(self) -> str:
         s = f"{self.num_channels}, layout={self.layout.spelled!r}, reduce={self.reduce!r}"
@@ -570,7 +580,8 @@ class BatchNorm(nn.Module):
         """Batch-normalize one tensor whose layout has no time-step slots of its own."""
         C = self.num_channels
         cdim = layout.dim("C")
-        x3 = x.reshape(math.prod(x.shape[:cdim]), C, -1)  # (N, C, R): every axis but C reduced
+        # (N, C, *) as the native kernel wants it: every axis but C is reduced.
+        x3 = x if cdim == 1 and x.dim() > 2 else x.reshape(math.prod(x.shape[:cdim]), C, -1)
         weight, bias = self._float_params(x)
         stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         if not use_batch_stats:
@@ -582,12 +593,19 @@ class BatchNorm(nn.Module):
         if mask is None and all_reduce is None:
             n = axes.count(tuple(x.shape))
             self._check_count(n, x)
+            if not update:
+                return F.batch_norm(x3, None, None, weight, bias, True, 0.0, self.eps).reshape(x.shape)
+            if self.var_estimator == "unbiased" and stat_dtype == torch.float32:
+                # PyTorch's own rule: let the kernel update the fp32 buffers (a row of them for a time slot).
+                mean, var, count = self._running(slot)
+                count.add_(1)
+                factor = 1.0 / float(count) if self.momentum is None else self.momentum
+                return F.batch_norm(x3, mean, var, weight, bias, True, factor, self.eps).reshape(x.shape)
             # momentum=1 makes the native kernel hand back the batch mean and unbiased variance for free.
             mean = torch.zeros(C, device=x.device, dtype=stat_dtype)
             var = torch.ones(C, device=x.device, dtype=stat_dtype)
             y = F.batch_norm(x3, mean, var, weight, bias, True, 1.0, self.eps).reshape(x.shape)
-            if update:
-                self._update_running(slot, mean, var, float(n))
+            self._update_running(slot, mean, var, float(n))
             return y
         stats = compute_stats(x, axes, mask=mask, all_reduce=all_reduce)
         n = float(stats.count.reshape(-1)[0])
