@@ -574,3 +574,6 @@ def test_errors_are_value_errors_naming_expected_and_received():
         RecurrentBatchNorm(4, max_steps=3, layout="BC")(torch.randn(8, 4))
     with pytest.raises(ValueError, match=r"batch norm reduces every axis but F, i.e. reduce='BT'"):
         create_norm("batch", 4, layout="BTF", reduce="F")
+    with pytest.raises(ValueError, match=r"reduces every axis but T and C, i.e. reduce='BHW'"):
+        create_norm("recurrent_batch:4", 4, layout="BTCHW", reduce="BTHW")
+    assert create_norm("recurrent_batch:4", 4, layout="BTCHW", reduce="BHW").max_steps == 4

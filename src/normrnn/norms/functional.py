@@ -168,7 +168,9 @@ def compute_stats(
         count = torch.full(kept_shape, float(math.prod(xg.shape[d] for d in dims)), dtype=xg.dtype, device=x.device)
         count = all_reduce(count) if all_reduce is not None else count
     else:
-        count = total(torch.broadcast_to(valid, xg.shape).to(xg.dtype))
+        # Sum the mask over its own extent; the axes it broadcasts over contribute their full size.
+        spread = math.prod(xg.shape[d] for d in dims if valid.shape[d] == 1)
+        count = total(valid.to(xg.dtype)) * spread
     # Guard the division only: an all-padded statistic has no valid output to normalize.
     denom = count.clamp_min(1.0)
     if rms:

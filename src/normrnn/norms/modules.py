@@ -702,9 +702,10 @@ class RecurrentBatchNorm(BatchNorm):
         self.gamma_init = float(gamma_init)
         parsed = Layout.parse(layout)
         step = Layout.parse(parsed.spelled.replace("T", "")) if parsed.has("T") else parsed
-        if reduce is not None and step.axes(reduce.upper().replace("T", "")) != "".join(
-                c for c in step.letters if c != "C"):
-            raise ValueError(f"recurrent batch norm reduces every axis but T and C; got reduce={reduce!r}")
+        expected = "".join(c for c in parsed.letters if c not in "TC")
+        if reduce is not None and parsed.axes(reduce) != expected:
+            raise ValueError(f"recurrent batch norm reduces every axis but T and C, i.e. "
+                             f"reduce={parsed.spell(expected)!r}; got reduce={reduce!r}")
         super().__init__(num_channels, layout=step, eps=eps, momentum=momentum, affine=affine, center=center,
                          scale=scale, track_running_stats=track_running_stats, var_estimator=var_estimator,
                          sync=sync, process_group=process_group, device=device, dtype=dtype)
