@@ -1,4 +1,5 @@
 import pytest
+from torch import nn
 
 from normrnn import explain
 from normrnn.norms.explain import parse_shape, tour
@@ -64,3 +65,11 @@ def test_tour_reproduces_the_seed_numbers():
     assert "running mean 0.025, running var 1.0025" in text
     diffs = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if "vs the seed's" in line]
     assert len(diffs) == 2 and max(diffs) < 2e-6
+
+
+def test_explain_converts_torch_modules_and_rejects_others():
+    e = explain(lambda c, **kw: nn.GroupNorm(2, c), layout="BCHW", shape=(2, 8, 4, 4))
+    assert e.stats_letters == "BG" and e.stats_shape == (2, 2)
+    assert explain(nn.BatchNorm2d, layout="BCHW", shape=(2, 8, 4, 4)).stats_letters == "C"
+    with pytest.raises(ValueError, match=r"explain needs a normrnn norm or a convertible torch\.nn norm"):
+        explain(lambda c, **kw: nn.Linear(c, c), layout="BC", shape=(2, 8))

@@ -349,6 +349,59 @@ def test_c7_masked_norms_match_the_definition(spec, reduce):
     np.testing.assert_allclose(norm(x, MASK).numpy()[MASK.numpy()], want[MASK.numpy()], atol=1e-10)
 
 
+@st.composite
+def masked_cases(draw):
+    layout = Layout.parse(draw(st.sampled_from(["BTF", "BTCHW", "BTHWC", "BTCL", "TBF", "BCTHW"])))
+    sizes = {c: draw(st.integers(1, 3)) for c in layout.letters}
+    sizes["B"], sizes["T"], sizes["C"] = draw(st.integers(2, 4)), draw(st.integers(2, 5)), 4
+    shape = tuple(sizes[c] for c in layout.letters)
+    cells = sizes["B"] * sizes["T"]
+    mask = np.array(draw(st.lists(st.booleans(), min_size=cells, max_size=cells))).reshape(sizes["B"], sizes["T"])
+    assume(mask.sum() >= 2)
+    kind = draw(st.sampled_from(["layer", "group", "instance", "batch", "rms"]))
+    others = [c for c in layout.letters if c != "C"]
+    picked = draw(st.lists(st.sampled_from(others), unique=True, min_size=1, max_size=len(others)))
+    if kind == "batch":
+        reduce, groups = "".join(others), None
+    elif kind == "instance":
+        reduce, groups = "".join(picked), None
+    else:
+        reduce, groups = "".join(picked) + "C", {"group": 2}.get(kind, 1)
+    return layout, kind, layout.axes(reduce), groups, shape, mask, draw(st.integers(0, 2**31 - 1))
+
+
+@given(masked_cases())
+def test_masks_on_every_layout_with_time(case):
+    """A (B, T) mask, whatever the layout's order: valid outputs follow the definition over valid positions."""
+    layout, kind, reduce, groups, shape, mask, seed = case
+    norm = _randomize(_module(kind, layout, reduce, groups, 4))
+    if kind != "batch":
+        norm.eval()  # instance norm's one-element rule is a training-mode rule
+    x = _input(shape, seed)
+    in_layout_order = mask if layout.dim("B") < layout.dim("T") else mask.T
+    view = [s if c in "BT" else 1 for c, s in zip(layout.letters, shape, strict=True)]
+    valid = np.broadcast_to(in_layout_order.reshape(view), shape)
+    with np.errstate(invalid="ignore", divide="ignore"):  # all-padded statistics are NaN, and never compared
+        want = reference_norm(x.numpy(), layout.letters, reduce, groups, 1e-5, rms=kind == "rms",
+                              mask=in_layout_order)
+    got = norm(x, torch.from_numpy(mask)).detach().numpy()
+    np.testing.assert_allclose(got[valid], _affine_reference(want, norm, layout)[valid], atol=1e-10)
+
+
+def test_recurrent_batch_norm_uses_running_stats_when_a_step_has_one_valid_sample():
+    rbn = RecurrentBatchNorm(3, max_steps=4, layout="BTC")
+    with torch.no_grad():
+        rbn.running_mean.fill_(1.0)
+        rbn.running_var.fill_(4.0)
+    x = torch.randn(5, 3, 3)
+    mask = torch.tensor([[True, True, True]] + [[True, True, False]] * 4)  # step 2: only sample 0 is valid
+    y = rbn(x, mask=mask)
+    want = 0.1 * (x[0, 2] - 1.0) / torch.sqrt(torch.tensor(4.0 + 1e-5))
+    torch.testing.assert_close(y[0, 2], want)
+    torch.testing.assert_close(rbn.running_mean[2], torch.ones(3))  # not updated from one sample
+    assert rbn.num_batches_tracked.tolist() == [1, 1, 0, 0]
+
+
 def test_c8_eps_inside_the_square_root():
     y = LayerNorm(2, layout="BF", affine=False)(torch.tensor([[0.0, 0.002]]))
     torch.testing.assert_close(y, torch.tensor([[-0.301511, 0.301511]]), atol=1e-6, rtol=0)

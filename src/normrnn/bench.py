@@ -23,7 +23,16 @@ from torch import Tensor, nn
 from ._io import atomic_write_text
 from .norms import BatchNorm, GroupNorm, LayerNorm
 
-__all__ = ["NormBenchConfig", "Variant", "bench_norms", "format_table", "time_interleaved", "write_json"]
+__all__ = [
+    "NormBenchConfig",
+    "Variant",
+    "bench_norms",
+    "check_agreement",
+    "format_table",
+    "paired_ratios",
+    "time_interleaved",
+    "write_json",
+]
 
 
 @dataclass(frozen=True)
@@ -112,6 +121,19 @@ def _norm_variants(C: int, layout: str, dtype: torch.dtype) -> list[Variant]:
     return variants
 
 
+def check_agreement(variants: Sequence[Variant], x: Tensor) -> None:
+    """Raise ``RuntimeError`` unless every checked variant gives its reference's output on ``x``."""
+    by_name = {v.name: v for v in variants}
+    tol = 1e-4 if x.dtype in (torch.float32, torch.float64) else 2e-2
+    with torch.no_grad():
+        for v in variants:
+            if v.check and v.reference is not None:
+                got, want = v.norm(x).float(), by_name[v.reference].norm(x).float()
+                if not torch.allclose(got, want, atol=tol, rtol=tol):
+                    raise RuntimeError(f"{v.name} disagrees with {v.reference}: max |diff| "
+                                       f"{float((got - want).abs().max()):.3g}; not timing a wrong result")
+
+
 def bench_norms(config: NormBenchConfig = NormBenchConfig(),
                 progress: Callable[[str], None] | None = None) -> list[dict[str, object]]:
     """Time normrnn norms against torch native on ``config.shape`` (layout BCHW); one row per variant and mode."""
@@ -127,15 +149,7 @@ def bench_norms(config: NormBenchConfig = NormBenchConfig(),
     variants = _norm_variants(C, "BCHW", dtype)
     elementwise = nn.LayerNorm(tuple(config.shape[1:]), dtype=dtype)
     variants = [Variant(v.name, elementwise, v.reference, False) if v.norm is None else v for v in variants]
-    by_name = {v.name: v for v in variants}
-    with torch.no_grad():
-        for v in variants:
-            if v.check and v.reference is not None:
-                got, want = v.norm(x), by_name[v.reference].norm(x)
-                tol = 1e-4 if dtype in (torch.float32, torch.float64) else 2e-2
-                if not torch.allclose(got.float(), want.float(), atol=tol, rtol=tol):
-                    raise RuntimeError(f"{v.name} disagrees with {v.reference}: max |diff| "
-                                       f"{float((got.float() - want.float()).abs().max()):.3g}")
+    check_agreement(variants, x)
     xg = x.clone().requires_grad_(True)
     rows: list[dict[str, object]] = []
     for mode in config.modes:

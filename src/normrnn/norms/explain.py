@@ -116,6 +116,19 @@ def _describe_module(module: nn.Module, shape: tuple[int, ...]) -> tuple[str, st
     return axes.reduce, axes.stats_letters, stats_shape, axes.count(shape), letters, module.param_shape, kernel
 
 
+def _as_normrnn(module: nn.Module, layout: Layout) -> nn.Module:
+    """normrnn norms pass through; torch.nn norms are converted so their axes can be read."""
+    if isinstance(module, (_AxisNorm, BatchNorm, Identity)):
+        return module
+    from ..interop import from_torch
+
+    try:
+        return from_torch(module, layout)
+    except ValueError as e:
+        raise ValueError(f"explain needs a normrnn norm or a convertible torch.nn norm, got "
+                         f"{type(module).__name__}: {e}") from None
+
+
 def _probe_input(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
     """Random float64 input with a different offset along every axis, so distinct reductions differ."""
     g = torch.Generator().manual_seed(seed)
@@ -161,6 +174,32 @@ def _candidates(layout: Layout, num_channels: int, subject: nn.Module) -> list[t
     return out
 
 
+@torch.no_grad()
+def _equivalences(spec: NormSpec, module: nn.Module, layout: Layout, shape: tuple[int, ...], reduce: str | None,
+                  kwargs: dict[str, object]) -> list[Equivalence]:
+    """Run each candidate next to the explained norm on one probe input, affine off."""
+    C = shape[layout.dim("C")]
+    equivalences: list[Equivalence] = []
+    x = _probe_input(shape)
+    reference = _as_normrnn(create_norm(spec, C, layout=layout, reduce=reduce, affine=False, **kwargs),
+                            layout).double()(x)
+    for label, cand_spec, cand_reduce, known in _candidates(layout, C, module):
+        try:
+            cand = create_norm(cand_spec, C, layout=layout, reduce=cand_reduce, affine=False).double()
+        except ValueError:
+            continue
+        if type(cand) is type(module) and cand.axes == module.axes:
+            continue  # the explained norm itself
+        try:
+            diff = float((cand(x) - reference).abs().max())
+        except ValueError:
+            equivalences.append(Equivalence(label, None, float("nan"), known))
+            continue
+        scale = float(reference.abs().max()) or 1.0
+        equivalences.append(Equivalence(label, diff <= _TOLERANCE * max(scale, 1.0), diff, known))
+    return equivalences
+
+
 def explain(
     spec: NormSpec,
     *,
@@ -190,26 +229,11 @@ def explain(
     if len(shape) != parsed.ndim:
         raise ValueError(f"expected a shape with {parsed.ndim} sizes for layout {parsed.spelled!r}, got {shape}")
     C = shape[parsed.dim("C")]
-    module = create_norm(spec, C, layout=parsed, reduce=reduce, **kwargs)
+    module = _as_normrnn(create_norm(spec, C, layout=parsed, reduce=reduce, **kwargs), parsed)
     red, stats_letters, stats_shape, count, p_letters, p_shape, kernel = _describe_module(module, shape)
     equivalences: list[Equivalence] = []
     if compare and red and not isinstance(module, RecurrentBatchNorm):
-        x = _probe_input(shape)
-        reference = create_norm(spec, C, layout=parsed, reduce=reduce, affine=False, **kwargs).double()(x)
-        for label, cand_spec, cand_reduce, known in _candidates(parsed, C, module):
-            try:
-                cand = create_norm(cand_spec, C, layout=parsed, reduce=cand_reduce, affine=False).double()
-            except ValueError:
-                continue
-            if type(cand) is type(module) and cand.axes == module.axes:
-                continue  # the explained norm itself
-            try:
-                diff = float((cand(x) - reference).abs().max())
-            except ValueError:
-                equivalences.append(Equivalence(label, None, float("nan"), known))
-                continue
-            scale = float(reference.abs().max()) or 1.0
-            equivalences.append(Equivalence(label, diff <= _TOLERANCE * max(scale, 1.0), diff, known))
+        equivalences = _equivalences(spec, module, parsed, shape, reduce, kwargs)
     spec_name = spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
     return Explanation(
         spec=spec_name + (f" (reduce={parsed.spell(parsed.axes(reduce))})" if reduce else ""),

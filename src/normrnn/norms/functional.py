@@ -118,9 +118,10 @@ def _grouped(x: Tensor, axes: NormAxes) -> tuple[Tensor, list[int]]:
 def mask_view(mask: Tensor, layout: Layout, shape: tuple[int, ...]) -> Tensor:
     """Check a ``(B, T)`` mask (``(B,)`` for layouts without T) and return it broadcastable to ``shape``.
 
-    ``True`` marks valid positions. Raises ``ValueError`` when the shape does not match the input.
+    The mask is ``(B, T)`` whatever the layout's order (time-major ``"TBF"`` included). ``True`` marks
+    valid positions. Raises ``ValueError`` when the shape does not match the input.
     """
-    letters = "".join(c for c in layout.letters if c in "BT")
+    letters = "BT" if layout.has("T") else "B"
     expected = layout.sizes(shape, letters)
     if not isinstance(mask, Tensor) or tuple(mask.shape) != expected:
         got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
@@ -128,8 +129,11 @@ def mask_view(mask: Tensor, layout: Layout, shape: tuple[int, ...]) -> Tensor:
             f"expected mask of shape {layout.describe(letters, expected)} for input of shape {tuple(shape)} "
             f"with layout {layout.spelled!r}, got {got}"
         )
+    mask = mask.to(torch.bool)
+    if letters == "BT" and layout.dim("T") < layout.dim("B"):
+        mask = mask.transpose(0, 1)  # (T, B), the layout's order
     view = [shape[layout.dim(c)] if c in letters else 1 for c in layout.letters]
-    return mask.to(torch.bool).reshape(view)
+    return mask.reshape(view)
 
 
 def compute_stats(

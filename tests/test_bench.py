@@ -1,0 +1,35 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from normrnn.bench import Variant, check_agreement, paired_ratios, time_interleaved
+from normrnn.norms import LayerNorm
+
+
+def test_groups_run_back_to_back_in_shuffled_orders():
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abcde"}
+    samples = time_interleaved(fns, rounds=6, repeats=1, warmup=0, groups=[["a", "b"], ["c", "d", "e"]])
+    assert all(len(s) == 6 for s in samples.values())
+    rounds = [calls[i : i + 5] for i in range(0, len(calls), 5)]
+    for order in rounds:
+        assert sorted(order) == list("abcde")
+        ab = sorted(order.index(n) for n in "ab")
+        cde = sorted(order.index(n) for n in "cde")
+        assert ab[1] - ab[0] == 1 and cde[2] - cde[0] == 2  # each group is contiguous
+    assert len({tuple(o) for o in rounds}) > 1  # and the order changes between rounds
+
+
+def test_paired_ratios_divide_round_by_round():
+    samples = {"ref": [1.0, 2.0, 4.0], "new": [1.5, 2.0, 2.0]}
+    assert paired_ratios(samples, "new", "ref") == [1.5, 1.0, 0.5]
+
+
+def test_check_agreement_refuses_to_time_a_wrong_result():
+    x = torch.randn(2, 8, 4, 4)
+    good = [Variant("native", lambda x: F.group_norm(x, 1)),
+            Variant("normrnn", LayerNorm(8, layout="BCHW", affine=False), reference="native")]
+    check_agreement(good, x)
+    bad = [*good, Variant("wrong", lambda x: F.group_norm(x, 2), reference="native")]
+    with pytest.raises(RuntimeError, match="wrong disagrees with native"):
+        check_agreement(bad, x)
