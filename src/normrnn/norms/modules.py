@@ -86,10 +86,10 @@ class _AxisNorm(nn.Module):
         self.num_channels = _check_channels(num_channels)
         self.layout = Layout.parse(layout)
         reduce = self.layout.axes(reduce, what="reduce")
-        if groups is not None and ("C" not in reduce or num_channels % groups != 0 or groups < 1):
-            if "C" not in reduce:
-                raise ValueError(f"groups split the channels, so reduce must contain "
-                                 f"{self.layout.spell('C')!r}; got reduce={self.layout.spell(reduce)!r}")
+        if groups is not None and "C" not in reduce:
+            raise ValueError(f"groups split the channels, so reduce must contain {self.layout.spell('C')!r}; "
+                             f"got reduce={self.layout.spell(reduce)!r}")
+        if groups is not None and (groups < 1 or num_channels % groups != 0):
             raise ValueError(f"expected num_groups to divide num_channels={num_channels}, got num_groups={groups}")
         if eps < 0:
             raise ValueError(f"expected eps >= 0, got {eps}")
@@ -559,11 +559,15 @@ class BatchNorm(nn.Module):
             return self.running_mean, self.running_var, self.num_batches_tracked
         return self.running_mean[slot], self.running_var[slot], self.num_batches_tracked[slot]
 
+    def _advance(self, count: Tensor) -> float:
+        """Count one more batch and return the weight of that batch in the running averages."""
+        count.add_(1)
+        return 1.0 / float(count) if self.momentum is None else self.momentum
+
     @torch.no_grad()
     def _update_running(self, slot: int | None, mean: Tensor, var_unbiased: Tensor, n: float) -> None:
         running_mean, running_var, count = self._running(slot)
-        count.add_(1)
-        factor = 1.0 / float(count) if self.momentum is None else self.momentum
+        factor = self._advance(count)
         var = var_unbiased if self.var_estimator == "unbiased" else var_unbiased * ((n - 1) / n)
         running_mean.mul_(1 - factor).add_(mean.float(), alpha=factor)
         running_var.mul_(1 - factor).add_(var.float(), alpha=factor)
@@ -598,8 +602,7 @@ class BatchNorm(nn.Module):
             if self.var_estimator == "unbiased" and stat_dtype == torch.float32:
                 # PyTorch's own rule: let the kernel update the fp32 buffers (a row of them for a time slot).
                 mean, var, count = self._running(slot)
-                count.add_(1)
-                factor = 1.0 / float(count) if self.momentum is None else self.momentum
+                factor = self._advance(count)
                 return F.batch_norm(x3, mean, var, weight, bias, True, factor, self.eps).reshape(x.shape)
             # momentum=1 makes the native kernel hand back the batch mean and unbiased variance for free.
             mean = torch.zeros(C, device=x.device, dtype=stat_dtype)
