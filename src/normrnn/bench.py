@@ -151,6 +151,7 @@ def bench_norms(config: NormBenchConfig = NormBenchConfig(),
     variants = [Variant(v.name, elementwise, v.reference, False) if v.norm is None else v for v in variants]
     check_agreement(variants, x)
     xg = x.clone().requires_grad_(True)
+    groups = [[v.name] + [u.name for u in variants if u.reference == v.name] for v in variants if v.reference is None]
     rows: list[dict[str, object]] = []
     for mode in config.modes:
         if mode not in ("fwd", "fwd+bwd"):
@@ -168,8 +169,6 @@ def bench_norms(config: NormBenchConfig = NormBenchConfig(),
 
         if progress is not None:
             progress(f"timing {len(variants)} variants, {mode}, {config.rounds} rounds x {config.repeats} calls")
-        groups = [[v.name] + [u.name for u in variants if u.reference == v.name]
-                  for v in variants if v.reference is None]
         samples = time_interleaved({v.name: call(v) for v in variants}, rounds=config.rounds,
                                    repeats=config.repeats, warmup=config.warmup, groups=groups)
         for v in variants:

@@ -183,6 +183,7 @@ def _equivalences(spec: NormSpec, module: nn.Module, layout: Layout, shape: tupl
     x = _probe_input(shape)
     reference = _as_normrnn(create_norm(spec, C, layout=layout, reduce=reduce, affine=False, **kwargs),
                             layout).double()(x)
+    tolerance = _TOLERANCE * max(float(reference.abs().max()), 1.0)
     for label, cand_spec, cand_reduce, known in _candidates(layout, C, module):
         try:
             cand = create_norm(cand_spec, C, layout=layout, reduce=cand_reduce, affine=False).double()
@@ -195,8 +196,7 @@ def _equivalences(spec: NormSpec, module: nn.Module, layout: Layout, shape: tupl
         except ValueError:
             equivalences.append(Equivalence(label, None, float("nan"), known))
             continue
-        scale = float(reference.abs().max()) or 1.0
-        equivalences.append(Equivalence(label, diff <= _TOLERANCE * max(scale, 1.0), diff, known))
+        equivalences.append(Equivalence(label, diff <= tolerance, diff, known))
     return equivalences
 
 

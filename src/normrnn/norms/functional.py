@@ -268,6 +268,13 @@ def plan_kernel(axes: NormAxes, *, rms: bool = False, param_axes: str = "C") -> 
     return KernelPlan("group_norm", permute=(*kept, cdim, *reduced), fused_affine=per_channel)
 
 
+def channels_second(x: Tensor, cdim: int) -> Tensor:
+    """View ``x`` as ``(N, C, *)`` for the native kernels: axes before C merge into N, axes after it into one."""
+    if cdim == 1 and x.dim() > 2:
+        return x  # already (N, C, *)
+    return x.reshape(math.prod(x.shape[:cdim]), x.shape[cdim], -1)  # (N, C, R)
+
+
 def _channel_param(p: Tensor | None, layout: Layout, letters: str, x: Tensor) -> Tensor | None:
     """A per-channel parameter expanded to the trailing ``letters`` of ``x`` (a view; no copy)."""
     if p is None:
@@ -328,11 +335,7 @@ def norm_forward(
         C = xp.shape[cdim]
         groups = axes.groups if axes.groups is not None else C
         w, b = (weight, bias) if fused else (None, None)
-        if cdim == 1 and xp.dim() > 2:
-            y = F.group_norm(xp, groups, w, b, eps)  # already (N, C, *)
-        else:
-            x3 = xp.reshape(math.prod(xp.shape[:cdim]), C, -1)  # (N, C, R)
-            y = F.group_norm(x3, groups, w, b, eps).reshape(xp.shape)
+        y = F.group_norm(channels_second(xp, cdim), groups, w, b, eps).reshape(xp.shape)
         if plan.permute is not None:
             y = y.permute(_inverse(plan.permute))
     if not fused:

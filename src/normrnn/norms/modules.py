@@ -16,7 +16,6 @@ rms        every axis but B and T          sample (and time step)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -26,6 +25,7 @@ from torch import Tensor, nn
 from .functional import (
     NormAxes,
     apply_affine,
+    channels_second,
     compute_stats,
     mask_view,
     norm_forward,
@@ -584,8 +584,7 @@ class BatchNorm(nn.Module):
         """Batch-normalize one tensor whose layout has no time-step slots of its own."""
         C = self.num_channels
         cdim = layout.dim("C")
-        # (N, C, *) as the native kernel wants it: every axis but C is reduced.
-        x3 = x if cdim == 1 and x.dim() > 2 else x.reshape(math.prod(x.shape[:cdim]), C, -1)
+        x3 = channels_second(x, cdim)  # (N, C, *): every axis but C is reduced
         weight, bias = self._float_params(x)
         stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         if not use_batch_stats:
