@@ -47,3 +47,18 @@ def test_console_script_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "normrnn", "explain", "batch", "--layout", "BTCHW",
                              "--shape", "2,3,4,5,5"], capture_output=True, text=True, check=True)
     assert "statistics   (C,) = (4,)" in result.stdout
+
+
+def test_bench_layers_small_run_checks_against_the_naive_loop(tmp_path, capsys):
+    out = tmp_path / "layers.json"
+    args = ["bench", "layers", "--batch", "2", "--in-channels", "2", "--hidden-channels", "8", "--size", "6,6",
+            "--steps", "3", "--norms", "none,layer,recurrent_batch:3", "--rounds", "1", "--warmup", "0",
+            "--json", str(out)]
+    assert main(args) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["norm"] for r in rows] == ["none", "layer", "recurrent_batch:3", rows[-1]["norm"]]
+    assert rows[0]["ratio"] == 1.0  # bias-only against itself, same round
+    assert all(r["shape"] == [2, 3, 2, 6, 6] and r["ratio_vs_naive"] > 0 for r in rows)
+    assert "x naive" in capsys.readouterr().out
+    assert main(["bench", "layers", "--norms", "layer"]) == 2
+    assert "'none'" in capsys.readouterr().err

@@ -1,11 +1,15 @@
 """Converters against the frameworks' own semantics.
 
-PyTorch modules are run directly. Keras, TF1 and Flax are not installed here, so their layers are checked
-against NumPy transcriptions of their documented formulas (shared/docs/norm-semantics.md, read from their
-source) and against the vectors those frameworks print in the seeds.
+PyTorch modules are run directly. Keras, TF1 and Flax are not installed here, so their norm layers are
+checked against NumPy transcriptions of their documented formulas (shared/docs/norm-semantics.md, read
+from their source) and against the vectors those frameworks print in the seeds; the Keras ConvLSTM layers
+against arrays a real Keras produced (tests/fixtures).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +17,7 @@ import torch
 from torch import nn
 
 from normrnn import BatchNorm, GroupNorm, Identity, InstanceNorm, LayerNorm, RMSNorm
+from normrnn.interop import convlstm_from_keras
 from normrnn.norms import from_flax, from_keras, from_tf1_layer_norm, from_torch
 
 SEED_X = np.array([[[18.369314, 2.6570225, 20.402943], [10.403599, 2.7813416, 20.794857]],
@@ -235,3 +240,39 @@ def test_from_flax_batch_norm_running_average_mode():
     torch.testing.assert_close(bn(x), want)
     with pytest.raises(ValueError, match="unsupported Flax module"):
         from_flax("WeightNorm", layout="BC", num_channels=2)
+
+
+# --- Keras ConvLSTM1D/2D/3D ----------------------------------------------------------------------------------------
+# Fixtures made once with Keras 3.15.1 (torch backend) by tests/fixtures/make_keras_convlstm.py; only arrays and
+# the layer config are committed, so this needs no Keras.
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _keras_fixture(name: str) -> tuple[dict, dict]:
+    data = dict(np.load(FIXTURES / f"{name}.npz"))
+    return data, json.loads(str(data["config"]))
+
+
+@pytest.mark.parametrize("name", ["keras_convlstm2d", "keras_convlstm1d_even", "keras_convlstm3d"])
+def test_convlstm_from_keras_matches_keras_outputs(name: str) -> None:
+    data, config = _keras_fixture(name)
+    model = convlstm_from_keras([data["kernel"], data["recurrent_kernel"], data["bias"]], config)
+    x = torch.from_numpy(data["x"]).movedim(-1, 2)  # channels-last (B, T, *S, C) -> (B, T, C, *S)
+    y, [(h, c)] = model(x)
+    np.testing.assert_allclose(y.movedim(2, -1).detach().numpy(), data["y"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(h.movedim(1, -1).detach().numpy(), data["h"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(c.movedim(1, -1).detach().numpy(), data["c"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"padding": "valid"}, "padding"),
+    ({"strides": [2, 2]}, "strides"),
+    ({"recurrent_activation": "hard_sigmoid"}, "recurrent_activation"),
+    ({"go_backwards": True}, "go_backwards"),
+    ({"use_bias": False}, "weight arrays"),
+])
+def test_convlstm_from_keras_rejects_what_it_cannot_reproduce(change: dict, match: str) -> None:
+    data, config = _keras_fixture("keras_convlstm2d")
+    with pytest.raises(ValueError, match=match):
+        convlstm_from_keras([data["kernel"], data["recurrent_kernel"], data["bias"]], {**config, **change})

@@ -1,5 +1,7 @@
 """normrnn: correct, fast and measurable normalization for recurrent and conv-recurrent networks."""
 
+from .cells import ConvGRUCell, ConvLSTMCell, GRUCell, LSTMCell
+from .layers import GRU, LSTM, ConvGRU, ConvLSTM
 from .norms import (
     BatchNorm,
     GroupNorm,
@@ -16,10 +18,18 @@ from .norms import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "GRU",
+    "LSTM",
     "BatchNorm",
+    "ConvGRU",
+    "ConvGRUCell",
+    "ConvLSTM",
+    "ConvLSTMCell",
+    "GRUCell",
     "GroupNorm",
     "Identity",
     "InstanceNorm",
+    "LSTMCell",
     "LayerNorm",
     "Layout",
     "RMSNorm",

@@ -21,11 +21,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._io import atomic_write_text
+from .layers import ConvLSTM
 from .norms import BatchNorm, GroupNorm, LayerNorm
 
 __all__ = [
+    "LayerBenchConfig",
+    "NaiveConvLSTM",
     "NormBenchConfig",
     "Variant",
+    "bench_layers",
     "bench_norms",
     "check_agreement",
     "format_table",
@@ -185,16 +189,136 @@ def bench_norms(config: NormBenchConfig = NormBenchConfig(),
     return rows
 
 
+@dataclass(frozen=True)
+class LayerBenchConfig:
+    """What ``normrnn bench layers`` measures: forward+backward of a stacked ConvLSTM over a sequence."""
+
+    batch: int = 16  # B
+    in_channels: int = 16  # C_in of the first layer
+    hidden_channels: int = 64  # C of every layer
+    size: tuple[int, int] = (32, 32)  # H, W
+    steps: int = 10  # T
+    kernel_size: int = 3  # k x k convolutions
+    num_layers: int = 2  # stacked layers
+    norms: tuple[str, ...] = ("none", "layer", "group:8", "recurrent_batch:10")  # "none" is the bias-only reference
+    dtype: str = "float32"  # float32 | float64 | bfloat16
+    rounds: int = 5  # interleaved rounds, order shuffled per round
+    repeats: int = 1  # timed calls per variant per round
+    warmup: int = 1  # untimed calls per variant first
+    threads: int | None = None  # torch.set_num_threads; None keeps torch's default
+
+
+class NaiveConvLSTM(nn.Module):
+    """The ConvLSTM most PyTorch code writes: one biased conv on ``[x; h]`` per step, then eager gate math.
+
+    Built from a bias-only :class:`normrnn.layers.ConvLSTM` (``weight = [W_x, W_h]``), so the two compute
+    the same function and the benchmark can check that before timing them.
+    """
+
+    def __init__(self, model: ConvLSTM) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList()
+        for (cell,) in model.layers:
+            if cell.normalized or cell.bias is None:
+                raise ValueError("NaiveConvLSTM mirrors a bias-only ConvLSTM (norm='none', bias=True)")
+            k = cell.kernel_size
+            conv = nn.Conv2d(cell.in_channels + cell.hidden_channels, 4 * cell.hidden_channels, k,
+                             padding=tuple(v // 2 for v in k), dtype=cell.weight_x.dtype)
+            with torch.no_grad():
+                conv.weight.copy_(torch.cat([cell.weight_x, cell.weight_h], dim=1))
+                conv.bias.copy_(cell.bias)
+            self.convs.append(conv)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, T, _, H, W = x.shape
+        for conv in self.convs:
+            C = conv.out_channels // 4
+            h = c = x.new_zeros(B, C, H, W)
+            outputs = []
+            for t in range(T):
+                gates = conv(torch.cat([x[:, t], h], dim=1))  # (B, 4C, H, W)
+                i, f, g, o = gates.chunk(4, dim=1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                outputs.append(h)
+            x = torch.stack(outputs, dim=1)  # (B, T, C, H, W)
+        return x
+
+
+NAIVE = "naive reference (conv on [x; h], eager gates)"
+
+
+def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
+                 progress: Callable[[str], None] | None = None) -> list[dict[str, object]]:
+    """Time forward+backward of a stacked ConvLSTM for each norm, next to bias-only and a naive loop.
+
+    Every variant is in one interleaved group; each row's ``ratio`` is against bias-only (``norm="none"``)
+    and ``ratio_vs_naive`` against :class:`NaiveConvLSTM`, both as medians of per-round paired ratios.
+    """
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    if "none" not in config.norms:
+        raise ValueError(f"expected 'none' (the bias-only reference) among the norms, got {config.norms}")
+    if config.kernel_size % 2 == 0:
+        raise ValueError(f"the naive reference pads k // 2, so expected an odd kernel_size, got {config.kernel_size}")
+    dtype = getattr(torch, config.dtype)
+    g = torch.Generator().manual_seed(0)
+    shape = (config.batch, config.steps, config.in_channels, *config.size)
+    x = torch.randn(shape, generator=g).to(dtype)
+    models: dict[str, nn.Module] = {}
+    for norm in config.norms:
+        torch.manual_seed(0)
+        models[norm] = ConvLSTM(config.in_channels, config.hidden_channels, config.kernel_size,
+                                num_layers=config.num_layers, norm=norm, dtype=dtype).train()
+    models[NAIVE] = NaiveConvLSTM(models["none"])
+    with torch.no_grad():
+        got, want = models["none"](x)[0], models[NAIVE](x)
+        if not torch.allclose(got, want, atol=1e-4, rtol=1e-4):
+            raise RuntimeError(f"bias-only ConvLSTM disagrees with the naive reference: max |diff| "
+                               f"{float((got - want).abs().max()):.3g}; not timing a wrong result")
+    dy = torch.randn(*shape[:2], config.hidden_channels, *config.size, generator=g).to(dtype)
+
+    def call(name: str) -> Callable[[], None]:
+        model = models[name]
+
+        def run() -> None:
+            out = model(x)
+            (out[0] if isinstance(out, tuple) else out).backward(dy)
+            model.zero_grad(set_to_none=True)
+        return run
+
+    if progress is not None:
+        progress(f"timing {len(models)} variants, fwd+bwd of {config.num_layers} layers x T={config.steps}, "
+                 f"{config.rounds} rounds x {config.repeats} calls")
+    samples = time_interleaved({name: call(name) for name in models}, rounds=config.rounds, repeats=config.repeats,
+                               warmup=config.warmup, groups=[list(models)])
+    rows: list[dict[str, object]] = []
+    for name in models:
+        s = samples[name]
+        ratios, naive = paired_ratios(samples, name, "none"), paired_ratios(samples, name, NAIVE)
+        rows.append({
+            "bench": "layers", "variant": name if name == NAIVE else f"normrnn ConvLSTM norm={name}",
+            "norm": name, "mode": "fwd+bwd", "shape": list(shape), "dtype": config.dtype,
+            "median_ms": statistics.median(s) * 1e3, "min_ms": min(s) * 1e3, "max_ms": max(s) * 1e3,
+            "reference": "none", "ratio": statistics.median(ratios), "ratio_min": min(ratios),
+            "ratio_max": max(ratios), "ratio_vs_naive": statistics.median(naive),
+        })
+    return rows
+
+
 def format_table(rows: Sequence[dict[str, object]]) -> str:
-    """A fixed-width table of benchmark rows."""
-    header = f"{'variant':<44} {'mode':<8} {'median ms':>10} {'min-max ms':>14} {'x ref':>6} {'ratio min-max':>14}"
+    """A fixed-width table of benchmark rows (with an ``x naive`` column when the rows have one)."""
+    naive = any("ratio_vs_naive" in r for r in rows)
+    header = f"{'variant':<48} {'mode':<8} {'median ms':>10} {'min-max ms':>16} {'x ref':>6} {'ratio min-max':>14}"
+    header += f" {'x naive':>8}" if naive else ""
     lines = [header, "-" * len(header)]
     for r in rows:
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.3f}"
         ratio_span = "" if r["ratio"] is None else f"{r['ratio_min']:.2f}-{r['ratio_max']:.2f}"
         span = f"{r['min_ms']:.2f}-{r['max_ms']:.2f}"
-        lines.append(f"{r['variant']:<44} {r['mode']:<8} {r['median_ms']:>10.3f} {span:>14} {ratio:>6} "
-                     f"{ratio_span:>14}")
+        line = (f"{r['variant']:<48} {r['mode']:<8} {r['median_ms']:>10.3f} {span:>16} {ratio:>6} "
+                f"{ratio_span:>14}")
+        lines.append(line + (f" {r['ratio_vs_naive']:>8.3f}" if naive else ""))
     return "\n".join(lines)
 
 

@@ -23,17 +23,38 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import NormBenchConfig, bench_norms, format_table, write_json
+    from .bench import LayerBenchConfig, NormBenchConfig, bench_layers, bench_norms, format_table, write_json
     from .norms.explain import parse_shape
 
-    config = NormBenchConfig(shape=parse_shape(args.shape), dtype=args.dtype, rounds=args.rounds,
-                             repeats=args.repeats, warmup=args.warmup, threads=args.threads)
-    rows = bench_norms(config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    timing = {"rounds": args.rounds, "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads}
+    timing = {k: v for k, v in timing.items() if v is not None}
+    if args.target == "norms":
+        config = NormBenchConfig(shape=parse_shape(args.shape), dtype=args.dtype, **timing)
+        rows = bench_norms(config, progress=progress)
+    else:
+        size = parse_shape(args.size)
+        if len(size) != 2:
+            raise ValueError(f"expected --size H,W, got {args.size!r}")
+        config = LayerBenchConfig(batch=args.batch, in_channels=args.in_channels, hidden_channels=args.hidden_channels,
+                                  size=size, steps=args.steps, kernel_size=args.kernel_size,
+                                  num_layers=args.num_layers, norms=tuple(args.norms.split(",")), dtype=args.dtype,
+                                  **timing)
+        rows = bench_layers(config, progress=progress)
     print(format_table(rows))
     if args.json:
         write_json(args.json, rows, config)
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
+
+
+def _timing_flags(p: argparse.ArgumentParser, rounds: int, repeats: int, warmup: int) -> None:
+    g = p.add_argument_group("timing")
+    g.add_argument("--rounds", type=int, help=f"interleaved rounds (default {rounds})")
+    g.add_argument("--repeats", type=int, help=f"timed calls per round (default {repeats})")
+    g.add_argument("--warmup", type=int, help=f"untimed calls first (default {warmup})")
+    g.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    g.add_argument("--json", help="also write the rows to this JSON file (atomically)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,15 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tour", action="store_true", help="walk through the seed examples")
     p.set_defaults(func=_explain)
 
-    p = sub.add_parser("bench", help="time normrnn against torch native, side by side")
-    p.add_argument("target", choices=["norms"], help="what to benchmark")
+    bench = sub.add_parser("bench", help="time normrnn side by side with its references").add_subparsers(
+        dest="target", required=True)
+    p = bench.add_parser("norms", help="norms vs torch native on the ConvLSTM gate tensor, fwd and fwd+bwd")
     p.add_argument("--shape", default="16,256,32,32", help="B,C,H,W (default: the ConvLSTM gate tensor)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16", "float16"])
-    p.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
-    p.add_argument("--repeats", type=int, default=10, help="timed calls per round (default 10)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed calls first (default 2)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--json", help="also write the rows to this JSON file")
+    _timing_flags(p, rounds=15, repeats=10, warmup=2)
+    p.set_defaults(func=_bench)
+    p = bench.add_parser("layers", help="stacked ConvLSTM fwd+bwd per norm vs bias-only and a naive loop")
+    p.add_argument("--batch", type=int, default=16, help="B (default 16)")
+    p.add_argument("--in-channels", type=int, default=16, help="C_in (default 16)")
+    p.add_argument("--hidden-channels", type=int, default=64, help="C per layer (default 64)")
+    p.add_argument("--size", default="32,32", help="H,W (default 32,32)")
+    p.add_argument("--steps", type=int, default=10, help="T (default 10)")
+    p.add_argument("--kernel-size", type=int, default=3, help="odd k (default 3)")
+    p.add_argument("--num-layers", type=int, default=2, help="stacked layers (default 2)")
+    p.add_argument("--norms", default="none,layer,group:8,recurrent_batch:10",
+                   help="comma-separated norm specs; 'none' is the reference (default: %(default)s)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
+    _timing_flags(p, rounds=5, repeats=1, warmup=1)
     p.set_defaults(func=_bench)
     return parser
 

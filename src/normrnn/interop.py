@@ -18,7 +18,7 @@ two-pass variance, which agrees with Flax wherever Flax's formula is accurate.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,7 +27,10 @@ from torch import nn
 from .norms.layout import Layout
 from .norms.modules import BatchNorm, GroupNorm, Identity, InstanceNorm, LayerNorm, RMSNorm
 
-__all__ = ["from_flax", "from_keras", "from_tf1_layer_norm", "from_torch"]
+__all__ = ["convlstm_from_keras", "from_flax", "from_keras", "from_tf1_layer_norm", "from_torch", "rnn_from_torch"]
+
+if TYPE_CHECKING:
+    from .layers import GRU, LSTM, ConvLSTM
 
 _TF1_LAYER_NORM_EPS = 1e-12  # hard-coded in tf.contrib.layers.layer_norm
 
@@ -342,3 +345,85 @@ def from_torch(module: nn.Module, layout: str | Layout) -> nn.Module:
                      running_var=module.running_var, num_batches_tracked=module.num_batches_tracked)
     raise ValueError(f"unsupported module {type(module).__name__}; expected LayerNorm, GroupNorm, BatchNorm*d, "
                      "SyncBatchNorm, InstanceNorm*d, RMSNorm or Identity")
+
+
+def _keras_activation(config: Mapping[str, Any], key: str, expected: str) -> None:
+    value = config.get(key, expected)
+    name = value.get("config", {}).get("name", value.get("class_name")) if isinstance(value, Mapping) else value
+    if str(name).lower() != expected:
+        raise ValueError(f"unsupported Keras config {key}={value!r}; normrnn's ConvLSTM uses {expected!r}")
+
+
+def convlstm_from_keras(weights: Sequence[Any], config: Mapping[str, Any]) -> ConvLSTM:
+    """Build a :class:`normrnn.layers.ConvLSTM` equal to a Keras ``ConvLSTM1D/2D/3D`` layer.
+
+    ``weights`` is the layer's ``get_weights()``, ``[kernel, recurrent_kernel, bias]`` (no bias when
+    ``use_bias=False``), and ``config`` its ``get_config()``. Keras stores kernels as ``(*k, C_in, 4C)`` in
+    the gate order ``i, f, c, o``, which is normrnn's ``i, f, g, o``; they become ``(4C, C_in, *k)``.
+    The caller permutes channels-last inputs to channels-first: ``x.permute(0, 1, -1, 2, 3)`` for 2-D.
+
+    Supported: ``padding="same"``, ``strides=1``, any ``dilation_rate`` (Keras applies it to ``W_x`` only,
+    hence ``recurrent_dilation=1``), ``activation="tanh"``,
+    ``recurrent_activation="sigmoid"``, ``go_backwards=False``; anything else raises ``ValueError``.
+    """
+    from .layers import ConvLSTM
+
+    arrays = [np.asarray(w) for w in weights]
+    use_bias = bool(config.get("use_bias", True))
+    if len(arrays) != 2 + use_bias:
+        raise ValueError(f"expected {2 + use_bias} weight arrays [kernel, recurrent_kernel{', bias' * use_bias}] "
+                         f"for use_bias={use_bias}, got {len(arrays)}")
+    kernel, recurrent = arrays[0], arrays[1]
+    d = kernel.ndim - 2
+    if d not in (1, 2, 3):
+        raise ValueError(f"expected a kernel of rank 3, 4 or 5 (*k, C_in, 4C), got shape {kernel.shape}")
+    if str(config.get("padding", "valid")).lower() != "same":
+        raise ValueError(f"unsupported Keras config padding={config.get('padding')!r}: normrnn keeps the spatial "
+                         "size, i.e. padding='same'")
+    strides = config.get("strides", 1)
+    if any(s != 1 for s in np.atleast_1d(strides)):
+        raise ValueError(f"unsupported Keras config strides={strides!r}: normrnn's ConvLSTM has stride 1")
+    if config.get("go_backwards", False):
+        raise ValueError("unsupported Keras config go_backwards=True: use ConvLSTM(bidirectional=True) or flip T")
+    _keras_activation(config, "activation", "tanh")
+    _keras_activation(config, "recurrent_activation", "sigmoid")
+    k, c_in, gates = kernel.shape[:d], kernel.shape[d], kernel.shape[-1]
+    C = int(config.get("filters", gates // 4))
+    if gates != 4 * C or recurrent.shape != (*k, C, 4 * C):
+        raise ValueError(f"expected kernel (*k, C_in, {4 * C}) and recurrent_kernel {(*k, C, 4 * C)} for filters={C}, "
+                         f"got {kernel.shape} and {recurrent.shape}")
+    dilation = tuple(int(v) for v in np.broadcast_to(np.asarray(config.get("dilation_rate", 1)), (d,)))
+    model = ConvLSTM(int(c_in), C, tuple(int(v) for v in k), spatial_dims=d, dilation=dilation,
+                     recurrent_dilation=1, bias=use_bias, forget_bias=0.0)  # Keras dilates W_x only
+    channels_first = (d + 1, d, *range(d))  # (*k, C_in, 4C) -> (4C, C_in, *k)
+    tensors = {"weight_x": kernel.transpose(channels_first), "weight_h": recurrent.transpose(channels_first)}
+    if use_bias:
+        tensors["bias"] = arrays[2]
+    _load(model.layers[0][0], **tensors)
+    return model
+
+
+def rnn_from_torch(module: nn.LSTM | nn.GRU) -> LSTM | GRU:
+    """A :class:`normrnn.layers.LSTM`/``GRU`` computing what ``torch.nn.LSTM``/``GRU`` does, with its weights.
+
+    Example::
+
+        >>> ref = nn.GRU(3, 4, num_layers=2, bidirectional=True)
+        >>> rnn_from_torch(ref)
+        GRU(
+          3, 4, num_layers=2, bidirectional=True, merge='concat', batch_first=False
+          ...
+    """
+    from .layers import GRU, LSTM
+
+    if not isinstance(module, (nn.LSTM, nn.GRU)):
+        raise ValueError(f"expected a torch.nn.LSTM or torch.nn.GRU, got {type(module).__name__}")
+    if getattr(module, "proj_size", 0):
+        raise ValueError(f"torch.nn.LSTM with proj_size={module.proj_size} is not supported")
+    cls = LSTM if isinstance(module, nn.LSTM) else GRU
+    ref = module.weight_ih_l0
+    new = cls(module.input_size, module.hidden_size, num_layers=module.num_layers, bias=module.bias,
+              batch_first=module.batch_first, dropout=float(module.dropout), bidirectional=module.bidirectional,
+              device=ref.device, dtype=ref.dtype)
+    new.load_state_dict(module.state_dict())
+    return new

@@ -161,6 +161,8 @@ class _AxisNorm(nn.Module):
         s += f", eps={self.eps}"
         if self.weight is None and self.bias is None:
             s += ", affine=False"
+        elif self.bias is None and not self.rms:
+            s += ", center=False"
         if self.param_axes != "C":
             s += f", param_axes={self.layout.spell(self.param_axes)!r}, param_shape={self.param_shape}"
         return s
@@ -354,6 +356,8 @@ class RMSNorm(_AxisNorm):
         num_channels: C.
         layout: axis letters of the input.
         reduce: letters to reduce. Default: every axis but B and T.
+        num_groups: when ``reduce`` contains C, split the channels into this many groups, each with its
+            own statistic (per-gate RMS in a recurrent cell). Default: ``1``.
         eps: added inside the square root. Default: ``1e-5`` (PyTorch's ``eps=None`` is ``finfo.eps``;
             Keras and Flax use ``1e-6``).
         affine: learn the scale γ. Default: ``True``.
@@ -377,6 +381,7 @@ class RMSNorm(_AxisNorm):
         *,
         layout: str | Layout,
         reduce: str | None = None,
+        num_groups: int = 1,
         eps: float = 1e-5,
         affine: bool = True,
         scale: bool = True,
@@ -387,7 +392,9 @@ class RMSNorm(_AxisNorm):
     ) -> None:
         parsed = Layout.parse(layout)
         reduce = _default_reduce(parsed) if reduce is None else reduce
-        groups = 1 if "C" in parsed.axes(reduce) else None
+        if isinstance(num_groups, bool) or not isinstance(num_groups, int):
+            raise ValueError(f"expected num_groups to be an int, got {num_groups!r}")
+        groups = num_groups if "C" in parsed.axes(reduce) else None
         super().__init__(num_channels, layout=parsed, reduce=reduce, groups=groups, eps=eps, affine=affine,
                          center=False, scale=scale, param_axes=param_axes, param_shape=param_shape,
                          device=device, dtype=dtype)
