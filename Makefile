@@ -30,6 +30,7 @@ test: lint
 
 bench: $(VENV)/.installed
 	$(BIN)/normrnn bench norms --json bench-norms.json
+	$(BIN)/normrnn bench layers --json bench-layers.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build src/*.egg-info

@@ -141,6 +141,18 @@ def test_passing_the_state_back_equals_one_long_sequence(cls) -> None:
             torch.testing.assert_close(ta, tb)
 
 
+def test_reset_parameters_keeps_the_forget_bias_in_the_norm_shift() -> None:
+    model = ConvLSTM(2, 3, 3, num_layers=2, norm="layer", residual=True, forget_bias=2.0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.5)
+    model.reset_parameters()
+    for (cell,) in model.layers:
+        torch.testing.assert_close(cell.norm_gates.bias.detach(), torch.tensor([0.0] * 3 + [2.0] * 3 + [0.0] * 6))
+        torch.testing.assert_close(cell.norm_gates.weight.detach(), torch.ones(12))
+    assert not torch.equal(model.skips[0].weight, torch.full_like(model.skips[0].weight, 0.5))
+
+
 def test_any_resolution_and_hidden_per_layer() -> None:
     model = ConvLSTM(1, [8, 4], (2, 3), num_layers=2, norm="layer")
     for size in ((16, 16), (9, 23), (1, 1)):

@@ -114,10 +114,10 @@ def _same_padding(kernel: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[t
     return tuple(t // 2 for t in total), tuple(t - t // 2 for t in total)
 
 
-def _shift(module: nn.Module, channels: int) -> nn.Parameter | None:
+def _shift(module: nn.Module) -> nn.Parameter | None:
     """The module's learned per-channel shift β, if it has one."""
     b = getattr(module, "bias", None)
-    return b if isinstance(b, nn.Parameter) and tuple(b.shape) == (channels,) else None
+    return b if isinstance(b, nn.Parameter) and b.dim() == 1 else None
 
 
 def gate_norm(
@@ -280,12 +280,14 @@ def gru_gates(
 class RecurrentCell(nn.Module):
     """Base of the gated cells: projections, gate norms, initialization, checks and state handling.
 
-    Subclasses set ``num_gates`` and ``forget_gate`` (the gate block that gets ``forget_bias``) and
+    Subclasses set the class attributes below, build their joint norms in :meth:`_build_norms` and
     implement :meth:`step`.
     """
 
     num_gates: int
     forget_gate: int  # index of the gate block that receives forget_bias (LSTM: f, GRU: z)
+    forget_norm: str  # the joint norm whose β then holds the forget gate's shift
+    zero_init: tuple[str, ...]  # parameters that start at zero (biases, peepholes)
     state_size: int  # tensors per state: 2 for (h, c), 1 for h
 
     def __init__(
@@ -340,7 +342,7 @@ class RecurrentCell(nn.Module):
             raise ValueError(f"norm {norm!r} normalizes each channel over the spatial axes, which a dense cell "
                              "does not have; expected a conv cell, or another norm")
         self._build_norms(norm, factory)
-        self.bias = nn.Parameter(torch.empty(G * C, **factory)) if bias and not self._norm_has_shift() else None
+        self.bias = nn.Parameter(torch.empty(G * C, **factory)) if bias and self._joint_shift() is None else None
         # with no norm before the bias, it can ride along with the hoisted input projection for free
         self._fold_bias = not self.normalized
 
@@ -356,13 +358,13 @@ class RecurrentCell(nn.Module):
             self.norm_x = self._make_norm(norm, self.num_gates, center=False, factory=factory)
             self.norm_h = self._make_norm(norm, self.num_gates, center=False, factory=factory)
 
-    def _norm_has_shift(self) -> bool:
-        """Whether a joint gate norm learns β, which then replaces the cell's bias."""
-        return False
+    def _joint_shift(self) -> Tensor | None:
+        """β of the joint gate norm, which then replaces the cell's bias; None when there is none."""
+        return _shift(getattr(self, self.forget_norm)) if self.norm_inputs == "joint" else None
 
     def _forget_shift(self) -> Tensor | None:
         """The parameter holding the gate shifts: the cell's bias, or the joint gate norm's β."""
-        return self.bias
+        return self.bias if self.bias is not None else self._joint_shift()
 
     def reset_parameters(self) -> None:
         """Uniform(±1/sqrt(fan_in)) input weights; orthogonal (per gate) or uniform recurrent weights;
@@ -379,15 +381,13 @@ class RecurrentCell(nn.Module):
         for module in self.children():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
-        for p in self._extra_zero_params():
-            nn.init.zeros_(p)
+        for name in self.zero_init:
+            if getattr(self, name, None) is not None:
+                nn.init.zeros_(getattr(self, name))
         shift = self._forget_shift()
         if shift is not None:
             with torch.no_grad():
                 shift[self.forget_gate * C : (self.forget_gate + 1) * C] = self.forget_bias
-
-    def _extra_zero_params(self) -> list[Tensor]:
-        return [p for p in (self.bias,) if p is not None]
 
     def reset_running_stats(self) -> None:
         """Reset the running statistics of every batch norm in the cell."""
@@ -513,7 +513,9 @@ class RecurrentCell(nn.Module):
 
 class _LSTMBase(RecurrentCell):
     num_gates = 4
-    forget_gate = 1
+    forget_gate = 1  # f
+    forget_norm = "norm_gates"
+    zero_init = ("bias", "weight_peephole")
     state_size = 2
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...] = 1, *,
@@ -533,17 +535,6 @@ class _LSTMBase(RecurrentCell):
         if self.norm_cell != "none":
             self.cell_norm = create_norm(norm, self.hidden_channels, layout=self.layout, **factory,
                                          **self._norm_kwargs)
-
-    def _norm_has_shift(self) -> bool:
-        return self.norm_inputs == "joint" and _shift(self.norm_gates, 4 * self.hidden_channels) is not None
-
-    def _forget_shift(self) -> Tensor | None:
-        if self.bias is None and self.norm_inputs == "joint":
-            return _shift(self.norm_gates, 4 * self.hidden_channels)
-        return self.bias
-
-    def _extra_zero_params(self) -> list[Tensor]:
-        return [p for p in (self.bias, getattr(self, "weight_peephole", None)) if p is not None]
 
     def step(self, gx: Tensor, state: LSTMState, *, t: int = 0, mask: Tensor | None = None,
              recurrent_mask: Tensor | None = None) -> LSTMState:
@@ -574,6 +565,8 @@ class _LSTMBase(RecurrentCell):
 class _GRUBase(RecurrentCell):
     num_gates = 3
     forget_gate = 1  # z: a positive bias starts the cell remembering, like an LSTM forget bias
+    forget_norm = "norm_rz"
+    zero_init = ("bias", "bias_hn")
     state_size = 1
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...] = 1,
@@ -590,17 +583,6 @@ class _GRUBase(RecurrentCell):
             self.norm_rz = self._make_norm(norm, 2, center=True, factory=factory)
             self.norm_n = self._make_norm(norm, 1, center=True, factory=factory)
 
-    def _norm_has_shift(self) -> bool:
-        return self.norm_inputs == "joint" and _shift(self.norm_rz, 2 * self.hidden_channels) is not None
-
-    def _forget_shift(self) -> Tensor | None:
-        if self.bias is None and self.norm_inputs == "joint":
-            return _shift(self.norm_rz, 2 * self.hidden_channels)
-        return self.bias
-
-    def _extra_zero_params(self) -> list[Tensor]:
-        return [p for p in (self.bias, getattr(self, "bias_hn", None)) if p is not None]
-
     def step(self, gx: Tensor, state: Tensor, *, t: int = 0, mask: Tensor | None = None,
              recurrent_mask: Tensor | None = None) -> Tensor:
         """One GRU step: ``gx`` ``(B, 3C, *S)``, ``h`` → new ``h``, frozen where ``mask`` is False."""
@@ -614,6 +596,23 @@ class _GRUBase(RecurrentCell):
         h_new = gru_gates(gx, gh, h, norm_rz=norm_rz, norm_n=norm_n,
                           bias=None if self._fold_bias else self.bias, bias_hn=self.bias_hn)
         return self._freeze(h_new, h, mask)
+
+
+class _Conv(RecurrentCell):
+    """Convolutional cells: ``kernel_size`` is required and ``spatial_dims`` is 1, 2 or 3."""
+
+    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...], *,
+                 spatial_dims: int = 2, **kwargs: Any) -> None:
+        if spatial_dims not in (1, 2, 3):
+            raise ValueError(f"expected spatial_dims 1, 2 or 3 for a {type(self).__name__}, got {spatial_dims!r}")
+        super().__init__(in_channels, hidden_channels, kernel_size, spatial_dims=spatial_dims, **kwargs)
+
+
+class _Dense(RecurrentCell):
+    """Dense cells: matrix products on ``(B, C)``, no kernel."""
+
+    def __init__(self, in_channels: int, hidden_channels: int, **kwargs: Any) -> None:
+        super().__init__(in_channels, hidden_channels, 1, spatial_dims=0, **kwargs)
 
 
 _CELL_DOC_ARGS = """
@@ -636,7 +635,7 @@ _CELL_DOC_ARGS = """
         device, dtype: factory keyword arguments."""
 
 
-class ConvLSTMCell(_LSTMBase):
+class ConvLSTMCell(_Conv, _LSTMBase):
     __doc__ = r"""One ConvLSTM step (Shi et al. 2015, arXiv:1506.04214), with optional normalization and peepholes.
 
     .. math::
@@ -663,14 +662,9 @@ class ConvLSTMCell(_LSTMBase):
         torch.Size([2, 8, 16, 16])
     """
 
-    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...], *,
-                 spatial_dims: int = 2, **kwargs: Any) -> None:
-        if spatial_dims not in (1, 2, 3):
-            raise ValueError(f"expected spatial_dims 1, 2 or 3 for a ConvLSTMCell, got {spatial_dims!r}")
-        super().__init__(in_channels, hidden_channels, kernel_size, spatial_dims=spatial_dims, **kwargs)
 
 
-class ConvGRUCell(_GRUBase):
+class ConvGRUCell(_Conv, _GRUBase):
     __doc__ = r"""One ConvGRU step (Ballas et al. 2016, arXiv:1511.06432) in the "reset after" form of PyTorch/cuDNN.
 
     .. math::
@@ -693,14 +687,9 @@ class ConvGRUCell(_GRUBase):
         torch.Size([2, 8, 10, 12])
     """
 
-    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...], *,
-                 spatial_dims: int = 2, **kwargs: Any) -> None:
-        if spatial_dims not in (1, 2, 3):
-            raise ValueError(f"expected spatial_dims 1, 2 or 3 for a ConvGRUCell, got {spatial_dims!r}")
-        super().__init__(in_channels, hidden_channels, kernel_size, spatial_dims=spatial_dims, **kwargs)
 
 
-class LSTMCell(_LSTMBase):
+class LSTMCell(_Dense, _LSTMBase):
     r"""One dense LSTM step (Hochreiter & Schmidhuber 1997) with optional normalization and peepholes.
 
     The same math as :class:`ConvLSTMCell` with matrix products; with ``norm="none"`` it equals
@@ -722,11 +711,9 @@ class LSTMCell(_LSTMBase):
         torch.Size([3, 6])
     """
 
-    def __init__(self, in_channels: int, hidden_channels: int, **kwargs: Any) -> None:
-        super().__init__(in_channels, hidden_channels, 1, spatial_dims=0, **kwargs)
 
 
-class GRUCell(_GRUBase):
+class GRUCell(_Dense, _GRUBase):
     r"""One dense GRU step (Cho et al. 2014), equal to ``torch.nn.GRUCell`` with ``norm="none"``.
 
     ``weight_x`` = ``weight_ih``, ``weight_h`` = ``weight_hh``, ``bias`` = ``bias_ih`` plus the ``r, z``
@@ -746,5 +733,3 @@ class GRUCell(_GRUBase):
         torch.Size([3, 6])
     """
 
-    def __init__(self, in_channels: int, hidden_channels: int, **kwargs: Any) -> None:
-        super().__init__(in_channels, hidden_channels, 1, spatial_dims=0, **kwargs)

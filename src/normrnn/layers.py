@@ -132,10 +132,12 @@ class RecurrentLayer(nn.Module):
         return conv(c_in, c_out, 1, bias=False, **factory)
 
     def reset_parameters(self) -> None:
-        """Re-initialize every cell and residual projection."""
-        for module in self.modules():
-            if module is not self and hasattr(module, "reset_parameters") and not isinstance(module, RecurrentLayer):
-                module.reset_parameters()
+        """Re-initialize every cell (which resets its norms, then writes the forget bias) and projection."""
+        for cells, skip in zip(self.layers, self.skips, strict=True):
+            for cell in cells:
+                cell.reset_parameters()
+            if hasattr(skip, "reset_parameters"):
+                skip.reset_parameters()
 
     def reset_running_stats(self) -> None:
         """Reset the running statistics of every batch norm."""
