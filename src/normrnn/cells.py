@@ -325,6 +325,8 @@ class RecurrentCell(nn.Module):
         self.dilation = _tuple("dilation", dilation, spatial_dims)
         self.recurrent_dilation = (self.dilation if recurrent_dilation is None
                                    else _tuple("recurrent_dilation", recurrent_dilation, spatial_dims))
+        self._padding_x = _same_padding(self.kernel_size, self.dilation)  # computed once, not per step
+        self._padding_h = _same_padding(self.kernel_size, self.recurrent_dilation)
         self.forget_bias = float(forget_bias)
         self.norm_spec = norm if isinstance(norm, str) else getattr(norm, "__name__", repr(norm))
         self.norm_inputs = _choice("norm_inputs", norm_inputs, NORM_INPUTS)
@@ -337,8 +339,9 @@ class RecurrentCell(nn.Module):
         G, C = self.num_gates, hidden_channels
         self.weight_x = nn.Parameter(torch.empty(G * C, in_channels, *self.kernel_size, **factory))
         self.weight_h = nn.Parameter(torch.empty(G * C, C, *self.kernel_size, **factory))
-        self.normalized = not (isinstance(norm, str) and parse_spec(norm)[0] is Identity)
-        if isinstance(norm, str) and parse_spec(norm)[0] is InstanceNorm and spatial_dims == 0:
+        norm_class = parse_spec(norm)[0] if isinstance(norm, str) else None  # a ValueError for unknown specs
+        self.normalized = norm_class is not Identity
+        if norm_class is InstanceNorm and spatial_dims == 0:
             raise ValueError(f"norm {norm!r} normalizes each channel over the spatial axes, which a dense cell "
                              "does not have; expected a conv cell, or another norm")
         self._build_norms(norm, factory)
@@ -397,12 +400,13 @@ class RecurrentCell(nn.Module):
 
     # -- projections and checks ----------------------------------------------------------------------
 
-    def _project(self, x: Tensor, weight: Tensor, bias: Tensor | None, dilation: tuple[int, ...]) -> Tensor:
+    def _project(self, x: Tensor, weight: Tensor, bias: Tensor | None, dilation: tuple[int, ...],
+                 padding: tuple[tuple[int, ...], tuple[int, ...]]) -> Tensor:
         """``weight * x``: a 'same'-padded convolution, or a matrix product for the dense cells."""
         if self.spatial_dims == 0:
             return F.linear(x, weight, bias)
         conv = (F.conv1d, F.conv2d, F.conv3d)[self.spatial_dims - 1]
-        before, after = _same_padding(self.kernel_size, dilation)
+        before, after = padding
         if before != after:  # an even span: the extra row/column of zeros goes after, as in TF and Keras
             x = F.pad(x, [p for b, a in zip(reversed(before), reversed(after), strict=True) for p in (b, a)])
             before = (0,) * self.spatial_dims
@@ -414,13 +418,13 @@ class RecurrentCell(nn.Module):
         Shape:
             - x: ``(N, C_in, *S)``; output: ``(N, G·C, *S)``.
         """
-        return self._project(x, self.weight_x, self.bias if self._fold_bias else None, self.dilation)
+        return self._project(x, self.weight_x, self.bias if self._fold_bias else None, self.dilation, self._padding_x)
 
     def project_hidden(self, h: Tensor, recurrent_mask: Tensor | None = None) -> Tensor:
         """``W_h * h``, with the variational recurrent-dropout mask applied to ``h`` first."""
         if recurrent_mask is not None:
             h = h * recurrent_mask
-        return self._project(h, self.weight_h, None, self.recurrent_dilation)
+        return self._project(h, self.weight_h, None, self.recurrent_dilation, self._padding_h)
 
     def check_input(self, x: Tensor, *, what: str = "input") -> None:
         """Raise ``ValueError`` unless ``x`` is ``(B, C_in, *S)`` for this cell's spatial rank."""
