@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   creates .venv if missing, installs normrnn, runs the main job
+#   make demo   creates .venv if missing, installs normrnn, runs the main job: the quick normalization study
 #   make test   creates .venv if missing, installs with dev extras, runs ruff and pytest
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) --editable .
+	$(PIP) --editable '.[study]'
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
@@ -20,7 +20,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	@touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/normrnn explain --tour
+	$(BIN)/normrnn study --preset quick --out study-quick
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests
@@ -33,4 +33,4 @@ bench: $(VENV)/.installed
 	$(BIN)/normrnn bench layers --json bench-layers.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build src/*.egg-info
+	rm -rf $(VENV) study-quick .pytest_cache .ruff_cache .hypothesis build src/*.egg-info

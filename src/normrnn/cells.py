@@ -81,6 +81,7 @@ __all__ = [
 
 LSTMState = tuple[Tensor, Tensor]  # (h, c), each (B, C, *spatial)
 NormFn = Callable[[Tensor], Tensor]
+GateProbe = Callable[[tuple[Tensor, ...]], None]  # receives the sigmoid gates of one step
 
 NORM_INPUTS = ("joint", "separate")
 NORM_SCOPES = ("per_gate", "all_gates")
@@ -186,6 +187,7 @@ def lstm_gates(
     peephole: Tensor | None = None,
     cell_norm: NormFn | None = None,
     norm_cell: str = "none",
+    probe: GateProbe | None = None,
 ) -> LSTMState:
     r"""The LSTM gate block: pre-activations and cell state in, new ``(h, c)`` out.
 
@@ -205,6 +207,7 @@ def lstm_gates(
         bias: ``(4C,)`` added after the norm. Default: none.
         peephole: ``(3, C)`` weights for ``i``, ``f``, ``o``. Default: none.
         cell_norm, norm_cell: the cell-state norm and where it applies. Default: none.
+        probe: called with the sigmoid gates ``(i, f, o)``, e.g. to measure saturation. Default: none.
 
     Shape:
         - pre: ``(B, 4C, *S)``; c: ``(B, C, *S)``.
@@ -219,14 +222,17 @@ def lstm_gates(
         w_ci, w_cf, w_co = (_channel_view(w, c) for w in peephole)
         i = i + w_ci * c
         f = f + w_cf * c
-    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    i, f = torch.sigmoid(i), torch.sigmoid(f)
+    c_new = f * c + i * torch.tanh(g)
     if norm_cell == "carried" and cell_norm is not None:
         c_new = cell_norm(c_new)
     if peephole is not None:
         o = o + w_co * c_new
+    o = torch.sigmoid(o)
+    if probe is not None:
+        probe((i, f, o))
     shown = cell_norm(c_new) if norm_cell == "output" and cell_norm is not None else c_new
-    h_new = torch.sigmoid(o) * torch.tanh(shown)
-    return h_new, c_new
+    return o * torch.tanh(shown), c_new
 
 
 def gru_gates(
@@ -238,6 +244,7 @@ def gru_gates(
     norm_n: NormFn | None = None,
     bias: Tensor | None = None,
     bias_hn: Tensor | None = None,
+    probe: GateProbe | None = None,
 ) -> Tensor:
     r"""The GRU gate block (PyTorch/cuDNN "reset after" form): projections and state in, new ``h`` out.
 
@@ -253,6 +260,7 @@ def gru_gates(
         norm_rz, norm_n: the joint norms of the ``[r, z]`` and ``n`` pre-activations. Default: none.
         bias: ``(3C,)``, ``[b_r, b_z, b_n]``. Default: none.
         bias_hn: ``(C,)``, the recurrent candidate bias inside ``r ⊙ (…)``. Default: none.
+        probe: called with the sigmoid gates ``(r, z)``. Default: none.
 
     Shape:
         - gx, gh: ``(B, 3C, *S)``; h: ``(B, C, *S)``.
@@ -265,6 +273,8 @@ def gru_gates(
     if bias is not None:
         a_rz = a_rz + _channel_view(bias[: 2 * C], a_rz)
     r, z = torch.sigmoid(a_rz).chunk(2, dim=1)  # each (B, C, *S)
+    if probe is not None:
+        probe((r, z))
     h_n = gh[:, 2 * C :]
     if bias_hn is not None:
         h_n = h_n + _channel_view(bias_hn, h_n)
@@ -334,6 +344,7 @@ class RecurrentCell(nn.Module):
         self.recurrent_init = _choice("recurrent_init", recurrent_init, RECURRENT_INITS)
         self.recurrent_dropout = float(recurrent_dropout)
         self.layout = step_layout(spatial_dims)
+        self.gate_probe: GateProbe | None = None  # set to observe the sigmoid gates, e.g. their saturation
         self._norm_kwargs = dict(norm_kwargs or {})
         factory = {"device": device, "dtype": dtype}
         G, C = self.num_gates, hidden_channels
@@ -553,7 +564,7 @@ class _LSTMBase(RecurrentCell):
             norm = _bind(self.norm_gates, t, mask) if self.normalized else None
         h_new, c_new = lstm_gates(
             pre, c, norm=norm, bias=None if self._fold_bias else self.bias, peephole=self.weight_peephole,
-            cell_norm=_bind(self.cell_norm, t, mask), norm_cell=self.norm_cell,
+            cell_norm=_bind(self.cell_norm, t, mask), norm_cell=self.norm_cell, probe=self.gate_probe,
         )
         return self._freeze(h_new, h, mask), self._freeze(c_new, c, mask)
 
@@ -598,7 +609,7 @@ class _GRUBase(RecurrentCell):
         elif self.normalized:
             norm_rz, norm_n = _bind(self.norm_rz, t, mask), _bind(self.norm_n, t, mask)
         h_new = gru_gates(gx, gh, h, norm_rz=norm_rz, norm_n=norm_n,
-                          bias=None if self._fold_bias else self.bias, bias_hn=self.bias_hn)
+                          bias=None if self._fold_bias else self.bias, bias_hn=self.bias_hn, probe=self.gate_probe)
         return self._freeze(h_new, h, mask)
 
 

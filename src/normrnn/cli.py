@@ -48,6 +48,33 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .study import load_config, run_study, write_report
+
+    config = load_config(args.preset, args.config)
+    overrides = {k: getattr(args, k) for k in ("threads", "device") if getattr(args, k) is not None}
+    config = dataclasses.replace(config, **overrides)
+    try:
+        run_study(config, args.out, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {args.out} is consistent; run the same command again to resume", file=sys.stderr)
+        return 130
+    md = write_report([args.out])
+    print(md[md.index("### Accuracy") : md.index("![")].rstrip())
+    print(f"\nreport: {args.out}/report.md (plots, results.csv, results.json beside it)", file=sys.stderr)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .study import write_report
+
+    md = write_report(args.dirs, args.out)
+    print(md[md.index("### Accuracy") : md.index("![")].rstrip())
+    return 0
+
+
 def _timing_flags(p: argparse.ArgumentParser, rounds: int, repeats: int, warmup: int) -> None:
     g = p.add_argument_group("timing")
     g.add_argument("--rounds", type=int, help=f"interleaved rounds (default {rounds})")
@@ -90,6 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
     _timing_flags(p, rounds=5, repeats=1, warmup=1)
     p.set_defaults(func=_bench)
+    p = sub.add_parser("study", help="run the normalization ablation grid, then write its report")
+    p.add_argument("--preset", default="quick", help="smoke | quick | standard | full (default: quick)")
+    p.add_argument("--config", help="a TOML study file (keys of normrnn.study.StudyConfig; `preset = ...` as base)")
+    p.add_argument("--out", required=True, help="the study directory; re-running resumes it")
+    p.add_argument("--threads", type=int, help="torch threads (default: the preset's)")
+    p.add_argument("--device", help="cpu or cuda (default: the preset's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_study)
+
+    p = sub.add_parser("report", help="tables, plots and a summary from one or more study directories")
+    p.add_argument("dirs", nargs="+", help="study directories (their results.jsonl are merged)")
+    p.add_argument("--out", help="where to write the report (default: the first directory)")
+    p.set_defaults(func=_report)
     return parser
 
 

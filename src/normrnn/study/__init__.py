@@ -1,0 +1,21 @@
+"""``normrnn study``: the normalization ablation (norm × topology × depth × seed × LR) and its report."""
+
+from .config import PRESETS, RunSpec, StudyConfig, expand_grid, load_config
+from .model import Forecaster, ModelConfig
+from .report import write_report
+from .runner import load_results, run_study
+from .train import train_run
+
+__all__ = [
+    "PRESETS",
+    "Forecaster",
+    "ModelConfig",
+    "RunSpec",
+    "StudyConfig",
+    "expand_grid",
+    "load_config",
+    "load_results",
+    "run_study",
+    "train_run",
+    "write_report",
+]

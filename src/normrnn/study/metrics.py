@@ -1,0 +1,70 @@
+"""Video-prediction metrics in the OpenSTL/PredRNN convention.
+
+- **MSE, MAE**: per frame, the error is *summed* over the pixels (and channels), then averaged over frames
+  and samples: ``mean_{b,t} sum_{c,h,w} (pred - true)^2``. On 64×64 Moving MNIST with pixels in [0, 1]
+  this is the scale of the published tables (ConvLSTM ≈ 30, PredRNN ≈ 24).
+- **PSNR**: ``10·log10(1 / mean_{c,h,w}(pred - true)^2)`` per frame (data range 1), averaged.
+- **SSIM** (Wang et al. 2004): ``skimage.metrics.structural_similarity`` with its defaults and
+  ``data_range=1``, as OpenSTL calls it: a 7×7 uniform window, sample covariance, K1 = 0.01, K2 = 0.03,
+  averaged over the valid region, per frame and channel, then averaged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["frame_mae", "frame_mse", "psnr", "ssim"]
+
+
+def _frames(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    if pred.shape != target.shape or pred.dim() != 5:
+        raise ValueError(f"expected pred and target of one shape (B, T, C, H, W), got {tuple(pred.shape)} and "
+                         f"{tuple(target.shape)}")
+    return pred.double(), target.double()
+
+
+def frame_mse(pred: Tensor, target: Tensor) -> float:
+    """Squared error summed over each frame's pixels, averaged over frames and samples."""
+    p, t = _frames(pred, target)
+    return float((p - t).square().sum(dim=(2, 3, 4)).mean())
+
+
+def frame_mae(pred: Tensor, target: Tensor) -> float:
+    """Absolute error summed over each frame's pixels, averaged over frames and samples."""
+    p, t = _frames(pred, target)
+    return float((p - t).abs().sum(dim=(2, 3, 4)).mean())
+
+
+def psnr(pred: Tensor, target: Tensor, *, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB per frame, averaged; a perfect frame counts as 100 dB."""
+    p, t = _frames(pred, target)
+    mse = (p - t).square().mean(dim=(2, 3, 4))  # (B, T)
+    value = 10 * torch.log10(data_range**2 / mse.clamp_min(1e-10))
+    return float(value.clamp_max(100.0).mean())
+
+
+def ssim(pred: Tensor, target: Tensor, *, data_range: float = 1.0, win_size: int = 7) -> float:
+    """Mean structural similarity per frame and channel (skimage defaults), averaged over all of them."""
+    p, t = _frames(pred, target)
+    B, T, C, H, W = p.shape
+    win = min(win_size, H, W)
+    win -= 1 - win % 2  # odd, as skimage requires
+    if win < 3:
+        raise ValueError(f"expected frames of at least 3x3 for SSIM, got {H}x{W}")
+    x = p.reshape(B * T * C, 1, H, W)  # (N, 1, H, W): every frame and channel on its own
+    y = t.reshape(B * T * C, 1, H, W)
+
+    def mean(z: Tensor) -> Tensor:  # the uniform window over the valid region
+        return F.avg_pool2d(z, win, stride=1)
+
+    n = win * win
+    cov = n / (n - 1)  # sample covariance
+    ux, uy = mean(x), mean(y)
+    vx = cov * (mean(x * x) - ux * ux)
+    vy = cov * (mean(y * y) - uy * uy)
+    vxy = cov * (mean(x * y) - ux * uy)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return float(s.mean(dim=(1, 2, 3)).mean())

@@ -1,0 +1,86 @@
+"""The study's model: an encoder-forecaster of stacked ConvLSTM/ConvGRU layers (Shi et al. 2015).
+
+The encoder reads the ``frames_in`` given frames; its final states start the forecaster, which runs
+``frames_out`` steps with no input and a 1×1 head maps each step to a frame. Optional space-to-depth
+patching (``patch``, as OpenSTL does) trades resolution for channels and speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..layers import ConvGRU, ConvLSTM
+
+__all__ = ["Forecaster", "ModelConfig"]
+
+CELLS = {"convlstm": ConvLSTM, "convgru": ConvGRU}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What the encoder-forecaster is built from."""
+
+    cell: str = "convlstm"  # convlstm | convgru
+    depth: int = 2  # stacked layers in the encoder and in the forecaster
+    width: int = 16  # hidden channels of every layer
+    kernel_size: int = 3  # k x k recurrent convolutions
+    norm: str = "none"  # any normrnn norm spec; "recurrent_batch" gets T_MAX = the longest stack
+    norm_inputs: str = "joint"  # joint | separate
+    norm_scope: str = "per_gate"  # per_gate | all_gates
+    residual: bool = False  # False: plainly stacked; True: residual connections between layers
+    patch: int = 1  # space-to-depth factor; H and W must be divisible by it
+    channels: int = 1  # image channels
+
+
+class Forecaster(nn.Module):
+    """Predict ``frames_out`` future frames from ``frames_in`` given ones.
+
+    Shape:
+        - Input: ``(B, T_in, C, H, W)`` in [0, 1].
+        - Output: ``(B, T_out, C, H, W)`` in [0, 1] (a sigmoid head).
+
+    Example::
+
+        >>> model = Forecaster(ModelConfig(norm="group:2", width=8, patch=2), frames_in=3, frames_out=2)
+        >>> model(torch.rand(2, 3, 1, 8, 8)).shape
+        torch.Size([2, 2, 1, 8, 8])
+    """
+
+    def __init__(self, config: ModelConfig, *, frames_in: int = 10, frames_out: int = 10) -> None:
+        super().__init__()
+        if config.cell not in CELLS:
+            raise ValueError(f"expected cell to be one of {', '.join(CELLS)}, got {config.cell!r}")
+        self.config = config
+        self.frames_out = frames_out
+        norm = config.norm
+        if norm.strip().lower().replace("-", "_") == "recurrent_batch":
+            norm = f"recurrent_batch:{max(frames_in, frames_out)}"
+        c = config.channels * config.patch**2
+        layer = CELLS[config.cell]
+        options = {"num_layers": config.depth, "norm": norm, "norm_inputs": config.norm_inputs,
+                   "norm_scope": config.norm_scope, "residual": config.residual}
+        self.encoder = layer(c, config.width, config.kernel_size, **options)
+        self.forecaster = layer(c, config.width, config.kernel_size, **options)
+        self.head = nn.Conv2d(config.width, c, 1)
+
+    def cells(self) -> list[nn.Module]:
+        """Every recurrent cell, encoder layers first."""
+        return [cell for stack in (self.encoder, self.forecaster) for cells in stack.layers for cell in cells]
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, T, C, H, W = x.shape
+        p = self.config.patch
+        if H % p or W % p:
+            raise ValueError(f"expected H and W divisible by patch={p}, got {H}x{W}")
+        z = F.pixel_unshuffle(x.reshape(B * T, C, H, W), p)  # (B·T, C·p², H/p, W/p)
+        z = z.reshape(B, T, *z.shape[1:])  # (B, T, C·p², h, w)
+        _, states = self.encoder(z)
+        blank = z.new_zeros(B, self.frames_out, *z.shape[2:])  # the forecaster has no input
+        y, _ = self.forecaster(blank, states)  # (B, T_out, width, h, w)
+        y = self.head(y.reshape(B * self.frames_out, *y.shape[2:]))  # (B·T_out, C·p², h, w)
+        y = F.pixel_shuffle(y, p).reshape(B, self.frames_out, C, H, W)
+        return torch.sigmoid(y)

@@ -1,0 +1,245 @@
+"""One run of the study: train, checkpoint every epoch, resume, evaluate, and return a result row."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data import SequenceDataset
+from .config import RunSpec, StudyConfig
+from .metrics import frame_mae, frame_mse, psnr, ssim
+from .model import Forecaster, ModelConfig
+
+__all__ = ["Datasets", "build_model", "count_spikes", "saved_tensor_megabytes", "train_run"]
+
+SATURATED = 0.01  # a sigmoid gate below this, or above 1 - this, counts as saturated
+
+
+@dataclass(frozen=True)
+class Datasets:
+    train: SequenceDataset
+    val: SequenceDataset
+    test: SequenceDataset
+
+
+def build_model(config: StudyConfig, spec: RunSpec) -> Forecaster:
+    """The run's model, initialized from its seed."""
+    torch.manual_seed(spec.seed)
+    model_config = ModelConfig(cell=config.cell, depth=spec.depth, width=config.width,
+                               kernel_size=config.kernel_size, norm=spec.norm, norm_inputs=config.norm_inputs,
+                               norm_scope=config.norm_scope, residual=spec.topology == "residual",
+                               patch=config.patch)
+    return Forecaster(model_config, frames_in=config.frames_in, frames_out=config.frames_out)
+
+
+def count_spikes(losses: list[float], *, factor: float = 3.0, window: int = 50, warmup: int = 10) -> int:
+    """Steps whose loss exceeds ``factor`` × the running median of the previous ``window`` losses."""
+    spikes = 0
+    for i in range(warmup, len(losses)):
+        if losses[i] > factor * statistics.median(losses[max(0, i - window) : i]):
+            spikes += 1
+    return spikes
+
+
+def saved_tensor_megabytes(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    """Training memory on CPU: parameters, gradients and AdamW state (4 copies of the parameters) plus the
+    distinct storages autograd saves in one forward, measured with ``saved_tensors_hooks``."""
+    seen: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = F.mse_loss(model(x), y)
+    del loss
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    return (4 * params + sum(seen.values())) / 2**20
+
+
+def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[Tensor]:
+    """The epoch's shuffled index batches; a function of (seed, epoch) alone, so a resumed run sees the same."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return list(torch.randperm(n, generator=g).split(batch_size))
+
+
+def _stack(data: SequenceDataset, idx: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
+    video = data.video[idx].to(device)  # (b, T, C, H, W)
+    return video[:, : data.frames_in], video[:, data.frames_in : data.frames_in + data.frames_out]
+
+
+@torch.no_grad()
+def evaluate(model: Forecaster, data: SequenceDataset, *, batch_size: int, device: torch.device,
+             bf16: bool = False, gates: bool = False) -> dict[str, Any]:
+    """Test metrics over ``data`` (and the per-layer fraction of saturated gates when ``gates``)."""
+    model.eval()
+    cells = model.cells()
+    counts = [[0, 0] for _ in cells]
+    if gates:
+        for k, cell in enumerate(cells):
+            def probe(gs: tuple[Tensor, ...], k: int = k) -> None:
+                for g in gs:
+                    counts[k][0] += int(((g < SATURATED) | (g > 1 - SATURATED)).sum())
+                    counts[k][1] += g.numel()
+            cell.gate_probe = probe
+    preds, targets = [], []
+    try:
+        for idx in torch.arange(len(data)).split(batch_size):
+            x, y = _stack(data, idx, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                preds.append(model(x).float().cpu())
+            targets.append(y.cpu())
+    finally:
+        for cell in cells:
+            cell.gate_probe = None
+    model.train()
+    pred, target = torch.cat(preds), torch.cat(targets)
+    out: dict[str, Any] = {"mse": frame_mse(pred, target), "mae": frame_mae(pred, target),
+                           "ssim": ssim(pred, target), "psnr": psnr(pred, target),
+                           "loss": float(F.mse_loss(pred, target))}
+    if gates:
+        out["gate_saturation"] = [s / max(n, 1) for s, n in counts]
+    return out
+
+
+def _save_atomic(obj: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _make_scheduler(config: StudyConfig, opt: torch.optim.Optimizer, lr: float, total: int):
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1))
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
+
+
+def train_run(
+    config: StudyConfig,
+    spec: RunSpec,
+    data: Datasets,
+    run_dir: Path,
+    *,
+    on_epoch: Callable[[int], None] | None = None,
+    interrupt_after_steps: int | None = None,
+) -> dict[str, Any]:
+    """Train one run, resuming from ``run_dir/checkpoint.pt`` if it is there, and return its result row.
+
+    A checkpoint is written atomically after every epoch, so an interrupted run loses at most the epoch in
+    progress. ``interrupt_after_steps`` raises ``KeyboardInterrupt`` after that many steps of this call,
+    as Ctrl-C would (for tests). A diverged run stops early and is returned as a result.
+    """
+    device = torch.device(config.device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = build_model(config, spec).to(device)
+    lr = config.lr * spec.lr_mult
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    sched = _make_scheduler(config, opt, lr, config.epochs * steps_per_epoch)
+    history: dict[str, Any] = {"loss": [], "grad_norm": [], "step_time": [], "train_curve": [], "val_curve": [],
+                               "diverged_step": None, "epoch": 0}
+    ckpt_path = run_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng"])
+        history = ckpt["history"]
+    memory = None
+    steps_this_call = 0
+    first_loss = history["loss"][0] if history["loss"] else None
+    while history["epoch"] < config.epochs and history["diverged_step"] is None:
+        epoch = history["epoch"]
+        epoch_losses = []
+        for idx in _batches(len(data.train), config.batch_size, spec.seed, epoch):
+            x, y = _stack(data.train, idx, device)
+            if memory is None:
+                memory = _peak_memory(model, x, y, device)
+            start = time.perf_counter()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                pred = model(x)
+            loss = F.mse_loss(pred.float(), y)
+            loss.backward()
+            grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), config.clip))
+            value = float(loss.detach())
+            first_loss = value if first_loss is None else first_loss
+            step = len(history["loss"])
+            if not (math.isfinite(value) and math.isfinite(grad_norm)) or value > config.divergence_bound * first_loss:
+                history["diverged_step"] = step
+                history["loss"].append(value if math.isfinite(value) else None)
+                break
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            history["step_time"].append(time.perf_counter() - start)
+            history["loss"].append(value)
+            history["grad_norm"].append(grad_norm)
+            epoch_losses.append(value)
+            steps_this_call += 1
+            if interrupt_after_steps is not None and steps_this_call >= interrupt_after_steps:
+                raise KeyboardInterrupt(f"interrupted after {steps_this_call} steps (test hook)")
+        if history["diverged_step"] is not None:
+            break
+        history["train_curve"].append(statistics.fmean(epoch_losses))
+        history["val_curve"].append(evaluate(model, data.val, batch_size=config.batch_size, device=device,
+                                             bf16=config.bf16)["mse"])
+        history["epoch"] = epoch + 1
+        _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                      "rng": torch.get_rng_state(), "history": history}, ckpt_path)
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
+    if memory is None:  # resumed after the last epoch: measure on one batch
+        x, y = _stack(data.train, torch.arange(min(config.batch_size, len(data.train))), device)
+        memory = _peak_memory(model, x, y, device)
+    return _result_row(config, spec, model, data, history, memory, device)
+
+
+def _peak_memory(model: nn.Module, x: Tensor, y: Tensor, device: torch.device) -> float:
+    """Peak training memory, measured on a copy so that batch-norm buffers and the run stay untouched."""
+    model = copy.deepcopy(model)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        F.mse_loss(model(x), y).backward()
+        model.zero_grad(set_to_none=True)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return saved_tensor_megabytes(model, x, y)
+
+
+def _result_row(config: StudyConfig, spec: RunSpec, model: Forecaster, data: Datasets, history: dict[str, Any],
+                memory: float, device: torch.device) -> dict[str, Any]:
+    diverged = history["diverged_step"] is not None
+    metrics = {"mse": None, "mae": None, "ssim": None, "psnr": None, "gate_saturation": None}
+    if not diverged:
+        metrics = evaluate(model, data.test, batch_size=config.batch_size, device=device, bf16=config.bf16,
+                           gates=True)
+    times = history["step_time"][1:] or history["step_time"]  # the first step includes one-time set-up
+    grads = [g for g in history["grad_norm"] if g is not None]
+    saturation = metrics["gate_saturation"]
+    losses = [v for v in history["loss"] if v is not None]
+    return {
+        "run_id": spec.run_id, "study": config.name, "cell": config.cell, "norm": spec.norm,
+        "topology": spec.topology, "depth": spec.depth, "seed": spec.seed, "lr_mult": spec.lr_mult,
+        "test_mse": metrics["mse"], "test_mae": metrics["mae"], "test_ssim": metrics["ssim"],
+        "test_psnr": metrics["psnr"], "diverged": diverged, "diverged_step": history["diverged_step"],
+        "step_time_s": statistics.median(times) if times else None, "peak_mem_mb": memory,
+        "loss_spikes": count_spikes(losses), "grad_norm_mean": statistics.fmean(grads) if grads else None,
+        "grad_norm_max": max(grads) if grads else None,
+        "gate_saturation": saturation, "gate_saturation_mean": statistics.fmean(saturation) if saturation else None,
+        "params": sum(p.numel() for p in model.parameters()), "epochs": history["epoch"],
+        "train_curve": history["train_curve"], "val_curve": history["val_curve"],
+    }

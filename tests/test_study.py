@@ -1,0 +1,129 @@
+"""The study: metrics against hand-computed values, the grid, determinism, resume, divergence, report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from normrnn.cli import main
+from normrnn.study import RunSpec, StudyConfig, expand_grid, load_config, load_results, run_study, train_run
+from normrnn.study.metrics import frame_mae, frame_mse, psnr, ssim
+from normrnn.study.report import mean_ci
+from normrnn.study.runner import _datasets
+from normrnn.study.train import count_spikes
+
+TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4, epochs=3,
+                   batch_size=4, norms=("none",), topologies=("stacked",), frames_in=3, frames_out=2)
+
+
+# --- metrics ---------------------------------------------------------------------------------------------------
+
+def test_mse_and_mae_sum_over_pixels_then_average_over_frames() -> None:
+    target = torch.zeros(1, 2, 1, 2, 2)
+    pred = torch.tensor([[[[0.1, 0.2], [0.0, 0.3]]], [[[0.5, 0.0], [0.0, 0.0]]]]).reshape(1, 2, 1, 2, 2)
+    # frame 1: 0.01 + 0.04 + 0.09 = 0.14; frame 2: 0.25 -> mean 0.195. MAE: (0.6 + 0.5) / 2 = 0.55
+    assert frame_mse(pred, target) == pytest.approx(0.195)
+    assert frame_mae(pred, target) == pytest.approx(0.55)
+
+
+def test_psnr_known_values_and_ssim_identity() -> None:
+    target = torch.full((2, 3, 1, 8, 8), 0.1)
+    assert psnr(torch.zeros_like(target), target) == pytest.approx(20.0)  # mse 0.01 -> 20 dB
+    x = torch.rand(2, 3, 1, 16, 16)
+    assert ssim(x, x) == pytest.approx(1.0)
+    noisy = (x + 0.2 * torch.randn_like(x)).clamp(0, 1)
+    assert ssim(noisy, x) < 0.9
+    assert ssim(x, x.flip(-1)) < ssim(noisy, x)
+
+
+def test_ssim_matches_skimage_when_installed() -> None:
+    skimage = pytest.importorskip("skimage.metrics")
+    x, y = torch.rand(1, 1, 1, 20, 24, dtype=torch.float64), torch.rand(1, 1, 1, 20, 24, dtype=torch.float64)
+    want = skimage.structural_similarity(x[0, 0, 0].numpy(), y[0, 0, 0].numpy(), data_range=1.0)
+    assert ssim(x, y) == pytest.approx(want, rel=1e-9)
+
+
+def test_spikes_and_confidence_intervals() -> None:
+    losses = [1.0] * 20 + [5.0] + [1.0] * 5 + [2.9]
+    assert count_spikes(losses) == 1
+    mean, half = mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / 3**0.5)
+    assert mean_ci([1.0]) == (1.0, None)
+
+
+# --- configuration ------------------------------------------------------------------------------------------------
+
+def test_grid_covers_every_combination_once() -> None:
+    config = dataclasses.replace(TINY, norms=("none", "layer"), topologies=("stacked", "residual"), seeds=(0, 1),
+                                 lr_mults=(1.0, 10.0))
+    runs = expand_grid(config)
+    assert len(runs) == len({r.run_id for r in runs}) == 16
+    assert RunSpec("group:8", "residual", 2, 0, 3.0).run_id == "group-8_residual_d2_s0_lr3"
+
+
+def test_toml_overrides_a_preset(tmp_path) -> None:
+    path = tmp_path / "study.toml"
+    path.write_text('preset = "smoke"\nepochs = 1\nnorms = ["none", "group:2"]\n')
+    config = load_config(None, path)
+    assert config.epochs == 1 and config.norms == ("none", "group:2") and config.size == 16
+    path.write_text("epoch = 1\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_config(None, path)
+    with pytest.raises(ValueError, match="unknown preset"):
+        load_config("huge")
+
+
+# --- training -------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return _datasets(TINY)
+
+
+def _metrics(row: dict) -> dict:
+    return {k: row[k] for k in ("test_mse", "test_mae", "test_ssim", "test_psnr", "val_curve", "train_curve")}
+
+
+@pytest.mark.parametrize("norm", ["none", "recurrent_batch"])
+def test_same_seed_same_metrics_and_resume_equals_uninterrupted(tmp_path, tiny_data, norm: str) -> None:
+    spec = RunSpec(norm, "stacked", 2, 0, 1.0)
+    full = train_run(TINY, spec, tiny_data, tmp_path / "a")
+    assert _metrics(full) == _metrics(train_run(TINY, spec, tiny_data, tmp_path / "b"))
+    # 3 steps per epoch: interrupt in the middle of epoch 2, after its checkpoint of epoch 1
+    with pytest.raises(KeyboardInterrupt):
+        train_run(TINY, spec, tiny_data, tmp_path / "c", interrupt_after_steps=5)
+    ckpt = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=True)
+    assert ckpt["history"]["epoch"] == 1  # at most the epoch in progress was lost
+    resumed = train_run(TINY, spec, tiny_data, tmp_path / "c")
+    assert _metrics(resumed) == _metrics(full)
+
+
+def test_divergence_is_a_result_not_a_crash(tmp_path, tiny_data) -> None:
+    config = dataclasses.replace(TINY, divergence_bound=0.5)  # any loss above half the first counts
+    row = train_run(config, RunSpec("layer", "stacked", 2, 0, 1.0), tiny_data, tmp_path)
+    assert row["diverged"] and row["diverged_step"] is not None and row["test_mse"] is None
+
+
+# --- the study end to end ----------------------------------------------------------------------------------------
+
+def test_smoke_study_end_to_end_then_resume_skips_finished_runs(tmp_path, capsys) -> None:
+    out = tmp_path / "smoke"
+    assert main(["study", "--preset", "smoke", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| stacked | 2 | layer | 1 |" in printed and "What the numbers say" in printed
+    rows = load_results(out)
+    assert len(rows) == 4 and {r["norm"] for r in rows} == {"none", "layer"}
+    required = {"norm", "topology", "depth", "seed", "lr_mult", "test_mse", "test_mae", "test_ssim", "test_psnr",
+                "diverged", "step_time_s", "peak_mem_mb"}
+    assert all(required <= set(r) and r["test_mse"] > 0 for r in rows)
+    for name in ("report.md", "results.csv", "results.json", "learning_curves.png", "test_mse.png", "overhead.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert len(json.loads((out / "results.json").read_text())) == 4
+    assert run_study(load_config("smoke"), out, progress=False) == rows  # nothing re-run
+    assert len((out / "results.jsonl").read_text().splitlines()) == 4
+    with pytest.raises(ValueError, match="different study"):
+        run_study(dataclasses.replace(load_config("smoke"), epochs=3), out, progress=False)
+    assert main(["report", str(out)]) == 0
