@@ -187,7 +187,7 @@ def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | No
     return "\n".join(lines)
 
 
-def _plots(aggs: list[Aggregate], out: Path) -> list[str]:
+def _plots(aggs: list[Aggregate], out: Path, floor: tuple[str, float] | None = None) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,23 +202,30 @@ def _plots(aggs: list[Aggregate], out: Path) -> list[str]:
     for ax, topo in zip(axes[0], topologies, strict=True):
         for a in (a for a in main if a["topology"] == topo and a["val_curve"]):
             ax.plot(range(1, len(a["val_curve"]) + 1), a["val_curve"], marker="o", label=f"{a['norm']} d{a['depth']}")
+        if floor is not None:
+            ax.axhline(floor[1], color="gray", ls="--", lw=1, label=f"{floor[0]} (no learning)")
         ax.set(title=f"validation MSE, {topo}", xlabel="epoch", ylabel="MSE per frame")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize=7)
     names.append(_save(fig, out / "learning_curves.png"))
 
     norms = list(dict.fromkeys(a["norm"] for a in main))
-    fig, ax = plt.subplots(figsize=(1.2 * len(norms) * len(topologies) + 2, 3.6))
+    fig, ax = plt.subplots(figsize=(0.7 * len(norms) * len(topologies) + 2, 3.6))
     width = 0.8 / len(topologies)
     for j, topo in enumerate(topologies):
         vals = [next((a for a in main if a["norm"] == n and a["topology"] == topo), None) for n in norms]
         ax.bar([i + j * width for i in range(len(norms))], [v["test_mse"] if v else 0 for v in vals], width,
                yerr=[(v["test_mse_ci"] or 0) if v else 0 for v in vals], capsize=3, label=topo)
     ax.set_xticks([i + width * (len(topologies) - 1) / 2 for i in range(len(norms))], norms)
-    ax.set(ylabel="test MSE per frame (lower is better)", title="test MSE by norm, 95% CI over seeds")
-    ax.legend()
+    if floor is not None:
+        ax.axhline(floor[1], color="gray", ls="--", lw=1, label=f"{floor[0]} (no learning)")
+    seeds = max(a["runs"] for a in main)
+    ax.set(ylabel="test MSE per frame (lower is better)",
+           title="test MSE by norm" + (", 95% CI over seeds" if seeds > 1 else ", one seed (no CI)"))
+    ax.legend(fontsize=8)
     names.append(_save(fig, out / "test_mse.png"))
 
-    fig, ax = plt.subplots(figsize=(1.2 * len(norms) * len(topologies) + 2, 3.2))
+    fig, ax = plt.subplots(figsize=(0.7 * len(norms) * len(topologies) + 2, 3.2))
     for j, topo in enumerate(topologies):
         vals = [next((a["time_vs_bias"] for a in main if a["norm"] == n and a["topology"] == topo), 0) for n in norms]
         ax.bar([i + j * width for i in range(len(norms))], vals, width, label=topo)
@@ -262,7 +269,8 @@ def write_report(directories: Sequence[str | Path], out: str | Path | None = Non
     out.mkdir(parents=True, exist_ok=True)
     aggs = aggregate(rows)
     baselines = _load_baselines(directories)
-    plots = _plots(aggs, out)
+    best = min(baselines, key=lambda k: baselines[k]["test_mse"]) if baselines else None
+    plots = _plots(aggs, out, None if best is None else (best, baselines[best]["test_mse"]))
     study = ", ".join(sorted({str(r.get("study")) for r in rows}))
     md = "\n\n".join([
         f"# normrnn study report: {study}",
