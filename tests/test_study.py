@@ -11,8 +11,8 @@ import torch
 from normrnn.cli import main
 from normrnn.study import RunSpec, StudyConfig, expand_grid, load_config, load_results, run_study, train_run
 from normrnn.study.metrics import frame_mae, frame_mse, psnr, ssim
-from normrnn.study.report import mean_ci
-from normrnn.study.runner import _datasets
+from normrnn.study.report import mean_ci, write_report
+from normrnn.study.runner import _datasets, append_result
 from normrnn.study.train import count_spikes
 
 TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4, epochs=3,
@@ -124,6 +124,34 @@ def test_smoke_study_end_to_end_then_resume_skips_finished_runs(tmp_path, capsys
     assert len(json.loads((out / "results.json").read_text())) == 4
     assert run_study(load_config("smoke"), out, progress=False) == rows  # nothing re-run
     assert len((out / "results.jsonl").read_text().splitlines()) == 4
-    with pytest.raises(ValueError, match="different study"):
+    with pytest.raises(ValueError, match=r"different study \(differs in \['epochs'\]\)"):
         run_study(dataclasses.replace(load_config("smoke"), epochs=3), out, progress=False)
+    assert run_study(dataclasses.replace(load_config("smoke"), threads=1), out, progress=False) == rows
     assert main(["report", str(out)]) == 0
+
+
+def _row(norm: str, topology: str, seed: int, mse: float | None, lr_mult: float = 1.0) -> dict:
+    ok = mse is not None
+    return {"run_id": f"{norm}_{topology}_s{seed}_lr{lr_mult}", "study": "synthetic", "norm": norm,
+            "topology": topology, "depth": 2, "seed": seed, "lr_mult": lr_mult, "test_mse": mse,
+            "test_mae": mse, "test_ssim": 0.5 if ok else None, "test_psnr": 20.0 if ok else None,
+            "diverged": not ok, "diverged_step": None if ok else 3, "step_time_s": 1.0 if norm == "none" else 1.1,
+            "peak_mem_mb": 10.0, "loss_spikes": 0, "gate_saturation_mean": 0.1 if ok else None,
+            "val_curve": [2 * mse, mse] if ok else [], "train_curve": []}
+
+
+def test_report_separates_real_differences_from_noise(tmp_path) -> None:
+    rows = [_row("none", "stacked", s, 60 + s) for s in range(3)]
+    rows += [_row("layer", "stacked", s, 50 + s) for s in range(3)]  # clearly lower
+    rows += [_row("none", "residual", s, 60 + 5 * s) for s in range(3)]
+    rows += [_row("layer", "residual", s, 61 + 5 * s) for s in range(3)]  # within noise
+    rows += [_row("none", "stacked", s, None, 10.0) for s in range(3)] + [_row("layer", "stacked", 0, 55, 10.0)]
+    for r in rows:
+        append_result(tmp_path, r)
+    md = write_report([tmp_path])
+    assert "stacked, depth 2: `layer` test MSE 51.00 vs bias-only 61.00, -16.4% (lower)" in md
+    assert "residual, depth 2: `layer` test MSE 66.00 vs bias-only 65.00, +1.5% (within noise)" in md
+    assert "| stacked | 2 | none | 0% | 100% |" in md  # the divergence table: lr × 1, lr × 10
+    assert "At lr × 10: `none` (stacked) 100% diverged." in md
+    assert "One seed" not in md and "time_vs_bias" not in md
+    assert (tmp_path / "divergence.png").stat().st_size > 0

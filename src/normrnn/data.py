@@ -110,8 +110,8 @@ def moving_digits(
 ) -> Tensor:
     """Two (or ``digits``) handwritten digits bouncing in a ``size``×``size`` canvas; deterministic per seed.
 
-    The digits are scikit-learn's bundled 8×8 images upscaled to ``digit_size`` (default ``size // 2``, the
-    28-of-64 proportion of Moving MNIST, rounded). The splits use disjoint digit images.
+    The digits are scikit-learn's bundled 8×8 images upscaled to ``digit_size`` (default ``7/16`` of the
+    canvas: 28 px of 64, as in Moving MNIST). The splits use disjoint digit images.
 
     Shape: ``(n, steps, 1, size, size)``, float32 in ``[0, 1]``.
 

@@ -160,7 +160,7 @@ def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | No
                      "(e.g. `--preset standard`) before drawing conclusions.")
     for (norm, topo, depth), a in sorted(at.items(), key=lambda kv: (kv[0][1], kv[0][2])):
         ref = at.get(("none", topo, depth))
-        if norm == "none" or ref is None or a["test_mse"] is None or math.isnan(a["test_mse"]):
+        if norm == "none" or ref is None or not math.isfinite(a["test_mse"]) or not math.isfinite(ref["test_mse"]):
             continue
         rel = a["test_mse"] / ref["test_mse"] - 1 if ref["test_mse"] else math.nan
         verdict = _differ(a, ref)
@@ -170,12 +170,12 @@ def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | No
     for depth in sorted({k[2] for k in at}):
         for norm in dict.fromkeys(k[0] for k in at):
             s, r = at.get((norm, "stacked", depth)), at.get((norm, "residual", depth))
-            if s and r and s["test_mse"] and r["test_mse"]:
+            if s and r and math.isfinite(s["test_mse"]) and math.isfinite(r["test_mse"]):
                 verdict = _differ(r, s)
                 lines.append(f"- Residual vs stacked, `{norm}`, depth {depth}: {r['test_mse']:.2f} vs "
                              f"{s['test_mse']:.2f}" + (f" ({verdict})" if verdict else "") + ".")
-    layer = [a for k, a in at.items() if k[0] == "layer"]
-    group = [a for k, a in at.items() if k[0].startswith("group")]
+    layer = [a for k, a in at.items() if k[0] == "layer" and math.isfinite(a["test_mse"])]
+    group = [a for k, a in at.items() if k[0].startswith("group") and math.isfinite(a["test_mse"])]
     if layer and group:
         g, l_ = statistics.fmean(a["test_mse"] for a in group), statistics.fmean(a["test_mse"] for a in layer)
         lines.append(f"- Group vs layer norm (mean over topologies): test MSE {g:.2f} vs {l_:.2f}.")

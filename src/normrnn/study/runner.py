@@ -65,14 +65,17 @@ def reference_predictors(test: SequenceDataset) -> dict[str, dict[str, float]]:
                    "test_psnr": psnr(g, y)} for name, g in guesses.items()}
 
 
+_NOT_RESULTS = ("threads",)  # settings that may change between resumed calls without changing results
+
+
 def _check_directory(config: StudyConfig, out: Path) -> None:
     """Record the study in ``DIR/study.json``; refuse to mix a different study into an existing directory."""
     path = out / "study.json"
-    resolved = config.to_dict()
+    resolved = json.loads(json.dumps(config.to_dict()))  # tuples as lists, as stored
     if path.exists():
         previous = json.loads(path.read_text())
-        if previous != json.loads(json.dumps(resolved)):
-            changed = sorted(k for k in resolved if previous.get(k) != json.loads(json.dumps(resolved[k])))
+        changed = sorted(k for k in resolved if k not in _NOT_RESULTS and previous.get(k) != resolved[k])
+        if changed:
             raise ValueError(f"{out} holds a different study (differs in {changed}); use another --out directory")
     else:
         atomic_write_text(path, json.dumps(resolved, indent=2) + "\n")
