@@ -62,3 +62,15 @@ def test_bench_layers_small_run_checks_against_the_naive_loop(tmp_path, capsys):
     assert "x naive" in capsys.readouterr().out
     assert main(["bench", "layers", "--norms", "layer"]) == 2
     assert "'none'" in capsys.readouterr().err
+
+
+def test_bench_cells_quick_writes_valid_json(tmp_path, capsys):
+    out = tmp_path / "cells.json"
+    assert main(["bench", "cells", "--quick", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    names = [r["norm"] for r in rows]
+    assert names[:5] == ["none", "layer", "layer fused", "group:8", "group:8 fused"]
+    assert {"ratio_vs_floor", "ratio_vs_naive", "activation_mb", "memory_ratio"} <= set(rows[0])
+    fused = {r["norm"]: r["activation_mb"] for r in rows}
+    assert fused["layer fused"] < fused["layer"]  # the fused block saves less for backward (bytes, not time)
+    assert "x floor" in capsys.readouterr().out

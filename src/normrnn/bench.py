@@ -14,7 +14,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,7 @@ from .layers import ConvLSTM
 from .norms import BatchNorm, GroupNorm, LayerNorm
 
 __all__ = [
+    "ConvOnly",
     "LayerBenchConfig",
     "NaiveConvLSTM",
     "NormBenchConfig",
@@ -34,6 +35,7 @@ __all__ = [
     "check_agreement",
     "format_table",
     "paired_ratios",
+    "saved_tensor_bytes",
     "time_interleaved",
     "write_json",
 ]
@@ -191,7 +193,8 @@ def bench_norms(config: NormBenchConfig = NormBenchConfig(),
 
 @dataclass(frozen=True)
 class LayerBenchConfig:
-    """What ``normrnn bench layers`` measures: forward+backward of a stacked ConvLSTM over a sequence."""
+    """What ``normrnn bench layers`` (and, with one layer, ``bench cells``) measures: forward+backward of a
+    ConvLSTM over a sequence, per norm and gate backend, next to bias-only, a naive loop and the conv floor."""
 
     batch: int = 16  # B
     in_channels: int = 16  # C_in of the first layer
@@ -201,6 +204,8 @@ class LayerBenchConfig:
     kernel_size: int = 3  # k x k convolutions
     num_layers: int = 2  # stacked layers
     norms: tuple[str, ...] = ("none", "layer", "group:8", "recurrent_batch:10")  # "none" is the bias-only reference
+    backends: tuple[str, ...] = ("eager",)  # gate blocks to time for each norm that supports them
+    floor: bool = False  # also time conv-only: the same convolutions without gates or norms
     dtype: str = "float32"  # float32 | float64 | bfloat16
     rounds: int = 5  # interleaved rounds, order shuffled per round
     repeats: int = 1  # timed calls per variant per round
@@ -246,14 +251,56 @@ class NaiveConvLSTM(nn.Module):
 
 
 NAIVE = "naive reference (conv on [x; h], eager gates)"
+FLOOR = "conv-only (the floor)"
+
+
+class ConvOnly(nn.Module):
+    """The floor of a ConvLSTM step: its convolutions (hoisted ``W_x*x``, per-step ``W_h*h``, their sum) and
+    nothing else; ``h`` is the first C channels of the sum, so the recurrence still chains the steps."""
+
+    def __init__(self, model: ConvLSTM) -> None:
+        super().__init__()
+        self.model = model  # shares the bias-only model's weights
+
+    def forward(self, x: Tensor) -> Tensor:
+        for (cell,) in self.model.layers:
+            B, T, C_in, *S = x.shape
+            C = cell.hidden_channels
+            gx = cell.project_input(x.reshape(B * T, C_in, *S)).reshape(B, T, 4 * C, *S)  # (B, T, 4C, *S)
+            h, outputs = gx.new_zeros(B, C, *S), []
+            for gx_t in gx.unbind(1):
+                h = (gx_t + cell.project_hidden(h))[:, :C]  # (B, C, *S)
+                outputs.append(h)
+            x = torch.stack(outputs, dim=1)  # (B, T, C, *S)
+        return x
+
+
+def saved_tensor_bytes(fn: Callable[[], object]) -> int:
+    """Bytes of the distinct storages autograd saves for backward while ``fn`` runs: the activation memory
+    a training step holds, measured the same way on every device."""
+    storages: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
+
+
+CELLS = LayerBenchConfig(num_layers=1, norms=("none", "layer", "group:8"), backends=("eager", "fused"), floor=True)
+CELLS_QUICK = replace(CELLS, batch=2, in_channels=2, hidden_channels=8, size=(8, 8), steps=3, rounds=1, warmup=0)
 
 
 def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
                  progress: Callable[[str], None] | None = None) -> list[dict[str, object]]:
-    """Time forward+backward of a stacked ConvLSTM for each norm, next to bias-only and a naive loop.
+    """Time forward+backward of a ConvLSTM for each norm (and backend), next to bias-only and a naive loop.
 
-    Every variant is in one interleaved group; each row's ``ratio`` is against bias-only (``norm="none"``)
-    and ``ratio_vs_naive`` against :class:`NaiveConvLSTM`, both as medians of per-round paired ratios.
+    Every variant is in one interleaved group; each row's ``ratio`` is against bias-only (``norm="none"``),
+    ``ratio_vs_naive`` against :class:`NaiveConvLSTM` and ``ratio_vs_floor`` against :class:`ConvOnly`, all
+    medians of per-round paired ratios. ``activation_mb`` is what autograd saves in one forward.
     """
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -267,15 +314,24 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
     x = torch.randn(shape, generator=g).to(dtype)
     models: dict[str, nn.Module] = {}
     for norm in config.norms:
-        torch.manual_seed(0)
-        models[norm] = ConvLSTM(config.in_channels, config.hidden_channels, config.kernel_size,
-                                num_layers=config.num_layers, norm=norm, dtype=dtype).train()
+        for backend in config.backends:
+            if backend != "eager" and norm == "none":
+                continue
+            torch.manual_seed(0)
+            name = norm if backend == "eager" else f"{norm} {backend}"
+            try:
+                models[name] = ConvLSTM(config.in_channels, config.hidden_channels, config.kernel_size,
+                                        num_layers=config.num_layers, norm=norm, backend=backend, dtype=dtype).train()
+            except ValueError as e:
+                if progress is not None:
+                    progress(f"skipping {name}: {e}")
+                continue
+            if backend != "eager":
+                _check_same(models[norm], models[name], x, f"{name} disagrees with {norm}")
     models[NAIVE] = NaiveConvLSTM(models["none"])
-    with torch.no_grad():
-        got, want = models["none"](x)[0], models[NAIVE](x)
-        if not torch.allclose(got, want, atol=1e-4, rtol=1e-4):
-            raise RuntimeError(f"bias-only ConvLSTM disagrees with the naive reference: max |diff| "
-                               f"{float((got - want).abs().max()):.3g}; not timing a wrong result")
+    _check_same(models["none"], models[NAIVE], x, "bias-only ConvLSTM disagrees with the naive reference")
+    if config.floor:
+        models[FLOOR] = ConvOnly(models["none"])
     dy = torch.randn(*shape[:2], config.hidden_channels, *config.size, generator=g).to(dtype)
 
     def call(name: str) -> Callable[[], None]:
@@ -292,25 +348,45 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
                  f"{config.rounds} rounds x {config.repeats} calls")
     samples = time_interleaved({name: call(name) for name in models}, rounds=config.rounds, repeats=config.repeats,
                                warmup=config.warmup, groups=[list(models)])
+    memory = {name: saved_tensor_bytes(lambda model=model: model(x)) / 2**20 for name, model in models.items()}
     rows: list[dict[str, object]] = []
     for name in models:
         s = samples[name]
         ratios, naive = paired_ratios(samples, name, "none"), paired_ratios(samples, name, NAIVE)
-        rows.append({
-            "bench": "layers", "variant": name if name == NAIVE else f"normrnn ConvLSTM norm={name}",
+        row = {
+            "bench": "cells" if config.num_layers == 1 else "layers",
+            "variant": name if name in (NAIVE, FLOOR) else f"normrnn ConvLSTM norm={name}",
             "norm": name, "mode": "fwd+bwd", "shape": list(shape), "dtype": config.dtype,
             "median_ms": statistics.median(s) * 1e3, "min_ms": min(s) * 1e3, "max_ms": max(s) * 1e3,
             "reference": "none", "ratio": statistics.median(ratios), "ratio_min": min(ratios),
             "ratio_max": max(ratios), "ratio_vs_naive": statistics.median(naive),
-        })
+            "activation_mb": memory[name], "memory_ratio": memory[name] / memory["none"],
+        }
+        if config.floor:
+            row["ratio_vs_floor"] = statistics.median(paired_ratios(samples, name, FLOOR))
+        rows.append(row)
     return rows
 
 
+def _check_same(reference: nn.Module, model: nn.Module, x: Tensor, what: str) -> None:
+    """Refuse to time a variant whose output differs from its reference's."""
+    with torch.no_grad():
+        out_ref, out = reference(x), model(x)
+        got = out[0] if isinstance(out, tuple) else out
+        want = out_ref[0] if isinstance(out_ref, tuple) else out_ref
+        if not torch.allclose(got, want, atol=1e-4, rtol=1e-4):
+            raise RuntimeError(f"{what}: max |diff| {float((got - want).abs().max()):.3g}; not timing a wrong result")
+
+
+_EXTRA_COLUMNS = (("ratio_vs_naive", "x naive", "{:.3f}"), ("ratio_vs_floor", "x floor", "{:.3f}"),
+                  ("activation_mb", "act MB", "{:.1f}"), ("memory_ratio", "x mem", "{:.3f}"))
+
+
 def format_table(rows: Sequence[dict[str, object]]) -> str:
-    """A fixed-width table of benchmark rows (with an ``x naive`` column when the rows have one)."""
-    naive = any("ratio_vs_naive" in r for r in rows)
+    """A fixed-width table of benchmark rows, with the extra columns (naive, floor, memory) the rows have."""
+    extra = [(k, title, fmt) for k, title, fmt in _EXTRA_COLUMNS if any(k in r for r in rows)]
     header = f"{'variant':<48} {'mode':<8} {'median ms':>10} {'min-max ms':>16} {'x ref':>6} {'ratio min-max':>14}"
-    header += f" {'x naive':>8}" if naive else ""
+    header += "".join(f" {title:>8}" for _, title, _ in extra)
     lines = [header, "-" * len(header)]
     for r in rows:
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.3f}"
@@ -318,7 +394,7 @@ def format_table(rows: Sequence[dict[str, object]]) -> str:
         span = f"{r['min_ms']:.2f}-{r['max_ms']:.2f}"
         line = (f"{r['variant']:<48} {r['mode']:<8} {r['median_ms']:>10.3f} {span:>16} {ratio:>6} "
                 f"{ratio_span:>14}")
-        lines.append(line + (f" {r['ratio_vs_naive']:>8.3f}" if naive else ""))
+        lines.append(line + "".join(f" {fmt.format(r[k]) if k in r else '':>8}" for k, _, fmt in extra))
     return "\n".join(lines)
 
 

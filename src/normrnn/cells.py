@@ -63,6 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .kernels import fused_lstm_gates
 from .norms.create import NormSpec, create_norm, default_groups, parse_spec
 from .norms.modules import BatchNorm, GroupNorm, Identity, InstanceNorm, LayerNorm, RecurrentBatchNorm, RMSNorm
 
@@ -87,6 +88,7 @@ NORM_INPUTS = ("joint", "separate")
 NORM_SCOPES = ("per_gate", "all_gates")
 NORM_CELL = ("none", "output", "carried")
 RECURRENT_INITS = ("orthogonal", "default")
+BACKENDS = ("eager", "fused")  # the gate block: eager ops, or normrnn.kernels' memory-light autograd op
 _SPATIAL_LETTERS = {0: "", 1: "L", 2: "HW", 3: "DHW"}
 
 
@@ -317,6 +319,7 @@ class RecurrentCell(nn.Module):
         norm_kwargs: Mapping[str, Any] | None = None,
         recurrent_init: str = "orthogonal",
         recurrent_dropout: float = 0.0,
+        backend: str = "eager",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -343,6 +346,7 @@ class RecurrentCell(nn.Module):
         self.norm_scope = _choice("norm_scope", norm_scope, NORM_SCOPES)
         self.recurrent_init = _choice("recurrent_init", recurrent_init, RECURRENT_INITS)
         self.recurrent_dropout = float(recurrent_dropout)
+        self.backend = _choice("backend", backend, BACKENDS)
         self.layout = step_layout(spatial_dims)
         self.gate_probe: GateProbe | None = None  # set to observe the sigmoid gates, e.g. their saturation
         self._norm_kwargs = dict(norm_kwargs or {})
@@ -523,6 +527,8 @@ class RecurrentCell(nn.Module):
             s += f", recurrent_init={self.recurrent_init!r}"
         if self.recurrent_dropout:
             s += f", recurrent_dropout={self.recurrent_dropout}"
+        if self.backend != "eager":
+            s += f", backend={self.backend!r}"
         return s
 
 
@@ -541,6 +547,23 @@ class _LSTMBase(RecurrentCell):
         factory = {"device": kwargs.get("device"), "dtype": kwargs.get("dtype")}
         self.weight_peephole = (nn.Parameter(torch.empty(3, hidden_channels, **factory)) if peephole else None)
         self.reset_parameters()
+        why = self._fused_unsupported() if self.backend == "fused" else None
+        if why:
+            raise ValueError(f"backend='fused' needs a joint, per-channel-affine group or layer gate norm "
+                             f"without peepholes or cell norm; {why}")
+
+    def _fused_unsupported(self) -> str | None:
+        """Why :func:`normrnn.kernels.fused_lstm_gates` cannot run this cell, or None if it can."""
+        norm = getattr(self, "norm_gates", None)
+        if self.norm_inputs != "joint":
+            return f"got norm_inputs={self.norm_inputs!r}"
+        if not isinstance(norm, GroupNorm) or norm.plan.kernel != "group_norm" or norm.plan.permute is not None:
+            return f"got norm={self.norm_spec!r}"
+        if norm.weight is None or norm.bias is None or norm.param_axes != "C":
+            return "got a gate norm without a per-channel scale and shift"
+        if self.peephole or self.norm_cell != "none":
+            return f"got peephole={self.peephole}, norm_cell={self.norm_cell!r}"
+        return None
 
     def _build_norms(self, norm: NormSpec, factory: dict) -> None:
         super()._build_norms(norm, factory)
@@ -562,6 +585,10 @@ class _LSTMBase(RecurrentCell):
         else:
             pre = gx + gh
             norm = _bind(self.norm_gates, t, mask) if self.normalized else None
+        if self.backend == "fused" and self.gate_probe is None:  # a probe needs the eager gates to observe
+            g = self.norm_gates
+            h_new, c_new = fused_lstm_gates(pre, c, g.weight, g.bias, groups=g.axes.groups, eps=g.eps)
+            return self._freeze(h_new, h, mask), self._freeze(c_new, c, mask)
         h_new, c_new = lstm_gates(
             pre, c, norm=norm, bias=None if self._fold_bias else self.bias, peephole=self.weight_peephole,
             cell_norm=_bind(self.cell_norm, t, mask), norm_cell=self.norm_cell, probe=self.gate_probe,
@@ -588,6 +615,8 @@ class _GRUBase(RecurrentCell):
                  **kwargs: Any) -> None:
         super().__init__(in_channels, hidden_channels, kernel_size, **kwargs)
         factory = {"device": kwargs.get("device"), "dtype": kwargs.get("dtype")}
+        if self.backend != "eager":
+            raise ValueError(f"expected backend='eager' for a GRU cell (no fused GRU block yet), got {self.backend!r}")
         has_bias = kwargs.get("bias", True)
         self.bias_hn = nn.Parameter(torch.empty(hidden_channels, **factory)) if has_bias else None
         self.reset_parameters()
@@ -645,6 +674,9 @@ _CELL_DOC_ARGS = """
         norm_inputs: ``"joint"`` or ``"separate"``. Default: ``"joint"``.
         norm_scope: ``"per_gate"`` or ``"all_gates"``. Default: ``"per_gate"``.
         norm_kwargs: passed to every norm, e.g. ``{"eps": 1e-3, "sync": True}``. Default: none.
+        backend: ``"eager"``, or ``"fused"`` (LSTM with a joint group/layer gate norm):
+            :func:`normrnn.kernels.fused_lstm_gates`, which saves about half the activation memory.
+            Default: ``"eager"``.
         recurrent_init: ``"orthogonal"`` (per gate, as Keras) or ``"default"`` (uniform). Default: ``"orthogonal"``.
         recurrent_dropout: the probability of the variational dropout on ``h``. Default: ``0.0``.
         device, dtype: factory keyword arguments."""

@@ -23,7 +23,18 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import LayerBenchConfig, NormBenchConfig, bench_layers, bench_norms, format_table, write_json
+    import dataclasses
+
+    from .bench import (
+        CELLS,
+        CELLS_QUICK,
+        LayerBenchConfig,
+        NormBenchConfig,
+        bench_layers,
+        bench_norms,
+        format_table,
+        write_json,
+    )
     from .norms.explain import parse_shape
 
     progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
@@ -32,6 +43,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.target == "norms":
         config = NormBenchConfig(shape=parse_shape(args.shape), dtype=args.dtype, **timing)
         rows = bench_norms(config, progress=progress)
+    elif args.target == "cells":
+        config = dataclasses.replace(CELLS_QUICK if args.quick else CELLS, dtype=args.dtype, **timing)
+        rows = bench_layers(config, progress=progress)
     else:
         size = parse_shape(args.size)
         if len(size) != 2:
@@ -103,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", default="16,256,32,32", help="B,C,H,W (default: the ConvLSTM gate tensor)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16", "float16"])
     _timing_flags(p, rounds=15, repeats=10, warmup=2)
+    p.set_defaults(func=_bench)
+    p = bench.add_parser("cells", help="one ConvLSTM layer (B=16, 16->64, 32x32, k=3, T=10) per norm and gate "
+                                       "backend vs bias-only, a naive loop and the conv-only floor; with memory")
+    p.add_argument("--quick", action="store_true", help="a tiny shape and one round: checks that it runs")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    _timing_flags(p, rounds=5, repeats=1, warmup=1)
     p.set_defaults(func=_bench)
     p = bench.add_parser("layers", help="stacked ConvLSTM fwd+bwd per norm vs bias-only and a naive loop")
     p.add_argument("--batch", type=int, default=16, help="B (default 16)")

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..bench import saved_tensor_bytes
 from ..data import SequenceDataset
 from .config import RunSpec, StudyConfig
 from .metrics import frame_mae, frame_mse, psnr, ssim
@@ -54,19 +55,10 @@ def count_spikes(losses: list[float], *, factor: float = 3.0, window: int = 50, 
 
 def saved_tensor_megabytes(model: nn.Module, x: Tensor, y: Tensor) -> float:
     """Training memory on CPU: parameters, gradients and AdamW state (4 copies of the parameters) plus the
-    distinct storages autograd saves in one forward, measured with ``saved_tensors_hooks``."""
-    seen: dict[int, int] = {}
-
-    def pack(t: Tensor) -> Tensor:
-        storage = t.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = F.mse_loss(model(x), y)
-    del loss
+    distinct storages autograd saves in one forward (:func:`normrnn.bench.saved_tensor_bytes`)."""
+    saved = saved_tensor_bytes(lambda: F.mse_loss(model(x), y))
     params = sum(p.numel() * p.element_size() for p in model.parameters())
-    return (4 * params + sum(seen.values())) / 2**20
+    return (4 * params + saved) / 2**20
 
 
 def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[Tensor]:
