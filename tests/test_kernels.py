@@ -88,3 +88,19 @@ def test_fused_backend_refuses_what_it_cannot_run(kwargs, match: str) -> None:
         ConvLSTMCell(3, 4, 3, backend="fused", **kwargs)
     with pytest.raises(ValueError, match="no fused GRU"):
         ConvGRUCell(3, 4, 3, backend="fused")
+
+
+def test_fused_backend_under_bf16_autocast() -> None:
+    fused = ConvLSTM(2, 4, 3, norm="layer", backend="fused")
+    eager = ConvLSTM(2, 4, 3, norm="layer")
+    eager.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 3, 2, 5, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (y, [(h, c)]), (y_e, _) = fused(x), eager(x)
+    assert {y.dtype, h.dtype, c.dtype} == {torch.bfloat16}
+    torch.testing.assert_close(y, y_e)
+    y.float().sum().backward()
+    y_e.float().sum().backward()
+    for p, q in zip(fused.parameters(), eager.parameters(), strict=True):
+        assert p.grad.dtype == torch.float32
+        torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=0.02 * float(q.grad.abs().max()))  # bf16 rounding

@@ -62,16 +62,16 @@ class _FusedLSTMGates(torch.autograd.Function):
         xg = pre.reshape(N, G, -1)  # (N, G, C/G·HxW)
         xhat = ((xg - mean[..., None]) * rstd[..., None]).reshape(pre.shape)
         shape = (1, C) + (1,) * (pre.dim() - 2)
-        a = xhat * weight.view(shape) + bias.view(shape)
+        a = xhat.to(pre.dtype) * weight.view(shape).to(pre.dtype) + bias.view(shape).to(pre.dtype)  # as forward
         i, f, g, o, _, tanh_c = _gates(a, c)
         dc_total = dh * o * (1 - tanh_c * tanh_c)
         if dc_new is not None:
             dc_total = dc_total + dc_new
         da = torch.cat([dc_total * g * i * (1 - i), dc_total * c * f * (1 - f), dc_total * i * (1 - g * g),
-                        dh * tanh_c * o * (1 - o)], dim=1)  # (B, 4C, *S)
+                        dh * tanh_c * o * (1 - o)], dim=1).to(pre.dtype)  # (B, 4C, *S)
         dpre, dweight, dbias = torch.ops.aten.native_group_norm_backward(
             da, pre, mean, rstd, weight, N, C, HxW, G, [True, True, True])
-        return dpre, dc_total * f, dweight, dbias, None, None
+        return dpre, (dc_total * f).to(c.dtype), dweight.to(weight.dtype), dbias.to(bias.dtype), None, None
 
 
 def fused_lstm_gates(pre: Tensor, c: Tensor, weight: Tensor, bias: Tensor, *, groups: int,
