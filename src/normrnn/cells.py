@@ -63,6 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import one_of, positive_int
 from .kernels import fused_lstm_gates
 from .norms.create import NormSpec, create_norm, default_groups, parse_spec
 from .norms.modules import BatchNorm, GroupNorm, Identity, InstanceNorm, LayerNorm, RecurrentBatchNorm, RMSNorm
@@ -95,12 +96,6 @@ _SPATIAL_LETTERS = {0: "", 1: "L", 2: "HW", 3: "DHW"}
 def step_layout(spatial_dims: int) -> str:
     """The layout of one step's tensors: ``"BC"``, ``"BCL"``, ``"BCHW"`` or ``"BCDHW"``."""
     return "BC" + _SPATIAL_LETTERS[spatial_dims]
-
-
-def _choice(name: str, value: str, options: tuple[str, ...]) -> str:
-    if value not in options:
-        raise ValueError(f"expected {name} to be one of {', '.join(map(repr, options))}, got {value!r}")
-    return value
 
 
 def _tuple(name: str, value: int | tuple[int, ...], n: int) -> tuple[int, ...]:
@@ -143,7 +138,7 @@ def gate_norm(
         >>> gate_norm("layer", 16, 4, scope="per_gate", layout="BCHW")
         GroupNorm(64, layout='BCHW', reduce='CHW', num_groups=4, eps=1e-05)
     """
-    _choice("norm_scope", scope, NORM_SCOPES)
+    one_of("norm_scope", scope, NORM_SCOPES)
     channels = num_gates * hidden_channels
     kwargs = dict(norm_kwargs)
     if not center:
@@ -324,9 +319,8 @@ class RecurrentCell(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        for name, v in (("in_channels", in_channels), ("hidden_channels", hidden_channels)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"expected {name} to be a positive int, got {v!r}")
+        positive_int("in_channels", in_channels)
+        positive_int("hidden_channels", hidden_channels)
         if spatial_dims not in _SPATIAL_LETTERS:
             raise ValueError(f"expected spatial_dims to be 0 (dense), 1, 2 or 3, got {spatial_dims!r}")
         if not 0.0 <= recurrent_dropout < 1.0:
@@ -342,11 +336,11 @@ class RecurrentCell(nn.Module):
         self._padding_h = _same_padding(self.kernel_size, self.recurrent_dilation)
         self.forget_bias = float(forget_bias)
         self.norm_spec = norm if isinstance(norm, str) else getattr(norm, "__name__", repr(norm))
-        self.norm_inputs = _choice("norm_inputs", norm_inputs, NORM_INPUTS)
-        self.norm_scope = _choice("norm_scope", norm_scope, NORM_SCOPES)
-        self.recurrent_init = _choice("recurrent_init", recurrent_init, RECURRENT_INITS)
+        self.norm_inputs = one_of("norm_inputs", norm_inputs, NORM_INPUTS)
+        self.norm_scope = one_of("norm_scope", norm_scope, NORM_SCOPES)
+        self.recurrent_init = one_of("recurrent_init", recurrent_init, RECURRENT_INITS)
         self.recurrent_dropout = float(recurrent_dropout)
-        self.backend = _choice("backend", backend, BACKENDS)
+        self.backend = one_of("backend", backend, BACKENDS)
         self.layout = step_layout(spatial_dims)
         self.gate_probe: GateProbe | None = None  # set to observe the sigmoid gates, e.g. their saturation
         self._norm_kwargs = dict(norm_kwargs or {})
@@ -541,7 +535,7 @@ class _LSTMBase(RecurrentCell):
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...] = 1, *,
                  peephole: bool = False, norm_cell: str = "none", **kwargs: Any) -> None:
-        self.norm_cell = _choice("norm_cell", norm_cell, NORM_CELL)
+        self.norm_cell = one_of("norm_cell", norm_cell, NORM_CELL)
         self.peephole = bool(peephole)
         super().__init__(in_channels, hidden_channels, kernel_size, **kwargs)
         factory = {"device": kwargs.get("device"), "dtype": kwargs.get("dtype")}

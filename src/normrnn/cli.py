@@ -75,8 +75,7 @@ def _study(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: {args.out} is consistent; run the same command again to resume", file=sys.stderr)
         return 130
-    md = write_report([args.out])
-    print(md[md.index("### Accuracy") : md.index("![")].rstrip())
+    _print_tables(write_report([args.out]))
     print(f"\nreport: {args.out}/report.md (plots, results.csv, results.json beside it)", file=sys.stderr)
     return 0
 
@@ -84,9 +83,13 @@ def _study(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .study import write_report
 
-    md = write_report(args.dirs, args.out)
-    print(md[md.index("### Accuracy") : md.index("![")].rstrip())
+    _print_tables(write_report(args.dirs, args.out))
     return 0
+
+
+def _print_tables(report: str) -> None:
+    """The report's tables and summary, without its title and image links."""
+    print(report[report.index("### Accuracy") : report.index("![")].rstrip())
 
 
 def _timing_flags(p: argparse.ArgumentParser, rounds: int, repeats: int, warmup: int) -> None:

@@ -26,12 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cells import ConvGRUCell, ConvLSTMCell, GRUCell, LSTMCell, RecurrentCell
+from ._checks import one_of, positive_int
+from .cells import ConvGRUCell, ConvLSTMCell, GRUCell, LSTMCell, RecurrentCell, step_layout
 
 __all__ = ["GRU", "LSTM", "ConvGRU", "ConvLSTM", "RecurrentLayer"]
 
 MERGES = ("concat", "sum")
-_SEQ_LETTERS = {0: "B, T, C", 1: "B, T, C, L", 2: "B, T, C, H, W", 3: "B, T, C, D, H, W"}
 
 
 def _channels_list(hidden_channels: int | Sequence[int], num_layers: int) -> list[int]:
@@ -92,10 +92,8 @@ class RecurrentLayer(nn.Module):
         **cell_kwargs: Any,
     ) -> None:
         super().__init__()
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"expected num_layers to be a positive int, got {num_layers!r}")
-        if merge not in MERGES:
-            raise ValueError(f"expected merge to be one of {MERGES}, got {merge!r}")
+        positive_int("num_layers", num_layers)
+        one_of("merge", merge, MERGES)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"expected dropout in [0, 1), got {dropout!r}")
         hidden = _channels_list(hidden_channels, num_layers)
@@ -149,7 +147,7 @@ class RecurrentLayer(nn.Module):
 
     def _check_input(self, x: Tensor) -> None:
         rank = 3 + self.spatial_dims
-        letters = _SEQ_LETTERS[self.spatial_dims]
+        letters = ", ".join("BT" + step_layout(self.spatial_dims)[1:])  # e.g. "B, T, C, H, W"
         if not self.batch_first:
             letters = "T, B" + letters[4:]
         if not isinstance(x, Tensor) or x.dim() != rank:

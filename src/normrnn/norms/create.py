@@ -16,7 +16,7 @@ from torch import nn
 from .layout import Layout
 from .modules import BatchNorm, GroupNorm, Identity, InstanceNorm, LayerNorm, RecurrentBatchNorm, RMSNorm
 
-__all__ = ["NORM_SPECS", "NormSpec", "create_norm", "default_groups", "parse_spec"]
+__all__ = ["NORM_SPECS", "NormSpec", "create_norm", "default_groups", "parse_spec", "spec_key"]
 
 NormSpec = Union[str, Callable[..., nn.Module]]  # a spec string, a module class, or a factory
 
@@ -36,12 +36,17 @@ _NORMS: dict[str, type[nn.Module]] = {
 _BATCH = (BatchNorm, RecurrentBatchNorm)
 
 
+def spec_key(name: str) -> str:
+    """A spec name in canonical form: case, ``_`` and ``-`` ignored (``"Recurrent-Batch"`` → ``"recurrentbatch"``)."""
+    return name.strip().lower().replace("_", "").replace("-", "")
+
+
 def parse_spec(spec: str) -> tuple[type[nn.Module], int | None]:
     """Split ``"name[:N]"`` into the module class and its integer argument; raise ``ValueError`` if invalid."""
     if not isinstance(spec, str):
         raise ValueError(f"expected a norm spec string or callable, got {type(spec).__name__}")
     name, sep, arg = spec.strip().lower().partition(":")
-    key = name.replace("_", "").replace("-", "")
+    key = spec_key(name)
     if key not in _NORMS:
         raise ValueError(f"unknown norm spec {spec!r}; expected one of {', '.join(NORM_SPECS)}")
     cls = _NORMS[key]

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import positive_int
 from .functional import (
     NormAxes,
     apply_affine,
@@ -44,12 +45,6 @@ __all__ = [
     "RMSNorm",
     "RecurrentBatchNorm",
 ]
-
-
-def _check_channels(num_channels: int) -> int:
-    if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
-        raise ValueError(f"expected num_channels to be a positive int, got {num_channels!r}")
-    return num_channels
 
 
 def _default_reduce(layout: Layout) -> str:
@@ -83,7 +78,7 @@ class _AxisNorm(nn.Module):
         dtype: torch.dtype | None,
     ) -> None:
         super().__init__()
-        self.num_channels = _check_channels(num_channels)
+        self.num_channels = positive_int("num_channels", num_channels)
         self.layout = Layout.parse(layout)
         reduce = self.layout.axes(reduce, what="reduce")
         if groups is not None and "C" not in reduce:
@@ -488,7 +483,7 @@ class BatchNorm(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.num_channels = _check_channels(num_channels)
+        self.num_channels = positive_int("num_channels", num_channels)
         self.layout = Layout.parse(layout)
         all_but_c = "".join(c for c in self.layout.letters if c != "C")
         if reduce is not None and self.layout.axes(reduce) != all_but_c:

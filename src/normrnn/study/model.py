@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import ConvGRU, ConvLSTM
+from ..norms.create import spec_key
 
 __all__ = ["Forecaster", "ModelConfig"]
 
@@ -57,7 +58,7 @@ class Forecaster(nn.Module):
         self.config = config
         self.frames_out = frames_out
         norm = config.norm
-        if norm.strip().lower().replace("-", "_") == "recurrent_batch":
+        if spec_key(norm) == "recurrentbatch":  # no ":T_MAX": one slot per step of the longer stack
             norm = f"recurrent_batch:{max(frames_in, frames_out)}"
         c = config.channels * config.patch**2
         layer = CELLS[config.cell]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text
+from .._io import atomic_write, atomic_write_text
 from .runner import load_results
 
 __all__ = ["Aggregate", "aggregate", "mean_ci", "write_report"]
@@ -251,11 +251,9 @@ def _plots(aggs: list[Aggregate], out: Path, floor: tuple[str, float] | None = N
 def _save(fig: Any, path: Path) -> str:
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.name}.tmp")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110, format="png")
+    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
-    tmp.replace(path)
     return path.name
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._io import atomic_write
 from ..bench import saved_tensor_bytes
 from ..data import SequenceDataset
 from .config import RunSpec, StudyConfig
@@ -106,12 +106,6 @@ def evaluate(model: Forecaster, data: SequenceDataset, *, batch_size: int, devic
     return out
 
 
-def _save_atomic(obj: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _make_scheduler(config: StudyConfig, opt: torch.optim.Optimizer, lr: float, total: int):
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1))
@@ -191,8 +185,9 @@ def train_run(
         history["val_curve"].append(evaluate(model, data.val, batch_size=config.batch_size, device=device,
                                              bf16=config.bf16)["mse"])
         history["epoch"] = epoch + 1
-        _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                      "rng": torch.get_rng_state(), "history": history}, ckpt_path)
+        checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                      "rng": torch.get_rng_state(), "history": history}
+        atomic_write(ckpt_path, lambda f: torch.save(checkpoint, f))
         if on_epoch is not None:
             on_epoch(epoch + 1)
     if memory is None:  # resumed after the last epoch: measure on one batch

@@ -1,0 +1,19 @@
+"""Argument checks shared by the modules: a ``ValueError`` that says what was expected and what was got."""
+
+from __future__ import annotations
+
+__all__ = ["one_of", "positive_int"]
+
+
+def positive_int(name: str, value: object) -> int:
+    """``value`` if it is an int >= 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected {name} to be a positive int, got {value!r}")
+    return value
+
+
+def one_of(name: str, value: str, options: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``options``."""
+    if value not in options:
+        raise ValueError(f"expected {name} to be one of {', '.join(map(repr, options))}, got {value!r}")
+    return value
