@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
+import os
+import random
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from normrnn.cli import main
-from normrnn.study import RunSpec, StudyConfig, expand_grid, load_config, load_results, run_study, train_run
+from normrnn.study import (
+    RunSpec,
+    StudyConfig,
+    expand_grid,
+    load_config,
+    load_results,
+    parse_shard,
+    run_study,
+    shard,
+    train_run,
+)
 from normrnn.study.metrics import frame_mae, frame_mse, psnr, ssim
 from normrnn.study.report import mean_ci, write_report
-from normrnn.study.runner import _datasets, append_result
+from normrnn.study.runner import _claim, _datasets, append_result
 from normrnn.study.train import count_spikes
 
 TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4, epochs=3,
@@ -74,6 +89,20 @@ def test_toml_overrides_a_preset(tmp_path) -> None:
         load_config(None, path)
     with pytest.raises(ValueError, match="unknown preset"):
         load_config("huge")
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 16, 40])
+def test_shards_partition_the_grid(count: int) -> None:
+    config = dataclasses.replace(TINY, norms=("none", "layer", "rms"), topologies=("stacked", "residual"),
+                                 seeds=(0, 1), lr_mults=(1.0, 10.0))
+    grid = [s.run_id for s in expand_grid(config)]
+    shards = [[s.run_id for s in shard(expand_grid(config), i, count)] for i in range(count)]
+    assert sorted(r for part in shards for r in part) == sorted(grid)  # every run exactly once
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1  # and evenly dealt
+    assert parse_shard(" 2 / 5 ") == (2, 5)
+    for bad in ("5/5", "-1/2", "1", "a/b", "0/0"):
+        with pytest.raises(ValueError, match="expected"):
+            parse_shard(bad)
 
 
 # --- training -------------------------------------------------------------------------------------------------------
@@ -155,3 +184,66 @@ def test_report_separates_real_differences_from_noise(tmp_path) -> None:
     assert "At lr × 10: `none` (stacked) 100% diverged." in md
     assert "One seed" not in md and "time_vs_bias" not in md
     assert (tmp_path / "divergence.png").stat().st_size > 0
+
+
+# --- many writers, one directory ------------------------------------------------------------------------------------
+
+def _append_many(directory: str, seed: int) -> None:
+    ids = [f"run{i}" for i in range(40)]
+    random.Random(seed).shuffle(ids)
+    for run_id in ids:
+        append_result(directory, {"run_id": run_id, "writer": seed, "pad": "x" * 5000})
+
+
+def test_concurrent_appends_keep_every_run_exactly_once(tmp_path) -> None:
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        pool.starmap(_append_many, [(str(tmp_path), seed) for seed in range(4)])
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["run_id"] for line in lines) == sorted(f"run{i}" for i in range(40))
+
+
+def test_a_torn_line_does_not_swallow_the_next_row(tmp_path) -> None:
+    append_result(tmp_path, {"run_id": "a"})
+    with open(tmp_path / "results.jsonl", "a") as f:
+        f.write('{"run_id": "b", "test_m')  # a crash mid-write
+    assert append_result(tmp_path, {"run_id": "c"}) and not append_result(tmp_path, {"run_id": "a"})
+    assert [r["run_id"] for r in load_results(tmp_path)] == ["a", "c"]
+
+
+def test_a_claimed_run_is_left_to_its_owner(tmp_path) -> None:
+    config = dataclasses.replace(TINY, norms=("none", "layer"), epochs=1)
+    held, other = expand_grid(config)
+    with _claim(tmp_path, held) as claimed:
+        assert claimed
+        assert [r["run_id"] for r in run_study(config, tmp_path, progress=False)] == [other.run_id]
+    assert {r["run_id"] for r in run_study(config, tmp_path, progress=False)} == {held.run_id, other.run_id}
+
+
+def test_two_shards_at_once_into_one_directory_lose_nothing(tmp_path) -> None:
+    out = tmp_path / "shared"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    shards = [subprocess.Popen([sys.executable, "-m", "normrnn", "study", "--preset", "smoke", "--threads", "1",
+                                "--shard", f"{i}/2", "--out", str(out), "--no-progress"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=300) for p in shards]
+    assert [p.returncode for p in shards] == [0, 0], [err[-2000:] for _, err in outputs]
+    lines = (out / "results.jsonl").read_text().splitlines()
+    grid = sorted(s.run_id for s in expand_grid(load_config("smoke")))
+    assert sorted(json.loads(line)["run_id"] for line in lines) == grid  # each once, none torn
+    assert (out / "report.md").exists()  # written by the shard that completed the grid
+
+
+def test_ray_executor_equals_the_local_one(tmp_path) -> None:
+    ray = pytest.importorskip("ray")
+    config = dataclasses.replace(TINY, norms=("none", "layer"), epochs=1, threads=1)
+    want = run_study(config, tmp_path / "local", progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        rows = run_study(config, tmp_path / "ray", executor="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert sorted(r["run_id"] for r in rows) == sorted(r["run_id"] for r in want)
+    by_id = {r["run_id"]: r for r in rows}
+    for r in want:
+        assert by_id[r["run_id"]]["test_mse"] == pytest.approx(r["test_mse"], rel=1e-5)
+    assert len((tmp_path / "ray" / "results.jsonl").read_text().splitlines()) == 2

@@ -62,22 +62,79 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _study(args: argparse.Namespace) -> int:
+def _study_config(args: argparse.Namespace):
     import dataclasses
 
-    from .study import load_config, run_study, write_report
+    from .study import load_config
 
     config = load_config(args.preset, args.config)
     overrides = {k: getattr(args, k) for k in ("threads", "device") if getattr(args, k) is not None}
-    config = dataclasses.replace(config, **overrides)
-    try:
-        run_study(config, args.out, progress=not args.no_progress)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {args.out} is consistent; run the same command again to resume", file=sys.stderr)
+    return dataclasses.replace(config, **overrides)
+
+
+def _study(args: argparse.Namespace) -> int:
+    from .study import expand_grid, parse_shard, shard
+
+    config = _study_config(args)
+    runs = expand_grid(config)
+    if args.shard is not None:
+        runs = shard(runs, *parse_shard(args.shard))
+    rank = _run(config, args, runs)
+    if rank is None:
         return 130
+    if not rank.is_main:
+        return 0
+    from .study import load_results, write_report
+
+    missing = {s.run_id for s in expand_grid(config)} - {r["run_id"] for r in load_results(args.out)}
+    if missing:  # another shard is still at work
+        print(f"{len(missing)} runs of the study are not in {args.out} yet; when every shard has finished, "
+              f"run: normrnn report {args.out}", file=sys.stderr)
+        return 0
     _print_tables(write_report([args.out]))
     print(f"\nreport: {args.out}/report.md (plots, results.csv, results.json beside it)", file=sys.stderr)
     return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .study import RunSpec
+
+    config = _study_config(args)
+    spec = RunSpec(norm=args.norm or config.norms[0], topology=args.topology or config.topologies[0],
+                   depth=args.depth or config.depths[0], seed=config.seeds[0] if args.seed is None else args.seed,
+                   lr_mult=args.lr_mult or config.lr_mults[0])
+    rank = _run(config, args, [spec])
+    if rank is None:
+        return 130
+    if not rank.is_main:
+        return 0
+    from .study import load_results
+
+    row = next(r for r in load_results(args.out) if r["run_id"] == spec.run_id)
+    metrics = ("test_mse", "test_ssim", "test_psnr", "step_time_s", "processes")
+    print(f"{spec.run_id}: " + ", ".join(f"{k}={row.get(k)}" for k in metrics) + f" (in {args.out}/results.jsonl)")
+    return 0
+
+
+def _run(config, args: argparse.Namespace, runs):
+    """Run ``runs`` into ``--out`` and return this process's rank; None after Ctrl-C. Under torchrun, the
+    process joins the group for the runs and leaves it after."""
+    import torch.distributed as dist
+
+    from .study import run_study
+    from .study.distributed import init_from_env
+
+    rank = init_from_env(config.device)
+    try:
+        run_study(config, args.out, runs=runs, progress=not args.no_progress, nproc=args.nproc,
+                  executor=args.executor, ray_address=args.ray_address)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {args.out} is consistent; run the same command again to resume", file=sys.stderr)
+        return None
+    finally:
+        if rank.active:
+            dist.destroy_process_group()
+    return rank
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -99,6 +156,21 @@ def _timing_flags(p: argparse.ArgumentParser, rounds: int, repeats: int, warmup:
     g.add_argument("--warmup", type=int, help=f"untimed calls first (default {warmup})")
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     g.add_argument("--json", help="also write the rows to this JSON file (atomically)")
+
+
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="quick", help="smoke | quick | standard | full (default: quick)")
+    p.add_argument("--config", help="a TOML study file (keys of normrnn.study.StudyConfig; `preset = ...` as base)")
+    p.add_argument("--out", required=True, help="the study directory; re-running resumes it")
+    p.add_argument("--threads", type=int, help="torch threads, shared by --nproc processes (default: the preset's)")
+    p.add_argument("--device", help="cpu or cuda (default: the preset's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("scale-out")
+    g.add_argument("--nproc", type=int, default=1, help="train each run data-parallel in N local processes "
+                                                         "(DDP, gloo on CPU, nccl on GPU; default 1)")
+    g.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local, or ray: one Ray task per run (needs normrnn[ray]; default local)")
+    g.add_argument("--ray-address", help="the Ray cluster (default: $RAY_ADDRESS, else a local instance)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,13 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
     _timing_flags(p, rounds=5, repeats=1, warmup=1)
     p.set_defaults(func=_bench)
     p = sub.add_parser("study", help="run the normalization ablation grid, then write its report")
-    p.add_argument("--preset", default="quick", help="smoke | quick | standard | full (default: quick)")
-    p.add_argument("--config", help="a TOML study file (keys of normrnn.study.StudyConfig; `preset = ...` as base)")
-    p.add_argument("--out", required=True, help="the study directory; re-running resumes it")
-    p.add_argument("--threads", type=int, help="torch threads (default: the preset's)")
-    p.add_argument("--device", help="cpu or cuda (default: the preset's)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _run_flags(p)
+    p.add_argument("--shard", help="run only shard I of N (0-based, e.g. $SLURM_ARRAY_TASK_ID/4); shards may "
+                                   "share one --out; the report is written when the grid is complete")
     p.set_defaults(func=_study)
+
+    p = sub.add_parser("train", help="one run of a study (one norm, topology, depth, seed, LR multiplier); "
+                                     "data-parallel under torchrun or with --nproc")
+    _run_flags(p)
+    p.add_argument("--norm", help="norm spec (default: the study's first)")
+    p.add_argument("--topology", choices=["stacked", "residual"], help="(default: the study's first)")
+    p.add_argument("--depth", type=int, help="stacked layers (default: the study's first)")
+    p.add_argument("--seed", type=int, help="(default: the study's first)")
+    p.add_argument("--lr-mult", type=float, help="learning-rate multiplier (default: the study's first)")
+    p.set_defaults(func=_train)
 
     p = sub.add_parser("report", help="tables, plots and a summary from one or more study directories")
     p.add_argument("dirs", nargs="+", help="study directories (their results.jsonl are merged)")

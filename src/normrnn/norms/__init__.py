@@ -8,7 +8,16 @@ layout letters (:mod:`normrnn.norms.layout`); :func:`create_norm` turns spec str
 from .create import NORM_SPECS, NormSpec, create_norm, default_groups, parse_spec
 from .functional import KernelPlan, NormAxes, compute_stats, norm_forward, normalize, plan_kernel
 from .layout import Layout
-from .modules import BatchNorm, GroupNorm, Identity, InstanceNorm, LayerNorm, RecurrentBatchNorm, RMSNorm
+from .modules import (
+    BatchNorm,
+    GroupNorm,
+    Identity,
+    InstanceNorm,
+    LayerNorm,
+    RecurrentBatchNorm,
+    RMSNorm,
+    convert_sync_batchnorm,
+)
 
 __all__ = [
     "NORM_SPECS",
@@ -24,6 +33,7 @@ __all__ = [
     "RMSNorm",
     "RecurrentBatchNorm",
     "compute_stats",
+    "convert_sync_batchnorm",
     "create_norm",
     "default_groups",
     "explain",

@@ -44,6 +44,7 @@ __all__ = [
     "LayerNorm",
     "RMSNorm",
     "RecurrentBatchNorm",
+    "convert_sync_batchnorm",
 ]
 
 
@@ -758,6 +759,27 @@ class RecurrentBatchNorm(BatchNorm):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, max_steps={self.max_steps}, gamma_init={self.gamma_init}"
+
+
+def convert_sync_batchnorm(module: nn.Module, process_group: object | None = None) -> nn.Module:
+    """Switch every :class:`BatchNorm` and :class:`RecurrentBatchNorm` in ``module`` to cross-rank statistics.
+
+    normrnn's counterpart of :meth:`torch.nn.SyncBatchNorm.convert_sync_batchnorm`, in place: it sets
+    ``sync=True`` (and ``process_group``), so under ``DistributedDataParallel`` the statistics, the running
+    averages and the gradients equal those of one process over the global batch. Other norms are per-sample
+    and need nothing. Outside an initialized process group a synced norm is a plain one.
+
+    Example::
+
+        >>> net = nn.Sequential(BatchNorm(4, layout="BC"), LayerNorm(4, layout="BC"))
+        >>> [getattr(m, "sync", None) for m in convert_sync_batchnorm(net)]
+        [True, None]
+    """
+    for m in module.modules():
+        if isinstance(m, BatchNorm):
+            m.sync = True
+            m.process_group = process_group
+    return module
 
 
 class _AllReduceSum(torch.autograd.Function):

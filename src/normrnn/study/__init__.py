@@ -1,6 +1,6 @@
 """``normrnn study``: the normalization ablation (norm × topology × depth × seed × LR) and its report."""
 
-from .config import PRESETS, RunSpec, StudyConfig, expand_grid, load_config
+from .config import PRESETS, RunSpec, StudyConfig, expand_grid, load_config, parse_shard, shard
 from .model import Forecaster, ModelConfig
 from .report import write_report
 from .runner import load_results, run_study
@@ -15,7 +15,9 @@ __all__ = [
     "expand_grid",
     "load_config",
     "load_results",
+    "parse_shard",
     "run_study",
+    "shard",
     "train_run",
     "write_report",
 ]

@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["DEFAULT_NORMS", "PRESETS", "RunSpec", "StudyConfig", "expand_grid", "load_config"]
+__all__ = ["DEFAULT_NORMS", "PRESETS", "RunSpec", "StudyConfig", "expand_grid", "load_config", "parse_shard", "shard"]
 
 DEFAULT_NORMS = ("none", "layer", "group:8", "recurrent_batch", "instance", "rms")
 TOPOLOGIES = ("stacked", "residual")
@@ -141,3 +142,31 @@ def expand_grid(config: StudyConfig) -> list[RunSpec]:
     return [RunSpec(norm, topo, depth, seed, float(mult))
             for seed, mult, depth, topo, norm in itertools.product(
                 config.seeds, config.lr_mults, config.depths, config.topologies, config.norms)]
+
+
+def shard(specs: Sequence[RunSpec], index: int, count: int) -> list[RunSpec]:
+    """Shard ``index`` of ``count`` (0-based): every ``count``-th run starting at ``index``.
+
+    The shards are disjoint and together hold every run once; dealing round-robin from the seed-major grid
+    gives each shard a similar mix of variants (and so of run times). For a Slurm array, ``index`` is
+    ``$SLURM_ARRAY_TASK_ID`` with ``--array=0-(count-1)``.
+
+    Example::
+
+        >>> grid = expand_grid(StudyConfig(norms=("none", "layer", "rms"), topologies=("stacked",)))
+        >>> [s.norm for s in shard(grid, 1, 2)]
+        ['layer']
+    """
+    if not (isinstance(count, int) and count >= 1 and isinstance(index, int) and 0 <= index < count):
+        raise ValueError(f"expected a shard I/N with 0 <= I < N, got {index}/{count}")
+    return list(specs[index::count])
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` as ``(I, N)``, checked."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise ValueError(f"expected --shard I/N such as 0/4, got {text!r}")
+    index, count = int(match[1]), int(match[2])
+    shard([], index, count)  # the range check
+    return index, count

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .._checks import one_of, positive_int
 from .._io import atomic_write_text
 from ..data import SequenceDataset, create_dataset
 from .config import RunSpec, StudyConfig, expand_grid
+from .distributed import Rank, barrier, broadcast, current, init_from_env, launch, local_batch_size
 from .metrics import frame_mae, frame_mse, psnr, ssim
 from .train import Datasets, train_run
 
-__all__ = ["append_result", "load_results", "reference_predictors", "run_study"]
+__all__ = ["EXECUTORS", "append_result", "load_results", "reference_predictors", "run_study"]
+
+EXECUTORS = ("local", "ray")  # in this process (or a torchrun group), or one Ray task per run
 
 
 def load_results(directory: str | Path) -> list[dict[str, Any]]:
-    """The rows of ``DIR/results.jsonl``; a torn last line (a crash mid-write) is ignored."""
+    """The rows of ``DIR/results.jsonl``; a torn line (a crash mid-write) is ignored."""
     path = Path(directory) / "results.jsonl"
     if not path.exists():
         return []
@@ -33,15 +39,31 @@ def load_results(directory: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def append_result(directory: str | Path, row: dict[str, Any]) -> None:
-    """Append one JSON line with a single ``write`` on an ``O_APPEND`` descriptor, then fsync."""
+def append_result(directory: str | Path, row: dict[str, Any]) -> bool:
+    """Append ``row`` to ``DIR/results.jsonl`` unless its run is already there; returns whether it wrote.
+
+    Any number of processes, on one machine or on a shared file system, may call this at once: the check and
+    the write happen under ``DIR/results.jsonl.lock``, the line goes out in one ``write`` and is fsynced, and a
+    line torn by an earlier crash is ended first, so the file holds every run exactly once and no torn rows.
+    """
+    from filelock import FileLock
+
+    directory = Path(directory)
+    path = directory / "results.jsonl"
     data = (json.dumps(row, allow_nan=False) + "\n").encode()
-    fd = os.open(Path(directory) / "results.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with FileLock(directory / "results.jsonl.lock"):
+        if any(r.get("run_id") == row["run_id"] for r in load_results(directory)):
+            return False
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # close a torn line so that this row stays whole
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return True
 
 
 def _datasets(config: StudyConfig) -> Datasets:
@@ -82,25 +104,127 @@ def _check_directory(config: StudyConfig, out: Path) -> None:
 
 
 def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
-              runs: Iterable[RunSpec] | None = None) -> list[dict[str, Any]]:
-    """Run every unfinished run of ``config`` into ``out`` and return all its result rows.
+              runs: Iterable[RunSpec] | None = None, nproc: int = 1, executor: str = "local",
+              ray_address: str | None = None) -> list[dict[str, Any]]:
+    """Run every unfinished run of ``config`` (or of ``runs``, e.g. a shard) into ``out``; return their rows.
 
     Finished runs (already in ``results.jsonl``) are skipped; interrupted ones resume from their last
     epoch's checkpoint. Ctrl-C stops between atomic writes, so the directory stays consistent.
+
+    Several processes may work on one directory at once (shards, a Ray cluster, or plain repeats of the same
+    command): a run is claimed with a lock file before it starts, so none is trained twice concurrently, and
+    :func:`append_result` keeps every run exactly once.
+
+    Args:
+        progress: show a progress bar. Default: ``True``.
+        runs: the runs to do. Default: the whole grid of ``config``.
+        nproc: train each run data-parallel in this many local processes (torchrun's launcher, DDP,
+            cross-rank batch statistics). Under ``torchrun`` itself leave it at 1: every rank calls
+            ``run_study`` and rank 0 alone writes. Default: ``1``.
+        executor: ``"local"``, or ``"ray"`` to submit each run as a Ray task. Default: ``"local"``.
+        ray_address: the Ray cluster to join. Default: ``None``, ``$RAY_ADDRESS`` or a new local instance.
     """
+    one_of("executor", executor, EXECUTORS)
+    positive_int("nproc", nproc)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_directory(config, out)
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
+    rank = current()
+    if executor == "ray" and (rank.active or nproc > 1):
+        raise ValueError("expected executor='local' for data-parallel runs, got 'ray'; use one or the other")
     specs = list(expand_grid(config) if runs is None else runs)
-    done = {row["run_id"] for row in load_results(out)}
-    todo = [s for s in specs if s.run_id not in done]
+    if nproc > 1:
+        if rank.active:
+            raise ValueError(f"expected nproc=1 inside a process group of {rank.world_size}, got nproc={nproc}")
+        local_batch_size(config.batch_size, nproc)  # fail here, not in every child
+        _launch_workers(nproc, config, out, specs, progress)
+        return _rows(out, specs)
+    if rank.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        _check_directory(config, out)
+    barrier(rank)
+    todo = broadcast(_unfinished(out, specs), rank)
     baselines = out / "baselines.json"
-    data = _datasets(config) if todo or not baselines.exists() else None
-    if not baselines.exists():
+    local = executor == "local" and bool(todo)
+    data = _datasets(config) if local or (rank.is_main and not baselines.exists()) else None
+    if rank.is_main and not baselines.exists():
         atomic_write_text(baselines, json.dumps(reference_predictors(data.test), indent=2) + "\n")
-    bar = _progress(len(todo) * config.epochs, enabled=progress and bool(todo))
+    if executor == "ray":
+        _run_on_ray(config, out, todo, progress=progress, address=ray_address)
+    elif local:
+        _run_locally(config, out, todo, data, progress=progress and rank.is_main, rank=rank)
+    return _rows(out, specs)
+
+
+def _rows(out: Path, specs: list[RunSpec]) -> list[dict[str, Any]]:
+    wanted = {s.run_id for s in specs}
+    return [row for row in load_results(out) if row["run_id"] in wanted]
+
+
+def _launch_workers(nproc: int, config: StudyConfig, out: Path, specs: list[RunSpec], progress: bool) -> None:
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    try:
+        launch(nproc, _ddp_worker, config, str(out), specs, progress)
+    except SignalException as e:  # Ctrl-C reached the launcher, which stopped the workers
+        raise KeyboardInterrupt(str(e)) from e
+
+
+def _ddp_worker(config: StudyConfig, out: str, specs: list[RunSpec], progress: bool) -> None:
+    """One rank of ``run_study(..., nproc=N)``."""
+    import torch.distributed as dist
+
+    init_from_env(config.device)
+    try:
+        run_study(config, out, runs=specs, progress=progress)
+    finally:
+        dist.destroy_process_group()
+
+
+def _unfinished(out: Path, specs: list[RunSpec]) -> list[RunSpec]:
+    done = {row["run_id"] for row in load_results(out)}
+    return [s for s in specs if s.run_id not in done]
+
+
+@contextlib.contextmanager
+def _claim(out: Path, spec: RunSpec) -> Iterator[bool]:
+    """Hold ``runs/ID/claim.lock`` while the run trains; yields False if another process holds it or if the
+    run finished meanwhile."""
+    from filelock import FileLock, Timeout
+
+    (out / "runs" / spec.run_id).mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out / "runs" / spec.run_id / "claim.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield not _finished(out, spec)
+    finally:
+        lock.release()
+
+
+def _finished(out: Path, spec: RunSpec) -> bool:
+    return any(row["run_id"] == spec.run_id for row in load_results(out))
+
+
+def _train_one(config: StudyConfig, out: Path, spec: RunSpec, data: Datasets, *, rank: Rank,
+               on_epoch: Callable[[int], None] | None = None) -> bool:
+    """Claim, train and record one run; returns False when another process has it or had it."""
+    with contextlib.ExitStack() as stack:
+        claimed = stack.enter_context(_claim(out, spec)) if rank.is_main else None
+        if not broadcast(claimed, rank):
+            return False
+        row = train_run(config, spec, data, out / "runs" / spec.run_id, on_epoch=on_epoch, rank=rank)
+        if rank.is_main:
+            append_result(out, row)
+    return True
+
+
+def _run_locally(config: StudyConfig, out: Path, todo: list[RunSpec], data: Datasets, *, progress: bool,
+                 rank: Rank) -> None:
+    if config.threads is not None:
+        torch.set_num_threads(max(1, config.threads // rank.world_size))  # the processes share the cores
+    bar = _progress(len(todo) * config.epochs, enabled=progress)
     try:
         for i, spec in enumerate(todo):
             ticks = [0]
@@ -111,16 +235,57 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
                 bar.set_postfix_str(f"run {i + 1}/{len(todo)} {spec.run_id} epoch {epoch}/{config.epochs}")
 
             bar.set_postfix_str(f"run {i + 1}/{len(todo)} {spec.run_id}")
-            row = train_run(config, spec, data, out / "runs" / spec.run_id, on_epoch=on_epoch)
-            bar.update(config.epochs - ticks[0])  # epochs resumed from a checkpoint, or skipped by divergence
-            append_result(out, row)
+            _train_one(config, out, spec, data, rank=rank, on_epoch=on_epoch)
+            bar.update(config.epochs - ticks[0])  # resumed or skipped epochs, or another process's run
     finally:
         bar.close()
-    wanted = {s.run_id for s in specs}
-    return [row for row in load_results(out) if row["run_id"] in wanted]
 
 
-def _progress(total: int, *, enabled: bool):
+@functools.lru_cache(maxsize=1)
+def _cached_datasets(config: StudyConfig) -> Datasets:
+    return _datasets(config)
+
+
+def _ray_task(config: StudyConfig, out: str, spec: RunSpec) -> bool:
+    """One run inside a Ray worker; the worker keeps the data for the next run of the same study."""
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    return _train_one(config, Path(out), spec, _cached_datasets(config), rank=Rank())
+
+
+def _run_on_ray(config: StudyConfig, out: Path, todo: list[RunSpec], *, progress: bool,
+                address: str | None) -> None:
+    """Submit each run as a Ray task (one GPU, or ``threads`` CPUs); the tasks write results themselves, so a
+    driver that dies loses nothing finished. Every node must see ``out`` (a shared file system)."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ValueError("expected Ray for executor='ray'; install it with: pip install 'normrnn[ray]'") from e
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address)
+    resources = {"num_gpus": 1} if config.device == "cuda" else {"num_cpus": config.threads or 1}
+    task = ray.remote(**resources)(_ray_task)
+    pending = {task.remote(config, str(out.resolve()), spec): spec for spec in todo}
+    bar = _progress(len(todo), enabled=progress and bool(todo), unit="run")
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            spec = pending.pop(done[0])
+            ray.get(done[0])  # re-raises the task's error
+            bar.update(1)
+            bar.set_postfix_str(spec.run_id)
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref)
+        raise
+    finally:
+        bar.close()
+        if started:
+            ray.shutdown()
+
+
+def _progress(total: int, *, enabled: bool, unit: str = "epoch"):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="epoch", disable=not enabled, dynamic_ncols=True, desc="study")
+    return tqdm(total=total, unit=unit, disable=not enabled, dynamic_ncols=True, desc="study")

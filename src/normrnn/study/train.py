@@ -14,11 +14,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import BatchSampler, DistributedSampler
 
 from .._io import atomic_write
 from ..bench import saved_tensor_bytes
 from ..data import SequenceDataset
+from ..norms import convert_sync_batchnorm
 from .config import RunSpec, StudyConfig
+from .distributed import Rank, broadcast, current, global_mean, local_batch_size
 from .metrics import frame_mae, frame_mse, psnr, ssim
 from .model import Forecaster, ModelConfig
 
@@ -61,10 +64,18 @@ def saved_tensor_megabytes(model: nn.Module, x: Tensor, y: Tensor) -> float:
     return (4 * params + saved) / 2**20
 
 
-def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[Tensor]:
-    """The epoch's shuffled index batches; a function of (seed, epoch) alone, so a resumed run sees the same."""
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return list(torch.randperm(n, generator=g).split(batch_size))
+def _sampler(n: int, seed: int, rank: Rank) -> DistributedSampler:
+    """Shuffles ``range(n)`` by (seed, epoch) alone and deals rank r every world_size-th index, so local batch k
+    of all ranks together is global batch k of one process: results and resuming do not depend on the world
+    size (for n divisible by it; otherwise the sampler repeats a few samples to even out the ranks)."""
+    return DistributedSampler(range(n), num_replicas=rank.world_size, rank=rank.rank, shuffle=True,
+                              seed=seed * 100_003, drop_last=False)
+
+
+def _batches(sampler: DistributedSampler, local_batch: int, epoch: int) -> list[Tensor]:
+    """This rank's index batches for the epoch."""
+    sampler.set_epoch(epoch)
+    return [torch.tensor(b) for b in BatchSampler(sampler, local_batch, drop_last=False)]
 
 
 def _stack(data: SequenceDataset, idx: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -120,47 +131,62 @@ def train_run(
     *,
     on_epoch: Callable[[int], None] | None = None,
     interrupt_after_steps: int | None = None,
+    rank: Rank | None = None,
 ) -> dict[str, Any]:
     """Train one run, resuming from ``run_dir/checkpoint.pt`` if it is there, and return its result row.
 
     A checkpoint is written atomically after every epoch, so an interrupted run loses at most the epoch in
     progress. ``interrupt_after_steps`` raises ``KeyboardInterrupt`` after that many steps of this call,
     as Ctrl-C would (for tests). A diverged run stops early and is returned as a result.
+
+    In a process group (``rank``, default: :func:`~normrnn.study.distributed.current`) the model is wrapped in
+    ``DistributedDataParallel`` with cross-rank batch statistics, each rank trains on its share of every global
+    batch, and rank 0 alone writes the checkpoint. Every rank evaluates the whole validation and test sets
+    (the same numbers everywhere), which keeps eval free of collectives. Nothing saved depends on the world
+    size, so a run may resume with a different one.
     """
-    device = torch.device(config.device)
+    rank = current() if rank is None else rank
+    device = rank.device(config.device)
     run_dir.mkdir(parents=True, exist_ok=True)
     model = build_model(config, spec).to(device)
+    if rank.active:
+        convert_sync_batchnorm(model)
     lr = config.lr * spec.lr_mult
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    sampler = _sampler(len(data.train), spec.seed, rank)
+    local_batch = local_batch_size(config.batch_size, rank.world_size)
+    steps_per_epoch = math.ceil(len(sampler) / local_batch)
     sched = _make_scheduler(config, opt, lr, config.epochs * steps_per_epoch)
     history: dict[str, Any] = {"loss": [], "grad_norm": [], "step_time": [], "train_curve": [], "val_curve": [],
                                "diverged_step": None, "epoch": 0}
     ckpt_path = run_dir / "checkpoint.pt"
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+    # rank 0 reads the checkpoint and hands it to the others, which need not share its file system
+    ckpt = broadcast(torch.load(ckpt_path, map_location="cpu", weights_only=True) if rank.is_main and
+                     ckpt_path.exists() else None, rank)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng"])
         history = ckpt["history"]
+    net = _data_parallel(model, device) if rank.active else model
     memory = None
     steps_this_call = 0
     first_loss = history["loss"][0] if history["loss"] else None
     while history["epoch"] < config.epochs and history["diverged_step"] is None:
         epoch = history["epoch"]
+        torch.manual_seed(_step_seed(spec.seed, epoch, rank.rank))  # dropout etc.: per rank, per epoch
         epoch_losses = []
-        for idx in _batches(len(data.train), config.batch_size, spec.seed, epoch):
+        for idx in _batches(sampler, local_batch, epoch):
             x, y = _stack(data.train, idx, device)
             if memory is None:
                 memory = _peak_memory(model, x, y, device)
             start = time.perf_counter()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-                pred = model(x)
+                pred = net(x)
             loss = F.mse_loss(pred.float(), y)
             loss.backward()
             grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), config.clip))
-            value = float(loss.detach())
+            value = global_mean(loss.detach(), len(idx), rank)  # the loss of the global batch
             first_loss = value if first_loss is None else first_loss
             step = len(history["loss"])
             if not (math.isfinite(value) and math.isfinite(grad_norm)) or value > config.divergence_bound * first_loss:
@@ -185,15 +211,28 @@ def train_run(
         history["val_curve"].append(evaluate(model, data.val, batch_size=config.batch_size, device=device,
                                              bf16=config.bf16)["mse"])
         history["epoch"] = epoch + 1
-        checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                      "rng": torch.get_rng_state(), "history": history}
-        atomic_write(ckpt_path, lambda f: torch.save(checkpoint, f))
+        if rank.is_main:
+            checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                          "scheduler": sched.state_dict(), "history": history}
+            atomic_write(ckpt_path, lambda f: torch.save(checkpoint, f))
         if on_epoch is not None:
             on_epoch(epoch + 1)
     if memory is None:  # resumed after the last epoch: measure on one batch
-        x, y = _stack(data.train, torch.arange(min(config.batch_size, len(data.train))), device)
+        x, y = _stack(data.train, torch.arange(min(local_batch, len(data.train))), device)
         memory = _peak_memory(model, x, y, device)
-    return _result_row(config, spec, model, data, history, memory, device)
+    row = _result_row(config, spec, model, data, history, memory, device)
+    row["processes"] = rank.world_size
+    return row
+
+
+def _step_seed(seed: int, epoch: int, rank: int) -> int:
+    return (seed * 100_003 + epoch) * 1_009 + rank
+
+
+def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def _peak_memory(model: nn.Module, x: Tensor, y: Tensor, device: torch.device) -> float:
