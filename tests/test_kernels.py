@@ -1,13 +1,18 @@
-"""The fused gate block against the eager gate function: values, gradients (gradcheck) and saved memory."""
+"""The fused and compiled gate blocks against the eager ones: values, gradients, buffers, saved memory and
+loud fallbacks."""
 
 from __future__ import annotations
+
+import importlib.util
+import shutil
+import warnings
 
 import pytest
 import torch
 
 from normrnn.cells import ConvGRUCell, ConvLSTMCell, lstm_gates
-from normrnn.kernels import fused_lstm_gates
-from normrnn.layers import LSTM, ConvLSTM
+from normrnn.kernels import CompileFallbackWarning, auto_backend, configure_compile, fused_lstm_gates
+from normrnn.layers import GRU, LSTM, ConvGRU, ConvLSTM
 from normrnn.norms import GroupNorm
 
 
@@ -104,3 +109,133 @@ def test_fused_backend_under_bf16_autocast() -> None:
     for p, q in zip(fused.parameters(), eager.parameters(), strict=True):
         assert p.grad.dtype == torch.float32
         torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=0.02 * float(q.grad.abs().max()))  # bf16 rounding
+
+
+# --- the compiled gate block ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def traced_compile():
+    """Compile with aot_eager: dynamo tracing, guards and AOT autograd as with inductor, without code generation
+    (seconds instead of half a minute per graph). The inductor test below covers the generated kernels."""
+    configure_compile(backend="aot_eager")
+    yield
+    configure_compile()
+    torch._dynamo.reset()  # drop the traced graphs now rather than at interpreter exit
+
+
+def _pair(cls, *args, **kwargs):
+    """The same layer twice, eager and compiled, with equal weights."""
+    eager = cls(*args, backend="eager", **kwargs)
+    compiled = cls(*args, backend="compiled", **kwargs)
+    compiled.load_state_dict(eager.state_dict())
+    return eager, compiled
+
+
+def _run(model, x, mask):
+    x = x.clone().requires_grad_()
+    y, states = model(x, mask=mask)
+    loss = y.square().sum() + sum(s.square().sum() for s in torch.utils._pytree.tree_leaves(states))
+    loss.backward()
+    return [y, x.grad, *[p.grad for p in model.parameters()], *model.buffers()]
+
+
+def _assert_compiled_equals_eager(cls, conv: bool, *, dtype=torch.float32, rtol=1e-5, masked=True, normwise=False,
+                                  **kwargs):
+    args = (3, 4, 3) if conv else (3, 4)
+    eager, compiled = _pair(cls, *args, num_layers=2, dtype=dtype, **kwargs)
+    x = torch.randn(3, 4, 3, 5, 5, dtype=dtype) if conv else torch.randn(3, 4, 3, dtype=dtype)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool) if masked else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileFallbackWarning)  # no quiet (or loud) fallback here
+        got = _run(compiled, x, mask)
+        got = _run(compiled, x, mask)  # the second call runs cached graphs, with state carried in buffers
+    want = _run(eager, x, mask)
+    want = _run(eager, x, mask)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        if normwise:  # the issue's measure: ‖got − want‖ / ‖want‖, robust to reordered sums near zero
+            assert float((g - w).detach().norm() / w.detach().norm().clamp_min(1e-30)) <= rtol
+        else:
+            torch.testing.assert_close(g, w, rtol=rtol, atol=rtol)
+
+
+NORMS = ["none", "layer", "group:2", "rms", "instance", "batch", "recurrent_batch:3"]
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("cls", [ConvLSTM, ConvGRU])
+def test_compiled_equals_eager_for_every_norm(traced_compile, cls, norm: str) -> None:
+    _assert_compiled_equals_eager(cls, True, norm=norm)
+
+
+@pytest.mark.parametrize(("cls", "options"), [
+    (ConvLSTM, {"norm": "group:2", "norm_scope": "all_gates"}),
+    (ConvLSTM, {"norm": "recurrent_batch:3", "norm_inputs": "separate"}),
+    (ConvLSTM, {"norm": "layer", "peephole": True, "norm_cell": "output"}),
+    (ConvLSTM, {"norm": "rms", "peephole": True, "norm_cell": "carried", "bidirectional": True}),
+    (ConvGRU, {"norm": "batch", "norm_inputs": "separate"}),
+    (ConvGRU, {"norm": "layer", "norm_scope": "all_gates", "residual": True}),
+    (LSTM, {"norm": "layer"}),
+    (GRU, {"norm": "batch"}),
+])
+def test_compiled_equals_eager_for_every_placement(traced_compile, cls, options: dict) -> None:
+    _assert_compiled_equals_eager(cls, cls in (ConvLSTM, ConvGRU), **options)
+
+
+def test_compiled_batch_norm_without_mask_is_compiled_and_masked_runs_eagerly(traced_compile) -> None:
+    cell = ConvLSTMCell(3, 4, 3, norm="batch", backend="compiled")
+    assert cell.gate_backend(torch.device("cpu")) == "compiled"
+    assert cell.gate_backend(torch.device("cpu"), mask=torch.ones(2, dtype=torch.bool)) == "eager"  # data-dependent
+    _assert_compiled_equals_eager(ConvLSTM, True, norm="batch", masked=False)
+
+
+@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="inductor on CPU needs a C++ compiler")
+def test_inductor_block_matches_eager_in_fp32() -> None:
+    configure_compile()  # the real thing: inductor's generated kernels, forward and backward
+    _assert_compiled_equals_eager(ConvLSTM, True, norm="group:2", masked=False, normwise=True)
+
+
+class _BreakingNorm(torch.nn.Module):
+    """A norm that reads a value back to Python: a graph break under fullgraph=True."""
+
+    def __init__(self, num_channels: int, **kwargs: object) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if float(x.abs().max()) > 1e30:
+            return x
+        return torch.nn.functional.layer_norm(x, x.shape[1:])
+
+
+def test_a_graph_break_warns_once_then_runs_eagerly(traced_compile) -> None:
+    eager, compiled = _pair(ConvLSTM, 3, 4, 3, norm=_BreakingNorm)
+    x = torch.randn(2, 3, 3, 5, 5)
+    with pytest.warns(CompileFallbackWarning, match="runs eagerly from now on") as caught:
+        for _ in range(2):
+            got, _ = compiled(x)
+    assert len([w for w in caught if issubclass(w.category, CompileFallbackWarning)]) == 1
+    torch.testing.assert_close(got, eager(x)[0])
+
+
+def test_the_recompile_limit_warns_once_instead_of_going_quietly_eager(traced_compile) -> None:
+    eager, compiled = _pair(ConvGRU, 3, 4, 3, norm="layer")
+    with torch._dynamo.config.patch(recompile_limit=1), pytest.warns(CompileFallbackWarning) as caught:
+        for size in (5, 6, 7, 8):  # each new size recompiles; the limit is 1
+            x = torch.randn(2, 3, 3, size, size)
+            got = compiled(x)[0]
+            torch.testing.assert_close(got, eager(x)[0])
+    assert len([w for w in caught if issubclass(w.category, CompileFallbackWarning)]) == 1
+    assert "FailOnRecompileLimitHit" in str(caught[0].message)
+
+
+def test_auto_is_eager_on_cpu_and_probes_see_eager_gates() -> None:
+    assert auto_backend(torch.device("cpu")) == "eager"
+    has_triton = importlib.util.find_spec("triton") is not None
+    assert auto_backend(torch.device("cuda")) == ("compiled" if has_triton else "eager")
+    cell = ConvLSTMCell(3, 4, 3, norm="layer", backend="compiled")
+    cell.gate_probe = lambda gates: None
+    assert cell.gate_backend(torch.device("cpu")) == "eager"
+    with pytest.raises(ValueError, match="expected backend to be one of 'auto', 'eager', 'compiled', 'fused'"):
+        ConvLSTMCell(3, 4, 3, backend="triton")
+    with pytest.raises(ValueError, match="got 'fused'"):
+        ConvGRUCell(3, 4, 3, norm="layer", backend="fused")

@@ -198,12 +198,17 @@ def test_reverse_order_reads_each_sequence_from_its_end() -> None:
 
 # --- dropout, export, precision, gradients -------------------------------------------------------------------------
 
-def test_recurrent_dropout_uses_one_mask_per_sequence(monkeypatch) -> None:
-    model = ConvLSTM(2, 3, 3, recurrent_dropout=0.5).train()
+@pytest.mark.parametrize("projection", ["hoisted", "joint"])
+def test_recurrent_dropout_uses_one_mask_per_sequence(monkeypatch, projection: str) -> None:
+    model = ConvLSTM(2, 3, 3, recurrent_dropout=0.5, projection=projection).train()
     cell = model.layers[0][0]
     seen = []
-    original = cell.project_hidden
-    monkeypatch.setattr(cell, "project_hidden", lambda h, m=None: seen.append(m) or original(h, m))
+    if projection == "hoisted":
+        original = cell.project_hidden
+        monkeypatch.setattr(cell, "project_hidden", lambda h, m=None: seen.append(m) or original(h, m))
+    else:
+        original = cell.project_joint
+        monkeypatch.setattr(cell, "project_joint", lambda x, h, w, m=None: seen.append(m) or original(x, h, w, m))
     model(torch.randn(2, 4, 2, 5, 5))
     assert len(seen) == 4 and all(m is seen[0] for m in seen)
     assert set(seen[0].unique().tolist()) <= {0.0, 2.0}
@@ -278,3 +283,41 @@ def test_bidirectional_state_must_be_a_pair() -> None:
     model = ConvGRU(2, 3, 3, bidirectional=True)
     with pytest.raises(ValueError, match=r"\(forward, backward\) pair"):
         model(torch.randn(1, 2, 2, 4, 4), [torch.zeros(1, 3, 4, 4)])
+
+
+@pytest.mark.parametrize("options", [
+    {"norm": "none"},
+    {"norm": "group:2", "bidirectional": True, "num_layers": 2, "residual": True},
+    {"norm": "recurrent_batch:4", "peephole": True, "norm_cell": "output", "dilation": 2},
+    {"norm": "layer", "recurrent_dropout": 0.0, "spatial_dims": 1},
+])
+def test_joint_projection_equals_hoisted(options: dict) -> None:
+    """One conv of [x; h] per step computes W_x*x + W_h*h: outputs, final states and every gradient agree."""
+    spatial = options.get("spatial_dims", 2)
+    torch.manual_seed(0)
+    hoisted = ConvLSTM(2, 4, 3, projection="hoisted", dtype=torch.float64, **options)
+    joint = ConvLSTM(2, 4, 3, projection="joint", dtype=torch.float64, **options)
+    joint.load_state_dict(hoisted.state_dict())
+    x = torch.randn(3, 5, 2, *(6,) * spatial, dtype=torch.float64)
+    lengths = [5, 3, 4]
+    results = []
+    for model in (hoisted, joint):
+        xx = x.clone().requires_grad_()
+        y, states = model(xx, lengths=lengths)
+        loss = y.square().sum() + sum(s.square().sum() for s in torch.utils._pytree.tree_leaves(states))
+        loss.backward()
+        results.append([y, *torch.utils._pytree.tree_leaves(states), xx.grad, *(p.grad for p in model.parameters())])
+    for got, want in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_projection_auto_is_joint_on_cpu_where_the_cell_allows_it() -> None:
+    assert ConvLSTM(2, 3, 3).layers[0][0].joint_projection(torch.device("cpu"))
+    assert not ConvLSTM(2, 3, 3).layers[0][0].joint_projection(torch.device("cuda"))
+    assert not ConvGRU(2, 3, 3).layers[0][0].joint_projection(torch.device("cpu"))
+    assert not ConvLSTM(2, 3, 3, norm="layer", norm_inputs="separate").layers[0][0].joint_projection(
+        torch.device("cpu"))
+    with pytest.raises(ValueError, match="needs an LSTM cell"):
+        ConvGRU(2, 3, 3, projection="joint")
+    with pytest.raises(ValueError, match=r"needs recurrent_dilation == dilation, got \(1, 1\) and \(2, 2\)"):
+        ConvLSTM(2, 3, 3, dilation=2, recurrent_dilation=1, projection="joint")

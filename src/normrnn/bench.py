@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import one_of
 from ._io import atomic_write_text
+from .kernels import BACKENDS
 from .layers import ConvLSTM
 from .norms import BatchNorm, GroupNorm, LayerNorm
 
@@ -206,6 +208,7 @@ class LayerBenchConfig:
     norms: tuple[str, ...] = ("none", "layer", "group:8", "recurrent_batch:10")  # "none" is the bias-only reference
     backends: tuple[str, ...] = ("eager",)  # gate blocks to time for each norm that supports them
     floor: bool = False  # also time conv-only: the same convolutions without gates or norms
+    hoisted: bool = False  # also time bias-only with projection="hoisted" (the default is joint on CPU)
     dtype: str = "float32"  # float32 | float64 | bfloat16
     rounds: int = 5  # interleaved rounds, order shuffled per round
     repeats: int = 1  # timed calls per variant per round
@@ -251,12 +254,14 @@ class NaiveConvLSTM(nn.Module):
 
 
 NAIVE = "naive reference (conv on [x; h], eager gates)"
+HOISTED = "none, projection=hoisted"
 FLOOR = "conv-only (the floor)"
 
 
 class ConvOnly(nn.Module):
-    """The floor of a ConvLSTM step: its convolutions (hoisted ``W_x*x``, per-step ``W_h*h``, their sum) and
-    nothing else; ``h`` is the first C channels of the sum, so the recurrence still chains the steps."""
+    """The floor of a ConvLSTM step: its convolutions and nothing else. They are the ones the model runs: one
+    conv of ``[x; h]`` per step (joint projection), or a hoisted ``W_x*x`` plus a per-step ``W_h*h`` and their
+    sum. ``h`` is the first C channels of the result, so the recurrence still chains the steps."""
 
     def __init__(self, model: ConvLSTM) -> None:
         super().__init__()
@@ -266,11 +271,17 @@ class ConvOnly(nn.Module):
         for (cell,) in self.model.layers:
             B, T, C_in, *S = x.shape
             C = cell.hidden_channels
-            gx = cell.project_input(x.reshape(B * T, C_in, *S)).reshape(B, T, 4 * C, *S)  # (B, T, 4C, *S)
-            h, outputs = gx.new_zeros(B, C, *S), []
-            for gx_t in gx.unbind(1):
-                h = (gx_t + cell.project_hidden(h))[:, :C]  # (B, C, *S)
-                outputs.append(h)
+            h, outputs = x.new_zeros(B, C, *S), []
+            if cell.joint_projection(x.device):  # the model's own choice: one conv of [x_t; h] per step
+                weight = cell.joint_weight()
+                for x_t in x.unbind(1):
+                    h = cell.project_joint(x_t, h, weight)[:, :C]  # (B, C, *S)
+                    outputs.append(h)
+            else:
+                gx = cell.project_input(x.reshape(B * T, C_in, *S)).reshape(B, T, 4 * C, *S)  # (B, T, 4C, *S)
+                for gx_t in gx.unbind(1):
+                    h = (gx_t + cell.project_hidden(h))[:, :C]  # (B, C, *S)
+                    outputs.append(h)
             x = torch.stack(outputs, dim=1)  # (B, T, C, *S)
         return x
 
@@ -290,8 +301,11 @@ def saved_tensor_bytes(fn: Callable[[], object]) -> int:
     return sum(storages.values())
 
 
-CELLS = LayerBenchConfig(num_layers=1, norms=("none", "layer", "group:8"), backends=("eager", "fused"), floor=True)
-CELLS_QUICK = replace(CELLS, batch=2, in_channels=2, hidden_channels=8, size=(8, 8), steps=3, rounds=1, warmup=0)
+CELLS = LayerBenchConfig(num_layers=1, norms=("none", "layer", "group:8"), backends=("eager", "fused", "compiled"),
+                         floor=True, hoisted=True)
+# CI: a tiny shape and one round; no compiled variants, whose first call compiles for about half a minute
+CELLS_QUICK = replace(CELLS, batch=2, in_channels=2, hidden_channels=8, size=(8, 8), steps=3, rounds=1, warmup=0,
+                      backends=("eager", "fused"))
 
 
 def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
@@ -306,6 +320,8 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
         torch.set_num_threads(config.threads)
     if "none" not in config.norms:
         raise ValueError(f"expected 'none' (the bias-only reference) among the norms, got {config.norms}")
+    for backend in config.backends:
+        one_of("backend", backend, BACKENDS)
     if config.kernel_size % 2 == 0:
         raise ValueError(f"the naive reference pads k // 2, so expected an odd kernel_size, got {config.kernel_size}")
     dtype = getattr(torch, config.dtype)
@@ -314,9 +330,9 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
     x = torch.randn(shape, generator=g).to(dtype)
     models: dict[str, nn.Module] = {}
     for norm in config.norms:
-        for backend in config.backends:
-            if backend != "eager" and norm == "none":
-                continue
+        for backend in dict.fromkeys(("eager", *config.backends)):  # eager first: the reference of the others
+            if backend == "fused" and norm == "none":
+                continue  # nothing to fuse without a norm
             torch.manual_seed(0)
             name = norm if backend == "eager" else f"{norm} {backend}"
             try:
@@ -328,6 +344,11 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
                 continue
             if backend != "eager":
                 _check_same(models[norm], models[name], x, f"{name} disagrees with {norm}")
+    if config.hoisted:
+        models[HOISTED] = ConvLSTM(config.in_channels, config.hidden_channels, config.kernel_size,
+                                   num_layers=config.num_layers, backend="eager", projection="hoisted", dtype=dtype)
+        models[HOISTED].load_state_dict(models["none"].state_dict())
+        _check_same(models["none"], models[HOISTED], x, "hoisted projection disagrees with the default")
     models[NAIVE] = NaiveConvLSTM(models["none"])
     _check_same(models["none"], models[NAIVE], x, "bias-only ConvLSTM disagrees with the naive reference")
     if config.floor:
@@ -364,6 +385,9 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
         }
         if config.floor:
             row["ratio_vs_floor"] = statistics.median(paired_ratios(samples, name, FLOOR))
+        backend = name.rpartition(" ")[2] if " " in name and name not in (NAIVE, FLOOR, HOISTED) else None
+        if backend is not None and f"none {backend}" in models:  # bias-only with the same gate backend
+            row["ratio_vs_bias_backend"] = statistics.median(paired_ratios(samples, name, f"none {backend}"))
         rows.append(row)
     return rows
 
@@ -378,7 +402,8 @@ def _check_same(reference: nn.Module, model: nn.Module, x: Tensor, what: str) ->
             raise RuntimeError(f"{what}: max |diff| {float((got - want).abs().max()):.3g}; not timing a wrong result")
 
 
-_EXTRA_COLUMNS = (("ratio_vs_naive", "x naive", "{:.3f}"), ("ratio_vs_floor", "x floor", "{:.3f}"),
+_EXTRA_COLUMNS = (("ratio_vs_bias_backend", "x bias*", "{:.3f}"), ("ratio_vs_naive", "x naive", "{:.3f}"),
+                  ("ratio_vs_floor", "x floor", "{:.3f}"),
                   ("activation_mb", "act MB", "{:.1f}"), ("memory_ratio", "x mem", "{:.3f}"))
 
 

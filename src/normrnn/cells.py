@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import one_of, positive_int
-from .kernels import fused_lstm_gates
+from .kernels import BACKENDS, CompiledBlock, auto_backend, fused_lstm_gates
 from .norms.create import NormSpec, create_norm, default_groups, parse_spec
 from .norms.modules import BatchNorm, GroupNorm, Identity, InstanceNorm, LayerNorm, RecurrentBatchNorm, RMSNorm
 
@@ -89,7 +89,7 @@ NORM_INPUTS = ("joint", "separate")
 NORM_SCOPES = ("per_gate", "all_gates")
 NORM_CELL = ("none", "output", "carried")
 RECURRENT_INITS = ("orthogonal", "default")
-BACKENDS = ("eager", "fused")  # the gate block: eager ops, or normrnn.kernels' memory-light autograd op
+PROJECTIONS = ("auto", "hoisted", "joint")  # how a layer computes W_x * x and W_h * h (see RecurrentCell)
 _SPATIAL_LETTERS = {0: "", 1: "L", 2: "HW", 3: "DHW"}
 
 
@@ -314,7 +314,8 @@ class RecurrentCell(nn.Module):
         norm_kwargs: Mapping[str, Any] | None = None,
         recurrent_init: str = "orthogonal",
         recurrent_dropout: float = 0.0,
-        backend: str = "eager",
+        backend: str = "auto",
+        projection: str = "auto",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -341,6 +342,7 @@ class RecurrentCell(nn.Module):
         self.recurrent_init = one_of("recurrent_init", recurrent_init, RECURRENT_INITS)
         self.recurrent_dropout = float(recurrent_dropout)
         self.backend = one_of("backend", backend, BACKENDS)
+        self.projection = one_of("projection", projection, PROJECTIONS)
         self.layout = step_layout(spatial_dims)
         self.gate_probe: GateProbe | None = None  # set to observe the sigmoid gates, e.g. their saturation
         self._norm_kwargs = dict(norm_kwargs or {})
@@ -357,6 +359,9 @@ class RecurrentCell(nn.Module):
         self.bias = nn.Parameter(torch.empty(G * C, **factory)) if bias and self._joint_shift() is None else None
         # with no norm before the bias, it can ride along with the hoisted input projection for free
         self._fold_bias = not self.normalized
+        why = self._joint_unsupported() if self.projection == "joint" else None
+        if why:
+            raise ValueError(f"projection='joint' convolves [x; h] at once, so it {why}")
 
     # -- construction ---------------------------------------------------------------------------------
 
@@ -428,6 +433,41 @@ class RecurrentCell(nn.Module):
             - x: ``(N, C_in, *S)``; output: ``(N, G·C, *S)``.
         """
         return self._project(x, self.weight_x, self.bias if self._fold_bias else None, self.dilation, self._padding_x)
+
+    def joint_projection(self, device: torch.device) -> bool:
+        """Whether a layer computes ``W_x * x + W_h * h`` as one convolution of ``[x; h]`` per step
+        (:meth:`project_joint`) instead of hoisting ``W_x * x`` over all steps. ``"auto"`` is joint on CPU where
+        the cell allows it: there oneDNN runs one 80→256 conv per step faster than a 16→256 conv over all
+        B·T frames plus a 64→256 conv per step (docs/performance.md); on GPU, hoisting saves launches."""
+        if self.projection == "auto":
+            return device.type == "cpu" and self._joint_unsupported() is None
+        return self.projection == "joint"
+
+    def _joint_unsupported(self) -> str | None:
+        """Why this cell cannot project ``[x; h]`` at once, or None if it can."""
+        if self.num_gates != 4:
+            return "needs an LSTM cell (a GRU's reset gate multiplies W_h * h alone)"
+        if self.normalized and self.norm_inputs != "joint":
+            return "needs norm_inputs='joint' (separate norms see W_x * x and W_h * h apart)"
+        if self.recurrent_dilation != self.dilation:
+            return f"needs recurrent_dilation == dilation, got {self.recurrent_dilation} and {self.dilation}"
+        return None
+
+    def joint_weight(self) -> Tensor:
+        """``[W_x, W_h]`` along the input channels, ``(G·C, C_in + C, *k)``; built once per sequence."""
+        return torch.cat([self.weight_x, self.weight_h], dim=1)
+
+    def project_joint(self, x: Tensor, h: Tensor, weight: Tensor, recurrent_mask: Tensor | None = None) -> Tensor:
+        """``W_x * x + W_h * h`` (and the folded bias) as one convolution of ``[x; h]`` with
+        ``weight = joint_weight()``; the recurrent-dropout mask applies to ``h`` first.
+
+        Shape:
+            - x: ``(B, C_in, *S)``; h: ``(B, C, *S)``; output: ``(B, G·C, *S)``.
+        """
+        if recurrent_mask is not None:
+            h = h * recurrent_mask
+        xh = torch.cat([x, h.to(x.dtype)], dim=1)  # (B, C_in + C, *S)
+        return self._project(xh, weight, self.bias if self._fold_bias else None, self.dilation, self._padding_x)
 
     def project_hidden(self, h: Tensor, recurrent_mask: Tensor | None = None) -> Tensor:
         """``W_h * h``, with the variational recurrent-dropout mask applied to ``h`` first."""
@@ -521,9 +561,27 @@ class RecurrentCell(nn.Module):
             s += f", recurrent_init={self.recurrent_init!r}"
         if self.recurrent_dropout:
             s += f", recurrent_dropout={self.recurrent_dropout}"
-        if self.backend != "eager":
+        if self.backend != "auto":
             s += f", backend={self.backend!r}"
+        if self.projection != "auto":
+            s += f", projection={self.projection!r}"
         return s
+
+    def _compile_key(self) -> str:
+        """Cells that print alike trace alike: they share a compiled gate block."""
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def gate_backend(self, device: torch.device, mask: Tensor | None = None) -> str:
+        """The gate block that runs for inputs on ``device``: ``backend``, with ``"auto"`` resolved
+        (:func:`normrnn.kernels.auto_backend`). Eager instead of compiled where the block depends on data or
+        other processes: a gate probe, or batch statistics that are masked (their count is data) or synced."""
+        backend = auto_backend(device) if self.backend == "auto" else self.backend
+        if self.gate_probe is not None:
+            return "eager"
+        if backend == "compiled" and self.training and any(
+                isinstance(m, BatchNorm) and (mask is not None or m.sync) for m in self.modules()):
+            return "eager"
+        return backend
 
 
 class _LSTMBase(RecurrentCell):
@@ -569,25 +627,37 @@ class _LSTMBase(RecurrentCell):
                                          **self._norm_kwargs)
 
     def step(self, gx: Tensor, state: LSTMState, *, t: int = 0, mask: Tensor | None = None,
-             recurrent_mask: Tensor | None = None) -> LSTMState:
-        """One LSTM step: ``gx`` ``(B, 4C, *S)``, state ``(h, c)`` → new ``(h, c)``, frozen where ``mask`` is False."""
+             recurrent_mask: Tensor | None = None, joint: bool = False) -> LSTMState:
+        """One LSTM step: ``gx`` ``(B, 4C, *S)``, state ``(h, c)`` → new ``(h, c)``, frozen where ``mask`` is False.
+
+        ``joint=True`` says that ``gx`` already holds ``W_x * x + W_h * h`` (:meth:`project_joint`).
+        """
         h, c = state
-        gh = self.project_hidden(h, recurrent_mask)  # (B, 4C, *S)
+        gh = None if joint else self.project_hidden(h, recurrent_mask)  # (B, 4C, *S)
+        backend = self.gate_backend(gx.device, mask)
+        if backend == "fused":
+            g = self.norm_gates
+            pre = gx if gh is None else gx + gh
+            h_new, c_new = fused_lstm_gates(pre, c, g.weight, g.bias, groups=g.axes.groups, eps=g.eps)
+        elif backend == "compiled":
+            h_new, c_new = _compiled_lstm_block(self._compile_key(), self, gx, gh, c, t, mask)
+        else:
+            h_new, c_new = self.gate_block(gx, gh, c, t, mask)
+        return self._freeze(h_new, h, mask), self._freeze(c_new, c, mask)
+
+    def gate_block(self, gx: Tensor, gh: Tensor | None, c: Tensor, t: int, mask: Tensor | None) -> LSTMState:
+        """Everything after the projections, eagerly: the part a compiled or fused block replaces. ``gh`` is
+        None when ``gx`` already holds both projections."""
         if self.norm_inputs == "separate":
             pre = _bind(self.norm_x, t, mask)(gx) + _bind(self.norm_h, t, mask)(gh)
             norm = None
         else:
-            pre = gx + gh
+            pre = gx if gh is None else gx + gh
             norm = _bind(self.norm_gates, t, mask) if self.normalized else None
-        if self.backend == "fused" and self.gate_probe is None:  # a probe needs the eager gates to observe
-            g = self.norm_gates
-            h_new, c_new = fused_lstm_gates(pre, c, g.weight, g.bias, groups=g.axes.groups, eps=g.eps)
-            return self._freeze(h_new, h, mask), self._freeze(c_new, c, mask)
-        h_new, c_new = lstm_gates(
+        return lstm_gates(
             pre, c, norm=norm, bias=None if self._fold_bias else self.bias, peephole=self.weight_peephole,
             cell_norm=_bind(self.cell_norm, t, mask), norm_cell=self.norm_cell, probe=self.gate_probe,
         )
-        return self._freeze(h_new, h, mask), self._freeze(c_new, c, mask)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
@@ -609,8 +679,9 @@ class _GRUBase(RecurrentCell):
                  **kwargs: Any) -> None:
         super().__init__(in_channels, hidden_channels, kernel_size, **kwargs)
         factory = {"device": kwargs.get("device"), "dtype": kwargs.get("dtype")}
-        if self.backend != "eager":
-            raise ValueError(f"expected backend='eager' for a GRU cell (no fused GRU block yet), got {self.backend!r}")
+        if self.backend == "fused":
+            raise ValueError("expected backend 'auto', 'eager' or 'compiled' for a GRU cell (no fused GRU block "
+                             "yet), got 'fused'")
         has_bias = kwargs.get("bias", True)
         self.bias_hn = nn.Parameter(torch.empty(hidden_channels, **factory)) if has_bias else None
         self.reset_parameters()
@@ -626,14 +697,30 @@ class _GRUBase(RecurrentCell):
         """One GRU step: ``gx`` ``(B, 3C, *S)``, ``h`` → new ``h``, frozen where ``mask`` is False."""
         h = state
         gh = self.project_hidden(h, recurrent_mask)  # (B, 3C, *S)
+        if self.gate_backend(gx.device, mask) == "compiled":
+            h_new = _compiled_gru_block(self._compile_key(), self, gx, gh, h, t, mask)
+        else:
+            h_new = self.gate_block(gx, gh, h, t, mask)
+        return self._freeze(h_new, h, mask)
+
+    def gate_block(self, gx: Tensor, gh: Tensor, h: Tensor, t: int, mask: Tensor | None) -> Tensor:
+        """Everything after the two projections, eagerly: the part a compiled block replaces."""
         norm_rz = norm_n = None
         if self.norm_inputs == "separate":
             gx, gh = _bind(self.norm_x, t, mask)(gx), _bind(self.norm_h, t, mask)(gh)
         elif self.normalized:
             norm_rz, norm_n = _bind(self.norm_rz, t, mask), _bind(self.norm_n, t, mask)
-        h_new = gru_gates(gx, gh, h, norm_rz=norm_rz, norm_n=norm_n,
-                          bias=None if self._fold_bias else self.bias, bias_hn=self.bias_hn, probe=self.gate_probe)
-        return self._freeze(h_new, h, mask)
+        return gru_gates(gx, gh, h, norm_rz=norm_rz, norm_n=norm_n, bias=None if self._fold_bias else self.bias,
+                         bias_hn=self.bias_hn, probe=self.gate_probe)
+
+
+def _gate_block(cell: RecurrentCell, *args: Any) -> Any:
+    return cell.gate_block(*args)
+
+
+# Cells with the same configuration share a compiled graph; dynamo guards on configuration and shapes.
+_compiled_lstm_block = CompiledBlock(_gate_block, name="LSTM")
+_compiled_gru_block = CompiledBlock(_gate_block, name="GRU")
 
 
 class _Conv(RecurrentCell):
@@ -668,9 +755,13 @@ _CELL_DOC_ARGS = """
         norm_inputs: ``"joint"`` or ``"separate"``. Default: ``"joint"``.
         norm_scope: ``"per_gate"`` or ``"all_gates"``. Default: ``"per_gate"``.
         norm_kwargs: passed to every norm, e.g. ``{"eps": 1e-3, "sync": True}``. Default: none.
-        backend: ``"eager"``, or ``"fused"`` (LSTM with a joint group/layer gate norm):
-            :func:`normrnn.kernels.fused_lstm_gates`, which saves about half the activation memory.
-            Default: ``"eager"``.
+        backend: how the gate block runs (:mod:`normrnn.kernels`): ``"eager"`` PyTorch ops; ``"compiled"``,
+            ``torch.compile`` of the block, forward and backward, warning once if it cannot stay compiled;
+            ``"fused"`` (LSTM with a joint group/layer gate norm), one autograd op that saves about half the
+            activation memory; ``"auto"``, compiled on CUDA with Triton and eager elsewhere. Default: ``"auto"``.
+        projection: how a layer computes ``W_x * x`` and ``W_h * h``: ``"hoisted"``, ``W_x * x`` for all steps in
+            one batched conv; ``"joint"`` (LSTM with joint norm inputs), one conv of ``[x; h]`` per step;
+            ``"auto"``, joint on CPU where possible, else hoisted. Default: ``"auto"``.
         recurrent_init: ``"orthogonal"`` (per gate, as Keras) or ``"default"`` (uniform). Default: ``"orthogonal"``.
         recurrent_dropout: the probability of the variational dropout on ``h``. Default: ``0.0``.
         device, dtype: factory keyword arguments."""

@@ -45,6 +45,8 @@ def _bench(args: argparse.Namespace) -> int:
         rows = bench_norms(config, progress=progress)
     elif args.target == "cells":
         config = dataclasses.replace(CELLS_QUICK if args.quick else CELLS, dtype=args.dtype, **timing)
+        if args.backends is not None:
+            config = dataclasses.replace(config, backends=tuple(args.backends.split(",")))
         rows = bench_layers(config, progress=progress)
     else:
         size = parse_shape(args.size)
@@ -52,8 +54,8 @@ def _bench(args: argparse.Namespace) -> int:
             raise ValueError(f"expected --size H,W, got {args.size!r}")
         config = LayerBenchConfig(batch=args.batch, in_channels=args.in_channels, hidden_channels=args.hidden_channels,
                                   size=size, steps=args.steps, kernel_size=args.kernel_size,
-                                  num_layers=args.num_layers, norms=tuple(args.norms.split(",")), dtype=args.dtype,
-                                  **timing)
+                                  num_layers=args.num_layers, norms=tuple(args.norms.split(",")),
+                                  backends=tuple(args.backends.split(",")), dtype=args.dtype, **timing)
         rows = bench_layers(config, progress=progress)
     print(format_table(rows))
     if args.json:
@@ -196,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench.add_parser("cells", help="one ConvLSTM layer (B=16, 16->64, 32x32, k=3, T=10) per norm and gate "
                                        "backend vs bias-only, a naive loop and the conv-only floor; with memory")
     p.add_argument("--quick", action="store_true", help="a tiny shape and one round: checks that it runs")
+    p.add_argument("--backends", help="comma-separated gate backends: eager, fused, compiled (default: all; "
+                                      "--quick: eager,fused)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     _timing_flags(p, rounds=5, repeats=1, warmup=1)
     p.set_defaults(func=_bench)
@@ -209,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-layers", type=int, default=2, help="stacked layers (default 2)")
     p.add_argument("--norms", default="none,layer,group:8,recurrent_batch:10",
                    help="comma-separated norm specs; 'none' is the reference (default: %(default)s)")
+    p.add_argument("--backends", default="eager", help="comma-separated gate backends: eager, fused, compiled "
+                                                       "(default: %(default)s)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
     _timing_flags(p, rounds=5, repeats=1, warmup=1)
     p.set_defaults(func=_bench)

@@ -61,6 +61,14 @@ def reverse_order(mask: Tensor | None, T: int) -> Tensor | None:
     return torch.argsort(key, dim=1, stable=True)
 
 
+def _projected_dtype(x: Tensor) -> Tensor:
+    """``x``, or an empty tensor of the dtype a projection of ``x`` has under autocast: the state's dtype."""
+    kind = x.device.type
+    if x.is_floating_point() and torch.is_autocast_enabled(kind):
+        return x.new_empty((x.shape[0], 0, *x.shape[2:]), dtype=torch.get_autocast_dtype(kind))
+    return x
+
+
 def _take(x: Tensor, order: Tensor | None) -> Tensor:
     """``x[b, order[b, k]]`` for each sample: ``(B, T, ...)`` reordered along T."""
     if order is None:
@@ -206,21 +214,29 @@ class RecurrentLayer(nn.Module):
         """Run one direction of one layer over ``x`` ``(B, T, C, *S)``; return outputs and the final state."""
         B, T, C = x.shape[:3]
         spatial = x.shape[3:]
-        gx = cell.project_input(x.reshape(B * T, C, *spatial))  # (B·T, G·C_h, *S), one hoisted conv
-        gx = gx.reshape(B, T, -1, *spatial)  # (B, T, G·C_h, *S)
+        joint = cell.joint_projection(x.device)
+        if joint:  # one conv of [x_t; h] per step; x itself is the per-step input
+            seq, weight = x, cell.joint_weight()  # weight: (G·C_h, C + C_h, *k), concatenated once
+        else:
+            seq = cell.project_input(x.reshape(B * T, C, *spatial))  # (B·T, G·C_h, *S), one hoisted conv
+            seq = seq.reshape(B, T, -1, *spatial)  # (B, T, G·C_h, *S)
         order = None
         if reverse:
             order = reverse_order(mask, T)
-            gx = _take(gx, order)
+            seq = _take(seq, order)
             mask = None if mask is None else mask.gather(1, order)  # valid steps first
-        steps = gx.unbind(1)  # T views (B, G·C_h, *S); unlike gx[:, t], backward stacks once instead of T scatters
+        steps = seq.unbind(1)  # T views (B, *, *S); unlike seq[:, t], backward stacks once instead of T scatters
         if state is None:
-            state = cell.initial_state(steps[0])
+            state = cell.initial_state(_projected_dtype(steps[0]))
         recurrent_mask = cell.recurrent_dropout_mask(cell.output(state))
         outputs = []
-        for t, gx_t in enumerate(steps):
+        for t, s_t in enumerate(steps):
             step_mask = None if mask is None else mask[:, t]
-            state = cell.step(gx_t, state, t=t, mask=step_mask, recurrent_mask=recurrent_mask)
+            if joint:
+                gx_t = cell.project_joint(s_t, cell.output(state), weight, recurrent_mask)  # (B, G·C_h, *S)
+                state = cell.step(gx_t, state, t=t, mask=step_mask, joint=True)
+            else:
+                state = cell.step(s_t, state, t=t, mask=step_mask, recurrent_mask=recurrent_mask)
             outputs.append(cell.output(state))
         y = torch.stack(outputs, dim=1)  # (B, T, C_h, *S)
         if reverse:

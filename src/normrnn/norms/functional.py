@@ -79,7 +79,7 @@ class NormAxes:
 
     def count(self, shape: tuple[int, ...]) -> int:
         """Elements per statistic (before masking) for an input of ``shape``."""
-        n = math.prod(shape[self.layout.dim(c)] for c in self.reduce if c != "C")
+        n = math.prod([shape[self.layout.dim(c)] for c in self.reduce if c != "C"])
         if self.groups is not None:
             n *= shape[self.layout.dim("C")] // self.groups
         return n
@@ -168,12 +168,13 @@ def compute_stats(
         return t if valid is None else torch.where(valid, t, 0.0)
 
     if valid is None:
+        # lists, not generators, inside math.prod: torch.compile traces these without a graph break
         kept_shape = [1 if d in dims else s for d, s in enumerate(xg.shape)]
-        count = torch.full(kept_shape, float(math.prod(xg.shape[d] for d in dims)), dtype=xg.dtype, device=x.device)
+        count = torch.full(kept_shape, float(math.prod([xg.shape[d] for d in dims])), dtype=xg.dtype, device=x.device)
         count = all_reduce(count) if all_reduce is not None else count
     else:
         # Sum the mask over its own extent; the axes it broadcasts over contribute their full size.
-        spread = math.prod(xg.shape[d] for d in dims if valid.shape[d] == 1)
+        spread = math.prod([xg.shape[d] for d in dims if valid.shape[d] == 1])
         count = total(valid.to(xg.dtype)) * spread
     # Guard the division only: an all-padded statistic has no valid output to normalize.
     denom = count.clamp_min(1.0)
