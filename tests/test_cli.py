@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import torch
+
 from normrnn.cli import main
 
 
@@ -73,4 +75,13 @@ def test_bench_cells_quick_writes_valid_json(tmp_path, capsys):
     assert {"ratio_vs_floor", "ratio_vs_naive", "activation_mb", "memory_ratio"} <= set(rows[0])
     fused = {r["norm"]: r["activation_mb"] for r in rows}
     assert fused["layer fused"] < fused["layer"]  # the fused block saves less for backward (bytes, not time)
+    assert "none, projection=hoisted" in names  # checked equal to the default (joint on CPU) before timing
     assert "x floor" in capsys.readouterr().out
+
+
+def test_bench_cells_rejects_unknown_backends_and_missing_devices(capsys):
+    assert main(["bench", "cells", "--quick", "--backends", "eager,triton"]) == 2
+    assert "expected backend to be one of 'auto', 'eager', 'compiled', 'fused', got 'triton'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["bench", "cells", "--quick", "--device", "cuda"]) == 2
+        assert "torch sees none" in capsys.readouterr().err

@@ -210,6 +210,7 @@ class LayerBenchConfig:
     floor: bool = False  # also time conv-only: the same convolutions without gates or norms
     hoisted: bool = False  # also time bias-only with projection="hoisted" (the default is joint on CPU)
     dtype: str = "float32"  # float32 | float64 | bfloat16
+    device: str = "cpu"  # cpu | cuda (adds the allocator's peak memory per variant)
     rounds: int = 5  # interleaved rounds, order shuffled per round
     repeats: int = 1  # timed calls per variant per round
     warmup: int = 1  # untimed calls per variant first
@@ -320,14 +321,17 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
         torch.set_num_threads(config.threads)
     if "none" not in config.norms:
         raise ValueError(f"expected 'none' (the bias-only reference) among the norms, got {config.norms}")
-    for backend in config.backends:
-        one_of("backend", backend, BACKENDS)
     if config.kernel_size % 2 == 0:
         raise ValueError(f"the naive reference pads k // 2, so expected an odd kernel_size, got {config.kernel_size}")
+    for backend in config.backends:
+        one_of("backend", backend, BACKENDS)
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"expected a CUDA device for device={config.device!r}, but torch sees none")
     dtype = getattr(torch, config.dtype)
     g = torch.Generator().manual_seed(0)
     shape = (config.batch, config.steps, config.in_channels, *config.size)
-    x = torch.randn(shape, generator=g).to(dtype)
+    x = torch.randn(shape, generator=g).to(device, dtype)
     models: dict[str, nn.Module] = {}
     for norm in config.norms:
         for backend in dict.fromkeys(("eager", *config.backends)):  # eager first: the reference of the others
@@ -337,7 +341,8 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
             name = norm if backend == "eager" else f"{norm} {backend}"
             try:
                 models[name] = ConvLSTM(config.in_channels, config.hidden_channels, config.kernel_size,
-                                        num_layers=config.num_layers, norm=norm, backend=backend, dtype=dtype).train()
+                                        num_layers=config.num_layers, norm=norm, backend=backend, device=device,
+                                        dtype=dtype).train()
             except ValueError as e:
                 if progress is not None:
                     progress(f"skipping {name}: {e}")
@@ -346,14 +351,15 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
                 _check_same(models[norm], models[name], x, f"{name} disagrees with {norm}")
     if config.hoisted:
         models[HOISTED] = ConvLSTM(config.in_channels, config.hidden_channels, config.kernel_size,
-                                   num_layers=config.num_layers, backend="eager", projection="hoisted", dtype=dtype)
+                                   num_layers=config.num_layers, backend="eager", projection="hoisted",
+                                   device=device, dtype=dtype)
         models[HOISTED].load_state_dict(models["none"].state_dict())
         _check_same(models["none"], models[HOISTED], x, "hoisted projection disagrees with the default")
-    models[NAIVE] = NaiveConvLSTM(models["none"])
+    models[NAIVE] = NaiveConvLSTM(models["none"]).to(device)
     _check_same(models["none"], models[NAIVE], x, "bias-only ConvLSTM disagrees with the naive reference")
     if config.floor:
         models[FLOOR] = ConvOnly(models["none"])
-    dy = torch.randn(*shape[:2], config.hidden_channels, *config.size, generator=g).to(dtype)
+    dy = torch.randn(*shape[:2], config.hidden_channels, *config.size, generator=g).to(device, dtype)
 
     def call(name: str) -> Callable[[], None]:
         model = models[name]
@@ -362,6 +368,8 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
             out = model(x)
             (out[0] if isinstance(out, tuple) else out).backward(dy)
             model.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # time the kernels, not their launches
         return run
 
     if progress is not None:
@@ -370,6 +378,7 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
     samples = time_interleaved({name: call(name) for name in models}, rounds=config.rounds, repeats=config.repeats,
                                warmup=config.warmup, groups=[list(models)])
     memory = {name: saved_tensor_bytes(lambda model=model: model(x)) / 2**20 for name, model in models.items()}
+    peak = {name: _cuda_peak_mb(call(name), device) for name in models} if device.type == "cuda" else {}
     rows: list[dict[str, object]] = []
     for name in models:
         s = samples[name]
@@ -385,11 +394,22 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
         }
         if config.floor:
             row["ratio_vs_floor"] = statistics.median(paired_ratios(samples, name, FLOOR))
+        if peak:
+            row["cuda_peak_mb"] = peak[name]
         backend = name.rpartition(" ")[2] if " " in name and name not in (NAIVE, FLOOR, HOISTED) else None
         if backend is not None and f"none {backend}" in models:  # bias-only with the same gate backend
             row["ratio_vs_bias_backend"] = statistics.median(paired_ratios(samples, name, f"none {backend}"))
         rows.append(row)
     return rows
+
+
+def _cuda_peak_mb(run: Callable[[], None], device: torch.device) -> float:
+    """The allocator's peak during one forward+backward, above what was allocated before it."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    run()
+    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
 
 
 def _check_same(reference: nn.Module, model: nn.Module, x: Tensor, what: str) -> None:
@@ -404,7 +424,8 @@ def _check_same(reference: nn.Module, model: nn.Module, x: Tensor, what: str) ->
 
 _EXTRA_COLUMNS = (("ratio_vs_bias_backend", "x bias*", "{:.3f}"), ("ratio_vs_naive", "x naive", "{:.3f}"),
                   ("ratio_vs_floor", "x floor", "{:.3f}"),
-                  ("activation_mb", "act MB", "{:.1f}"), ("memory_ratio", "x mem", "{:.3f}"))
+                  ("activation_mb", "act MB", "{:.1f}"), ("memory_ratio", "x mem", "{:.3f}"),
+                  ("cuda_peak_mb", "peak MB", "{:.1f}"))
 
 
 def format_table(rows: Sequence[dict[str, object]]) -> str:

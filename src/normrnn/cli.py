@@ -44,7 +44,8 @@ def _bench(args: argparse.Namespace) -> int:
         config = NormBenchConfig(shape=parse_shape(args.shape), dtype=args.dtype, **timing)
         rows = bench_norms(config, progress=progress)
     elif args.target == "cells":
-        config = dataclasses.replace(CELLS_QUICK if args.quick else CELLS, dtype=args.dtype, **timing)
+        config = dataclasses.replace(CELLS_QUICK if args.quick else CELLS, dtype=args.dtype, device=args.device,
+                                     **timing)
         if args.backends is not None:
             config = dataclasses.replace(config, backends=tuple(args.backends.split(",")))
         rows = bench_layers(config, progress=progress)
@@ -55,7 +56,8 @@ def _bench(args: argparse.Namespace) -> int:
         config = LayerBenchConfig(batch=args.batch, in_channels=args.in_channels, hidden_channels=args.hidden_channels,
                                   size=size, steps=args.steps, kernel_size=args.kernel_size,
                                   num_layers=args.num_layers, norms=tuple(args.norms.split(",")),
-                                  backends=tuple(args.backends.split(",")), dtype=args.dtype, **timing)
+                                  backends=tuple(args.backends.split(",")), dtype=args.dtype, device=args.device,
+                                  **timing)
         rows = bench_layers(config, progress=progress)
     print(format_table(rows))
     if args.json:
@@ -158,6 +160,9 @@ def _timing_flags(p: argparse.ArgumentParser, rounds: int, repeats: int, warmup:
     g.add_argument("--warmup", type=int, help=f"untimed calls first (default {warmup})")
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     g.add_argument("--json", help="also write the rows to this JSON file (atomically)")
+    if p.prog.split()[-1] in ("cells", "layers"):
+        g.add_argument("--device", default="cpu", help="cpu or cuda; cuda adds the allocator's peak memory "
+                                                       "(default: cpu)")
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:
