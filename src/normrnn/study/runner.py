@@ -198,13 +198,9 @@ def _claim(out: Path, spec: RunSpec) -> Iterator[bool]:
         yield False
         return
     try:
-        yield not _finished(out, spec)
+        yield bool(_unfinished(out, [spec]))  # another process may have finished it since the results were read
     finally:
         lock.release()
-
-
-def _finished(out: Path, spec: RunSpec) -> bool:
-    return any(row["run_id"] == spec.run_id for row in load_results(out))
 
 
 def _train_one(config: StudyConfig, out: Path, spec: RunSpec, data: Datasets, *, rank: Rank,
