@@ -251,3 +251,51 @@ def test_auto_is_eager_on_cpu_and_probes_see_eager_gates() -> None:
         ConvLSTMCell(3, 4, 3, backend="triton")
     with pytest.raises(ValueError, match="got 'fused'"):
         ConvGRUCell(3, 4, 3, norm="layer", backend="fused")
+
+
+def test_the_backend_registry_dispatches_a_cell_to_a_registered_backend() -> None:
+    """A new backend is one registered object: cells find it by name, and "auto" by its priority."""
+    from normrnn.kernels import GateBackend, backend_names, register_backend
+    from normrnn.kernels.registry import _BACKENDS
+
+    class Doubling(GateBackend):  # the eager block with h doubled, so its use is visible
+        name, priority = "doubling_test", 100
+        calls = 0
+
+        def prefers(self, device: torch.device) -> bool:
+            return device.type == "meta"
+
+        def unsupported(self, cell) -> str | None:
+            return None if cell.kind == "lstm" else "LSTM only"
+
+        def __call__(self, cell, gx, gh, state, t, mask):
+            Doubling.calls += 1
+            h, c = cell.gate_block(gx, gh, state, t, mask)
+            return 2 * h, c
+
+    register_backend(Doubling())
+    try:
+        assert "doubling_test" in backend_names()
+        torch.manual_seed(0)
+        eager = ConvLSTMCell(3, 4, 3, norm="layer", backend="eager")
+        doubled = ConvLSTMCell(3, 4, 3, norm="layer", backend="doubling_test")
+        doubled.load_state_dict(eager.state_dict())
+        x = torch.randn(2, 3, 5, 5)
+        torch.testing.assert_close(doubled(x)[0], 2 * eager(x)[0])
+        assert Doubling.calls == 1
+        with pytest.raises(ValueError, match="got 'doubling_test': LSTM only"):
+            ConvGRUCell(3, 4, 3, backend="doubling_test")
+        auto = ConvLSTMCell(3, 4, 3)
+        assert auto.gate_backend(torch.device("meta")) == "doubling_test"  # "auto" asks the registry
+        assert auto.gate_backend(torch.device("cpu")) == "eager"
+        assert ConvGRUCell(3, 4, 3).gate_backend(torch.device("meta")) == "eager"  # unsupported: skipped
+    finally:
+        del _BACKENDS["doubling_test"]
+
+
+def test_compile_keys_name_every_option_and_norm() -> None:
+    """Cells that differ in anything their graph depends on (norm eps, training mode) never share a graph."""
+    a, b = ConvLSTMCell(3, 4, 3, norm="layer"), ConvLSTMCell(3, 4, 3, norm="layer", norm_kwargs={"eps": 1e-3})
+    assert a.compile_key() != b.compile_key()
+    assert a.compile_key() == ConvLSTMCell(3, 4, 3, norm="layer").compile_key()
+    assert a.compile_key() != a.eval().compile_key()

@@ -321,3 +321,14 @@ def test_projection_auto_is_joint_on_cpu_where_the_cell_allows_it() -> None:
         ConvGRU(2, 3, 3, projection="joint")
     with pytest.raises(ValueError, match=r"needs recurrent_dilation == dilation, got \(1, 1\) and \(2, 2\)"):
         ConvLSTM(2, 3, 3, dilation=2, recurrent_dilation=1, projection="joint")
+
+
+def test_cells_iterates_every_cell_and_cell_picks_one() -> None:
+    model = ConvLSTM(2, [3, 5], 3, num_layers=2, bidirectional=True)
+    cells = list(model.cells())
+    assert [c.hidden_channels for c in cells] == [3, 3, 5, 5]
+    assert model.cell(1, 1) is cells[3] and model.cell(0) is cells[0]
+    assert sorted(k for k in model.state_dict() if k.endswith("weight_x")) == \
+        [f"layers.{k}.{d}.weight_x" for k in range(2) for d in range(2)]  # checkpoints keep their keys
+    with pytest.raises(ValueError, match="expected layer in"):
+        model.cell(2)

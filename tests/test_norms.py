@@ -470,21 +470,21 @@ def test_c14_recurrent_batch_norm_statistics_per_step_and_slot_reuse():
     torch.testing.assert_close(rbn.weight.detach(), torch.full((3,), 0.1))
     steps = [torch.randn(16, 3) * (t + 1) + 2 * t for t in range(4)]
     for t, xt in enumerate(steps):
-        torch.testing.assert_close(rbn(xt, t), 0.1 * F.batch_norm(xt, None, None, training=True))
+        torch.testing.assert_close(rbn(xt, step=t), 0.1 * F.batch_norm(xt, None, None, training=True))
     # momentum=1 stores the last batch of each slot: slot 0 <- step 0, slot 1 <- steps 1, 2, 3 in turn.
     torch.testing.assert_close(rbn.running_mean, torch.stack([steps[0].mean(0), steps[3].mean(0)]))
     torch.testing.assert_close(rbn.running_var, torch.stack([steps[0].var(0), steps[3].var(0)]))
     rbn.eval()
     x = torch.randn(16, 3)
     want = 0.1 * (x - steps[3].mean(0)) / torch.sqrt(steps[3].var(0) + 1e-5)
-    torch.testing.assert_close(rbn(x, 7), want)
+    torch.testing.assert_close(rbn(x, step=7), want)
 
 
 def test_c14_sequence_forward_equals_stepping():
     x = torch.randn(8, 5, 3, 2, 2)
     seq, step = RecurrentBatchNorm(3, max_steps=3, layout="BTCHW"), RecurrentBatchNorm(3, max_steps=3, layout="BCHW")
     y = seq(x)
-    torch.testing.assert_close(y, torch.stack([step(x[:, t], t) for t in range(5)], dim=1))
+    torch.testing.assert_close(y, torch.stack([step(x[:, t], step=t) for t in range(5)], dim=1))
     torch.testing.assert_close(seq.running_mean, step.running_mean)
     torch.testing.assert_close(seq.running_var, step.running_var)
     torch.testing.assert_close(seq.num_batches_tracked, torch.tensor([1, 1, 3]))
@@ -552,7 +552,7 @@ def test_unknown_spec_lists_the_valid_names():
         assert name in str(err.value)
 
 
-@pytest.mark.parametrize("spec", ["layer:3", "group:x", "group:0", "recurrent_batch"])
+@pytest.mark.parametrize("spec", ["layer:3", "group:x", "group:0", "batch:3", "recurrent_batch:0"])
 def test_malformed_specs(spec):
     with pytest.raises(ValueError, match=r"norm spec"):
         create_norm(spec, 8, layout="BCHW")
@@ -615,7 +615,7 @@ def test_errors_are_value_errors_naming_expected_and_received():
         GroupNorm(10, num_groups=4, layout="BCHW")
     with pytest.raises(ValueError, match=r"reduce='TH' names axes \['T'\] that are not in layout 'BCHW'"):
         LayerNorm(8, layout="BCHW", reduce="TH")
-    with pytest.raises(ValueError, match=r"expected mask of shape \(B, T\) = \(2, 3\) .* got \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"expected a boolean mask of shape \(B, T\) = \(2, 3\) .* got torch.bool \(2, 4\)"):  # noqa: E501
         LayerNorm(4, layout="BTF")(torch.randn(2, 3, 4), torch.ones(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"expected more than 1 value per channel when training"):
         BatchNorm(4, layout="BTF")(torch.randn(1, 1, 4))
@@ -630,3 +630,65 @@ def test_errors_are_value_errors_naming_expected_and_received():
     with pytest.raises(ValueError, match=r"reduces every axis but T and C, i.e. reduce='BHW'"):
         create_norm("recurrent_batch:4", 4, layout="BTCHW", reduce="BTHW")
     assert create_norm("recurrent_batch:4", 4, layout="BTCHW", reduce="BHW").max_steps == 4
+
+
+# --- the norm protocol and the spec registry -----------------------------------------------------------------
+
+_PROTOCOL_CASES = [("none", "BTCHW"), ("layer", "BTCHW"), ("group:2", "BTCHW"), ("instance", "BTCHW"),
+                   ("batch", "BTCHW"), ("recurrent_batch", "BTCHW"), ("rms", "BTCHW"), ("recurrent_batch", "BCHW")]
+
+
+@pytest.mark.parametrize(("spec", "layout"), _PROTOCOL_CASES)
+def test_every_norm_takes_x_mask_and_step(spec, layout):
+    """One call protocol: forward(x, mask=None, *, step=None); the step only matters to per-step statistics."""
+    from normrnn.norms import Norm
+
+    norm = create_norm(spec, 4, layout=layout).double()
+    assert isinstance(norm, Norm)
+    x = torch.randn(3, 5, 4, 2, 2, dtype=torch.float64) if "T" in layout else torch.randn(3, 4, 2, 2).double()
+    mask = torch.ones(3, 5, dtype=torch.bool) if "T" in layout else torch.ones(3, dtype=torch.bool)
+    step = 0 if "T" in layout else 2
+    full = norm(x, mask, step=step)
+    if spec != "recurrent_batch" or "T" in layout:
+        torch.testing.assert_close(norm(x), full)  # an all-valid mask and step 0 change nothing
+    assert full.shape == x.shape
+
+
+def test_recurrent_batch_without_t_max_has_a_default_and_steps_select_slots():
+    from normrnn.norms import DEFAULT_MAX_STEPS
+
+    rbn = create_norm("recurrent_batch", 3, layout="BC", momentum=1.0)
+    assert rbn.max_steps == DEFAULT_MAX_STEPS and rbn.running_mean.shape == (DEFAULT_MAX_STEPS, 3)
+    x = torch.randn(16, 3) + 5.0
+    rbn(x, step=7)
+    torch.testing.assert_close(rbn.running_mean[7], x.mean(0))  # momentum 1: the slot holds the batch mean
+    assert float(rbn.running_mean[6].abs().sum()) == 0.0  # other slots untouched
+    with pytest.raises(ValueError, match="expected a boolean mask of shape"):
+        rbn(x, 7, step=3)  # a positional int is a mask, never a step
+
+
+def test_a_norm_class_is_the_same_spec_as_its_name():
+    """norm=LayerNorm and norm="layer" build the same per-gate module (they used to diverge)."""
+    from normrnn.cells import gate_norm
+    from normrnn.norms import NormSpec
+
+    assert NormSpec.parse(LayerNorm) == NormSpec.parse("LAYER")
+    by_class, by_name = (gate_norm(s, 6, 4, scope="per_gate", layout="BCHW") for s in (LayerNorm, "layer"))
+    assert repr(by_class) == repr(by_name) == "GroupNorm(24, layout='BCHW', reduce='CHW', num_groups=4, eps=1e-05)"
+    # a foreign callable sees the whole gate tensor: it cannot be split per gate
+    foreign = gate_norm(nn.BatchNorm2d, 6, 4, scope="per_gate", layout="BCHW")
+    assert isinstance(foreign, nn.BatchNorm2d) and foreign.num_features == 24
+
+
+def test_registering_a_norm_is_one_entry():
+    from normrnn.norms import Identity, NormEntry, NormSpec, register_norm
+
+    class Halve(Identity):
+        def forward(self, x, mask=None, *, step=None):
+            return x / 2
+
+    register_norm(NormEntry("halve_test", Halve, shift=False))
+    assert isinstance(create_norm("Halve-Test", 4, layout="BC"), Halve)
+    assert NormSpec.parse("halve_test").name == "halve_test"
+    with pytest.raises(ValueError, match="already registered"):
+        register_norm(NormEntry("layer", Halve))

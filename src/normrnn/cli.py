@@ -96,7 +96,6 @@ def _study(args: argparse.Namespace) -> int:
               f"run: normrnn report {args.out}", file=sys.stderr)
         return 0
     _print_tables(write_report([args.out]))
-    print(f"\nreport: {args.out}/report.md (plots, results.csv, results.json beside it)", file=sys.stderr)
     return 0
 
 
@@ -148,9 +147,10 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_tables(report: str) -> None:
-    """The report's tables and summary, without its title and image links."""
-    print(report[report.index("### Accuracy") : report.index("![")].rstrip())
+def _print_tables(report) -> None:
+    """The report's tables and summary (its parts as data), then where it was written."""
+    print("\n\n".join([report.tables, report.baselines, report.summary]))
+    print(f"\nreport: {report.path} (plots, results.csv, results.json beside it)", file=sys.stderr)
 
 
 def _timing_flags(p: argparse.ArgumentParser, rounds: int, repeats: int, warmup: int) -> None:

@@ -1,37 +1,42 @@
 """Normalization with explicit axes: batch, layer, group, instance, RMS and recurrent batch norm.
 
 Every norm is one statistics core (:mod:`normrnn.norms.functional`) plus a choice of axes named by
-layout letters (:mod:`normrnn.norms.layout`); :func:`create_norm` turns spec strings into modules,
-:func:`explain` says what a spec reduces, and the ``from_*`` converters import other frameworks' layers.
+layout letters (:mod:`normrnn.norms.layout`), behind one call protocol (:mod:`normrnn.norms.base`).
+:func:`create_norm` turns spec strings into modules through one registry (:mod:`normrnn.norms.create`),
+:func:`explain` says what a spec reduces, and the ``from_*`` converters (:mod:`normrnn.norms.convert`)
+import other frameworks' layers. This package imports nothing else from normrnn.
 """
 
-from .create import NORM_SPECS, NormSpec, create_norm, default_groups, parse_spec
+from .base import Description, GroupNormView, Norm, call_norm
+from .batch import DEFAULT_MAX_STEPS, BatchNorm, RecurrentBatchNorm
+from .convert import from_flax, from_keras, from_tf1_layer_norm, from_torch
+from .create import NORM_SPECS, NormEntry, NormLike, NormSpec, create_norm, default_groups, register_norm
+from .explain import explain
 from .functional import KernelPlan, NormAxes, compute_stats, norm_forward, normalize, plan_kernel
 from .layout import Layout
-from .modules import (
-    BatchNorm,
-    GroupNorm,
-    Identity,
-    InstanceNorm,
-    LayerNorm,
-    RecurrentBatchNorm,
-    RMSNorm,
-    convert_sync_batchnorm,
-)
+from .modules import GroupNorm, Identity, InstanceNorm, LayerNorm, RMSNorm
+from .sync import convert_sync_batchnorm
 
 __all__ = [
+    "DEFAULT_MAX_STEPS",
     "NORM_SPECS",
     "BatchNorm",
+    "Description",
     "GroupNorm",
+    "GroupNormView",
     "Identity",
     "InstanceNorm",
     "KernelPlan",
     "LayerNorm",
     "Layout",
+    "Norm",
     "NormAxes",
+    "NormEntry",
+    "NormLike",
     "NormSpec",
     "RMSNorm",
     "RecurrentBatchNorm",
+    "call_norm",
     "compute_stats",
     "convert_sync_batchnorm",
     "create_norm",
@@ -43,10 +48,6 @@ __all__ = [
     "from_torch",
     "norm_forward",
     "normalize",
-    "parse_spec",
     "plan_kernel",
+    "register_norm",
 ]
-
-# Imported last: these build on the modules above.
-from ..interop import from_flax, from_keras, from_tf1_layer_norm, from_torch
-from .explain import explain

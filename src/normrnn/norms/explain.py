@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .create import NormSpec, create_norm
-from .functional import NormAxes
+from .base import Norm
+from .create import NormLike, NormSpec, create_norm
 from .layout import Layout
-from .modules import BatchNorm, GroupNorm, Identity, RecurrentBatchNorm, _AxisNorm
+from .modules import GroupNorm
 
 __all__ = ["Equivalence", "Explanation", "explain", "parse_shape"]
 
@@ -87,40 +87,11 @@ def parse_shape(text: str | Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
-def _describe_module(module: nn.Module, shape: tuple[int, ...]) -> tuple[str, str, tuple, int, str, tuple, str]:
-    """(reduce, stats letters, stats shape, count, param letters, param shape, kernel) of a built norm."""
-    if isinstance(module, Identity):
-        return "", "", (), 1, "", (), "none"
-    layout: Layout = module.layout
-    params = "" if module.weight is None and module.bias is None else None
-    if isinstance(module, RecurrentBatchNorm):
-        step = module.step_layout
-        letters = "TC" if layout.has("T") else "C"
-        reduce = "".join(c for c in layout.letters if c not in letters)
-        sizes = tuple(min(shape[layout.dim(c)], module.max_steps) if c == "T" else shape[layout.dim(c)]
-                      for c in letters)
-        count = NormAxes(step, "".join(c for c in step.letters if c != "C")).count(
-            tuple(s for c, s in zip(layout.letters, shape, strict=True) if c != "T"))
-        kernel = (f"per time step: F.batch_norm with running statistics in slot min(t, {module.max_steps - 1}) "
-                  f"of ({module.max_steps}, C)")
-        return reduce, letters, sizes, count, "C" if params is None else "", (module.num_channels,), kernel
-    axes: NormAxes = module.axes
-    stats_shape = axes.stats_shape(shape)
-    if isinstance(module, BatchNorm):
-        kernel = "F.batch_norm(x.reshape(N, C, R)) with running averages per channel"
-        return axes.reduce, axes.stats_letters, stats_shape, axes.count(shape), \
-            "C" if params is None else "", (module.num_channels,), kernel
-    assert isinstance(module, _AxisNorm)
-    kernel = module.plan.describe(axes)
-    letters = module.param_axes if params is None else ""
-    return axes.reduce, axes.stats_letters, stats_shape, axes.count(shape), letters, module.param_shape, kernel
-
-
-def _as_normrnn(module: nn.Module, layout: Layout) -> nn.Module:
+def _as_normrnn(module: nn.Module, layout: Layout) -> Norm:
     """normrnn norms pass through; torch.nn norms are converted so their axes can be read."""
-    if isinstance(module, (_AxisNorm, BatchNorm, Identity)):
+    if isinstance(module, Norm):
         return module
-    from ..interop import from_torch
+    from .convert import from_torch
 
     try:
         return from_torch(module, layout)
@@ -175,7 +146,7 @@ def _candidates(layout: Layout, num_channels: int, subject: nn.Module) -> list[t
 
 
 @torch.no_grad()
-def _equivalences(spec: NormSpec, module: nn.Module, layout: Layout, shape: tuple[int, ...], reduce: str | None,
+def _equivalences(spec: NormLike, module: nn.Module, layout: Layout, shape: tuple[int, ...], reduce: str | None,
                   kwargs: dict[str, object]) -> list[Equivalence]:
     """Run each candidate next to the explained norm on one probe input, affine off."""
     C = shape[layout.dim("C")]
@@ -201,7 +172,7 @@ def _equivalences(spec: NormSpec, module: nn.Module, layout: Layout, shape: tupl
 
 
 def explain(
-    spec: NormSpec,
+    spec: NormLike,
     *,
     layout: str | Layout,
     shape: str | Sequence[int],
@@ -230,22 +201,22 @@ def explain(
         raise ValueError(f"expected a shape with {parsed.ndim} sizes for layout {parsed.spelled!r}, got {shape}")
     C = shape[parsed.dim("C")]
     module = _as_normrnn(create_norm(spec, C, layout=parsed, reduce=reduce, **kwargs), parsed)
-    red, stats_letters, stats_shape, count, p_letters, p_shape, kernel = _describe_module(module, shape)
+    d = module.describe(shape)
     equivalences: list[Equivalence] = []
-    if compare and red and not isinstance(module, RecurrentBatchNorm):
+    if compare and d.reduce and d.comparable:
         equivalences = _equivalences(spec, module, parsed, shape, reduce, kwargs)
-    spec_name = spec if isinstance(spec, str) else getattr(spec, "__name__", repr(spec))
+    spec_name = spec if isinstance(spec, str) else NormSpec.parse(spec).name
     return Explanation(
         spec=spec_name + (f" (reduce={parsed.spell(parsed.axes(reduce))})" if reduce else ""),
         layout=parsed,
         shape=shape,
-        reduce=red,
-        stats_letters=stats_letters,
-        stats_shape=tuple(stats_shape),
-        count=count,
-        param_letters=p_letters,
-        param_shape=tuple(p_shape) if p_letters else (),
-        kernel=kernel,
+        reduce=d.reduce,
+        stats_letters=d.stats_letters,
+        stats_shape=tuple(d.stats_shape),
+        count=d.count,
+        param_letters=d.param_letters,
+        param_shape=tuple(d.param_shape) if d.param_letters else (),
+        kernel=d.kernel,
         equivalences=tuple(equivalences),
     )
 
@@ -267,8 +238,8 @@ SEED_002_KERAS = [[[0.574988365, -1.40643, 0.8314417], [-0.125017628, -1.1574298
 
 def tour() -> str:
     """A short walk through the seed questions, answered by running normrnn (``normrnn explain --tour``)."""
-    from ..interop import from_keras, from_tf1_layer_norm
-    from .modules import BatchNorm
+    from .batch import BatchNorm
+    from .convert import from_keras, from_tf1_layer_norm
 
     out: list[str] = []
 

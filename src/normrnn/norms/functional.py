@@ -118,18 +118,17 @@ def _grouped(x: Tensor, axes: NormAxes) -> tuple[Tensor, list[int]]:
 def mask_view(mask: Tensor, layout: Layout, shape: tuple[int, ...]) -> Tensor:
     """Check a ``(B, T)`` mask (``(B,)`` for layouts without T) and return it broadcastable to ``shape``.
 
-    The mask is ``(B, T)`` whatever the layout's order (time-major ``"TBF"`` included). ``True`` marks
-    valid positions. Raises ``ValueError`` when the shape does not match the input.
+    The mask is ``(B, T)`` whatever the layout's order (time-major ``"TBF"`` included), of dtype bool;
+    ``True`` marks valid positions. Raises ``ValueError`` when the dtype or shape does not fit the input.
     """
     letters = "BT" if layout.has("T") else "B"
     expected = layout.sizes(shape, letters)
-    if not isinstance(mask, Tensor) or tuple(mask.shape) != expected:
-        got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+    if not isinstance(mask, Tensor) or tuple(mask.shape) != expected or mask.dtype != torch.bool:
+        got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, Tensor) else f"{type(mask).__name__} {mask!r}"
         raise ValueError(
-            f"expected mask of shape {layout.describe(letters, expected)} for input of shape {tuple(shape)} "
-            f"with layout {layout.spelled!r}, got {got}"
+            f"expected a boolean mask of shape {layout.describe(letters, expected)} for input of shape {tuple(shape)} "
+            f"with layout {layout.spelled!r}, True where valid; got {got}"
         )
-    mask = mask.to(torch.bool)
     if letters == "BT" and layout.dim("T") < layout.dim("B"):
         mask = mask.transpose(0, 1)  # (T, B), the layout's order
     view = [shape[layout.dim(c)] if c in letters else 1 for c in layout.letters]
@@ -215,7 +214,7 @@ def apply_affine(y: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tenso
 class KernelPlan:
     """How a normalization runs: which kernel, after which permutation, and whether it applies the affine."""
 
-    kernel: str  # "group_norm" | "layer_norm" | "rms_norm" | "generic"
+    kernel: str  # "group_norm" | "layer_norm" | "rms_norm" | "batch_norm" | "generic"
     permute: tuple[int, ...] | None = None  # dims order that puts kept axes, then C, then reduced axes
     fused_affine: bool = False  # the native kernel applies gamma/beta itself
 
@@ -226,6 +225,8 @@ class KernelPlan:
         spelled = layout.spell(letters)
         if self.kernel == "generic":
             return "generic two-pass statistics (fp32), then (x - mean) * rsqrt(var + eps)"
+        if self.kernel == "batch_norm":
+            return "F.batch_norm(x.reshape(N, C, R))"
         if self.kernel in ("layer_norm", "rms_norm"):
             k = len(axes.reduce)
             return f"F.{self.kernel} over the trailing {layout.spell(letters[-k:])} of {spelled}"
@@ -251,6 +252,8 @@ def plan_kernel(axes: NormAxes, *, rms: bool = False, param_axes: str = "C") -> 
     trailing = letters[len(letters) - k :] == axes.reduce
     per_channel = param_axes in ("", "C")
     elementwise = param_axes == axes.reduce
+    if not rms and axes.groups is None and axes.reduce == letters.replace("C", ""):
+        return KernelPlan("batch_norm", fused_affine=per_channel)  # statistics per channel over everything else
     if rms:
         if "C" in axes.reduce and axes.groups == 1 and trailing:
             return KernelPlan("rms_norm", fused_affine=per_channel or elementwise)
@@ -313,12 +316,16 @@ def norm_forward(
         plan = plan_kernel(axes, rms=rms, param_axes=param_axes)
     if rms and plan.kernel == "rms_norm" and weight is not None and weight.dtype != x.dtype:
         plan = KernelPlan("generic")  # F.rms_norm silently drops to a slow composite on mixed dtypes
-    if plan.kernel == "group_norm" and x.numel() == (axes.groups or x.shape[layout.dim("C")]):
-        plan = KernelPlan("generic")  # F.group_norm refuses one element per group in total
+    if plan.kernel in ("group_norm", "batch_norm") and x.numel() == (axes.groups or x.shape[layout.dim("C")]):
+        plan = KernelPlan("generic")  # the native kernels refuse one element per group (or channel) in total
     fused = plan.fused_affine
     if plan.kernel == "generic":
         y = normalize(x, compute_stats(x, axes, mask=mask, rms=rms), axes, eps)
         fused = False
+    elif plan.kernel == "batch_norm":
+        w, b = (weight, bias) if fused else (None, None)
+        x3 = channels_second(x, layout.dim("C"))  # (N, C, *)
+        y = F.batch_norm(x3, None, None, w, b, True, 0.0, eps).reshape(x.shape)
     elif plan.kernel in ("layer_norm", "rms_norm"):
         trailing = layout.letters[layout.ndim - len(axes.reduce) :]
         shape = layout.sizes(x.shape, trailing)

@@ -3,7 +3,8 @@
 from .config import PRESETS, RunSpec, StudyConfig, expand_grid, load_config, parse_shard, shard
 from .model import Forecaster, ModelConfig
 from .report import write_report
-from .runner import load_results, run_study
+from .results import append_result, load_results
+from .runner import run_study
 from .train import train_run
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "ModelConfig",
     "RunSpec",
     "StudyConfig",
+    "append_result",
     "expand_grid",
     "load_config",
     "load_results",

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import ConvGRU, ConvLSTM
-from ..norms.create import spec_key
 
 __all__ = ["Forecaster", "ModelConfig"]
 
@@ -29,7 +28,7 @@ class ModelConfig:
     depth: int = 2  # stacked layers in the encoder and in the forecaster
     width: int = 16  # hidden channels of every layer
     kernel_size: int = 3  # k x k recurrent convolutions
-    norm: str = "none"  # any normrnn norm spec; "recurrent_batch" gets T_MAX = the longest stack
+    norm: str = "none"  # any normrnn norm spec ("recurrent_batch" alone has T_MAX = 100 slots)
     norm_inputs: str = "joint"  # joint | separate
     norm_scope: str = "per_gate"  # per_gate | all_gates
     residual: bool = False  # False: plainly stacked; True: residual connections between layers
@@ -57,12 +56,9 @@ class Forecaster(nn.Module):
             raise ValueError(f"expected cell to be one of {', '.join(CELLS)}, got {config.cell!r}")
         self.config = config
         self.frames_out = frames_out
-        norm = config.norm
-        if spec_key(norm) == "recurrentbatch":  # no ":T_MAX": one slot per step of the longer stack
-            norm = f"recurrent_batch:{max(frames_in, frames_out)}"
         c = config.channels * config.patch**2
         layer = CELLS[config.cell]
-        options = {"num_layers": config.depth, "norm": norm, "norm_inputs": config.norm_inputs,
+        options = {"num_layers": config.depth, "norm": config.norm, "norm_inputs": config.norm_inputs,
                    "norm_scope": config.norm_scope, "residual": config.residual}
         self.encoder = layer(c, config.width, config.kernel_size, **options)
         self.forecaster = layer(c, config.width, config.kernel_size, **options)
@@ -70,7 +66,7 @@ class Forecaster(nn.Module):
 
     def cells(self) -> list[nn.Module]:
         """Every recurrent cell, encoder layers first."""
-        return [cell for stack in (self.encoder, self.forecaster) for cells in stack.layers for cell in cells]
+        return [*self.encoder.cells(), *self.forecaster.cells()]
 
     def forward(self, x: Tensor) -> Tensor:
         B, T, C, H, W = x.shape

@@ -14,13 +14,14 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write, atomic_write_text
-from .runner import load_results
+from .results import load_results
 
-__all__ = ["Aggregate", "aggregate", "mean_ci", "write_report"]
+__all__ = ["Aggregate", "Report", "aggregate", "mean_ci", "write_report"]
 
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086]  # Student's t, two-sided 95%, df = 1..20
@@ -257,9 +258,33 @@ def _save(fig: Any, path: Path) -> str:
     return path.name
 
 
-def write_report(directories: Sequence[str | Path], out: str | Path | None = None) -> str:
+@dataclass(frozen=True)
+class Report:
+    """A written report: where it is, and its parts as data, so a caller prints what it needs."""
+
+    path: Path  # report.md
+    title: str
+    tables: str  # the accuracy, divergence and cost tables (markdown)
+    baselines: str  # the no-learning predictors (markdown)
+    summary: str  # one line per finding
+    plots: tuple[str, ...]  # PNG file names beside report.md
+
+    @property
+    def markdown(self) -> str:
+        """The whole ``report.md``."""
+        return self.title + "\n\n" + "\n\n".join(
+            [self.tables, self.baselines, self.summary, "\n".join(f"![{p}]({p})" for p in self.plots)]) + "\n"
+
+    def __str__(self) -> str:
+        return self.markdown
+
+    def __contains__(self, text: str) -> bool:
+        return text in self.markdown
+
+
+def write_report(directories: Sequence[str | Path], out: str | Path | None = None) -> Report:
     """Write ``report.md``, ``results.csv``, ``results.json`` and PNG plots into ``out`` (default: the
-    first directory); return the markdown."""
+    first directory); return the :class:`Report`."""
     rows = _load(directories)
     if not rows:
         raise ValueError(f"no results in {', '.join(map(str, directories))}: expected results.jsonl from a study")
@@ -270,16 +295,16 @@ def write_report(directories: Sequence[str | Path], out: str | Path | None = Non
     best = min(baselines, key=lambda k: baselines[k]["test_mse"]) if baselines else None
     plots = _plots(aggs, out, None if best is None else (best, baselines[best]["test_mse"]))
     study = ", ".join(sorted({str(r.get("study")) for r in rows}))
-    md = "\n\n".join([
+    title = "\n\n".join([
         f"# normrnn study report: {study}",
         f"{len(rows)} runs from {', '.join(map(str, directories))}. MSE and MAE are summed over each frame's "
         "pixels (values in [0, 1]) and averaged over frames and samples, the OpenSTL/PredRNN convention; SSIM "
         "is skimage's default (7×7 window), PSNR is per frame. Diverged runs count in the divergence rate only. "
         "Peak memory on CPU is parameters, gradients and AdamW state plus the tensors autograd saves in one "
-        "training step; on CUDA it is `max_memory_allocated`.",
-        _tables(aggs), _baselines(baselines), summarize(aggs, baselines),
-        "\n".join(f"![{p}]({p})" for p in plots)]) + "\n"
-    atomic_write_text(out / "report.md", md)
+        "training step; on CUDA it is `max_memory_allocated`."])
+    report = Report(out / "report.md", title, _tables(aggs), _baselines(baselines), summarize(aggs, baselines),
+                    tuple(plots))
+    atomic_write_text(report.path, report.markdown)
     flat = [{k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()} for r in rows]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for r in flat for k in r)))
@@ -287,4 +312,4 @@ def write_report(directories: Sequence[str | Path], out: str | Path | None = Non
     writer.writerows(flat)
     atomic_write_text(out / "results.csv", buffer.getvalue())
     atomic_write_text(out / "results.json", json.dumps(rows, indent=1) + "\n")
-    return md
+    return report

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,52 +17,12 @@ from ..data import SequenceDataset, create_dataset
 from .config import RunSpec, StudyConfig, expand_grid
 from .distributed import Rank, barrier, broadcast, current, init_from_env, launch, local_batch_size
 from .metrics import frame_mae, frame_mse, psnr, ssim
+from .results import append_result, load_results
 from .train import Datasets, train_run
 
 __all__ = ["EXECUTORS", "append_result", "load_results", "reference_predictors", "run_study"]
 
 EXECUTORS = ("local", "ray")  # in this process (or a torchrun group), or one Ray task per run
-
-
-def load_results(directory: str | Path) -> list[dict[str, Any]]:
-    """The rows of ``DIR/results.jsonl``; a torn line (a crash mid-write) is ignored."""
-    path = Path(directory) / "results.jsonl"
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
-def append_result(directory: str | Path, row: dict[str, Any]) -> bool:
-    """Append ``row`` to ``DIR/results.jsonl`` unless its run is already there; returns whether it wrote.
-
-    Any number of processes, on one machine or on a shared file system, may call this at once: the check and
-    the write happen under ``DIR/results.jsonl.lock``, the line goes out in one ``write`` and is fsynced, and a
-    line torn by an earlier crash is ended first, so the file holds every run exactly once and no torn rows.
-    """
-    from filelock import FileLock
-
-    directory = Path(directory)
-    path = directory / "results.jsonl"
-    data = (json.dumps(row, allow_nan=False) + "\n").encode()
-    with FileLock(directory / "results.jsonl.lock"):
-        if any(r.get("run_id") == row["run_id"] for r in load_results(directory)):
-            return False
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                data = b"\n" + data  # close a torn line so that this row stays whole
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return True
 
 
 def _datasets(config: StudyConfig) -> Datasets:

@@ -17,9 +17,9 @@ from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DistributedSampler
 
 from .._io import atomic_write
-from ..bench import saved_tensor_bytes
 from ..data import SequenceDataset
 from ..norms import convert_sync_batchnorm
+from ..profiling import saved_tensor_bytes
 from .config import RunSpec, StudyConfig
 from .distributed import Rank, broadcast, current, global_mean, local_batch_size
 from .metrics import frame_mae, frame_mse, psnr, ssim
@@ -58,7 +58,7 @@ def count_spikes(losses: list[float], *, factor: float = 3.0, window: int = 50, 
 
 def saved_tensor_megabytes(model: nn.Module, x: Tensor, y: Tensor) -> float:
     """Training memory on CPU: parameters, gradients and AdamW state (4 copies of the parameters) plus the
-    distinct storages autograd saves in one forward (:func:`normrnn.bench.saved_tensor_bytes`)."""
+    distinct storages autograd saves in one forward (:func:`normrnn.profiling.saved_tensor_bytes`)."""
     saved = saved_tensor_bytes(lambda: F.mse_loss(model(x), y))
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     return (4 * params + saved) / 2**20

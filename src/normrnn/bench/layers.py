@@ -1,0 +1,153 @@
+"""``normrnn bench cells`` and ``bench layers``: a ConvLSTM's forward+backward per norm and gate backend, next
+to bias-only, the naive loop and the conv-only floor, with activation memory."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor, nn
+
+from ..kernels import get_backend
+from ..layers import ConvLSTM
+from ..profiling import cuda_peak_mb, saved_tensor_bytes
+from .reference import ConvOnly, NaiveConvLSTM
+from .timing import check_close, paired_ratios, time_interleaved, timing_row
+
+__all__ = ["CELLS", "CELLS_QUICK", "FLOOR", "HOISTED", "NAIVE", "LayerBenchConfig", "bench_layers"]
+
+NAIVE = "naive reference (conv on [x; h], eager gates)"
+HOISTED = "none, projection=hoisted"
+FLOOR = "conv-only (the floor)"
+
+
+@dataclass(frozen=True)
+class LayerBenchConfig:
+    """What ``normrnn bench layers`` (and, with one layer, ``bench cells``) measures: forward+backward of a
+    ConvLSTM over a sequence, per norm and gate backend, next to bias-only, a naive loop and the conv floor."""
+
+    batch: int = 16  # B
+    in_channels: int = 16  # C_in of the first layer
+    hidden_channels: int = 64  # C of every layer
+    size: tuple[int, int] = (32, 32)  # H, W
+    steps: int = 10  # T
+    kernel_size: int = 3  # k x k convolutions
+    num_layers: int = 2  # stacked layers
+    norms: tuple[str, ...] = ("none", "layer", "group:8", "recurrent_batch:10")  # "none" is the bias-only reference
+    backends: tuple[str, ...] = ("eager",)  # gate blocks to time for each norm that supports them
+    floor: bool = False  # also time conv-only: the same convolutions without gates or norms
+    hoisted: bool = False  # also time bias-only with projection="hoisted" (the default is joint on CPU)
+    dtype: str = "float32"  # float32 | float64 | bfloat16
+    device: str = "cpu"  # cpu | cuda (adds the allocator's peak memory per variant)
+    rounds: int = 5  # interleaved rounds, order shuffled per round
+    repeats: int = 1  # timed calls per variant per round
+    warmup: int = 1  # untimed calls per variant first
+    threads: int | None = None  # torch.set_num_threads; None keeps torch's default
+
+
+CELLS = LayerBenchConfig(num_layers=1, norms=("none", "layer", "group:8"), backends=("eager", "fused", "compiled"),
+                         floor=True, hoisted=True)
+# CI: a tiny shape and one round; no compiled variants, whose first call compiles for about half a minute
+CELLS_QUICK = replace(CELLS, batch=2, in_channels=2, hidden_channels=8, size=(8, 8), steps=3, rounds=1, warmup=0,
+                      backends=("eager", "fused"))
+
+
+def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
+                 progress: Callable[[str], None] | None = None) -> list[dict[str, object]]:
+    """Time forward+backward of a ConvLSTM for each norm (and backend), next to bias-only and a naive loop.
+
+    Every variant is in one interleaved group; each row's ``ratio`` is against bias-only (``norm="none"``),
+    ``ratio_vs_naive`` against :class:`NaiveConvLSTM` and ``ratio_vs_floor`` against :class:`ConvOnly`, all
+    medians of per-round paired ratios. ``activation_mb`` is what autograd saves in one forward.
+    """
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    if "none" not in config.norms:
+        raise ValueError(f"expected 'none' (the bias-only reference) among the norms, got {config.norms}")
+    if config.kernel_size % 2 == 0:
+        raise ValueError(f"the naive reference pads k // 2, so expected an odd kernel_size, got {config.kernel_size}")
+    for backend in config.backends:
+        get_backend(backend)  # a ValueError naming the valid backends
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"expected a CUDA device for device={config.device!r}, but torch sees none")
+    dtype = getattr(torch, config.dtype)
+    g = torch.Generator().manual_seed(0)
+    shape = (config.batch, config.steps, config.in_channels, *config.size)
+    x = torch.randn(shape, generator=g).to(device, dtype)
+    models: dict[str, nn.Module] = {}
+    for norm in config.norms:
+        for backend in dict.fromkeys(("eager", *config.backends)):  # eager first: the reference of the others
+            if backend == "fused" and norm == "none":
+                continue  # nothing to fuse without a norm
+            torch.manual_seed(0)
+            name = norm if backend == "eager" else f"{norm} {backend}"
+            try:
+                models[name] = ConvLSTM(config.in_channels, config.hidden_channels, config.kernel_size,
+                                        num_layers=config.num_layers, norm=norm, backend=backend, device=device,
+                                        dtype=dtype).train()
+            except ValueError as e:
+                if progress is not None:
+                    progress(f"skipping {name}: {e}")
+                continue
+            if backend != "eager":
+                _check_same(models[norm], models[name], x, f"{name} disagrees with {norm}")
+    if config.hoisted:
+        models[HOISTED] = ConvLSTM(config.in_channels, config.hidden_channels, config.kernel_size,
+                                   num_layers=config.num_layers, backend="eager", projection="hoisted",
+                                   device=device, dtype=dtype)
+        models[HOISTED].load_state_dict(models["none"].state_dict())
+        _check_same(models["none"], models[HOISTED], x, "hoisted projection disagrees with the default")
+    models[NAIVE] = NaiveConvLSTM(models["none"]).to(device)
+    _check_same(models["none"], models[NAIVE], x, "bias-only ConvLSTM disagrees with the naive reference")
+    if config.floor:
+        models[FLOOR] = ConvOnly(models["none"])
+    dy = torch.randn(*shape[:2], config.hidden_channels, *config.size, generator=g).to(device, dtype)
+
+    def call(name: str) -> Callable[[], None]:
+        model = models[name]
+
+        def run() -> None:
+            out = model(x)
+            (out[0] if isinstance(out, tuple) else out).backward(dy)
+            model.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # time the kernels, not their launches
+        return run
+
+    if progress is not None:
+        progress(f"timing {len(models)} variants, fwd+bwd of {config.num_layers} layers x T={config.steps}, "
+                 f"{config.rounds} rounds x {config.repeats} calls")
+    samples = time_interleaved({name: call(name) for name in models}, rounds=config.rounds, repeats=config.repeats,
+                               warmup=config.warmup, groups=[list(models)])
+    memory = {name: saved_tensor_bytes(lambda model=model: model(x)) / 2**20 for name, model in models.items()}
+    peak = {name: cuda_peak_mb(call(name), device) for name in models} if device.type == "cuda" else {}
+    rows: list[dict[str, object]] = []
+    for name in models:
+        row = {
+            "bench": "cells" if config.num_layers == 1 else "layers",
+            "variant": name if name in (NAIVE, FLOOR) else f"normrnn ConvLSTM norm={name}",
+            "norm": name, "mode": "fwd+bwd", "shape": list(shape), "dtype": config.dtype,
+            **timing_row(samples, name, "none"),
+            "ratio_vs_naive": statistics.median(paired_ratios(samples, name, NAIVE)),
+            "activation_mb": memory[name], "memory_ratio": memory[name] / memory["none"],
+        }
+        if config.floor:
+            row["ratio_vs_floor"] = statistics.median(paired_ratios(samples, name, FLOOR))
+        if peak:
+            row["cuda_peak_mb"] = peak[name]
+        backend = name.rpartition(" ")[2] if " " in name and name not in (NAIVE, FLOOR, HOISTED) else None
+        if backend is not None and f"none {backend}" in models:  # bias-only with the same gate backend
+            row["ratio_vs_bias_backend"] = statistics.median(paired_ratios(samples, name, f"none {backend}"))
+        rows.append(row)
+    return rows
+
+
+def _check_same(reference: nn.Module, model: nn.Module, x: Tensor, what: str) -> None:
+    """Refuse to time a variant whose output differs from its reference's."""
+    with torch.no_grad():
+        out_ref, out = reference(x), model(x)
+        check_close(out[0] if isinstance(out, tuple) else out, out_ref[0] if isinstance(out_ref, tuple) else out_ref,
+                    what=what)

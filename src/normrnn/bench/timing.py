@@ -1,0 +1,71 @@
+"""The timing engine of ``normrnn bench``: interleaved rounds, paired ratios, and checks before timing.
+
+Method: every variant is first checked against its reference for equal outputs (:func:`check_close`). Then
+all variants run interleaved: every round times ``repeats`` calls of each (after ``warmup`` untimed calls),
+with a variant and its reference back to back in a shuffled order, so the drifts of a noisy machine hit
+them alike. Reported: the median time per call with its min–max over rounds, and the median (min–max) over
+rounds of the ratio to the reference timed in the same round. CI never runs this for timing.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_close", "paired_ratios", "time_interleaved", "timing_row"]
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], *, rounds: int, repeats: int, warmup: int,
+                     groups: Sequence[Sequence[str]] | None = None, seed: int = 0) -> dict[str, list[float]]:
+    """Seconds per call for each function, one sample per round, rounds interleaved across functions.
+
+    ``groups`` lists names compared with each other (a reference and its variants); each round shuffles
+    the groups and the order inside each, but a group's members always run back to back, so their
+    per-round ratios compare adjacent timings. On our noisy 2-core machines, fixed orders and unrelated
+    neighbours biased ratios by more than 15%.
+    """
+    groups = [list(g) for g in groups] if groups is not None else [[name] for name in fns]
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        rng.shuffle(groups)
+        for group in groups:
+            rng.shuffle(group)
+            for name in group:
+                fn = fns[name]
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    fn()
+                samples[name].append((time.perf_counter() - start) / repeats)
+    return samples
+
+
+def paired_ratios(samples: dict[str, list[float]], name: str, reference: str) -> list[float]:
+    """Per-round ratios ``name / reference``: each pair ran in the same round, so machine drift cancels."""
+    return [a / b for a, b in zip(samples[name], samples[reference], strict=True)]
+
+
+def timing_row(samples: dict[str, list[float]], name: str, reference: str | None) -> dict[str, float | None]:
+    """The timing columns of one variant: median and min-max ms, and the paired ratio to ``reference``."""
+    s = samples[name]
+    ratios = None if reference is None else paired_ratios(samples, name, reference)
+    return {"median_ms": statistics.median(s) * 1e3, "min_ms": min(s) * 1e3, "max_ms": max(s) * 1e3,
+            "reference": reference,
+            "ratio": None if ratios is None else statistics.median(ratios),
+            "ratio_min": None if ratios is None else min(ratios),
+            "ratio_max": None if ratios is None else max(ratios)}
+
+
+def check_close(got: Tensor, want: Tensor, *, what: str, atol: float = 1e-4, rtol: float = 1e-4) -> None:
+    """Refuse to time a wrong result: ``RuntimeError`` unless ``got`` equals ``want`` within the tolerances."""
+    got, want = got.float(), want.float()
+    if not torch.allclose(got, want, atol=atol, rtol=rtol):
+        raise RuntimeError(f"{what}: max |diff| {float((got - want).abs().max()):.3g}; not timing a wrong result")

@@ -1,0 +1,436 @@
+"""``RecurrentCell``: the parts every gated cell shares. One step; the layers loop over time."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import one_of, positive_int
+from ..kernels import get_backend, resolve_backend
+from ..norms import Norm, NormLike, NormSpec, call_norm, create_norm
+from .gates import GateProbe, NormFn
+from .projection import Geometry, step_layout
+
+__all__ = ["NORM_INPUTS", "NORM_SCOPES", "PROJECTIONS", "RECURRENT_INITS", "RecurrentCell", "gate_norm"]
+
+NORM_INPUTS = ("joint", "separate")
+NORM_SCOPES = ("per_gate", "all_gates")
+RECURRENT_INITS = ("orthogonal", "default")
+PROJECTIONS = ("auto", "hoisted", "joint")  # how a layer computes W_x * x and W_h * h (see RecurrentCell)
+
+
+def gate_norm(spec: NormLike, hidden_channels: int, num_gates: int, *, scope: str, layout: str, center: bool = True,
+              **norm_kwargs: Any) -> nn.Module:
+    """One module that normalizes a ``(B, num_gates·C, *S)`` gate tensor, per gate or pooled, in one call.
+
+    Per gate, ``layer`` and ``rms`` get one group per gate and ``group:G`` gets ``num_gates·G`` groups, so
+    no statistic ever spans two gates (:meth:`normrnn.norms.NormSpec.for_gates`). ``center=False`` drops β
+    where the norm has one.
+
+    Example::
+
+        >>> gate_norm("layer", 16, 4, scope="per_gate", layout="BCHW")
+        GroupNorm(64, layout='BCHW', reduce='CHW', num_groups=4, eps=1e-05)
+    """
+    one_of("norm_scope", scope, NORM_SCOPES)
+    parsed = NormSpec.parse(spec)
+    kwargs = dict(norm_kwargs)
+    if not center and parsed.has_shift:
+        kwargs["center"] = False
+    return create_norm(parsed.for_gates(hidden_channels, num_gates, scope=scope), num_gates * hidden_channels,
+                       layout=layout, **kwargs)
+
+
+def _shift(module: nn.Module | None) -> nn.Parameter | None:
+    """The module's learned per-channel shift β, if it has one."""
+    b = getattr(module, "bias", None)
+    return b if isinstance(b, nn.Parameter) and b.dim() == 1 else None
+
+
+class RecurrentCell(nn.Module):
+    """Base of the gated cells: projections, gate norms, initialization, states and the step.
+
+    Subclasses set the class attributes below, build their joint norms in :meth:`_build_norms` and implement
+    :meth:`gate_block`, everything after the projections. :meth:`step` runs that block through the backend
+    the registry picks (:func:`normrnn.kernels.resolve_backend`).
+    """
+
+    kind: str  # "lstm" | "gru": what the gate backends dispatch on
+    num_gates: int
+    forget_gate: int  # index of the gate block that receives forget_bias (LSTM: f, GRU: z)
+    forget_norm: str  # the joint norm whose β then holds the forget gate's shift
+    zero_init: tuple[str, ...]  # parameters that start at zero (biases, peepholes)
+    state_size: int  # tensors per state: 2 for (h, c), 1 for h
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        kernel_size: int | tuple[int, ...] = 1,
+        *,
+        spatial_dims: int = 2,
+        dilation: int | tuple[int, ...] = 1,
+        recurrent_dilation: int | tuple[int, ...] | None = None,
+        bias: bool = True,
+        forget_bias: float = 1.0,
+        norm: NormLike = "none",
+        norm_inputs: str = "joint",
+        norm_scope: str = "per_gate",
+        norm_kwargs: Mapping[str, Any] | None = None,
+        recurrent_init: str = "orthogonal",
+        recurrent_dropout: float = 0.0,
+        backend: str = "auto",
+        projection: str = "auto",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = positive_int("in_channels", in_channels)
+        self.hidden_channels = positive_int("hidden_channels", hidden_channels)
+        self.geometry = Geometry.create(spatial_dims, kernel_size, dilation, recurrent_dilation)
+        if not 0.0 <= recurrent_dropout < 1.0:
+            raise ValueError(f"expected recurrent_dropout in [0, 1), got {recurrent_dropout!r}")
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.forget_bias = float(forget_bias)
+        spec = NormSpec.parse(norm)  # parsed once: a ValueError for unknown specs
+        self.norm_spec = spec.name
+        self.normalized = not spec.is_identity
+        self.norm_inputs = one_of("norm_inputs", norm_inputs, NORM_INPUTS)
+        self.norm_scope = one_of("norm_scope", norm_scope, NORM_SCOPES)
+        self.recurrent_init = one_of("recurrent_init", recurrent_init, RECURRENT_INITS)
+        self.backend = get_backend(backend).name if backend != "auto" else "auto"  # a ValueError for unknown names
+        self.projection = one_of("projection", projection, PROJECTIONS)
+        self.layout = step_layout(spatial_dims)
+        self.gate_probe: GateProbe | None = None  # set to observe the sigmoid gates, e.g. their saturation
+        self._norm_kwargs = dict(norm_kwargs or {})
+        self._compile_keys: dict[bool, str] = {}
+        factory = {"device": device, "dtype": dtype}
+        G, C = self.num_gates, hidden_channels
+        self.weight_x = nn.Parameter(torch.empty(G * C, in_channels, *self.kernel_size, **factory))
+        self.weight_h = nn.Parameter(torch.empty(G * C, C, *self.kernel_size, **factory))
+        self._build_norms(spec, factory)
+        self.bias = nn.Parameter(torch.empty(G * C, **factory)) if bias and self._joint_shift() is None else None
+        # with no norm before the bias, it can ride along with the hoisted input projection for free
+        self._fold_bias = not self.normalized
+        why = self._joint_unsupported() if self.projection == "joint" else None
+        if why:
+            raise ValueError(f"projection='joint' convolves [x; h] at once, so it {why}")
+        self._build_extra_params(bias=bias, factory=factory)
+        self.reset_parameters()
+        self._check_backend()
+
+    # -- geometry, kept as attributes for callers ---------------------------------------------------------
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.geometry.spatial_dims
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        return self.geometry.kernel_size
+
+    @property
+    def dilation(self) -> tuple[int, ...]:
+        return self.geometry.dilation
+
+    @property
+    def recurrent_dilation(self) -> tuple[int, ...]:
+        return self.geometry.recurrent_dilation
+
+    # -- construction ---------------------------------------------------------------------------------
+
+    def _build_extra_params(self, *, bias: bool, factory: dict) -> None:
+        """Create a subclass's own parameters (LSTM peepholes, the GRU's recurrent candidate bias)."""
+
+    def _check_backend(self) -> None:
+        """A named backend must support this cell (called once the cell is built)."""
+        if self.backend == "auto":
+            return
+        why = get_backend(self.backend).unsupported(self)
+        if why:
+            raise ValueError(f"expected a gate backend that can run {type(self).__name__}(norm={self.norm_spec!r}), "
+                             f"got {self.backend!r}: {why}")
+
+    def _make_norm(self, spec: NormSpec, gates: int, *, center: bool, factory: dict) -> nn.Module:
+        return gate_norm(spec, self.hidden_channels, gates, scope=self.norm_scope, layout=self.layout,
+                         center=center, **factory, **self._norm_kwargs)
+
+    def _build_norms(self, spec: NormSpec, factory: dict) -> None:
+        """Create the gate norms; subclasses add their own (LSTM: the cell norm, GRU: the joint pair)."""
+        if self.norm_inputs == "separate":
+            self.norm_x = self._make_norm(spec, self.num_gates, center=False, factory=factory)
+            self.norm_h = self._make_norm(spec, self.num_gates, center=False, factory=factory)
+
+    def _joint_shift(self) -> Tensor | None:
+        """β of the joint gate norm, which then replaces the cell's bias; None when there is none."""
+        return _shift(getattr(self, self.forget_norm, None)) if self.norm_inputs == "joint" else None
+
+    def _forget_shift(self) -> Tensor | None:
+        """The parameter holding the gate shifts: the cell's bias, or the joint gate norm's β."""
+        return self.bias if self.bias is not None else self._joint_shift()
+
+    def reset_parameters(self) -> None:
+        """Uniform(±1/sqrt(fan_in)) input weights; orthogonal (per gate) or uniform recurrent weights;
+        zero biases with ``forget_bias`` on the forget (LSTM) or update (GRU) gate; norms reset."""
+        fan_in = self.in_channels * math.prod(self.kernel_size)
+        nn.init.uniform_(self.weight_x, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+        C = self.hidden_channels
+        if self.recurrent_init == "orthogonal":
+            for g in range(self.num_gates):
+                nn.init.orthogonal_(self.weight_h[g * C : (g + 1) * C])  # (C, C·k^d) rows orthonormal
+        else:
+            bound = 1 / math.sqrt(C * math.prod(self.kernel_size))
+            nn.init.uniform_(self.weight_h, -bound, bound)
+        for module in self.children():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        for name in self.zero_init:
+            if getattr(self, name, None) is not None:
+                nn.init.zeros_(getattr(self, name))
+        shift = self._forget_shift()
+        if shift is not None:
+            with torch.no_grad():
+                shift[self.forget_gate * C : (self.forget_gate + 1) * C] = self.forget_bias
+
+    def reset_running_stats(self) -> None:
+        """Reset the running statistics of every batch norm in the cell."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_running_stats"):
+                module.reset_running_stats()
+
+    # -- projections -----------------------------------------------------------------------------------
+
+    def project_input(self, x: Tensor) -> Tensor:
+        """``W_x * x`` (plus the bias when nothing normalizes before it) for any number of frames at once.
+
+        Shape:
+            - x: ``(N, C_in, *S)``; output: ``(N, G·C, *S)``.
+        """
+        return self.geometry.project(x, self.weight_x, self.bias if self._fold_bias else None)
+
+    def project_hidden(self, h: Tensor, recurrent_mask: Tensor | None = None) -> Tensor:
+        """``W_h * h``, with the variational recurrent-dropout mask applied to ``h`` first."""
+        if recurrent_mask is not None:
+            h = h * recurrent_mask
+        return self.geometry.project(h, self.weight_h, recurrent=True)
+
+    def joint_projection(self, device: torch.device) -> bool:
+        """Whether a layer computes ``W_x * x + W_h * h`` as one convolution of ``[x; h]`` per step
+        (:meth:`project_joint`) instead of hoisting ``W_x * x`` over all steps. ``"auto"`` is joint on CPU where
+        the cell allows it: there oneDNN runs one 80→256 conv per step faster than a 16→256 conv over all
+        B·T frames plus a 64→256 conv per step (docs/performance.md); on GPU, hoisting saves launches."""
+        if self.projection == "auto":
+            return device.type == "cpu" and self._joint_unsupported() is None
+        return self.projection == "joint"
+
+    def _joint_unsupported(self) -> str | None:
+        """Why this cell cannot project ``[x; h]`` at once, or None if it can."""
+        if self.kind != "lstm":
+            return "needs an LSTM cell (a GRU's reset gate multiplies W_h * h alone)"
+        if self.normalized and self.norm_inputs != "joint":
+            return "needs norm_inputs='joint' (separate norms see W_x * x and W_h * h apart)"
+        if self.recurrent_dilation != self.dilation:
+            return f"needs recurrent_dilation == dilation, got {self.recurrent_dilation} and {self.dilation}"
+        return None
+
+    def joint_weight(self) -> Tensor:
+        """``[W_x, W_h]`` along the input channels, ``(G·C, C_in + C, *k)``; built once per sequence."""
+        return torch.cat([self.weight_x, self.weight_h], dim=1)
+
+    def project_joint(self, x: Tensor, h: Tensor, weight: Tensor, recurrent_mask: Tensor | None = None) -> Tensor:
+        """``W_x * x + W_h * h`` (and the folded bias) as one convolution of ``[x; h]`` with
+        ``weight = joint_weight()``; the recurrent-dropout mask applies to ``h`` first.
+
+        Shape:
+            - x: ``(B, C_in, *S)``; h: ``(B, C, *S)``; output: ``(B, G·C, *S)``.
+        """
+        if recurrent_mask is not None:
+            h = h * recurrent_mask
+        xh = torch.cat([x, h.to(x.dtype)], dim=1)  # (B, C_in + C, *S)
+        return self.geometry.project(xh, weight, self.bias if self._fold_bias else None)
+
+    # -- states and checks -----------------------------------------------------------------------------
+
+    def check_input(self, x: Tensor, *, what: str = "input") -> None:
+        """Raise ``ValueError`` unless ``x`` is ``(B, C_in, *S)`` for this cell's spatial rank."""
+        letters = self.layout
+        if not isinstance(x, Tensor) or x.dim() != len(letters):
+            kind = f"{self.spatial_dims}-D conv" if self.spatial_dims else "dense"
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"expected {what} of rank {len(letters)} ({', '.join(letters)}) for a {kind} cell, "
+                             f"got {got}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"expected {what} with C={self.in_channels} channels at dim 1, got shape "
+                             f"{tuple(x.shape)}")
+
+    def initial_state(self, like: Tensor) -> Any:
+        """The zero state for a batch shaped like ``like`` ``(B, *, *S)``, in ``like``'s dtype and device."""
+        shape = (like.shape[0], self.hidden_channels, *like.shape[2:])
+        zeros = [like.new_zeros(shape) for _ in range(self.state_size)]
+        return tuple(zeros) if self.state_size > 1 else zeros[0]
+
+    def check_state(self, state: Any, batch: int, spatial: tuple[int, ...], *, what: str = "state") -> Any:
+        """Raise ``ValueError`` unless ``state`` has this cell's structure and shapes; return it."""
+        expected = (batch, self.hidden_channels, *spatial)
+        tensors = state if self.state_size > 1 else (state,)
+        if self.state_size > 1 and (not isinstance(state, (tuple, list)) or len(state) != self.state_size):
+            raise ValueError(f"expected {what} to be a tuple (h, c), got {type(state).__name__}"
+                             + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else ""))
+        for name, s in zip("hc", tensors, strict=False):
+            if not isinstance(s, Tensor) or tuple(s.shape) != expected:
+                got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
+                raise ValueError(f"expected {what} {name} of shape {expected} (B, C, *S), got {got}")
+        return tuple(state) if self.state_size > 1 else state
+
+    def recurrent_dropout_mask(self, like: Tensor) -> Tensor | None:
+        """One variational dropout mask on ``h`` for a whole sequence (Gal & Ghahramani 2016), or None."""
+        if not self.training or self.recurrent_dropout == 0.0:
+            return None
+        keep = 1.0 - self.recurrent_dropout
+        return torch.bernoulli(torch.full_like(like, keep)) / keep
+
+    def _freeze(self, new: Any, old: Any, mask: Tensor | None) -> Any:
+        """The new state where the (B,) mask is True, the old one elsewhere, in the state's own dtype."""
+        if self.state_size > 1:
+            return tuple(self._freeze_one(n, o, mask) for n, o in zip(new, old, strict=True))
+        return self._freeze_one(new, old, mask)
+
+    @staticmethod
+    def _freeze_one(new: Tensor, old: Tensor, mask: Tensor | None) -> Tensor:
+        new = new.to(old.dtype)
+        if mask is None:
+            return new
+        return torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old)
+
+    def output(self, state: Any) -> Tensor:
+        """The hidden state ``h`` of a state."""
+        return state[0] if self.state_size > 1 else state
+
+    # -- the step --------------------------------------------------------------------------------------
+
+    def bind_norm(self, module: nn.Module | None, t: int, mask: Tensor | None) -> NormFn | None:
+        """``module`` as a one-argument function of the tensor for step ``t`` with the (B,) ``mask``."""
+        if module is None:
+            return None
+        return lambda x: call_norm(module, x, mask, t)
+
+    def traceable(self, *, masked: bool) -> bool:
+        """Whether ``torch.compile`` can trace this cell's gate block (every normrnn norm in it agrees)."""
+        return all(m.traceable(masked=masked) for m in self.modules() if isinstance(m, Norm))
+
+    def compile_key(self) -> str:
+        """What names this cell's compiled graph: its class, every option and child norm (the full repr), and
+        the training mode. Cells with equal keys trace alike and share one graph."""
+        key = self._compile_keys.get(self.training)
+        if key is None:
+            key = self._compile_keys[self.training] = f"{self!r} training={self.training}"
+        return key
+
+    def gate_backend(self, device: torch.device, mask: Tensor | None = None) -> str:
+        """The name of the gate backend that runs for inputs on ``device`` (``"auto"`` resolved; eager where the
+        call needs it: a gate probe, or data-dependent statistics under ``torch.compile``)."""
+        return resolve_backend(self.backend, self, device, mask).name
+
+    def gate_block(self, gx: Tensor, gh: Tensor | None, state: Any, t: int, mask: Tensor | None) -> Any:
+        """Everything after the projections, eagerly: the part a gate backend replaces. ``gh`` is None when
+        ``gx`` already holds both projections (:meth:`project_joint`)."""
+        raise NotImplementedError
+
+    def step(self, gx: Tensor, state: Any, *, t: int = 0, mask: Tensor | None = None,
+             recurrent_mask: Tensor | None = None, joint: bool = False) -> Any:
+        """One step from the projected input and the state to the new state, frozen where ``mask`` is False.
+
+        ``gx`` is ``project_input(x_t)``, ``(B, G·C, *S)``; with ``joint=True`` it is ``project_joint(x_t, h)``,
+        which already holds ``W_h * h``. Inputs are not validated here: :meth:`forward` and the layers do it.
+        """
+        gh = None if joint else self.project_hidden(self.output(state), recurrent_mask)  # (B, G·C, *S)
+        new = resolve_backend(self.backend, self, gx.device, mask)(self, gx, gh, state, t, mask)
+        return self._freeze(new, state, mask)
+
+    def forward(self, x: Tensor, state: Any = None, *, t: int = 0, mask: Tensor | None = None) -> Any:
+        """One step: ``x`` ``(B, C_in, *S)`` and the state (zeros when ``None``) to the new state.
+
+        ``t`` is the time-step index (used by ``recurrent_batch`` norms); ``mask`` ``(B,)`` marks valid
+        samples: where it is False the state is carried unchanged and the sample is left out of batch
+        statistics.
+        """
+        self.check_input(x)
+        gx = self.project_input(x)  # (B, G·C, *S)
+        B, spatial = x.shape[0], tuple(x.shape[2:])
+        state = self.initial_state(gx) if state is None else self.check_state(state, B, spatial)
+        if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool
+                                 or tuple(mask.shape) != (B,)):
+            got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
+            raise ValueError(f"expected a boolean mask of shape ({B},) (B,), got {got}")
+        return self.step(gx, state, t=t, mask=mask)
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.hidden_channels}"
+        if self.spatial_dims:
+            s += f", kernel_size={self.kernel_size}, spatial_dims={self.spatial_dims}"
+            if any(d != 1 for d in self.dilation):
+                s += f", dilation={self.dilation}"
+            if self.recurrent_dilation != self.dilation:
+                s += f", recurrent_dilation={self.recurrent_dilation}"
+        s += f", norm={self.norm_spec!r}"
+        if self.normalized:
+            s += f", norm_inputs={self.norm_inputs!r}, norm_scope={self.norm_scope!r}"
+        if self.forget_bias != 1.0:
+            s += f", forget_bias={self.forget_bias}"
+        if self.recurrent_init != "orthogonal":
+            s += f", recurrent_init={self.recurrent_init!r}"
+        if self.recurrent_dropout:
+            s += f", recurrent_dropout={self.recurrent_dropout}"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
+        if self.projection != "auto":
+            s += f", projection={self.projection!r}"
+        return s
+
+
+class Conv(RecurrentCell):
+    """Convolutional cells: ``kernel_size`` is required and ``spatial_dims`` is 1, 2 or 3."""
+
+    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...], *,
+                 spatial_dims: int = 2, **kwargs: Any) -> None:
+        if spatial_dims not in (1, 2, 3):
+            raise ValueError(f"expected spatial_dims 1, 2 or 3 for a {type(self).__name__}, got {spatial_dims!r}")
+        super().__init__(in_channels, hidden_channels, kernel_size, spatial_dims=spatial_dims, **kwargs)
+
+
+class Dense(RecurrentCell):
+    """Dense cells: matrix products on ``(B, C)``, no kernel."""
+
+    def __init__(self, in_channels: int, hidden_channels: int, **kwargs: Any) -> None:
+        super().__init__(in_channels, hidden_channels, 1, spatial_dims=0, **kwargs)
+
+
+CELL_DOC_ARGS = """
+    Args:
+        in_channels: C_in, the channels of the input.
+        hidden_channels: C, the channels of the state.
+        kernel_size: an int or one int per spatial axis; odd or even ("same" padding keeps the size).
+        spatial_dims: 1, 2 or 3. Default: ``2``.
+        dilation: the convolution dilation. Default: ``1``.
+        recurrent_dilation: the dilation of ``W_h * h``; Keras dilates only the input convolution, i.e. ``1``.
+            Default: ``dilation``.
+        bias: learn a bias (dropped when a joint gate norm learns β). Default: ``True``.
+        forget_bias: added to the forget (LSTM) or update (GRU) gate's shift at initialization. Default: ``1.0``.
+        norm: a norm spec, normrnn norm class or other callable (:mod:`normrnn.cells`). Default: ``"none"``.
+        norm_inputs: ``"joint"`` or ``"separate"``. Default: ``"joint"``.
+        norm_scope: ``"per_gate"`` or ``"all_gates"``. Default: ``"per_gate"``.
+        norm_kwargs: passed to every norm, e.g. ``{"eps": 1e-3, "sync": True}``. Default: none.
+        backend: how the gate block runs (:mod:`normrnn.kernels`): ``"eager"`` PyTorch ops; ``"compiled"``,
+            ``torch.compile`` of the block, forward and backward, warning once if it cannot stay compiled;
+            ``"fused"`` (LSTM with a joint group/layer gate norm), one autograd op that saves about half the
+            activation memory; ``"auto"``, compiled on CUDA with Triton and eager elsewhere. Default: ``"auto"``.
+        projection: how a layer computes ``W_x * x`` and ``W_h * h``: ``"hoisted"``, ``W_x * x`` for all steps in
+            one batched conv; ``"joint"`` (LSTM with joint norm inputs), one conv of ``[x; h]`` per step;
+            ``"auto"``, joint on CPU where possible, else hoisted. Default: ``"auto"``.
+        recurrent_init: ``"orthogonal"`` (per gate, as Keras) or ``"default"`` (uniform). Default: ``"orthogonal"``.
+        recurrent_dropout: the probability of the variational dropout on ``h``. Default: ``0.0``.
+        device, dtype: factory keyword arguments."""

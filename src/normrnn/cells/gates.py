@@ -1,0 +1,132 @@
+"""The gate blocks: pre-activations and state in, new state out. The one seam a fused kernel replaces.
+
+Gate order (the order of the channel blocks of ``W_x``, ``W_h`` and the bias), the same as PyTorch, Keras
+and cuDNN: LSTM ``i, f, g, o``; GRU ``r, z, n``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["GateProbe", "LSTMState", "NormFn", "gru_gates", "lstm_gates"]
+
+LSTMState = tuple[Tensor, Tensor]  # (h, c), each (B, C, *spatial)
+NormFn = Callable[[Tensor], Tensor]
+GateProbe = Callable[[tuple[Tensor, ...]], None]  # receives the sigmoid gates of one step
+
+
+def _channel_view(p: Tensor, like: Tensor) -> Tensor:
+    """A ``(C,)`` parameter shaped ``(1, C, 1, ...)`` in ``like``'s dtype (autocast), to broadcast over it."""
+    return p.view(1, -1, *([1] * (like.dim() - 2))).to(like.dtype)
+
+
+def lstm_gates(
+    pre: Tensor,
+    c: Tensor,
+    *,
+    norm: NormFn | None = None,
+    bias: Tensor | None = None,
+    peephole: Tensor | None = None,
+    cell_norm: NormFn | None = None,
+    norm_cell: str = "none",
+    probe: GateProbe | None = None,
+) -> LSTMState:
+    r"""The LSTM gate block: pre-activations and cell state in, new ``(h, c)`` out.
+
+    .. math::
+        [a_i, a_f, a_g, a_o] = \mathrm{norm}(\text{pre}) + b, \quad
+        i = \sigma(a_i + w_{ci} c), \quad f = \sigma(a_f + w_{cf} c), \quad g = \tanh(a_g)
+
+        c' = f \odot c + i \odot g, \quad o = \sigma(a_o + w_{co} c'), \quad
+        h' = o \odot \tanh(c')
+
+    with ``c' = norm_c(c')`` when ``norm_cell="carried"`` and ``tanh(norm_c(c'))`` when ``"output"``.
+
+    Args:
+        pre: the gate pre-activations, ``W_x*x + W_h*h`` (or the sum of the separately normalized terms).
+        c: the previous cell state.
+        norm: the gate norm, applied first. Default: none.
+        bias: ``(4C,)`` added after the norm. Default: none.
+        peephole: ``(3, C)`` weights for ``i``, ``f``, ``o``. Default: none.
+        cell_norm, norm_cell: the cell-state norm and where it applies. Default: none.
+        probe: called with the sigmoid gates ``(i, f, o)``, e.g. to measure saturation. Default: none.
+
+    Shape:
+        - pre: ``(B, 4C, *S)``; c: ``(B, C, *S)``.
+        - Output: ``h``, ``c``: ``(B, C, *S)``.
+    """
+    if norm is not None:
+        pre = norm(pre)
+    if bias is not None:
+        pre = pre + _channel_view(bias, pre)
+    i, f, g, o = pre.chunk(4, dim=1)  # each (B, C, *S)
+    if peephole is not None:
+        w_ci, w_cf, w_co = (_channel_view(w, c) for w in peephole)
+        i = i + w_ci * c
+        f = f + w_cf * c
+    i, f = torch.sigmoid(i), torch.sigmoid(f)
+    c_new = f * c + i * torch.tanh(g)
+    if norm_cell == "carried" and cell_norm is not None:
+        c_new = cell_norm(c_new)
+    if peephole is not None:
+        o = o + w_co * c_new
+    o = torch.sigmoid(o)
+    if probe is not None:
+        probe((i, f, o))
+    shown = cell_norm(c_new) if norm_cell == "output" and cell_norm is not None else c_new
+    return o * torch.tanh(shown), c_new
+
+
+def gru_gates(
+    gx: Tensor,
+    gh: Tensor,
+    h: Tensor,
+    *,
+    norm_rz: NormFn | None = None,
+    norm_n: NormFn | None = None,
+    bias: Tensor | None = None,
+    bias_hn: Tensor | None = None,
+    probe: GateProbe | None = None,
+) -> Tensor:
+    r"""The GRU gate block (PyTorch/cuDNN "reset after" form): projections and state in, new ``h`` out.
+
+    .. math::
+        [r, z] = \sigma(\mathrm{norm}_{rz}(x_{rz} + h_{rz}) + b_{rz}), \quad
+        n = \tanh(\mathrm{norm}_n(x_n + r \odot (h_n + b_{hn})) + b_n), \quad
+        h' = (1 - z) \odot n + z \odot h
+
+    Args:
+        gx: ``W_x * x``, the input projection.
+        gh: ``W_h * h``, the recurrent projection.
+        h: the previous hidden state.
+        norm_rz, norm_n: the joint norms of the ``[r, z]`` and ``n`` pre-activations. Default: none.
+        bias: ``(3C,)``, ``[b_r, b_z, b_n]``. Default: none.
+        bias_hn: ``(C,)``, the recurrent candidate bias inside ``r ⊙ (…)``. Default: none.
+        probe: called with the sigmoid gates ``(r, z)``. Default: none.
+
+    Shape:
+        - gx, gh: ``(B, 3C, *S)``; h: ``(B, C, *S)``.
+        - Output: ``(B, C, *S)``.
+    """
+    C = h.shape[1]
+    a_rz = gx[:, : 2 * C] + gh[:, : 2 * C]  # (B, 2C, *S)
+    if norm_rz is not None:
+        a_rz = norm_rz(a_rz)
+    if bias is not None:
+        a_rz = a_rz + _channel_view(bias[: 2 * C], a_rz)
+    r, z = torch.sigmoid(a_rz).chunk(2, dim=1)  # each (B, C, *S)
+    if probe is not None:
+        probe((r, z))
+    h_n = gh[:, 2 * C :]
+    if bias_hn is not None:
+        h_n = h_n + _channel_view(bias_hn, h_n)
+    a_n = gx[:, 2 * C :] + r * h_n  # (B, C, *S)
+    if norm_n is not None:
+        a_n = norm_n(a_n)
+    if bias is not None:
+        a_n = a_n + _channel_view(bias[2 * C :], a_n)
+    n = torch.tanh(a_n)
+    return n + z * (h - n)  # (1 - z) * n + z * h

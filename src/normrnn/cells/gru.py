@@ -1,0 +1,85 @@
+"""GRU cells in the "reset after" form of PyTorch/cuDNN: :class:`ConvGRUCell` (1-3-D) and the dense :class:`GRUCell`."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..norms import NormSpec
+from .base import CELL_DOC_ARGS, Conv, Dense, RecurrentCell
+from .gates import gru_gates
+
+__all__ = ["ConvGRUCell", "GRUCell"]
+
+
+class _GRUBase(RecurrentCell):
+    kind = "gru"
+    num_gates = 3
+    forget_gate = 1  # z: a positive bias starts the cell remembering, like an LSTM forget bias
+    forget_norm = "norm_rz"
+    zero_init = ("bias", "bias_hn")
+    state_size = 1
+
+    def _build_extra_params(self, *, bias: bool, factory: dict) -> None:
+        self.bias_hn = nn.Parameter(torch.empty(self.hidden_channels, **factory)) if bias else None
+
+    def _build_norms(self, spec: NormSpec, factory: dict) -> None:
+        super()._build_norms(spec, factory)
+        if self.norm_inputs == "joint":
+            self.norm_rz = self._make_norm(spec, 2, center=True, factory=factory)
+            self.norm_n = self._make_norm(spec, 1, center=True, factory=factory)
+
+    def gate_block(self, gx: Tensor, gh: Tensor | None, state: Tensor, t: int, mask: Tensor | None) -> Tensor:
+        """Everything after the two projections, eagerly (:func:`gru_gates`): the part a gate backend replaces."""
+        norm_rz = norm_n = None
+        if self.norm_inputs == "separate":
+            gx, gh = self.bind_norm(self.norm_x, t, mask)(gx), self.bind_norm(self.norm_h, t, mask)(gh)
+        elif self.normalized:
+            norm_rz, norm_n = self.bind_norm(self.norm_rz, t, mask), self.bind_norm(self.norm_n, t, mask)
+        return gru_gates(gx, gh, state, norm_rz=norm_rz, norm_n=norm_n, bias=None if self._fold_bias else self.bias,
+                         bias_hn=self.bias_hn, probe=self.gate_probe)
+
+
+class ConvGRUCell(Conv, _GRUBase):
+    __doc__ = r"""One ConvGRU step (Ballas et al. 2016, arXiv:1511.06432) in the "reset after" form of PyTorch/cuDNN.
+
+    .. math::
+        [r, z] = \sigma(\mathrm{norm}(W_{x,rz} * x_t + W_{h,rz} * h_{t-1}) + b_{rz}), \qquad
+        n = \tanh(\mathrm{norm}(W_{x,n} * x_t + r \odot (W_{h,n} * h_{t-1} + b_{hn})) + b_n)
+
+        h_t = (1 - z) \odot n + z \odot h_{t-1}
+
+    Gate order ``r, z, n``; see :func:`gru_gates`. ``forget_bias`` goes to the update gate ``z``.
+""" + CELL_DOC_ARGS + r"""
+
+    Shape:
+        - Input: ``x`` ``(B, C_in, *S)``; state ``h`` ``(B, C, *S)``, zeros when omitted.
+        - Output: ``h`` ``(B, C, *S)``.
+
+    Example::
+
+        >>> cell = ConvGRUCell(3, 8, (3, 3), norm="layer")
+        >>> cell(torch.randn(2, 3, 10, 12)).shape
+        torch.Size([2, 8, 10, 12])
+    """
+
+
+class GRUCell(Dense, _GRUBase):
+    r"""One dense GRU step (Cho et al. 2014), equal to ``torch.nn.GRUCell`` with ``norm="none"``.
+
+    ``weight_x`` = ``weight_ih``, ``weight_h`` = ``weight_hh``, ``bias`` = ``bias_ih`` plus the ``r, z``
+    part of ``bias_hh``, and ``bias_hn`` = its ``n`` part.
+
+    Args:
+        in_channels, hidden_channels, bias, forget_bias, norm, norm_inputs, norm_scope, norm_kwargs,
+        recurrent_init, recurrent_dropout, device, dtype: as in :class:`ConvGRUCell`.
+
+    Shape:
+        - Input: ``x`` ``(B, C_in)``; state ``h`` ``(B, C)``.
+        - Output: ``h`` ``(B, C)``.
+
+    Example::
+
+        >>> GRUCell(4, 6)(torch.randn(3, 4)).shape
+        torch.Size([3, 6])
+    """

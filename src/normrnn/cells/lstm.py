@@ -1,0 +1,117 @@
+"""LSTM cells: :class:`ConvLSTMCell` (1-3-D) and the dense :class:`LSTMCell`, with peepholes and cell norms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import one_of
+from ..norms import NormSpec, create_norm
+from .base import CELL_DOC_ARGS, Conv, Dense, RecurrentCell
+from .gates import LSTMState, lstm_gates
+
+__all__ = ["NORM_CELL", "ConvLSTMCell", "LSTMCell"]
+
+NORM_CELL = ("none", "output", "carried")
+
+
+class _LSTMBase(RecurrentCell):
+    kind = "lstm"
+    num_gates = 4
+    forget_gate = 1  # f
+    forget_norm = "norm_gates"
+    zero_init = ("bias", "weight_peephole")
+    state_size = 2
+
+    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...] = 1, *,
+                 peephole: bool = False, norm_cell: str = "none", **kwargs: Any) -> None:
+        self.norm_cell = one_of("norm_cell", norm_cell, NORM_CELL)
+        self.peephole = bool(peephole)
+        super().__init__(in_channels, hidden_channels, kernel_size, **kwargs)
+
+    def _build_extra_params(self, *, bias: bool, factory: dict) -> None:
+        self.weight_peephole = nn.Parameter(torch.empty(3, self.hidden_channels, **factory)) if self.peephole else None
+
+    def _build_norms(self, spec: NormSpec, factory: dict) -> None:
+        super()._build_norms(spec, factory)
+        if self.norm_inputs == "joint":
+            self.norm_gates = self._make_norm(spec, 4, center=True, factory=factory)
+        self.cell_norm = None
+        if self.norm_cell != "none":
+            self.cell_norm = create_norm(spec, self.hidden_channels, layout=self.layout, **factory,
+                                         **self._norm_kwargs)
+
+    def gate_block(self, gx: Tensor, gh: Tensor | None, state: LSTMState, t: int, mask: Tensor | None) -> LSTMState:
+        """Everything after the projections, eagerly (:func:`lstm_gates`): the part a gate backend replaces.
+        ``gh`` is None when ``gx`` already holds both projections."""
+        if self.norm_inputs == "separate":
+            pre = self.bind_norm(self.norm_x, t, mask)(gx) + self.bind_norm(self.norm_h, t, mask)(gh)
+            norm = None
+        else:
+            pre = gx if gh is None else gx + gh
+            norm = self.bind_norm(self.norm_gates, t, mask) if self.normalized else None
+        return lstm_gates(
+            pre, state[1], norm=norm, bias=None if self._fold_bias else self.bias, peephole=self.weight_peephole,
+            cell_norm=self.bind_norm(self.cell_norm, t, mask), norm_cell=self.norm_cell, probe=self.gate_probe,
+        )
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        if self.peephole:
+            s += ", peephole=True"
+        if self.norm_cell != "none":
+            s += f", norm_cell={self.norm_cell!r}"
+        return s
+
+
+class ConvLSTMCell(Conv, _LSTMBase):
+    __doc__ = r"""One ConvLSTM step (Shi et al. 2015, arXiv:1506.04214), with optional normalization and peepholes.
+
+    .. math::
+        [i, f, g, o] = \mathrm{norm}(W_x * x_t + W_h * h_{t-1}) + b, \qquad
+        c_t = \sigma(f) \odot c_{t-1} + \sigma(i) \odot \tanh(g), \qquad
+        h_t = \sigma(o) \odot \tanh(c_t)
+
+    Gate order ``i, f, g, o``; see :mod:`normrnn.cells` for the placement options and :func:`lstm_gates`
+    for the full gate math.
+""" + CELL_DOC_ARGS + r"""
+        peephole: learn per-channel peephole weights (any resolution). Default: ``False``.
+        norm_cell: ``"none"``, ``"output"`` or ``"carried"``. Default: ``"none"``.
+
+    Shape:
+        - Input: ``x`` ``(B, C_in, *S)``; state ``(h, c)``, each ``(B, C, *S)``, zeros when omitted.
+        - Output: ``(h, c)``, each ``(B, C, *S)``.
+
+    Example::
+
+        >>> cell = ConvLSTMCell(3, 8, 3, norm="group:2")
+        >>> h, c = cell(torch.randn(2, 3, 16, 16))
+        >>> h, c = cell(torch.randn(2, 3, 16, 16), (h, c), t=1)
+        >>> h.shape
+        torch.Size([2, 8, 16, 16])
+    """
+
+
+class LSTMCell(Dense, _LSTMBase):
+    r"""One dense LSTM step (Hochreiter & Schmidhuber 1997) with optional normalization and peepholes.
+
+    The same math as :class:`ConvLSTMCell` with matrix products; with ``norm="none"`` it equals
+    ``torch.nn.LSTMCell`` (``weight_x`` = ``weight_ih``, ``weight_h`` = ``weight_hh``, ``bias`` =
+    ``bias_ih + bias_hh``). ``norm="layer"`` per gate is the LN-LSTM of Ba et al. 2016.
+
+    Args:
+        in_channels, hidden_channels, bias, forget_bias, norm, norm_inputs, norm_scope, norm_kwargs,
+        recurrent_init, recurrent_dropout, peephole, norm_cell, device, dtype: as in :class:`ConvLSTMCell`.
+
+    Shape:
+        - Input: ``x`` ``(B, C_in)``; state ``(h, c)``, each ``(B, C)``.
+        - Output: ``(h, c)``, each ``(B, C)``.
+
+    Example::
+
+        >>> h, c = LSTMCell(4, 6, norm="layer")(torch.randn(3, 4))
+        >>> h.shape
+        torch.Size([3, 6])
+    """

@@ -1,0 +1,95 @@
+"""The one norm protocol: ``forward(x, mask=None, *, step=None)``, plus what callers may ask a norm.
+
+Every normrnn norm derives from :class:`Norm`. Cells, kernels and ``explain`` talk to norms only through
+this protocol, never by checking their classes, so a new norm is one class in one file:
+
+- ``forward(x, mask=None, *, step=None)``: ``mask`` is the ``(B, T)`` (or ``(B,)``) validity mask, ``step``
+  the index of the time step a step-layout input belongs to. Norms that need neither ignore them.
+- ``traceable(masked=...)``: whether ``torch.compile`` can trace a call (no data-dependent counts, no
+  collectives); a compiled gate block runs eagerly otherwise.
+- ``as_group_norm()``: the norm as a native channel-first group norm (groups, γ, β, eps), for fused kernels;
+  ``None`` when it is not one.
+- ``describe(shape)``: what it reduces, its statistics and parameters (:func:`normrnn.explain`).
+
+Modules that are not normrnn norms (``nn.BatchNorm2d``, a user's own) are called as ``module(x)``:
+:func:`call_norm` is the one place that knows the difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from .layout import Layout
+
+__all__ = ["Description", "GroupNormView", "Norm", "call_norm", "check_step"]
+
+
+@dataclass(frozen=True)
+class Description:
+    """What a built norm computes on one input shape, in layout letters (``G``: channel groups)."""
+
+    reduce: str  # canonical reduced letters, "" for none
+    stats_letters: str  # letters indexing the statistics
+    stats_shape: tuple[int, ...]
+    count: int  # elements per statistic
+    param_letters: str  # letters the parameters span, "" for none
+    param_shape: tuple[int, ...]
+    kernel: str  # the kernel call, in words
+    comparable: bool = True  # explain may run it next to single-pass norms (not per-step statistics)
+
+
+@dataclass(frozen=True)
+class GroupNormView:
+    """A norm that is exactly ``F.group_norm(x, groups, weight, bias, eps)`` on a channel-first tensor."""
+
+    groups: int
+    weight: Tensor
+    bias: Tensor
+    eps: float
+
+
+class Norm(nn.Module):
+    """Base of every normrnn norm; see the module docstring for the protocol."""
+
+    num_channels: int | None
+    layout: Layout
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, *, step: int | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        """Reset the learned parameters (and running statistics, where kept)."""
+
+    def reset_running_stats(self) -> None:
+        """Reset running statistics; norms that keep none do nothing, so any norm can be reset uniformly."""
+
+    def traceable(self, *, masked: bool) -> bool:
+        """Whether ``torch.compile`` can trace a call with (``masked``) or without a mask."""
+        return True
+
+    def as_group_norm(self) -> GroupNormView | None:
+        """This norm as a native channel-first group norm with per-channel γ and β, or ``None``."""
+        return None
+
+    def describe(self, shape: Sequence[int]) -> Description:
+        """What this norm reduces on an input of ``shape``."""
+        raise NotImplementedError
+
+
+def call_norm(module: nn.Module, x: Tensor, mask: Tensor | None = None, step: int | None = None) -> Tensor:
+    """Call a norm by the protocol: normrnn norms get the mask and the step; other modules get ``x`` alone."""
+    if isinstance(module, Norm):
+        return module(x, mask, step=step)
+    return module(x)
+
+
+def check_step(step: object, *, required: bool) -> int | None:
+    """``step`` if it is ``None`` (and not required) or an int >= 0; a clear ``ValueError`` otherwise."""
+    if step is None and not required:
+        return None
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"expected step (the time-step index) to be an int >= 0, got {step!r}")
+    return step
