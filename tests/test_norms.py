@@ -692,3 +692,29 @@ def test_registering_a_norm_is_one_entry():
     assert NormSpec.parse("halve_test").name == "halve_test"
     with pytest.raises(ValueError, match="already registered"):
         register_norm(NormEntry("layer", Halve))
+
+
+# --- hostile input (robustness review, case 9) --------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["none", "layer", "group:2", "instance", "rms", "batch", "recurrent_batch"])
+@pytest.mark.parametrize("shape", [(0, 3, 4, 2, 2), (2, 0, 4, 2, 2)])
+def test_an_empty_batch_gives_an_empty_output(spec, shape):
+    norm = create_norm(spec, 4, layout="BTCHW")
+    x = torch.randn(shape)
+    batch_stats = spec in ("batch", "recurrent_batch") and not (spec == "recurrent_batch" and shape[1] == 0)
+    if batch_stats:  # training needs values to compute batch statistics: the existing clear error
+        with pytest.raises(ValueError, match="expected more than 1 value per channel when training"):
+            norm(x)
+        norm.eval()
+    y = norm(x)
+    assert y.shape == x.shape and y.numel() == 0
+
+
+def test_reduce_must_name_an_axis_and_masks_must_be_bool():
+    with pytest.raises(ValueError, match="expected reduce to name at least one axis"):
+        LayerNorm(4, layout="BTF", reduce="")
+    x = torch.randn(2, 3, 4)
+    with pytest.raises(ValueError, match=r"expected a boolean mask .* got torch.float32 \(2, 3\)"):
+        BatchNorm(4, layout="BTF")(x, torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"expected a boolean mask .* got int 1"):
+        LayerNorm(4, layout="BTF")(x, 1)

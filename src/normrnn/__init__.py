@@ -1,5 +1,6 @@
 """normrnn: correct, fast and measurable normalization for recurrent and conv-recurrent networks."""
 
+from .audit import AuditReport, audit
 from .cells import ConvGRUCell, ConvLSTMCell, GRUCell, LSTMCell
 from .layers import GRU, LSTM, ConvGRU, ConvLSTM
 from .norms import (
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "GRU",
     "LSTM",
+    "AuditReport",
     "BatchNorm",
     "ConvGRU",
     "ConvGRUCell",
@@ -35,6 +37,7 @@ __all__ = [
     "RMSNorm",
     "RecurrentBatchNorm",
     "__version__",
+    "audit",
     "create_norm",
     "explain",
 ]

@@ -14,12 +14,14 @@ __all__ = ["atomic_write", "atomic_write_text"]
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], object], *, binary: bool = True) -> Path:
     """Call ``write(f)`` on a temporary file in ``path``'s folder, fsync it, then rename it over ``path``.
 
-    An interruption leaves the old file (or none) and no temporary file behind.
+    An interruption leaves the old file (or none) and no temporary file behind. The file gets the permissions a
+    plain ``open`` would give it (0666 less the umask).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from the group; honour the umask
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             write(f)
             f.flush()
@@ -29,6 +31,13 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], object
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -73,7 +76,10 @@ def _study_config(args: argparse.Namespace):
 
     config = load_config(args.preset, args.config)
     overrides = {k: getattr(args, k) for k in ("threads", "device") if getattr(args, k) is not None}
-    return dataclasses.replace(config, **overrides)
+    try:
+        return dataclasses.replace(config, **overrides)
+    except ValueError as e:
+        raise ValueError(f"{e} (from the command line)") from None
 
 
 def _study(args: argparse.Namespace) -> int:
@@ -103,9 +109,12 @@ def _train(args: argparse.Namespace) -> int:
     from .study import RunSpec
 
     config = _study_config(args)
-    spec = RunSpec(norm=args.norm or config.norms[0], topology=args.topology or config.topologies[0],
-                   depth=args.depth or config.depths[0], seed=config.seeds[0] if args.seed is None else args.seed,
-                   lr_mult=args.lr_mult or config.lr_mults[0])
+    def pick(flag: object, grid: tuple) -> object:  # 0 is a value, never a missing flag
+        return grid[0] if flag is None else flag
+
+    spec = RunSpec(norm=pick(args.norm, config.norms), topology=pick(args.topology, config.topologies),
+                   depth=pick(args.depth, config.depths), seed=pick(args.seed, config.seeds),
+                   lr_mult=pick(args.lr_mult, config.lr_mults))
     rank = _run(config, args, [spec])
     if rank is None:
         return 130
@@ -115,7 +124,8 @@ def _train(args: argparse.Namespace) -> int:
 
     row = next(r for r in load_results(args.out) if r["run_id"] == spec.run_id)
     metrics = ("test_mse", "test_ssim", "test_psnr", "step_time_s", "processes")
-    print(f"{spec.run_id}: " + ", ".join(f"{k}={row.get(k)}" for k in metrics) + f" (in {args.out}/results.jsonl)")
+    print(f"{spec.run_id}: " + ", ".join(f"{k}={row.get(k)}" for k in metrics)
+          + f" (in {Path(args.out) / 'results.jsonl'})")
     return 0
 
 
@@ -126,7 +136,9 @@ def _run(config, args: argparse.Namespace, runs):
 
     from .study import run_study
     from .study.distributed import init_from_env
+    from .study.runner import check_runnable
 
+    check_runnable(config, args.out, nproc=args.nproc, executor=args.executor)  # before any process or data
     rank = init_from_env(config.device)
     try:
         run_study(config, args.out, runs=runs, progress=not args.no_progress, nproc=args.nproc,
@@ -143,14 +155,42 @@ def _run(config, args: argparse.Namespace, runs):
 def _report(args: argparse.Namespace) -> int:
     from .study import write_report
 
-    _print_tables(write_report(args.dirs, args.out))
+    _print_tables(write_report(args.dirs, args.out, mixed=args.mixed))
     return 0
 
 
 def _print_tables(report) -> None:
     """The report's tables and summary (its parts as data), then where it was written."""
-    print("\n\n".join([report.tables, report.baselines, report.summary]))
+    print("\n\n".join(part for part in (report.tables, report.baselines, report.summary) if part))
     print(f"\nreport: {report.path} (plots, results.csv, results.json beside it)", file=sys.stderr)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    import importlib
+
+    import torch
+
+    from .audit import audit, parse_shapes
+
+    module_name, sep, factory_name = args.factory.partition(":")
+    if not sep or not module_name or not factory_name:
+        raise ValueError(f"expected MODULE:FACTORY such as mymodels:build, got {args.factory!r}")
+    sys.path.insert(0, str(Path.cwd()))  # a module beside the user, as python -m would find it
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot import {args.factory}: {e}") from None
+    finally:
+        sys.path.pop(0)
+    model = factory()
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"expected {args.factory}() to return a torch.nn.Module, got {type(model).__name__}")
+    model.train(not args.eval)
+    generator = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(shape, generator=generator) for shape in parse_shapes(args.input_shape)]
+    report = audit(model, *inputs, layout=args.layout)
+    print(report)
+    return 1 if report.findings else 0
 
 
 def _timing_flags(p: argparse.ArgumentParser, rounds: int, repeats: int, warmup: int) -> None:
@@ -181,7 +221,11 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="normrnn", description="Normalization for recurrent networks, made explicit.")
+    parser.add_argument("--version", action="version", version=f"normrnn {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("explain", help="say what a norm spec reduces, its statistics, parameters and equivalences")
@@ -214,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden-channels", type=int, default=64, help="C per layer (default 64)")
     p.add_argument("--size", default="32,32", help="H,W (default 32,32)")
     p.add_argument("--steps", type=int, default=10, help="T (default 10)")
-    p.add_argument("--kernel-size", type=int, default=3, help="odd k (default 3)")
+    p.add_argument("--kernel-size", type=int, default=3, help="k, odd or even (default 3)")
     p.add_argument("--num-layers", type=int, default=2, help="stacked layers (default 2)")
     p.add_argument("--norms", default="none,layer,group:8,recurrent_batch:10",
                    help="comma-separated norm specs; 'none' is the reference (default: %(default)s)")
@@ -239,21 +283,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-mult", type=float, help="learning-rate multiplier (default: the study's first)")
     p.set_defaults(func=_train)
 
+    p = sub.add_parser("audit", help="explain and check every normalization layer of your own model "
+                                     "(exit code 1 when there are findings)")
+    p.add_argument("factory", help="MODULE:FACTORY, a function returning the model (the module is imported from "
+                                   "the current directory or the Python path)")
+    p.add_argument("--input-shape", action="append", required=True,
+                   help="an example input's shape, e.g. 4,10,1,64,64 (repeat for more inputs)")
+    p.add_argument("--layout", default="BTCHW", help="the letters of the first input (default: %(default)s)")
+    p.add_argument("--eval", action="store_true", help="audit the model in eval mode (default: training mode)")
+    p.set_defaults(func=_audit)
+
     p = sub.add_parser("report", help="tables, plots and a summary from one or more study directories")
-    p.add_argument("dirs", nargs="+", help="study directories (their results.jsonl are merged)")
+    p.add_argument("dirs", nargs="+", help="study directories of one study (their results.jsonl are merged)")
     p.add_argument("--out", help="where to write the report (default: the first directory)")
+    p.add_argument("--mixed", action="store_true", help="allow directories of different studies: each study gets "
+                                                         "its own section, tables, baselines and plots, never pooled")
     p.set_defaults(func=_report)
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each, as a command-line user wants them."""
+    text = str(message).removeprefix("normrnn: ")
+    print(f"normrnn: warning: {text}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; a bad input or a file problem is one line on stderr and exit code 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return args.func(args)
-    except ValueError as e:
+    except (ValueError, OSError) as e:
+        if args.debug:
+            traceback.print_exc()
         print(f"normrnn {args.command}: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

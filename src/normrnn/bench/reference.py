@@ -25,7 +25,7 @@ class NaiveConvLSTM(nn.Module):
                 raise ValueError("NaiveConvLSTM mirrors a bias-only ConvLSTM (norm='none', bias=True)")
             k = cell.kernel_size
             conv = nn.Conv2d(cell.in_channels + cell.hidden_channels, 4 * cell.hidden_channels, k,
-                             padding=tuple(v // 2 for v in k), dtype=cell.weight_x.dtype)
+                             padding="same", dtype=cell.weight_x.dtype)  # even k: the extra zero after, as ours
             with torch.no_grad():
                 conv.weight.copy_(torch.cat([cell.weight_x, cell.weight_h], dim=1))
                 conv.bias.copy_(cell.bias)

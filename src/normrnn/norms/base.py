@@ -56,6 +56,7 @@ class Norm(nn.Module):
 
     num_channels: int | None
     layout: Layout
+    per_step_statistics: bool = False  # keeps separate running statistics per time step (recurrent batch norm)
 
     def forward(self, x: Tensor, mask: Tensor | None = None, *, step: int | None = None) -> Tensor:
         raise NotImplementedError

@@ -203,6 +203,10 @@ class BatchNorm(Norm):
     def _normalize(self, x: Tensor, layout: Layout, axes: NormAxes, mask: Tensor | None, slot: int | None,
                    use_batch_stats: bool) -> Tensor:
         """Batch-normalize one tensor whose layout has no time-step slots of its own."""
+        if x.numel() == 0:  # an empty batch: no statistics to compute, nothing to normalize
+            if use_batch_stats:
+                self._check_count(0, x)
+            return x.clone()
         C = self.num_channels
         cdim = layout.dim("C")
         x3 = channels_second(x, cdim)  # (N, C, *): every axis but C is reduced
@@ -336,6 +340,8 @@ class RecurrentBatchNorm(BatchNorm):
         self.step_layout = step
         self.layout = parsed
 
+    per_step_statistics = True
+
     def _buffer_shape(self) -> tuple[int, ...]:
         return (self.max_steps, self.num_channels)
 
@@ -361,6 +367,8 @@ class RecurrentBatchNorm(BatchNorm):
         if mask is not None:
             mask_view(mask, self.layout, tuple(x.shape))  # validates the (B, T) shape
         tdim = self.layout.dim("T")
+        if x.shape[tdim] == 0:
+            return x.clone()  # no steps: nothing to normalize
         steps = [self._step(x.select(tdim, i), t0 + i, None if mask is None else mask[:, i])
                  for i in range(x.shape[tdim])]
         return torch.stack(steps, dim=tdim)

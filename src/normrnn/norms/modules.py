@@ -63,6 +63,9 @@ class _AxisNorm(Norm):
         self.num_channels = positive_int("num_channels", num_channels)
         self.layout = Layout.parse(layout)
         reduce = self.layout.axes(reduce, what="reduce")
+        if not reduce:
+            raise ValueError(f"expected reduce to name at least one axis of layout {self.layout.spelled!r}, got "
+                             f"{reduce!r} (use norm 'none' for no normalization)")
         if groups is not None and "C" not in reduce:
             raise ValueError(f"groups split the channels, so reduce must contain {self.layout.spell('C')!r}; "
                              f"got reduce={self.layout.spell(reduce)!r}")
@@ -127,6 +130,8 @@ class _AxisNorm(Norm):
         """Normalize ``x``; ``mask`` ``(B, T)`` keeps padding out of statistics that span B or T; ``step`` is
         accepted for the protocol's sake (per-sample statistics do not depend on it)."""
         self._check_input(x)
+        if x.numel() == 0:
+            return x.clone()  # an empty batch (B=0 or T=0): nothing to normalize
         return norm_forward(x, self.axes, weight=self.weight, bias=self.bias, param_axes=self.param_axes,
                             eps=self.eps, rms=self.rms, mask=mask, plan=self.plan)
 
@@ -330,7 +335,7 @@ class InstanceNorm(_AxisNorm):
 
     def forward(self, x: Tensor, mask: Tensor | None = None, *, step: int | None = None) -> Tensor:
         self._check_input(x)
-        if self.training and self.axes.count(tuple(x.shape)) == 1:
+        if x.numel() and self.training and self.axes.count(tuple(x.shape)) == 1:
             raise ValueError(f"expected more than 1 element per instance to reduce over {self.reduce!r} when "
                              f"training, got input of shape {tuple(x.shape)}; eval mode returns the shift β")
         return super().forward(x, mask)

@@ -3,23 +3,104 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import json
+import math
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..data import DATASETS
+from ..norms import NormSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["DEFAULT_NORMS", "PRESETS", "RunSpec", "StudyConfig", "expand_grid", "load_config", "parse_shard", "shard"]
+__all__ = ["DEFAULT_NORMS", "PRESETS", "RunSpec", "StudyConfig", "check_device", "expand_grid", "load_config",
+           "parse_shard", "shard"]
 
 DEFAULT_NORMS = ("none", "layer", "group:8", "recurrent_batch", "instance", "rms")
 TOPOLOGIES = ("stacked", "residual")
+CELLS = ("convlstm", "convgru")
+GRID = ("norms", "topologies", "depths", "seeds", "lr_mults")  # which runs; not how each run trains
+NOT_RESULTS = ("name", "threads")  # a label and a speed setting: they never change a run's numbers
+
+
+# -- value checks: one-line ValueErrors that name the key, what was expected and what was got ------------------
+
+def _int(key: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"expected {key} to be {what}, got {value!r}")
+
+
+def _float(key: str, value: object, *, minimum: float, strict: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < minimum or (strict and value == minimum):
+        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        raise ValueError(f"expected {key} to be a finite number {bound}, got {value!r}")
+
+
+def _choice(key: str, value: object, options: Sequence[str]) -> None:
+    if value not in options:
+        raise ValueError(f"expected {key} to be one of {', '.join(map(repr, options))}, got {value!r}")
+
+
+def _device(key: str, value: object) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+        raise ValueError(f"expected {key} to be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+
+
+def _norm(key: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"expected each of {key} to be a norm spec string, got {value!r}")
+    try:
+        NormSpec.parse(value)
+    except ValueError as e:
+        raise ValueError(f"{key}: {e}") from None
+
+
+_SCALAR_CHECKS: dict[str, Callable[[str, object], None]] = {
+    "name": lambda k, v: None if isinstance(v, str) and v else _choice(k, v, ["a non-empty string"]),
+    "dataset": lambda k, v: _choice(k, v, DATASETS),
+    "data_path": lambda k, v: None if v is None or isinstance(v, str) else _choice(k, v, ["a path", "None"]),
+    "size": lambda k, v: _int(k, v, minimum=1),
+    "frames_in": lambda k, v: _int(k, v, minimum=1),
+    "frames_out": lambda k, v: _int(k, v, minimum=1),
+    "train_samples": lambda k, v: _int(k, v, minimum=1),
+    "val_samples": lambda k, v: _int(k, v, minimum=1),
+    "test_samples": lambda k, v: _int(k, v, minimum=1),
+    "data_seed": lambda k, v: _int(k, v, minimum=0),
+    "cell": lambda k, v: _choice(k, v, CELLS),
+    "width": lambda k, v: _int(k, v, minimum=1),
+    "kernel_size": lambda k, v: _int(k, v, minimum=1),
+    "patch": lambda k, v: _int(k, v, minimum=1),
+    "norm_inputs": lambda k, v: _choice(k, v, ("joint", "separate")),
+    "norm_scope": lambda k, v: _choice(k, v, ("per_gate", "all_gates")),
+    "epochs": lambda k, v: _int(k, v, minimum=1),
+    "batch_size": lambda k, v: _int(k, v, minimum=1),
+    "lr": lambda k, v: _float(k, v, minimum=0.0, strict=True),
+    "weight_decay": lambda k, v: _float(k, v, minimum=0.0),
+    "schedule": lambda k, v: _choice(k, v, ("onecycle", "cosine")),
+    "clip": lambda k, v: _float(k, v, minimum=0.0),
+    "bf16": lambda k, v: None if isinstance(v, bool) else _choice(k, v, ("true", "false")),
+    "divergence_bound": lambda k, v: _float(k, v, minimum=0.0, strict=True),
+    "device": _device,
+    "threads": lambda k, v: None if v is None else _int(k, v, minimum=1),
+}
+_ITEM_CHECKS: dict[str, Callable[[str, object], None]] = {
+    "norms": _norm,
+    "topologies": lambda k, v: _choice(f"each of {k}", v, TOPOLOGIES),
+    "depths": lambda k, v: _int(f"each of {k}", v, minimum=1),
+    "seeds": lambda k, v: _int(f"each of {k}", v, minimum=0),
+    "lr_mults": lambda k, v: _float(f"each of {k}", v, minimum=0.0, strict=True),
+}
 
 
 @dataclass(frozen=True)
@@ -50,7 +131,7 @@ class StudyConfig:
     lr: float = 2e-3  # AdamW peak learning rate, before the multiplier
     weight_decay: float = 1e-2
     schedule: str = "onecycle"  # onecycle | cosine
-    clip: float = 1.0  # gradient-norm clip
+    clip: float = 1.0  # gradient-norm clip; 0 disables clipping
     bf16: bool = False  # bfloat16 autocast
     divergence_bound: float = 2.0  # diverged if the loss exceeds this multiple of the first step's loss
     device: str = "cpu"  # cpu | cuda
@@ -63,24 +144,38 @@ class StudyConfig:
     lr_mults: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
-        for name in ("norms", "topologies", "depths", "seeds", "lr_mults"):
-            value = getattr(self, name)
-            if not isinstance(value, tuple):
-                object.__setattr__(self, name, tuple(value))
-        bad = [t for t in self.topologies if t not in TOPOLOGIES]
-        if bad:
-            raise ValueError(f"expected topologies from {TOPOLOGIES}, got {bad}")
-        if self.schedule not in ("onecycle", "cosine"):
-            raise ValueError(f"expected schedule 'onecycle' or 'cosine', got {self.schedule!r}")
+        """Check every value, in one place, before anything is written or trained."""
+        for key, check in _SCALAR_CHECKS.items():
+            check(key, getattr(self, key))
+        for key, check in _ITEM_CHECKS.items():
+            value = getattr(self, key)
+            if isinstance(value, str) or not isinstance(value, (list, tuple)):
+                raise ValueError(f"expected {key} to be a list such as {list(getattr(PRESETS_DEFAULT, key))!r}, "
+                                 f"got {value!r}")
+            if not value:
+                raise ValueError(f"expected at least one entry in {key}, got an empty list")
+            for item in value:
+                check(key, item)
+            object.__setattr__(self, key, tuple(value))
         if self.size % self.patch:
             raise ValueError(f"expected size divisible by patch={self.patch}, got size={self.size}")
-        if not self.norms or not self.seeds or not self.depths or not self.lr_mults or not self.topologies:
-            raise ValueError("expected at least one norm, topology, depth, seed and lr_mult")
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that decide every run's numbers: all but the grid, the name and the thread count."""
+        return {k: v for k, v in self.to_dict().items() if k not in GRID + NOT_RESULTS}
+
+    @property
+    def config_hash(self) -> str:
+        """A short hash of :meth:`identity`: rows and checkpoints carry it, so no run passes for another study's."""
+        text = json.dumps(self.identity(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (tuples become lists)."""
         return dataclasses.asdict(self)
 
+
+PRESETS_DEFAULT = StudyConfig()  # what error messages show as examples
 
 PRESETS: dict[str, StudyConfig] = {
     # CI: end to end in well under a minute on 2 cores
@@ -106,8 +201,15 @@ def load_config(preset: str | None = None, path: str | Path | None = None) -> St
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
         return PRESETS[preset]
-    with open(path, "rb") as f:
-        data = tomllib.load(f)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"expected a TOML study file, but {path} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"expected a TOML study file, but {path} is a directory") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path} is not valid TOML: {e}") from None
     data = dict(data.get("study", data))
     name = data.pop("preset", preset)
     if name is not None and name not in PRESETS:
@@ -117,7 +219,24 @@ def load_config(preset: str | None = None, path: str | Path | None = None) -> St
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"unknown keys {unknown} in {path}; expected some of {sorted(known)}")
-    return dataclasses.replace(base, **data)
+    try:
+        return dataclasses.replace(base, **data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def check_device(device: str) -> None:
+    """A ``ValueError`` unless ``device`` is usable here (CUDA present, index in range), before any work."""
+    _device("device", device)
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"expected a CUDA device for device={device!r}, but torch sees none here; "
+                             "use device = 'cpu' (or --device cpu)")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"expected device={device!r} among the {torch.cuda.device_count()} CUDA devices")
 
 
 @dataclass(frozen=True)
@@ -129,6 +248,13 @@ class RunSpec:
     depth: int
     seed: int
     lr_mult: float
+
+    def __post_init__(self) -> None:
+        _norm("norm", self.norm)
+        _choice("topology", self.topology, TOPOLOGIES)
+        _int("depth", self.depth, minimum=1)
+        _int("seed", self.seed, minimum=0)
+        _float("lr_mult", self.lr_mult, minimum=0.0, strict=True)
 
     @property
     def run_id(self) -> str:

@@ -47,11 +47,53 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float | None]:
     return mean, t * statistics.stdev(values) / math.sqrt(n)
 
 
-def _load(directories: Sequence[str | Path]) -> list[dict[str, Any]]:
-    rows: dict[str, dict[str, Any]] = {}
-    for d in directories:
+def _directory_hash(directory: Path) -> tuple[str | None, dict[str, Any] | None]:
+    """The config hash and settings recorded in ``DIR/study.json`` (``None`` when it is missing or damaged)."""
+    from .config import StudyConfig
+
+    try:
+        config = StudyConfig(**json.loads((directory / "study.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return None, None
+    return config.config_hash, config.identity()
+
+
+def _load_studies(directories: Sequence[str | Path], *, mixed: bool) -> dict[str, list[tuple[Path, list[dict]]]]:
+    """Rows grouped by study (config hash), each with its directories; different studies refused unless ``mixed``.
+
+    A row carries its study's hash; rows written before hashes existed take their directory's ``study.json``.
+    """
+    studies: dict[str, list[tuple[Path, list[dict[str, Any]]]]] = defaultdict(list)
+    settings: dict[str, tuple[Path, dict[str, Any] | None]] = {}
+    for d in map(Path, directories):
+        default, identity = _directory_hash(d)
+        by_hash: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in load_results(d):
-            rows[row["run_id"]] = row  # the same run in two directories counts once
+            by_hash[str(row.get("config_hash", default))].append(row)
+        for h, rows in by_hash.items():
+            studies[h].append((d, rows))
+            settings.setdefault(h, (d, identity if h == default else None))
+    if len(studies) > 1 and not mixed:
+        raise ValueError("refusing to merge different studies: " + _differences(settings)
+                         + "; report them one by one, or pass --mixed to report each study in its own section")
+    return dict(studies)
+
+
+def _differences(settings: dict[str, tuple[Path, dict[str, Any] | None]]) -> str:
+    """Which settings differ between studies, or their hashes when a ``study.json`` is missing."""
+    known = [s for _, s in settings.values() if s is not None]
+    if len(known) == len(settings):
+        keys = sorted(k for k in known[0] if len({json.dumps(s.get(k)) for s in known}) > 1)
+        where = ", ".join(f"{d} ({', '.join(f'{k}={s[k]}' for k in keys)})" for d, s in settings.values())
+        return f"they differ in {keys}: {where}"
+    return "their config hashes differ: " + ", ".join(f"{d}: {h}" for h, (d, _) in settings.items())
+
+
+def _merge(groups: list[tuple[Path, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for _, group in groups:
+        for row in group:
+            rows[row["run_id"]] = row  # the same run (same study) in two directories counts once
     return list(rows.values())
 
 
@@ -188,7 +230,7 @@ def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | No
     return "\n".join(lines)
 
 
-def _plots(aggs: list[Aggregate], out: Path, floor: tuple[str, float] | None = None) -> list[str]:
+def _plots(aggs: list[Aggregate], out: Path, floor: tuple[str, float] | None = None, prefix: str = "") -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,7 +250,7 @@ def _plots(aggs: list[Aggregate], out: Path, floor: tuple[str, float] | None = N
         ax.set(title=f"validation MSE, {topo}", xlabel="epoch", ylabel="MSE per frame")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize=7)
-    names.append(_save(fig, out / "learning_curves.png"))
+    names.append(_save(fig, out / f"{prefix}learning_curves.png"))
 
     norms = list(dict.fromkeys(a["norm"] for a in main))
     fig, ax = plt.subplots(figsize=(0.7 * len(norms) * len(topologies) + 2, 3.6))
@@ -224,7 +266,7 @@ def _plots(aggs: list[Aggregate], out: Path, floor: tuple[str, float] | None = N
     ax.set(ylabel="test MSE per frame (lower is better)",
            title="test MSE by norm" + (", 95% CI over seeds" if seeds > 1 else ", one seed (no CI)"))
     ax.legend(fontsize=8)
-    names.append(_save(fig, out / "test_mse.png"))
+    names.append(_save(fig, out / f"{prefix}test_mse.png"))
 
     fig, ax = plt.subplots(figsize=(0.7 * len(norms) * len(topologies) + 2, 3.2))
     for j, topo in enumerate(topologies):
@@ -234,7 +276,7 @@ def _plots(aggs: list[Aggregate], out: Path, floor: tuple[str, float] | None = N
     ax.set_xticks([i + width * (len(topologies) - 1) / 2 for i in range(len(norms))], norms)
     ax.set(ylabel="step time ÷ bias-only", title="cost of normalization per training step")
     ax.legend()
-    names.append(_save(fig, out / "overhead.png"))
+    names.append(_save(fig, out / f"{prefix}overhead.png"))
 
     mults = sorted({a["lr_mult"] for a in aggs})
     if len(mults) > 1:
@@ -245,7 +287,7 @@ def _plots(aggs: list[Aggregate], out: Path, floor: tuple[str, float] | None = N
             ax.plot(mults, rates, marker="o", label=norm)
         ax.set(xscale="log", xlabel="learning-rate multiplier", ylabel="divergence rate", title="stability")
         ax.legend(fontsize=7)
-        names.append(_save(fig, out / "divergence.png"))
+        names.append(_save(fig, out / f"{prefix}divergence.png"))
     return names
 
 
@@ -272,8 +314,8 @@ class Report:
     @property
     def markdown(self) -> str:
         """The whole ``report.md``."""
-        return self.title + "\n\n" + "\n\n".join(
-            [self.tables, self.baselines, self.summary, "\n".join(f"![{p}]({p})" for p in self.plots)]) + "\n"
+        parts = [self.tables, self.baselines, self.summary, "\n".join(f"![{p}]({p})" for p in self.plots)]
+        return self.title + "\n\n" + "\n\n".join(p for p in parts if p) + "\n"
 
     def __str__(self) -> str:
         return self.markdown
@@ -282,28 +324,46 @@ class Report:
         return text in self.markdown
 
 
-def write_report(directories: Sequence[str | Path], out: str | Path | None = None) -> Report:
+def write_report(directories: Sequence[str | Path], out: str | Path | None = None, *,
+                 mixed: bool = False) -> Report:
     """Write ``report.md``, ``results.csv``, ``results.json`` and PNG plots into ``out`` (default: the
-    first directory); return the :class:`Report`."""
-    rows = _load(directories)
+    first directory); return the :class:`Report`.
+
+    Directories of different studies (settings that change results) are refused, naming what differs;
+    ``mixed=True`` reports each study in its own section with its own baselines and plots, never pooled.
+    """
+    studies = _load_studies(directories, mixed=mixed)
+    rows = [row for groups in studies.values() for row in _merge(groups)]
     if not rows:
         raise ValueError(f"no results in {', '.join(map(str, directories))}: expected results.jsonl from a study")
     out = Path(out or directories[0])
     out.mkdir(parents=True, exist_ok=True)
-    aggs = aggregate(rows)
-    baselines = _load_baselines(directories)
-    best = min(baselines, key=lambda k: baselines[k]["test_mse"]) if baselines else None
-    plots = _plots(aggs, out, None if best is None else (best, baselines[best]["test_mse"]))
-    study = ", ".join(sorted({str(r.get("study")) for r in rows}))
+    parts: list[tuple[str, str, str, list[str]]] = []  # (tables, baselines, summary, plots) per study
+    for h, groups in studies.items():
+        study_rows = _merge(groups)
+        aggs = aggregate(study_rows)
+        baselines = _load_baselines([d for d, _ in groups])
+        best = min(baselines, key=lambda k: baselines[k]["test_mse"]) if baselines else None
+        label = f"{study_rows[0].get('study')} ({h})"
+        prefix = f"{study_rows[0].get('study')}-{h}-" if len(studies) > 1 else ""
+        plots = _plots(aggs, out, None if best is None else (best, baselines[best]["test_mse"]), prefix)
+        heading = f"## Study {label}, from {', '.join(str(d) for d, _ in groups)}\n\n" if len(studies) > 1 else ""
+        parts.append((heading + _tables(aggs), _baselines(baselines), summarize(aggs, baselines), plots))
+    names = ", ".join(sorted({str(r.get("study")) for r in rows}))
     title = "\n\n".join([
-        f"# normrnn study report: {study}",
+        f"# normrnn study report: {names}",
         f"{len(rows)} runs from {', '.join(map(str, directories))}. MSE and MAE are summed over each frame's "
         "pixels (values in [0, 1]) and averaged over frames and samples, the OpenSTL/PredRNN convention; SSIM "
         "is skimage's default (7×7 window), PSNR is per frame. Diverged runs count in the divergence rate only. "
         "Peak memory on CPU is parameters, gradients and AdamW state plus the tensors autograd saves in one "
         "training step; on CUDA it is `max_memory_allocated`."])
-    report = Report(out / "report.md", title, _tables(aggs), _baselines(baselines), summarize(aggs, baselines),
-                    tuple(plots))
+    if len(parts) == 1:
+        tables, baselines_md, summary, plots = parts[0]
+    else:  # each study's tables, baselines and summary stay together, in its own section
+        tables = "\n\n".join("\n\n".join(p[:3]) for p in parts)
+        baselines_md, summary = "", ""
+        plots = [name for p in parts for name in p[3]]
+    report = Report(out / "report.md", title, tables, baselines_md, summary, tuple(plots))
     atomic_write_text(report.path, report.markdown)
     flat = [{k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()} for r in rows]
     buffer = io.StringIO()

@@ -7,23 +7,39 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["append_result", "load_results"]
+__all__ = ["ResultsWarning", "append_result", "load_results"]
 
 
-def load_results(directory: str | Path) -> list[dict[str, Any]]:
-    """The rows of ``DIR/results.jsonl``; a torn line (a crash mid-write) is ignored."""
+class ResultsWarning(UserWarning):
+    """A line of ``results.jsonl`` was skipped: damaged, or not a result row."""
+
+
+def load_results(directory: str | Path, *, warn: bool = True) -> list[dict[str, Any]]:
+    """The rows of ``DIR/results.jsonl``. A line that is not JSON (torn by a crash, or damaged) or not a result
+    row (``{}``, ``null``, an object without a ``run_id``) is skipped, with a :class:`ResultsWarning` naming its
+    line number unless ``warn=False``; nothing else is lost."""
     path = Path(directory) / "results.jsonl"
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
             continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            why = "not valid JSON (torn by a crash, or damaged)"
+        else:
+            if isinstance(row, dict) and isinstance(row.get("run_id"), str) and row["run_id"]:
+                rows.append(row)
+                continue
+            why = "not a result row (expected a JSON object with a 'run_id')"
+        if warn:
+            warnings.warn(f"normrnn: skipped line {number} of {path}: {why}", ResultsWarning, stacklevel=2)
     return rows
 
 
@@ -40,7 +56,7 @@ def append_result(directory: str | Path, row: dict[str, Any]) -> bool:
     path = directory / "results.jsonl"
     data = (json.dumps(row, allow_nan=False) + "\n").encode()
     with FileLock(directory / "results.jsonl.lock"):
-        if any(r.get("run_id") == row["run_id"] for r in load_results(directory)):
+        if any(r["run_id"] == row["run_id"] for r in load_results(directory, warn=False)):
             return False
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,22 @@ import torch
 from .._checks import one_of, positive_int
 from .._io import atomic_write_text
 from ..data import SequenceDataset, create_dataset
-from .config import RunSpec, StudyConfig, expand_grid
+from .config import RunSpec, StudyConfig, check_device, expand_grid
 from .distributed import Rank, barrier, broadcast, current, init_from_env, launch, local_batch_size
 from .metrics import frame_mae, frame_mse, psnr, ssim
 from .results import append_result, load_results
 from .train import Datasets, train_run
 
-__all__ = ["EXECUTORS", "append_result", "load_results", "reference_predictors", "run_study"]
+__all__ = [
+    "EXECUTORS",
+    "append_result",
+    "check_out_dir",
+    "check_runnable",
+    "load_results",
+    "reference_predictors",
+    "row_hash",
+    "run_study",
+]
 
 EXECUTORS = ("local", "ray")  # in this process (or a torchrun group), or one Ray task per run
 
@@ -46,19 +56,54 @@ def reference_predictors(test: SequenceDataset) -> dict[str, dict[str, float]]:
                    "test_psnr": psnr(g, y)} for name, g in guesses.items()}
 
 
-_NOT_RESULTS = ("threads",)  # settings that may change between resumed calls without changing results
+def row_hash(row: dict[str, Any], default: str | None) -> str | None:
+    """The config hash a result row belongs to; rows written before hashes existed belong to ``default``."""
+    return row.get("config_hash", default)
+
+
+def check_out_dir(out: Path) -> None:
+    """A ``ValueError`` unless ``out`` is, or can become, a directory (not a file, nor under one)."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is a file" if path == out else f"is under {path}, which is a file"
+                raise ValueError(f"expected --out to be a directory, but {out} {what}")
+            if not os.access(path, os.W_OK):
+                raise ValueError(f"expected a writable --out directory, but {path} is not writable")
+            return
+
+
+def check_runnable(config: StudyConfig, out: str | Path, *, nproc: int = 1, executor: str = "local") -> None:
+    """Every check that needs no work: executor, process count, device, batch split and output directory.
+    ``StudyConfig`` itself has checked its values; these depend on this machine and this command."""
+    one_of("executor", executor, EXECUTORS)
+    positive_int("nproc", nproc)
+    check_device(config.device)
+    if executor == "ray" and nproc > 1:
+        raise ValueError("expected executor='local' for data-parallel runs, got 'ray'; use one or the other")
+    local_batch_size(config.batch_size, nproc)
+    check_out_dir(Path(out))
 
 
 def _check_directory(config: StudyConfig, out: Path) -> None:
-    """Record the study in ``DIR/study.json``; refuse to mix a different study into an existing directory."""
+    """Record the study in ``DIR/study.json``; refuse to mix a different study into an existing directory.
+
+    Two witnesses: ``study.json`` names the keys that differ; the config hash in every result row catches a
+    different study even when ``study.json`` is gone. The grid may grow (more seeds, norms, depths, LR
+    multipliers): that adds runs without changing any finished one.
+    """
     path = out / "study.json"
     resolved = json.loads(json.dumps(config.to_dict()))  # tuples as lists, as stored
     if path.exists():
         previous = json.loads(path.read_text())
-        changed = sorted(k for k in resolved if k not in _NOT_RESULTS and previous.get(k) != resolved[k])
+        changed = sorted(k for k in config.identity() if previous.get(k) != resolved[k])
         if changed:
             raise ValueError(f"{out} holds a different study (differs in {changed}); use another --out directory")
-    else:
+    others = {row_hash(r, config.config_hash) for r in load_results(out, warn=False)} - {config.config_hash}
+    if others:
+        raise ValueError(f"{out}/results.jsonl holds runs of a different study (config hash {', '.join(sorted(others))}"
+                         f"; this config is {config.config_hash}); use another --out directory")
+    if not path.exists() or json.loads(path.read_text()) != resolved:
         atomic_write_text(path, json.dumps(resolved, indent=2) + "\n")
 
 
@@ -83,24 +128,22 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
         executor: ``"local"``, or ``"ray"`` to submit each run as a Ray task. Default: ``"local"``.
         ray_address: the Ray cluster to join. Default: ``None``, ``$RAY_ADDRESS`` or a new local instance.
     """
-    one_of("executor", executor, EXECUTORS)
-    positive_int("nproc", nproc)
     out = Path(out)
     rank = current()
-    if executor == "ray" and (rank.active or nproc > 1):
+    check_runnable(config, out, nproc=nproc, executor=executor)  # fail here, before any data or child process
+    if executor == "ray" and rank.active:
         raise ValueError("expected executor='local' for data-parallel runs, got 'ray'; use one or the other")
     specs = list(expand_grid(config) if runs is None else runs)
     if nproc > 1:
         if rank.active:
             raise ValueError(f"expected nproc=1 inside a process group of {rank.world_size}, got nproc={nproc}")
-        local_batch_size(config.batch_size, nproc)  # fail here, not in every child
         _launch_workers(nproc, config, out, specs, progress)
         return _rows(out, specs)
     if rank.is_main:
         out.mkdir(parents=True, exist_ok=True)
         _check_directory(config, out)
     barrier(rank)
-    todo = broadcast(_unfinished(out, specs), rank)
+    todo = broadcast(_unfinished(out, specs, config.config_hash), rank)
     baselines = out / "baselines.json"
     local = executor == "local" and bool(todo)
     data = _datasets(config) if local or (rank.is_main and not baselines.exists()) else None
@@ -115,7 +158,7 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
 
 def _rows(out: Path, specs: list[RunSpec]) -> list[dict[str, Any]]:
     wanted = {s.run_id for s in specs}
-    return [row for row in load_results(out) if row["run_id"] in wanted]
+    return [row for row in load_results(out, warn=False) if row["run_id"] in wanted]
 
 
 def _launch_workers(nproc: int, config: StudyConfig, out: Path, specs: list[RunSpec], progress: bool) -> None:
@@ -138,8 +181,10 @@ def _ddp_worker(config: StudyConfig, out: str, specs: list[RunSpec], progress: b
         dist.destroy_process_group()
 
 
-def _unfinished(out: Path, specs: list[RunSpec]) -> list[RunSpec]:
-    done = {row["run_id"] for row in load_results(out)}
+def _unfinished(out: Path, specs: list[RunSpec], config_hash: str | None = None) -> list[RunSpec]:
+    """The runs with no row of this study (``config_hash``; ``None``: of any study) in ``results.jsonl``."""
+    done = {row["run_id"] for row in load_results(out, warn=False)
+            if config_hash is None or row_hash(row, config_hash) == config_hash}
     return [s for s in specs if s.run_id not in done]
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,26 +150,34 @@ def train_run(
     rank = current() if rank is None else rank
     device = rank.device(config.device)
     run_dir.mkdir(parents=True, exist_ok=True)
-    model = build_model(config, spec).to(device)
-    if rank.active:
-        convert_sync_batchnorm(model)
     lr = config.lr * spec.lr_mult
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
     sampler = _sampler(len(data.train), spec.seed, rank)
     local_batch = local_batch_size(config.batch_size, rank.world_size)
     steps_per_epoch = math.ceil(len(sampler) / local_batch)
-    sched = _make_scheduler(config, opt, lr, config.epochs * steps_per_epoch)
-    history: dict[str, Any] = {"loss": [], "grad_norm": [], "step_time": [], "train_curve": [], "val_curve": [],
-                               "diverged_step": None, "epoch": 0}
+
+    def fresh() -> tuple[Forecaster, torch.optim.Optimizer, Any, dict[str, Any]]:
+        model = build_model(config, spec).to(device)
+        if rank.active:
+            convert_sync_batchnorm(model)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
+        sched = _make_scheduler(config, opt, lr, config.epochs * steps_per_epoch)
+        return model, opt, sched, {"loss": [], "grad_norm": [], "step_time": [], "train_curve": [], "val_curve": [],
+                                   "diverged_step": None, "epoch": 0}
+
+    model, opt, sched, history = fresh()
     ckpt_path = run_dir / "checkpoint.pt"
     # rank 0 reads the checkpoint and hands it to the others, which need not share its file system
-    ckpt = broadcast(torch.load(ckpt_path, map_location="cpu", weights_only=True) if rank.is_main and
-                     ckpt_path.exists() else None, rank)
+    ckpt = broadcast(read_checkpoint(ckpt_path, config.config_hash) if rank.is_main else None, rank)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        history = ckpt["history"]
+        try:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            history = ckpt["history"]
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            if rank.is_main:
+                set_aside(ckpt_path, f"it does not fit this run: {str(e).splitlines()[0] if str(e) else e!r}")
+            model, opt, sched, history = fresh()
     net = _data_parallel(model, device) if rank.active else model
     memory = None
     steps_this_call = 0
@@ -185,7 +195,7 @@ def train_run(
                 pred = net(x)
             loss = F.mse_loss(pred.float(), y)
             loss.backward()
-            grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), config.clip))
+            grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), config.clip or math.inf))  # 0: no clip
             value = global_mean(loss.detach(), len(idx), rank)  # the loss of the global batch
             first_loss = value if first_loss is None else first_loss
             step = len(history["loss"])
@@ -213,7 +223,7 @@ def train_run(
         history["epoch"] = epoch + 1
         if rank.is_main:
             checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "history": history}
+                          "scheduler": sched.state_dict(), "history": history, "config_hash": config.config_hash}
             atomic_write(ckpt_path, lambda f: torch.save(checkpoint, f))
         if on_epoch is not None:
             on_epoch(epoch + 1)
@@ -223,6 +233,41 @@ def train_run(
     row = _result_row(config, spec, model, data, history, memory, device)
     row["processes"] = rank.world_size
     return row
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint could not be used: it was moved aside and its run starts again."""
+
+
+def set_aside(path: Path, why: str) -> Path:
+    """Move an unusable file to ``PATH.unreadable[-N]`` (never delete it) and warn once, naming both."""
+    target, n = path.with_name(path.name + ".unreadable"), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.unreadable-{n}")
+    os.replace(path, target)
+    warnings.warn(f"normrnn: {path} cannot be used ({why}); moved it to {target.name} and restarting that run "
+                  "from its first epoch", CheckpointWarning, stacklevel=2)
+    return target
+
+
+def read_checkpoint(path: Path, config_hash: str) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if it is there, loads (``weights_only=True``) and belongs to this study;
+    otherwise ``None``, with an unusable file moved aside by :func:`set_aside`."""
+    if not path.exists():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # garbage, truncated or empty: whatever torch.load raises, the file is unusable
+        set_aside(path, f"it cannot be loaded: {type(e).__name__}")
+        return None
+    if not isinstance(ckpt, dict) or not {"model", "optimizer", "scheduler", "history"} <= set(ckpt):
+        set_aside(path, "it is not a normrnn study checkpoint")
+        return None
+    if ckpt.get("config_hash", config_hash) != config_hash:
+        set_aside(path, f"it belongs to another study (config hash {ckpt['config_hash']}, this one {config_hash})")
+        return None
+    return ckpt
 
 
 def _step_seed(seed: int, epoch: int, rank: int) -> int:
@@ -258,8 +303,8 @@ def _result_row(config: StudyConfig, spec: RunSpec, model: Forecaster, data: Dat
     saturation = metrics["gate_saturation"]
     losses = [v for v in history["loss"] if v is not None]
     return {
-        "run_id": spec.run_id, "study": config.name, "cell": config.cell, "norm": spec.norm,
-        "topology": spec.topology, "depth": spec.depth, "seed": spec.seed, "lr_mult": spec.lr_mult,
+        "run_id": spec.run_id, "study": config.name, "config_hash": config.config_hash, "cell": config.cell,
+        "norm": spec.norm, "topology": spec.topology, "depth": spec.depth, "seed": spec.seed, "lr_mult": spec.lr_mult,
         "test_mse": metrics["mse"], "test_mae": metrics["mae"], "test_ssim": metrics["ssim"],
         "test_psnr": metrics["psnr"], "diverged": diverged, "diverged_step": history["diverged_step"],
         "step_time_s": statistics.median(times) if times else None, "peak_mem_mb": memory,
