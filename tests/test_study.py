@@ -148,7 +148,8 @@ def test_smoke_study_end_to_end_then_resume_skips_finished_runs(tmp_path, capsys
     required = {"norm", "topology", "depth", "seed", "lr_mult", "test_mse", "test_mae", "test_ssim", "test_psnr",
                 "diverged", "step_time_s", "peak_mem_mb"}
     assert all(required <= set(r) and r["test_mse"] > 0 for r in rows)
-    for name in ("report.md", "results.csv", "results.json", "learning_curves.png", "test_mse.png", "overhead.png"):
+    for name in ("report.md", "results.csv", "results.json", "learning_curves.png", "test_mse.png", "cost.png",
+                 "generalization.png", "cost.json"):
         assert (out / name).stat().st_size > 0, name
     assert len(json.loads((out / "results.json").read_text())) == 4
     assert run_study(load_config("smoke"), out, progress=False) == rows  # nothing re-run
@@ -183,7 +184,7 @@ def test_report_separates_real_differences_from_noise(tmp_path) -> None:
     assert "| stacked | 2 | none | 0% | 100% |" in md  # the divergence table: lr × 1, lr × 10
     assert "At lr × 10: `none` (stacked) 100% diverged." in md
     assert "One seed" not in md and "time_vs_bias" not in md
-    assert (tmp_path / "divergence.png").stat().st_size > 0
+    assert (tmp_path / "stability.png").stat().st_size > 0
 
 
 # --- many writers, one directory ------------------------------------------------------------------------------------
@@ -247,3 +248,56 @@ def test_ray_executor_equals_the_local_one(tmp_path) -> None:
     for r in want:
         assert by_id[r["run_id"]]["test_mse"] == pytest.approx(r["test_mse"], rel=1e-5)
     assert len((tmp_path / "ray" / "results.jsonl").read_text().splitlines()) == 2
+
+
+# --- depth, stability, generalization, cost (the seed's questions at depth) ---------------------------------------
+
+def test_a_depth_and_stability_grid_reports_every_section(tmp_path) -> None:
+    """Smoke scale, timing-free checks: two depths, clipping off, LR multipliers, train_mse, the new sections."""
+    config = dataclasses.replace(TINY, name="tinydeep", norms=("none", "layer"), depths=(1, 2), clip=0.0,
+                                 lr_mults=(1.0, 1000.0), epochs=2, seeds=(0, 1))
+    rows = run_study(config, tmp_path, progress=False)
+    assert len(rows) == 2 * 2 * 2 * 2
+    ok = [r for r in rows if not r["diverged"]]
+    assert ok and all(r["train_mse"] > 0 and r["config_hash"] == config.config_hash for r in ok)
+    assert {r["lr_mult"] for r in rows} == {1.0, 1000.0}
+    cost = json.loads((tmp_path / "cost.json").read_text())
+    assert {(r["norm"], r["depth"]) for r in cost["rows"]} == {(n, d) for n in ("none", "layer") for d in (1, 2)}
+    assert all(r["ratio"] == 1.0 for r in cost["rows"] if r["norm"] == "none")  # paired with itself
+    md = str(write_report([tmp_path]))
+    for section in ("### Depth", "### Stability", "### Generalization", "### Cost", "max stable ×",
+                    "gap (test − train)", "**Does normalization stabilize training?**",
+                    "**Does layer norm help training but hurt test accuracy?**", "**What does it cost?**"):
+        assert section in md, section
+    for plot in ("depth.png", "stability.png", "generalization.png", "cost.png", "test_mse.png"):
+        assert (tmp_path / plot).stat().st_size > 0, plot
+
+
+def test_the_stability_frontier_is_the_largest_multiplier_all_seeds_survive() -> None:
+    from normrnn.study.aggregate import aggregate, stability_frontier
+
+    rows = [_row("none", "stacked", s, 60.0, 1.0) for s in range(2)]
+    rows += [_row("none", "stacked", 0, 61.0, 3.0), _row("none", "stacked", 1, None, 3.0)]  # one seed diverged
+    rows += [_row("layer", "stacked", s, 50.0, m) for s in range(2) for m in (1.0, 3.0)]
+    rows += [_row("layer", "stacked", s, 75.0, 10.0) for s in range(2)]  # worse than the floor: not stable
+    frontier = stability_frontier(aggregate(rows), floor=70.0)
+    assert frontier == {("none", "stacked", 2): 1.0, ("layer", "stacked", 2): 3.0}
+
+
+def test_plan_prints_the_grid_and_an_estimate_and_trains_nothing(tmp_path, capsys) -> None:
+    (tmp_path / "tiny.toml").write_text('preset = "smoke"\ndepths = [1, 2]\nseeds = [0, 1]\n')
+    assert main(["study", "--config", str(tmp_path / "tiny.toml"), "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "16 runs" in out and "2 depths (1, 2)" in out and "estimated total:" in out
+    assert list(tmp_path.iterdir()) == [tmp_path / "tiny.toml"]  # nothing written
+
+
+def test_tensorboard_logs_loss_and_gate_histograms(tmp_path, tiny_data) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train_run(TINY, RunSpec("layer", "stacked", 2, 0, 1.0), tiny_data, tmp_path, tensorboard=True)
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"histograms": 0}).Reload()
+    tags = events.Tags()
+    assert {"train/loss", "train/grad_norm", "val/mse", "gates/saturation_layer0"} <= set(tags["scalars"])
+    assert len(events.Scalars("train/loss")) == 9 and "gates/layer0" in tags["histograms"]  # 3 epochs x 3 steps

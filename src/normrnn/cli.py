@@ -89,6 +89,15 @@ def _study(args: argparse.Namespace) -> int:
     runs = expand_grid(config)
     if args.shard is not None:
         runs = shard(runs, *parse_shard(args.shard))
+    if args.plan:
+        from .study.config import check_device
+        from .study.plan import plan
+
+        check_device(config.device)
+        print(plan(config, runs))
+        return 0
+    if args.out is None:
+        raise ValueError("expected --out DIR, the study directory (or --plan to see the grid without training)")
     rank = _run(config, args, runs)
     if rank is None:
         return 130
@@ -142,7 +151,7 @@ def _run(config, args: argparse.Namespace, runs):
     rank = init_from_env(config.device)
     try:
         run_study(config, args.out, runs=runs, progress=not args.no_progress, nproc=args.nproc,
-                  executor=args.executor, ray_address=args.ray_address)
+                  executor=args.executor, ray_address=args.ray_address, tensorboard=args.tensorboard)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {args.out} is consistent; run the same command again to resume", file=sys.stderr)
         return None
@@ -206,12 +215,17 @@ def _timing_flags(p: argparse.ArgumentParser, rounds: int, repeats: int, warmup:
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="quick", help="smoke | quick | standard | full (default: quick)")
+    p.add_argument("--preset", default="quick", help="smoke | quick | deep | stability | standard | full "
+                                                     "(default: quick)")
     p.add_argument("--config", help="a TOML study file (keys of normrnn.study.StudyConfig; `preset = ...` as base)")
-    p.add_argument("--out", required=True, help="the study directory; re-running resumes it")
+    p.add_argument("--out", required=p.prog.split()[-1] != "study",
+                   help="the study directory; re-running resumes it")
     p.add_argument("--threads", type=int, help="torch threads, shared by --nproc processes (default: the preset's)")
     p.add_argument("--device", help="cpu or cuda (default: the preset's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="log loss, grad norm, gate saturation and gate histograms to runs/ID/tensorboard "
+                        "(needs normrnn[tensorboard])")
     g = p.add_argument_group("scale-out")
     g.add_argument("--nproc", type=int, default=1, help="train each run data-parallel in N local processes "
                                                          "(DDP, gloo on CPU, nccl on GPU; default 1)")
@@ -271,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_flags(p)
     p.add_argument("--shard", help="run only shard I of N (0-based, e.g. $SLURM_ARRAY_TASK_ID/4); shards may "
                                    "share one --out; the report is written when the grid is complete")
+    p.add_argument("--plan", action="store_true", help="print the grid and an estimated time from a short timing; "
+                                                       "train and write nothing")
     p.set_defaults(func=_study)
 
     p = sub.add_parser("train", help="one run of a study (one norm, topology, depth, seed, LR multiplier); "

@@ -26,6 +26,7 @@ __all__ = ["DEFAULT_NORMS", "PRESETS", "RunSpec", "StudyConfig", "check_device",
            "parse_shard", "shard"]
 
 DEFAULT_NORMS = ("none", "layer", "group:8", "recurrent_batch", "instance", "rms")
+STUDY_NORMS = ("none", "layer", "group:8", "recurrent_batch")  # bias-only, per-sample, grouped, batch statistics
 TOPOLOGIES = ("stacked", "residual")
 CELLS = ("convlstm", "convgru")
 GRID = ("norms", "topologies", "depths", "seeds", "lr_mults")  # which runs; not how each run trains
@@ -181,9 +182,18 @@ PRESETS: dict[str, StudyConfig] = {
     # CI: end to end in well under a minute on 2 cores
     "smoke": StudyConfig(name="smoke", size=16, patch=2, width=8, train_samples=32, val_samples=8, test_samples=8,
                          epochs=2, batch_size=8, norms=("none", "layer"), topologies=TOPOLOGIES, threads=2),
-    # make demo: every default norm, both topologies, under 10 minutes on 2 cores
+    # make demo: the four norms of `deep` at two depths, both topologies, about 5 minutes on 2 cores
     "quick": StudyConfig(name="quick", size=32, patch=2, width=16, train_samples=320, val_samples=32,
-                         test_samples=64, epochs=5, batch_size=16, lr=3e-3, threads=2),
+                         test_samples=64, epochs=5, batch_size=16, lr=3e-3, threads=2, norms=STUDY_NORMS,
+                         depths=(1, 2)),
+    # the seed's case: bias-only vs layer/group/batch statistics, stacked and residual, depths 1-8, 3 seeds
+    "deep": StudyConfig(name="deep", size=32, patch=2, width=16, train_samples=192, val_samples=32,
+                        test_samples=64, epochs=5, batch_size=16, lr=3e-3, threads=2, norms=STUDY_NORMS,
+                        depths=(1, 2, 4, 8), seeds=(0, 1, 2)),
+    # the stability frontier: LR multipliers swept geometrically with clipping off; diverged runs stop early
+    "stability": StudyConfig(name="stability", size=32, patch=2, width=16, train_samples=192, val_samples=32,
+                             test_samples=64, epochs=3, batch_size=16, lr=3e-3, clip=0.0, threads=2,
+                             norms=STUDY_NORMS, depths=(2,), seeds=(0, 1, 2), lr_mults=(1.0, 3.0, 10.0, 30.0, 100.0)),
     # about an hour on CPU: three seeds and a 10x learning-rate stress test
     "standard": StudyConfig(name="standard", size=32, patch=2, width=16, train_samples=480, val_samples=64,
                             test_samples=128, epochs=6, batch_size=16, lr=3e-3, seeds=(0, 1, 2),

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["frame_mae", "frame_mse", "psnr", "ssim"]
+__all__ = ["SATURATED", "frame_mae", "frame_mse", "psnr", "ssim"]
+
+SATURATED = 0.01  # a sigmoid gate below this, or above 1 - this, counts as saturated
 
 
 def _frames(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,8 +1,9 @@
 """``normrnn report DIR...``: tables, plots, CSV/JSON and a plain-language summary of a study.
 
-Aggregates are over seeds: the mean and a 95% confidence interval from Student's t. Two variants differ
-"beyond noise" only when their intervals do not overlap; with one seed there is no noise estimate, and
-the summary says so instead of ranking.
+Sections: Accuracy (with gate health), Depth, Stability (the max stable LR multiplier), Generalization
+(train vs test), Cost (paired, interleaved step times from ``cost.json``), the no-learning baselines, and a
+summary that answers each of the seed's questions in one sentence, saying "within noise" where the 95%
+intervals overlap. Aggregation lives in :mod:`.aggregate`, plots in :mod:`.plots`.
 """
 
 from __future__ import annotations
@@ -18,33 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write, atomic_write_text
+from .._io import atomic_write_text
+from .aggregate import Aggregate, aggregate, differ, mean_ci, stability_frontier
+from .cost import load_cost
+from .plots import MSE_LABEL, plot_all
 from .results import load_results
 
-__all__ = ["Aggregate", "Report", "aggregate", "mean_ci", "write_report"]
-
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086]  # Student's t, two-sided 95%, df = 1..20
-METRICS = ("test_mse", "test_mae", "test_ssim", "test_psnr")
-Aggregate = dict[str, Any]
-
-
-def mean_ci(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean and the half-width of its 95% confidence interval (None for a single value).
-
-    Example::
-
-        >>> mean_ci([1.0, 2.0, 3.0])
-        (2.0, 2.484...)
-    """
-    n = len(values)
-    if n == 0:
-        return math.nan, None
-    mean = statistics.fmean(values)
-    if n < 2:
-        return mean, None
-    t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
-    return mean, t * statistics.stdev(values) / math.sqrt(n)
+__all__ = ["Report", "aggregate", "mean_ci", "summarize", "write_report"]
 
 
 def _directory_hash(directory: Path) -> tuple[str | None, dict[str, Any] | None]:
@@ -97,65 +78,110 @@ def _merge(groups: list[tuple[Path, list[dict[str, Any]]]]) -> list[dict[str, An
     return list(rows.values())
 
 
-def aggregate(rows: Sequence[dict[str, Any]]) -> list[Aggregate]:
-    """One entry per variant (norm, topology, depth, lr_mult), over seeds, in first-seen order."""
-    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        groups[(r["norm"], r["topology"], r["depth"], r["lr_mult"])].append(r)
-    base_time = {(t, d, m): statistics.median(x["step_time_s"] for x in g if x["step_time_s"])
-                 for (n, t, d, m), g in groups.items() if n == "none" and any(x["step_time_s"] for x in g)}
-    out = []
-    for (norm, topo, depth, mult), g in groups.items():
-        ok = [r for r in g if not r["diverged"]]
-        agg: Aggregate = {"norm": norm, "topology": topo, "depth": depth, "lr_mult": mult, "runs": len(g),
-                          "diverged_rate": 1 - len(ok) / len(g)}
-        for m in METRICS:
-            agg[m], agg[m + "_ci"] = mean_ci([r[m] for r in ok])
-        times = [r["step_time_s"] for r in g if r["step_time_s"]]
-        agg["step_time_s"] = statistics.median(times) if times else math.nan
-        base = base_time.get((topo, depth, mult))
-        agg["time_vs_bias"] = agg["step_time_s"] / base if base else math.nan
-        agg["peak_mem_mb"] = statistics.fmean(r["peak_mem_mb"] for r in g)
-        sat = [r["gate_saturation_mean"] for r in ok if r["gate_saturation_mean"] is not None]
-        agg["gate_saturation"] = statistics.fmean(sat) if sat else math.nan
-        agg["loss_spikes"] = statistics.fmean(r["loss_spikes"] for r in g)
-        curves = [r["val_curve"] for r in ok if r["val_curve"]]
-        length = min((len(c) for c in curves), default=0)
-        agg["val_curve"] = [statistics.fmean(c[i] for c in curves) for i in range(length)]
-        out.append(agg)
-    return out
-
-
-def _fmt(value: float, ci: float | None = None, digits: int = 2) -> str:
+def _fmt(value: float | None, ci: float | None = None, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:.{digits}f}" + ("" if ci is None else f" ± {ci:.{digits}f}")
 
 
-def _tables(aggs: list[Aggregate]) -> str:
+def _base(aggs: list[Aggregate]) -> list[Aggregate]:
+    """The variants at the lowest LR multiplier: the study's main grid."""
     base = min(a["lr_mult"] for a in aggs)
-    lines = [f"### Accuracy, cost and gate health (lr × {base:g}; mean ± 95% CI over seeds)", "",
+    return sorted((a for a in aggs if a["lr_mult"] == base), key=lambda a: (a["topology"], a["depth"]))
+
+
+def _accuracy(aggs: list[Aggregate]) -> str:
+    base = min(a["lr_mult"] for a in aggs)
+    lines = [f"### Accuracy and gate health (lr × {base:g}; mean ± 95% CI over seeds)", "",
+             f"Test {MSE_LABEL}, lower is better. Step time is the median of each run's own steps; runs ran one "
+             "after another, so it is noisy: the Cost section has the paired measurement.", "",
              "| topology | depth | norm | runs | test MSE ↓ | test MAE ↓ | SSIM ↑ | PSNR ↑ | diverged | "
-             "step time ÷ bias-only | peak MB | saturated gates | loss spikes |",
+             "step time ÷ bias-only (sequential) | peak MB | saturated gates | loss spikes |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for a in sorted((a for a in aggs if a["lr_mult"] == base), key=lambda a: (a["topology"], a["depth"])):
+    for a in _base(aggs):
         lines.append(
             f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['runs']} | {_fmt(a['test_mse'], a['test_mse_ci'])} "
             f"| {_fmt(a['test_mae'], a['test_mae_ci'])} | {_fmt(a['test_ssim'], a['test_ssim_ci'], 3)} "
             f"| {_fmt(a['test_psnr'], a['test_psnr_ci'])} | {a['diverged_rate']:.0%} | {_fmt(a['time_vs_bias'])} "
             f"| {_fmt(a['peak_mem_mb'], digits=1)} | {_fmt(100 * a['gate_saturation'], digits=1)}% "
             f"| {a['loss_spikes']:.1f} |")
-    mults = sorted({a["lr_mult"] for a in aggs})
-    if len(mults) > 1:
-        lines += ["", "### Divergence rate by learning-rate multiplier", "",
-                  "| topology | depth | norm | " + " | ".join(f"lr × {m:g}" for m in mults) + " |",
-                  "|---|---|---|" + "---|" * len(mults)]
-        by_key = {(a["topology"], a["depth"], a["norm"], a["lr_mult"]): a for a in aggs}
-        for topo, depth, norm in dict.fromkeys((a["topology"], a["depth"], a["norm"]) for a in aggs):
-            cells = [by_key.get((topo, depth, norm, m)) for m in mults]
-            lines.append(f"| {topo} | {depth} | {norm} | "
-                         + " | ".join("–" if c is None else f"{c['diverged_rate']:.0%}" for c in cells) + " |")
     return "\n".join(lines)
+
+
+def _depth(aggs: list[Aggregate]) -> str:
+    main = _base(aggs)
+    depths = sorted({a["depth"] for a in main})
+    if len(depths) < 2:
+        return ""
+    at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
+    lines = ["### Depth", "", f"Test {MSE_LABEL} (mean ± 95% CI) by number of stacked layers.", "",
+             "| topology | norm | " + " | ".join(f"depth {d}" for d in depths) + " |",
+             "|---|---|" + "---|" * len(depths)]
+    for topo, norm in dict.fromkeys((a["topology"], a["norm"]) for a in main):
+        cells = [at.get((norm, topo, d)) for d in depths]
+        lines.append(f"| {topo} | {norm} | " + " | ".join(
+            "–" if c is None else _fmt(c["test_mse"], c["test_mse_ci"]) + (f" ({c['diverged_rate']:.0%} div.)"
+                                                                          if c["diverged_rate"] else "")
+            for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _stability(aggs: list[Aggregate], floor: float | None) -> str:
+    mults = sorted({a["lr_mult"] for a in aggs})
+    if len(mults) < 2:
+        return ""
+    frontier = stability_frontier(aggs, floor)
+    by_key = {(a["topology"], a["depth"], a["norm"], a["lr_mult"]): a for a in aggs}
+    seeds = max(a["runs"] for a in aggs)
+    floor_text = f" or end at or above the no-learning test MSE {floor:.2f}" if floor is not None else ""
+    lines = ["### Stability", "",
+             f"Share of runs ({seeds} seeds each) that diverged, by learning-rate multiplier, and the largest "
+             f"multiplier whose runs all neither diverge{floor_text}.", "",
+             "| topology | depth | norm | " + " | ".join(f"lr × {m:g}" for m in mults) + " | max stable × |",
+             "|---|---|---|" + "---|" * (len(mults) + 1)]
+    for topo, depth, norm in dict.fromkeys((a["topology"], a["depth"], a["norm"]) for a in aggs):
+        cells = [by_key.get((topo, depth, norm, m)) for m in mults]
+        best = frontier.get((norm, topo, depth))
+        lines.append(f"| {topo} | {depth} | {norm} | "
+                     + " | ".join("–" if c is None else f"{c['diverged_rate']:.0%}" for c in cells)
+                     + f" | {'none' if best is None else f'{best:g}'} |")
+    return "\n".join(lines)
+
+
+def _generalization(aggs: list[Aggregate]) -> str:
+    main = [a for a in _base(aggs) if math.isfinite(a.get("train_mse", math.nan))]
+    if not main:
+        return ""
+    lines = ["### Generalization", "",
+             f"Train {MSE_LABEL} on a fixed part of the training set (as many sequences as the test set, eval "
+             "mode), test MSE, and the gap test − train (mean ± 95% CI over seeds). A norm that \"helps training "
+             "but hurts test accuracy\" has a lower train MSE and a larger gap.", "",
+             "| topology | depth | norm | train MSE | test MSE | gap (test − train) |", "|---|---|---|---|---|---|"]
+    for a in main:
+        lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | {_fmt(a['train_mse'], a['train_mse_ci'])} "
+                     f"| {_fmt(a['test_mse'], a['test_mse_ci'])} | {_fmt(a['gap'], a['gap_ci'])} |")
+    return "\n".join(lines)
+
+
+def _cost(cost: dict[str, Any] | None) -> str:
+    if cost is None:
+        return ("### Cost\n\nNo paired cost measurement (`cost.json`) in this directory: only the sequential step "
+                "times above, which are noisy.")
+    lines = ["### Cost", "",
+             f"One training step (forward + backward, batch {cost['batch_size']}) of each variant's model at the "
+             f"study's shapes, timed in {cost['rounds']} interleaved rounds with bias-only of the same topology and "
+             f"depth beside it ({cost['threads']} threads): the median ratio and its min–max over rounds.", "",
+             "| topology | depth | norm | step ms | ÷ bias-only | min–max |", "|---|---|---|---|---|---|"]
+    for r in sorted(cost["rows"], key=lambda r: (r["topology"], r["depth"])):
+        span = "–" if r["ratio"] is None else f"{r['ratio_min']:.2f}–{r['ratio_max']:.2f}"
+        lines.append(f"| {r['topology']} | {r['depth']} | {r['norm']} | {r['step_ms']:.1f} | {_fmt(r['ratio'])} "
+                     f"| {span} |")
+    return "\n".join(lines)
+
+
+def _tables(aggs: list[Aggregate], floor: float | None = None, cost: dict[str, Any] | None = None) -> str:
+    return "\n\n".join(p for p in (_accuracy(aggs), _depth(aggs), _stability(aggs, floor), _generalization(aggs),
+                                    _cost(cost)) if p)
 
 
 def _load_baselines(directories: Sequence[str | Path]) -> dict[str, dict[str, float]]:
@@ -176,128 +202,97 @@ def _baselines(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def _differ(a: Aggregate, b: Aggregate, key: str = "test_mse") -> str | None:
-    """'lower'/'higher' when the 95% intervals do not overlap, 'within noise' when they do, None without CIs."""
-    if a[key + "_ci"] is None or b[key + "_ci"] is None:
-        return None
-    if abs(a[key] - b[key]) <= a[key + "_ci"] + b[key + "_ci"]:
-        return "within noise"
-    return "lower" if a[key] < b[key] else "higher"
+def _verdict(a: Aggregate, b: Aggregate, key: str = "test_mse") -> str:
+    v = differ(a, b, key)
+    return f" ({v})" if v else " (one seed: no noise estimate)"
 
 
-def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | None = None) -> str:
+def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | None) -> list[str]:
+    """One sentence per seed question, from the numbers at the study's deepest depth."""
+    main = _base(aggs)
+    at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
+    deepest = max(a["depth"] for a in main)
+    out = []
+    for topo, question in (("stacked", "Does layer norm matter when ConvLSTM layers are stacked"),
+                           ("residual", "With skip connections (residual)")):
+        ln, none = at.get(("layer", topo, deepest)), at.get(("none", topo, deepest))
+        if ln and none and math.isfinite(ln["test_mse"]) and math.isfinite(none["test_mse"]):
+            ours, theirs = _fmt(ln["test_mse"], ln["test_mse_ci"]), _fmt(none["test_mse"], none["test_mse_ci"])
+            out.append(f"- **{question}?** At depth {deepest} ({topo}), `layer` test MSE {ours} vs bias-only "
+                       f"{theirs}{_verdict(ln, none)}.")
+    if len({a["lr_mult"] for a in aggs}) > 1:
+        frontier = stability_frontier(aggs, floor)
+        depth = min(a["depth"] for a in aggs)
+        def best(n: str, t: str) -> str:
+            m = frontier.get((n, t, depth))
+            return "none" if m is None else f"{m:g}"
+
+        text = ", ".join(f"`{n}` ({t}) × {best(n, t)}" for n, t in dict.fromkeys((a["norm"], a["topology"])
+                                                                                 for a in aggs))
+        out.append(f"- **Does normalization stabilize training?** Largest stable LR multiplier at depth {depth}, "
+                   f"clipping as configured: {text}.")
+    ln = [a for a in main if a["norm"] == "layer" and math.isfinite(a.get("gap", math.nan))]
+    none = {(a["topology"], a["depth"]): a for a in main if a["norm"] == "none"}
+    pairs = [(a, none[(a["topology"], a["depth"])]) for a in ln if (a["topology"], a["depth"]) in none
+             and math.isfinite(none[(a["topology"], a["depth"])].get("gap", math.nan))]
+    if pairs:
+        a, b = max(pairs, key=lambda p: p[0]["depth"])
+        out.append(f"- **Does layer norm help training but hurt test accuracy?** At depth {a['depth']} "
+                   f"({a['topology']}): train MSE {_fmt(a['train_mse'])} vs bias-only {_fmt(b['train_mse'])}, gap "
+                   f"{_fmt(a['gap'], a['gap_ci'])} vs {_fmt(b['gap'], b['gap_ci'])}{_verdict(a, b, 'gap')}; test MSE "
+                   f"{_fmt(a['test_mse'])} vs {_fmt(b['test_mse'])}{_verdict(a, b)}.")
+    group = [a for a in main if a["norm"].startswith("group") and a["depth"] == deepest]
+    for g in group:
+        ln_ = at.get(("layer", g["topology"], deepest))
+        if ln_ and math.isfinite(g["test_mse"]) and math.isfinite(ln_["test_mse"]):
+            out.append(f"- **Is group norm better than layer norm?** {g['topology']}, depth {deepest}: `{g['norm']}` "
+                       f"{_fmt(g['test_mse'], g['test_mse_ci'])} vs `layer` {_fmt(ln_['test_mse'], ln_['test_mse_ci'])}"
+                       f"{_verdict(g, ln_)}.")
+    if cost is not None:
+        ratios = defaultdict(list)
+        for r in cost["rows"]:
+            if r["norm"] != "none" and r["ratio"] is not None:
+                ratios[r["norm"]].append(r["ratio"])
+        if ratios:
+            text = ", ".join(f"`{n}` × {statistics.median(v):.2f}" for n, v in ratios.items())
+            out.append(f"- **What does it cost?** Paired step time ÷ bias-only, median over topologies and depths: "
+                       f"{text} (per-variant min–max in the Cost table; spans that include 1 are within noise).")
+    return out
+
+
+def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | None = None,
+              cost: dict[str, Any] | None = None) -> str:
     """Plain-language answers to the seed's questions, from the numbers."""
-    base = min(a["lr_mult"] for a in aggs)
-    at = {(a["norm"], a["topology"], a["depth"]): a for a in aggs if a["lr_mult"] == base}
+    main = _base(aggs)
     lines = ["### What the numbers say", ""]
+    floor = None
     if baselines:
         name = min(baselines, key=lambda k: baselines[k]["test_mse"])
         floor = baselines[name]["test_mse"]
-        learned = [f"`{a['norm']}` ({a['topology']})" for a in at.values() if a["test_mse"] < floor]
+        learned = [f"`{a['norm']}` ({a['topology']}, d{a['depth']})" for a in main if a["test_mse"] < floor]
         lines.append(f"- Below the best no-learning predictor ({name}, test MSE {floor:.2f}): "
                      + (", ".join(learned) if learned else "no variant yet; train longer") + ".")
-    seeds = max(a["runs"] for a in aggs)
-    if seeds < 2:
+    if max(a["runs"] for a in aggs) < 2:
         lines.append("- **One seed per variant, so there is no noise estimate.** The differences below are "
                      "single measurements and none of them is established; run a preset with 3 or more seeds "
-                     "(e.g. `--preset standard`) before drawing conclusions.")
-    for (norm, topo, depth), a in sorted(at.items(), key=lambda kv: (kv[0][1], kv[0][2])):
+                     "(e.g. `--preset deep`) before drawing conclusions.")
+    lines += _answers(aggs, floor, cost)
+    lines += ["", "Every variant against bias-only:", ""]
+    at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
+    for (norm, topo, depth), a in at.items():
         ref = at.get(("none", topo, depth))
         if norm == "none" or ref is None or not math.isfinite(a["test_mse"]) or not math.isfinite(ref["test_mse"]):
             continue
         rel = a["test_mse"] / ref["test_mse"] - 1 if ref["test_mse"] else math.nan
-        verdict = _differ(a, ref)
-        tail = f" ({verdict})" if verdict else ""
+        verdict = differ(a, ref)
         lines.append(f"- {topo}, depth {depth}: `{norm}` test MSE {a['test_mse']:.2f} vs bias-only "
-                     f"{ref['test_mse']:.2f}, {rel:+.1%}{tail}; step time × {a['time_vs_bias']:.2f}.")
-    for depth in sorted({k[2] for k in at}):
-        for norm in dict.fromkeys(k[0] for k in at):
-            s, r = at.get((norm, "stacked", depth)), at.get((norm, "residual", depth))
-            if s and r and math.isfinite(s["test_mse"]) and math.isfinite(r["test_mse"]):
-                verdict = _differ(r, s)
-                lines.append(f"- Residual vs stacked, `{norm}`, depth {depth}: {r['test_mse']:.2f} vs "
-                             f"{s['test_mse']:.2f}" + (f" ({verdict})" if verdict else "") + ".")
-    layer = [a for k, a in at.items() if k[0] == "layer" and math.isfinite(a["test_mse"])]
-    group = [a for k, a in at.items() if k[0].startswith("group") and math.isfinite(a["test_mse"])]
-    if layer and group:
-        g, l_ = statistics.fmean(a["test_mse"] for a in group), statistics.fmean(a["test_mse"] for a in layer)
-        lines.append(f"- Group vs layer norm (mean over topologies): test MSE {g:.2f} vs {l_:.2f}.")
+                     f"{ref['test_mse']:.2f}, {rel:+.1%}" + (f" ({verdict})" if verdict else "") + ".")
     top = max(a["lr_mult"] for a in aggs)
-    if top != base:
+    if top != min(a["lr_mult"] for a in aggs):
         risky = [f"`{a['norm']}` ({a['topology']}) {a['diverged_rate']:.0%}" for a in aggs
                  if a["lr_mult"] == top and a["diverged_rate"] > 0]
         lines.append(f"- At lr × {top:g}: " + (", ".join(risky) + " diverged." if risky else "no variant diverged."))
     return "\n".join(lines)
-
-
-def _plots(aggs: list[Aggregate], out: Path, floor: tuple[str, float] | None = None, prefix: str = "") -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    base = min(a["lr_mult"] for a in aggs)
-    main = [a for a in aggs if a["lr_mult"] == base]
-    topologies = list(dict.fromkeys(a["topology"] for a in main))
-    names = []
-
-    fig, axes = plt.subplots(1, len(topologies), figsize=(5 * len(topologies), 3.6), squeeze=False, sharey=True)
-    for ax, topo in zip(axes[0], topologies, strict=True):
-        for a in (a for a in main if a["topology"] == topo and a["val_curve"]):
-            ax.plot(range(1, len(a["val_curve"]) + 1), a["val_curve"], marker="o", label=f"{a['norm']} d{a['depth']}")
-        if floor is not None:
-            ax.axhline(floor[1], color="gray", ls="--", lw=1, label=f"{floor[0]} (no learning)")
-        ax.set(title=f"validation MSE, {topo}", xlabel="epoch", ylabel="MSE per frame")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend(fontsize=7)
-    names.append(_save(fig, out / f"{prefix}learning_curves.png"))
-
-    norms = list(dict.fromkeys(a["norm"] for a in main))
-    fig, ax = plt.subplots(figsize=(0.7 * len(norms) * len(topologies) + 2, 3.6))
-    width = 0.8 / len(topologies)
-    for j, topo in enumerate(topologies):
-        vals = [next((a for a in main if a["norm"] == n and a["topology"] == topo), None) for n in norms]
-        ax.bar([i + j * width for i in range(len(norms))], [v["test_mse"] if v else 0 for v in vals], width,
-               yerr=[(v["test_mse_ci"] or 0) if v else 0 for v in vals], capsize=3, label=topo)
-    ax.set_xticks([i + width * (len(topologies) - 1) / 2 for i in range(len(norms))], norms)
-    if floor is not None:
-        ax.axhline(floor[1], color="gray", ls="--", lw=1, label=f"{floor[0]} (no learning)")
-    seeds = max(a["runs"] for a in main)
-    ax.set(ylabel="test MSE per frame (lower is better)",
-           title="test MSE by norm" + (", 95% CI over seeds" if seeds > 1 else ", one seed (no CI)"))
-    ax.legend(fontsize=8)
-    names.append(_save(fig, out / f"{prefix}test_mse.png"))
-
-    fig, ax = plt.subplots(figsize=(0.7 * len(norms) * len(topologies) + 2, 3.2))
-    for j, topo in enumerate(topologies):
-        vals = [next((a["time_vs_bias"] for a in main if a["norm"] == n and a["topology"] == topo), 0) for n in norms]
-        ax.bar([i + j * width for i in range(len(norms))], vals, width, label=topo)
-    ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xticks([i + width * (len(topologies) - 1) / 2 for i in range(len(norms))], norms)
-    ax.set(ylabel="step time ÷ bias-only", title="cost of normalization per training step")
-    ax.legend()
-    names.append(_save(fig, out / f"{prefix}overhead.png"))
-
-    mults = sorted({a["lr_mult"] for a in aggs})
-    if len(mults) > 1:
-        fig, ax = plt.subplots(figsize=(5, 3.4))
-        for norm in norms:
-            rates = [statistics.fmean(a["diverged_rate"] for a in aggs if a["norm"] == norm and a["lr_mult"] == m)
-                     for m in mults]
-            ax.plot(mults, rates, marker="o", label=norm)
-        ax.set(xscale="log", xlabel="learning-rate multiplier", ylabel="divergence rate", title="stability")
-        ax.legend(fontsize=7)
-        names.append(_save(fig, out / f"{prefix}divergence.png"))
-    return names
-
-
-def _save(fig: Any, path: Path) -> str:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
-    plt.close(fig)
-    return path.name
 
 
 @dataclass(frozen=True)
@@ -344,11 +339,14 @@ def write_report(directories: Sequence[str | Path], out: str | Path | None = Non
         aggs = aggregate(study_rows)
         baselines = _load_baselines([d for d, _ in groups])
         best = min(baselines, key=lambda k: baselines[k]["test_mse"]) if baselines else None
+        floor = None if best is None else (best, baselines[best]["test_mse"])
+        cost = next((c for d, _ in groups if (c := load_cost(d, h)) is not None), None)
         label = f"{study_rows[0].get('study')} ({h})"
         prefix = f"{study_rows[0].get('study')}-{h}-" if len(studies) > 1 else ""
-        plots = _plots(aggs, out, None if best is None else (best, baselines[best]["test_mse"]), prefix)
+        plots = plot_all(aggs, out, floor, cost, prefix)
         heading = f"## Study {label}, from {', '.join(str(d) for d, _ in groups)}\n\n" if len(studies) > 1 else ""
-        parts.append((heading + _tables(aggs), _baselines(baselines), summarize(aggs, baselines), plots))
+        parts.append((heading + _tables(aggs, None if floor is None else floor[1], cost), _baselines(baselines),
+                      summarize(aggs, baselines, cost), plots))
     names = ", ".join(sorted({str(r.get("study")) for r in rows}))
     title = "\n\n".join([
         f"# normrnn study report: {names}",

@@ -16,6 +16,7 @@ from .._checks import one_of, positive_int
 from .._io import atomic_write_text
 from ..data import SequenceDataset, create_dataset
 from .config import RunSpec, StudyConfig, check_device, expand_grid
+from .cost import load_cost, write_cost
 from .distributed import Rank, barrier, broadcast, current, init_from_env, launch, local_batch_size
 from .metrics import frame_mae, frame_mse, psnr, ssim
 from .results import append_result, load_results
@@ -109,7 +110,7 @@ def _check_directory(config: StudyConfig, out: Path) -> None:
 
 def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
               runs: Iterable[RunSpec] | None = None, nproc: int = 1, executor: str = "local",
-              ray_address: str | None = None) -> list[dict[str, Any]]:
+              ray_address: str | None = None, tensorboard: bool = False) -> list[dict[str, Any]]:
     """Run every unfinished run of ``config`` (or of ``runs``, e.g. a shard) into ``out``; return their rows.
 
     Finished runs (already in ``results.jsonl``) are skipped; interrupted ones resume from their last
@@ -127,6 +128,7 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
             ``run_study`` and rank 0 alone writes. Default: ``1``.
         executor: ``"local"``, or ``"ray"`` to submit each run as a Ray task. Default: ``"local"``.
         ray_address: the Ray cluster to join. Default: ``None``, ``$RAY_ADDRESS`` or a new local instance.
+        tensorboard: log each run to ``runs/ID/tensorboard`` (local executor). Default: ``False``.
     """
     out = Path(out)
     rank = current()
@@ -146,13 +148,16 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
     todo = broadcast(_unfinished(out, specs, config.config_hash), rank)
     baselines = out / "baselines.json"
     local = executor == "local" and bool(todo)
-    data = _datasets(config) if local or (rank.is_main and not baselines.exists()) else None
+    need_cost = rank.is_main and load_cost(out, config.config_hash) is None
+    data = _datasets(config) if local or (rank.is_main and not baselines.exists()) or need_cost else None
     if rank.is_main and not baselines.exists():
         atomic_write_text(baselines, json.dumps(reference_predictors(data.test), indent=2) + "\n")
+    if need_cost:  # once per study, over the whole grid: the report's cost table
+        write_cost(config, data, expand_grid(config), out)
     if executor == "ray":
         _run_on_ray(config, out, todo, progress=progress, address=ray_address)
     elif local:
-        _run_locally(config, out, todo, data, progress=progress and rank.is_main, rank=rank)
+        _run_locally(config, out, todo, data, progress=progress and rank.is_main, rank=rank, tensorboard=tensorboard)
     return _rows(out, specs)
 
 
@@ -208,20 +213,21 @@ def _claim(out: Path, spec: RunSpec) -> Iterator[bool]:
 
 
 def _train_one(config: StudyConfig, out: Path, spec: RunSpec, data: Datasets, *, rank: Rank,
-               on_epoch: Callable[[int], None] | None = None) -> bool:
+               on_epoch: Callable[[int], None] | None = None, tensorboard: bool = False) -> bool:
     """Claim, train and record one run; returns False when another process has it or had it."""
     with contextlib.ExitStack() as stack:
         claimed = stack.enter_context(_claim(out, spec)) if rank.is_main else None
         if not broadcast(claimed, rank):
             return False
-        row = train_run(config, spec, data, out / "runs" / spec.run_id, on_epoch=on_epoch, rank=rank)
+        row = train_run(config, spec, data, out / "runs" / spec.run_id, on_epoch=on_epoch, rank=rank,
+                        tensorboard=tensorboard)
         if rank.is_main:
             append_result(out, row)
     return True
 
 
 def _run_locally(config: StudyConfig, out: Path, todo: list[RunSpec], data: Datasets, *, progress: bool,
-                 rank: Rank) -> None:
+                 rank: Rank, tensorboard: bool = False) -> None:
     if config.threads is not None:
         torch.set_num_threads(max(1, config.threads // rank.world_size))  # the processes share the cores
     bar = _progress(len(todo) * config.epochs, enabled=progress)
@@ -235,7 +241,7 @@ def _run_locally(config: StudyConfig, out: Path, todo: list[RunSpec], data: Data
                 bar.set_postfix_str(f"run {i + 1}/{len(todo)} {spec.run_id} epoch {epoch}/{config.epochs}")
 
             bar.set_postfix_str(f"run {i + 1}/{len(todo)} {spec.run_id}")
-            _train_one(config, out, spec, data, rank=rank, on_epoch=on_epoch)
+            _train_one(config, out, spec, data, rank=rank, on_epoch=on_epoch, tensorboard=tensorboard)
             bar.update(config.epochs - ticks[0])  # resumed or skipped epochs, or another process's run
     finally:
         bar.close()

@@ -24,12 +24,12 @@ from ..norms import convert_sync_batchnorm
 from ..profiling import saved_tensor_bytes
 from .config import RunSpec, StudyConfig
 from .distributed import Rank, broadcast, current, global_mean, local_batch_size
-from .metrics import frame_mae, frame_mse, psnr, ssim
+from .metrics import SATURATED, frame_mae, frame_mse, psnr, ssim
 from .model import Forecaster, ModelConfig
+from .tensorboard import RunLogger
 
 __all__ = ["Datasets", "build_model", "count_spikes", "saved_tensor_megabytes", "train_run"]
 
-SATURATED = 0.01  # a sigmoid gate below this, or above 1 - this, counts as saturated
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,13 @@ def evaluate(model: Forecaster, data: SequenceDataset, *, batch_size: int, devic
     return out
 
 
+def train_subset(data: Datasets) -> SequenceDataset:
+    """The fixed part of the training set that ``train_mse`` is measured on: its first sequences, as many as the
+    test set has, so train and test MSE average over as many samples."""
+    n = min(len(data.train), len(data.test))
+    return SequenceDataset(data.train.video[:n], frames_in=data.train.frames_in, frames_out=data.train.frames_out)
+
+
 def _make_scheduler(config: StudyConfig, opt: torch.optim.Optimizer, lr: float, total: int):
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1))
@@ -134,12 +141,14 @@ def train_run(
     on_epoch: Callable[[int], None] | None = None,
     interrupt_after_steps: int | None = None,
     rank: Rank | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train one run, resuming from ``run_dir/checkpoint.pt`` if it is there, and return its result row.
 
     A checkpoint is written atomically after every epoch, so an interrupted run loses at most the epoch in
     progress. ``interrupt_after_steps`` raises ``KeyboardInterrupt`` after that many steps of this call,
-    as Ctrl-C would (for tests). A diverged run stops early and is returned as a result.
+    as Ctrl-C would (for tests). A diverged run stops early and is returned as a result. ``tensorboard`` logs the
+    run to ``run_dir/tensorboard`` (:mod:`normrnn.study.tensorboard`).
 
     In a process group (``rank``, default: :func:`~normrnn.study.distributed.current`) the model is wrapped in
     ``DistributedDataParallel`` with cross-rank batch statistics, each rank trains on its share of every global
@@ -179,6 +188,7 @@ def train_run(
                 set_aside(ckpt_path, f"it does not fit this run: {str(e).splitlines()[0] if str(e) else e!r}")
             model, opt, sched, history = fresh()
     net = _data_parallel(model, device) if rank.active else model
+    logger = RunLogger(run_dir, purge_step=len(history["loss"])) if tensorboard and rank.is_main else None
     memory = None
     steps_this_call = 0
     first_loss = history["loss"][0] if history["loss"] else None
@@ -211,6 +221,8 @@ def train_run(
             history["step_time"].append(time.perf_counter() - start)
             history["loss"].append(value)
             history["grad_norm"].append(grad_norm)
+            if logger is not None:
+                logger.step(step, value, grad_norm)
             epoch_losses.append(value)
             steps_this_call += 1
             if interrupt_after_steps is not None and steps_this_call >= interrupt_after_steps:
@@ -225,11 +237,16 @@ def train_run(
             checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(),
                           "scheduler": sched.state_dict(), "history": history, "config_hash": config.config_hash}
             atomic_write(ckpt_path, lambda f: torch.save(checkpoint, f))
+        if logger is not None:
+            logger.epoch(epoch + 1, history["val_curve"][-1], model,
+                         _stack(data.val, torch.arange(min(config.batch_size, len(data.val))), device)[0])
         if on_epoch is not None:
             on_epoch(epoch + 1)
     if memory is None:  # resumed after the last epoch: measure on one batch
         x, y = _stack(data.train, torch.arange(min(local_batch, len(data.train))), device)
         memory = _peak_memory(model, x, y, device)
+    if logger is not None:
+        logger.close()
     row = _result_row(config, spec, model, data, history, memory, device)
     row["processes"] = rank.world_size
     return row
@@ -295,9 +312,12 @@ def _result_row(config: StudyConfig, spec: RunSpec, model: Forecaster, data: Dat
                 memory: float, device: torch.device) -> dict[str, Any]:
     diverged = history["diverged_step"] is not None
     metrics = {"mse": None, "mae": None, "ssim": None, "psnr": None, "gate_saturation": None}
+    train_mse = None
     if not diverged:
         metrics = evaluate(model, data.test, batch_size=config.batch_size, device=device, bf16=config.bf16,
                            gates=True)
+        train_mse = evaluate(model, train_subset(data), batch_size=config.batch_size, device=device,
+                             bf16=config.bf16)["mse"]
     times = history["step_time"][1:] or history["step_time"]  # the first step includes one-time set-up
     grads = [g for g in history["grad_norm"] if g is not None]
     saturation = metrics["gate_saturation"]
@@ -306,8 +326,10 @@ def _result_row(config: StudyConfig, spec: RunSpec, model: Forecaster, data: Dat
         "run_id": spec.run_id, "study": config.name, "config_hash": config.config_hash, "cell": config.cell,
         "norm": spec.norm, "topology": spec.topology, "depth": spec.depth, "seed": spec.seed, "lr_mult": spec.lr_mult,
         "test_mse": metrics["mse"], "test_mae": metrics["mae"], "test_ssim": metrics["ssim"],
-        "test_psnr": metrics["psnr"], "diverged": diverged, "diverged_step": history["diverged_step"],
-        "step_time_s": statistics.median(times) if times else None, "peak_mem_mb": memory,
+        "test_psnr": metrics["psnr"], "train_mse": train_mse, "diverged": diverged,
+        "diverged_step": history["diverged_step"],
+        "step_time_s": statistics.median(times) if times else None,  # sequential runs: noisy, see cost.json
+        "peak_mem_mb": memory,
         "loss_spikes": count_spikes(losses), "grad_norm_mean": statistics.fmean(grads) if grads else None,
         "grad_norm_max": max(grads) if grads else None,
         "gate_saturation": saturation, "gate_saturation_mean": statistics.fmean(saturation) if saturation else None,

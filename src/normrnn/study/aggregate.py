@@ -1,0 +1,98 @@
+"""A study's rows, aggregated over seeds: means with 95% intervals, the generalization gap, the stability frontier.
+
+Two variants differ "beyond noise" only when their intervals do not overlap; with one seed there is no noise
+estimate, and :func:`differ` says nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["METRICS", "Aggregate", "aggregate", "differ", "mean_ci", "stability_frontier"]
+
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086]  # Student's t, two-sided 95%, df = 1..20
+METRICS = ("test_mse", "test_mae", "test_ssim", "test_psnr", "train_mse")
+Aggregate = dict[str, Any]
+
+
+def mean_ci(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and the half-width of its 95% confidence interval (None for a single value).
+
+    Example::
+
+        >>> mean_ci([1.0, 2.0, 3.0])
+        (2.0, 2.484...)
+    """
+    n = len(values)
+    if n == 0:
+        return math.nan, None
+    mean = statistics.fmean(values)
+    if n < 2:
+        return mean, None
+    t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
+    return mean, t * statistics.stdev(values) / math.sqrt(n)
+
+
+def _mean_curve(curves: list[list[float]]) -> list[float]:
+    length = min((len(c) for c in curves), default=0)
+    return [statistics.fmean(c[i] for c in curves) for i in range(length)]
+
+
+def aggregate(rows: Sequence[dict[str, Any]]) -> list[Aggregate]:
+    """One entry per variant (norm, topology, depth, lr_mult), over seeds, in first-seen order."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["norm"], r["topology"], r["depth"], r["lr_mult"])].append(r)
+    base_time = {(t, d, m): statistics.median(x["step_time_s"] for x in g if x["step_time_s"])
+                 for (n, t, d, m), g in groups.items() if n == "none" and any(x["step_time_s"] for x in g)}
+    out = []
+    for (norm, topo, depth, mult), g in groups.items():
+        ok = [r for r in g if not r["diverged"]]
+        agg: Aggregate = {"norm": norm, "topology": topo, "depth": depth, "lr_mult": mult, "runs": len(g),
+                          "diverged_rate": 1 - len(ok) / len(g)}
+        for m in METRICS:
+            agg[m], agg[m + "_ci"] = mean_ci([r[m] for r in ok if r.get(m) is not None])
+        agg["gap"], agg["gap_ci"] = mean_ci([r["test_mse"] - r["train_mse"] for r in ok
+                                             if r.get("train_mse") is not None and r.get("test_mse") is not None])
+        times = [r["step_time_s"] for r in g if r["step_time_s"]]
+        agg["step_time_s"] = statistics.median(times) if times else math.nan
+        base = base_time.get((topo, depth, mult))
+        agg["time_vs_bias"] = agg["step_time_s"] / base if base else math.nan  # sequential runs: noisy
+        agg["peak_mem_mb"] = statistics.fmean(r["peak_mem_mb"] for r in g)
+        sat = [r["gate_saturation_mean"] for r in ok if r["gate_saturation_mean"] is not None]
+        agg["gate_saturation"] = statistics.fmean(sat) if sat else math.nan
+        agg["loss_spikes"] = statistics.fmean(r["loss_spikes"] for r in g)
+        agg["val_curve"] = _mean_curve([r["val_curve"] for r in ok if r["val_curve"]])
+        agg["train_curve"] = _mean_curve([r["train_curve"] for r in ok if r.get("train_curve")])
+        agg["test_values"] = [r["test_mse"] for r in ok]
+        out.append(agg)
+    return out
+
+
+def differ(a: Aggregate, b: Aggregate, key: str = "test_mse") -> str | None:
+    """'lower'/'higher' when the 95% intervals do not overlap, 'within noise' when they do, None without CIs."""
+    if a.get(key + "_ci") is None or b.get(key + "_ci") is None:
+        return None
+    if abs(a[key] - b[key]) <= a[key + "_ci"] + b[key + "_ci"]:
+        return "within noise"
+    return "lower" if a[key] < b[key] else "higher"
+
+
+def stability_frontier(aggs: Sequence[Aggregate], floor: float | None) -> dict[tuple, float | None]:
+    """Each variant's (norm, topology, depth) largest stable LR multiplier, or None when none is stable.
+
+    A multiplier is stable when every seed's run at it neither diverged nor ended at or above ``floor``, the
+    test MSE of the best no-learning predictor (no floor: divergence alone decides).
+    """
+    out: dict[tuple, float | None] = {}
+    for a in aggs:
+        key = (a["norm"], a["topology"], a["depth"])
+        stable = a["diverged_rate"] == 0 and (floor is None or all(v < floor for v in a["test_values"]))
+        best = out.get(key)
+        out[key] = max(best or 0.0, a["lr_mult"]) if stable else best
+    return out

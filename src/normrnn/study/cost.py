@@ -1,0 +1,81 @@
+"""The study's honest cost table: every variant's model timed side by side at the study's own shapes.
+
+Sequential run timings are not comparable (a busy machine during one run makes another look cheap), so the
+report's cost column comes from here: one forward+backward step of each (norm, topology, depth) model, paired
+with bias-only of the same topology and depth in interleaved rounds (``normrnn bench``'s method), once per
+study, into ``DIR/cost.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .._io import atomic_write_text
+from ..bench.timing import paired_ratios, time_interleaved
+from .config import RunSpec, StudyConfig
+from .train import Datasets, build_model
+
+__all__ = ["COST_FILE", "load_cost", "measure_cost", "write_cost"]
+
+COST_FILE = "cost.json"
+_ROUNDS, _WARMUP = 5, 1  # interleaved rounds per variant, and untimed calls before them
+
+
+def measure_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], *, rounds: int = _ROUNDS,
+                 warmup: int = _WARMUP) -> dict[str, Any]:
+    """Median milliseconds per training step of each variant in ``runs``, and its paired ratio to bias-only."""
+    device = torch.device(config.device)
+    idx = torch.arange(min(config.batch_size, len(data.train)))
+    video = data.train.video[idx].to(device)
+    x, y = video[:, : config.frames_in], video[:, config.frames_in : config.frames_in + config.frames_out]
+    variants = {(s.norm, s.topology, s.depth): s for s in runs}
+    models = {key: build_model(config, RunSpec(*key, seed=0, lr_mult=1.0)).to(device) for key in variants}
+
+    def step(model: torch.nn.Module):
+        def run() -> None:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                pred = model(x)
+            F.mse_loss(pred.float(), y).backward()
+            model.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        return run
+
+    names = {key: "/".join(map(str, key)) for key in models}
+    groups = [[names[k] for k in models if k[1:] == (topo, depth)] for topo, depth in {k[1:] for k in models}]
+    samples = time_interleaved({names[k]: step(m) for k, m in models.items()}, rounds=rounds, repeats=1,
+                               warmup=warmup, groups=groups)
+    rows = []
+    for (norm, topo, depth), name in names.items():
+        ref = names.get(("none", topo, depth))
+        ratios = paired_ratios(samples, name, ref) if ref is not None else None
+        rows.append({"norm": norm, "topology": topo, "depth": depth,
+                     "step_ms": statistics.median(samples[name]) * 1e3,
+                     "ratio": statistics.median(ratios) if ratios else None,
+                     "ratio_min": min(ratios) if ratios else None, "ratio_max": max(ratios) if ratios else None})
+    return {"config_hash": config.config_hash, "rounds": rounds, "threads": torch.get_num_threads(),
+            "batch_size": len(idx), "rows": rows}
+
+
+def write_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], out: Path) -> None:
+    """Measure once: an existing ``cost.json`` of this study is kept."""
+    if load_cost(out, config.config_hash) is None:
+        atomic_write_text(out / COST_FILE, json.dumps(measure_cost(config, data, runs), indent=1) + "\n")
+
+
+def load_cost(directory: str | Path, config_hash: str | None = None) -> dict[str, Any] | None:
+    """``DIR/cost.json`` (of the study ``config_hash``, when given), or None."""
+    path = Path(directory) / COST_FILE
+    try:
+        cost = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cost, dict) or (config_hash is not None and cost.get("config_hash") != config_hash):
+        return None
+    return cost

@@ -1,0 +1,47 @@
+"""``normrnn study --plan``: the grid, how many runs, and an estimated time from a short timing; trains nothing."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from .config import RunSpec, StudyConfig
+from .cost import measure_cost
+from .runner import _datasets
+
+__all__ = ["plan"]
+
+_EVAL_STEP = 1 / 3  # a forward-only evaluation batch costs about a third of a training step
+
+
+def plan(config: StudyConfig, runs: list[RunSpec]) -> str:
+    """The runs of ``config`` (or ``runs``) and their estimated wall time on this machine.
+
+    Each distinct (norm, topology, depth) model is timed for one training step after one untimed step, at the
+    study's shapes; a run is then ``epochs × steps per epoch`` such steps plus its evaluations. Runs that
+    diverge stop early, so a grid with high learning-rate multipliers takes less.
+    """
+    data = _datasets(config)
+    timing = {(r["norm"], r["topology"], r["depth"]): r["step_ms"] / 1e3
+              for r in measure_cost(config, data, runs, rounds=1, warmup=1)["rows"]}
+    steps = config.epochs * math.ceil(config.train_samples / config.batch_size)
+    evals = (config.epochs * config.val_samples + config.test_samples
+             + min(config.train_samples, config.test_samples)) / config.batch_size
+    per_run = {key: t * (steps + _EVAL_STEP * evals) for key, t in timing.items()}
+    total = sum(per_run[(s.norm, s.topology, s.depth)] for s in runs)
+    axes = {"norms": Counter(s.norm for s in runs), "topologies": Counter(s.topology for s in runs),
+            "depths": Counter(s.depth for s in runs), "seeds": Counter(s.seed for s in runs),
+            "lr_mults": Counter(s.lr_mult for s in runs)}
+    lines = [f"study {config.name!r} (config hash {config.config_hash}): {len(runs)} runs",
+             "  " + " × ".join(f"{len(c)} {name} ({', '.join(map(str, c))})" for name, c in axes.items()),
+             f"  each run: {config.epochs} epochs × {math.ceil(config.train_samples / config.batch_size)} steps "
+             f"of batch {config.batch_size}, {config.size}×{config.size} frames, {config.frames_in} → "
+             f"{config.frames_out}", "",
+             f"{'variant (norm, topology, depth)':<40} {'s/step':>8} {'runs':>5} {'est. min':>9}"]
+    counts = Counter((s.norm, s.topology, s.depth) for s in runs)
+    for key, t in timing.items():
+        lines.append(f"{', '.join(map(str, key)):<40} {t:>8.3f} {counts[key]:>5} "
+                     f"{counts[key] * per_run[key] / 60:>9.1f}")
+    lines += ["", f"estimated total: {total / 60:.0f} min on this machine ({len(runs)} runs, one after another; "
+              "from one timed step per variant, so expect ±30%). Nothing was trained or written."]
+    return "\n".join(lines)

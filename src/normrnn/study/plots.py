@@ -1,0 +1,216 @@
+"""The report's plots: accuracy by norm, by depth, against the LR multiplier, train vs test, and cost.
+
+Every plot labels its axes with units, fits its y-range to the data (with the no-learning floor drawn and
+kept in view), and draws error bars only where there is a confidence interval (two or more seeds).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write
+from .aggregate import Aggregate
+
+__all__ = ["MSE_LABEL", "plot_all"]
+
+MSE_LABEL = "MSE per frame (summed over pixels)"
+Floor = tuple[str, float] | None  # (name, test MSE) of the best no-learning predictor
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> str:
+    plt = _pyplot()
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
+    plt.close(fig)
+    return path.name
+
+
+def _fit_y(ax: Any, values: Sequence[float], floor: Floor, margin: float = 0.08) -> None:
+    """A y-range around the data (and the floor), not from zero: differences of a few percent stay visible."""
+    pts = [v for v in values if v is not None and math.isfinite(v)] + ([floor[1]] if floor else [])
+    if not pts:
+        return
+    lo, hi = min(pts), max(pts)
+    pad = (hi - lo) * margin or abs(hi) * 0.05 or 1.0
+    ax.set_ylim(lo - pad, hi + pad)
+
+
+def _floor_line(ax: Any, floor: Floor) -> None:
+    if floor is not None:
+        ax.axhline(floor[1], color="gray", ls="--", lw=1, label=f"{floor[0]} (no learning)")
+
+
+def _ci(a: Aggregate, key: str) -> float:
+    return a.get(key + "_ci") or 0.0
+
+
+def plot_curves(main: list[Aggregate], out: Path, floor: Floor, prefix: str) -> str:
+    """Training loss and validation MSE per epoch, one panel per topology; the y-range skips epoch 1's spike."""
+    plt = _pyplot()
+    topologies = list(dict.fromkeys(a["topology"] for a in main))
+    fig, axes = plt.subplots(1, len(topologies), figsize=(5.5 * len(topologies), 3.8), squeeze=False, sharey=True)
+    later = []
+    for ax, topo in zip(axes[0], topologies, strict=True):
+        for i, a in enumerate(x for x in main if x["topology"] == topo and x["val_curve"]):
+            color = f"C{i % 10}"
+            epochs = range(1, len(a["val_curve"]) + 1)
+            ax.plot(epochs, a["val_curve"], marker="o", color=color, label=f"{a['norm']} d{a['depth']} val")
+            if a["train_curve"]:
+                # the training loss is a per-pixel mean: scale it to a per-frame sum like the validation MSE
+                scale = a["val_curve"][0] / a["train_curve"][0] if a["train_curve"][0] else 1.0
+                ax.plot(epochs[: len(a["train_curve"])], [v * scale for v in a["train_curve"]], ls=":",
+                        color=color, lw=1)
+            later += a["val_curve"][1:] or a["val_curve"]
+        _floor_line(ax, floor)
+        ax.set(title=f"{topo}: validation (solid), training loss (dotted, scaled)", xlabel="epoch",
+               ylabel=f"validation {MSE_LABEL}")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=6, ncol=2)
+    _fit_y(axes[0][0], later, floor)
+    return _save(fig, out / f"{prefix}learning_curves.png")
+
+
+def plot_test_mse(main: list[Aggregate], out: Path, floor: Floor, prefix: str) -> str:
+    """Test MSE by norm and topology (deepest depth when there are several), 95% CIs where there are seeds."""
+    plt = _pyplot()
+    depth = max(a["depth"] for a in main)
+    main = [a for a in main if a["depth"] == depth]
+    topologies = list(dict.fromkeys(a["topology"] for a in main))
+    norms = list(dict.fromkeys(a["norm"] for a in main))
+    width = 0.8 / len(topologies)
+    fig, ax = plt.subplots(figsize=(0.8 * len(norms) * len(topologies) + 2.5, 3.8))
+    for j, topo in enumerate(topologies):
+        vals = [next((a for a in main if a["norm"] == n and a["topology"] == topo), None) for n in norms]
+        xs = [i + j * width for i, v in enumerate(vals) if v is not None]
+        present = [v for v in vals if v is not None]
+        ax.bar(xs, [v["test_mse"] for v in present], width, label=topo)
+        with_ci = [(x, v) for x, v in zip(xs, present, strict=True) if v["test_mse_ci"] is not None]
+        if with_ci:
+            ax.errorbar([x for x, _ in with_ci], [v["test_mse"] for _, v in with_ci],
+                        yerr=[v["test_mse_ci"] for _, v in with_ci], fmt="none", ecolor="k", capsize=3)
+    ax.set_xticks([i + width * (len(topologies) - 1) / 2 for i in range(len(norms))], norms)
+    _floor_line(ax, floor)
+    _fit_y(ax, [a["test_mse"] + _ci(a, "test_mse") for a in main] + [a["test_mse"] - _ci(a, "test_mse")
+                                                                       for a in main], floor)
+    seeds = max(a["runs"] for a in main)
+    ax.set(xlabel="norm", ylabel=f"test {MSE_LABEL}, lower is better",
+           title=f"test MSE at depth {depth}" + (", 95% CI over seeds" if seeds > 1 else ", one seed (no CI)"))
+    ax.legend(fontsize=8)
+    return _save(fig, out / f"{prefix}test_mse.png")
+
+
+def plot_depth(main: list[Aggregate], out: Path, floor: Floor, prefix: str) -> str:
+    """Test MSE against depth, one line per norm, stacked and residual side by side, 95% CI bands."""
+    plt = _pyplot()
+    topologies = list(dict.fromkeys(a["topology"] for a in main))
+    fig, axes = plt.subplots(1, len(topologies), figsize=(5 * len(topologies), 3.8), squeeze=False, sharey=True)
+    for ax, topo in zip(axes[0], topologies, strict=True):
+        for norm in dict.fromkeys(a["norm"] for a in main):
+            line = sorted((a for a in main if a["norm"] == norm and a["topology"] == topo
+                           and math.isfinite(a["test_mse"])), key=lambda a: a["depth"])
+            if not line:
+                continue
+            depths, means = [a["depth"] for a in line], [a["test_mse"] for a in line]
+            (handle,) = ax.plot(depths, means, marker="o", label=norm)
+            if all(a["test_mse_ci"] is not None for a in line):
+                ax.fill_between(depths, [m - a["test_mse_ci"] for m, a in zip(means, line, strict=True)],
+                                [m + a["test_mse_ci"] for m, a in zip(means, line, strict=True)],
+                                color=handle.get_color(), alpha=0.15)
+        _floor_line(ax, floor)
+        ax.set(xscale="log", title=f"{topo}: test MSE by depth (95% CI band)", xlabel="stacked layers (depth)",
+               ylabel=f"test {MSE_LABEL}")
+        depths = sorted({a["depth"] for a in main})
+        ax.set_xticks(depths, [str(d) for d in depths])
+        ax.minorticks_off()
+        ax.legend(fontsize=7)
+    _fit_y(axes[0][0], [a["test_mse"] + s * _ci(a, "test_mse") for a in main for s in (-1, 1)], floor)
+    return _save(fig, out / f"{prefix}depth.png")
+
+
+def plot_stability(aggs: list[Aggregate], out: Path, prefix: str) -> str:
+    """The divergence rate against the learning-rate multiplier, one line per norm and topology."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for norm, topo in dict.fromkeys((a["norm"], a["topology"]) for a in aggs):
+        pts = sorted((a["lr_mult"], a["diverged_rate"]) for a in aggs if a["norm"] == norm and a["topology"] == topo)
+        # several depths share a multiplier: average their rates
+        mults = sorted({m for m, _ in pts})
+        rates = [sum(r for m2, r in pts if m2 == m) / sum(1 for m2, _ in pts if m2 == m) for m in mults]
+        ax.plot(mults, rates, marker="o", ls="-" if topo == "stacked" else "--", label=f"{norm} ({topo})")
+    seeds = max(a["runs"] for a in aggs)
+    ax.set(xscale="log", xlabel="learning-rate multiplier", ylabel=f"fraction of runs diverged ({seeds} seeds)",
+           title="stability: divergence vs learning rate", ylim=(-0.05, 1.05))
+    ax.legend(fontsize=6, ncol=2)
+    return _save(fig, out / f"{prefix}stability.png")
+
+
+def plot_generalization(main: list[Aggregate], out: Path, prefix: str) -> str | None:
+    """Train MSE against test MSE per variant, with the diagonal: the gap at a glance."""
+    pts = [a for a in main if math.isfinite(a.get("train_mse", math.nan)) and math.isfinite(a["test_mse"])]
+    if not pts:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 4.2))
+    markers = dict(zip(dict.fromkeys(a["topology"] for a in pts), "os^v", strict=False))
+    colors = {n: f"C{i % 10}" for i, n in enumerate(dict.fromkeys(a["norm"] for a in pts))}
+    for a in pts:
+        ax.errorbar(a["train_mse"], a["test_mse"], xerr=a["train_mse_ci"], yerr=a["test_mse_ci"],
+                    fmt=markers[a["topology"]], color=colors[a["norm"]], ms=4 + a["depth"] ** 0.5, capsize=2)
+    lo = min(min(a["train_mse"], a["test_mse"]) for a in pts)
+    hi = max(max(a["train_mse"], a["test_mse"]) for a in pts)
+    ax.plot([lo, hi], [lo, hi], color="gray", lw=0.8, ls=":", label="test = train")
+    for n, c in colors.items():
+        ax.plot([], [], "o", color=c, label=n)
+    for t, m in markers.items():
+        ax.plot([], [], m, color="k", mfc="none", label=t)
+    ax.set(xlabel=f"train {MSE_LABEL}", ylabel=f"test {MSE_LABEL}",
+           title="generalization: above the diagonal = worse on test")
+    ax.legend(fontsize=6)
+    return _save(fig, out / f"{prefix}generalization.png")
+
+
+def plot_cost(cost: dict[str, Any], out: Path, prefix: str) -> str:
+    """Paired step-time ratios to bias-only (median, min-max over rounds), per norm, topology and depth."""
+    plt = _pyplot()
+    rows = [r for r in cost["rows"] if r["norm"] != "none" and r["ratio"] is not None]
+    fig, ax = plt.subplots(figsize=(0.35 * len(rows) + 3, 3.6))
+    labels = [f"{r['norm']}\n{r['topology'][:3]} d{r['depth']}" for r in rows]
+    ratios = [r["ratio"] for r in rows]
+    colors = {n: f"C{i % 10}" for i, n in enumerate(dict.fromkeys(r["norm"] for r in rows))}
+    ax.bar(range(len(rows)), ratios, color=[colors[r["norm"]] for r in rows])
+    ax.errorbar(range(len(rows)), ratios, yerr=[[r["ratio"] - r["ratio_min"] for r in rows],
+                                                [r["ratio_max"] - r["ratio"] for r in rows]],
+                fmt="none", ecolor="k", capsize=2)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks(range(len(rows)), labels, fontsize=6)
+    ax.set(ylabel="training step time ÷ bias-only", title="cost, paired and interleaved (min-max over rounds)")
+    _fit_y(ax, [r["ratio_min"] for r in rows] + [r["ratio_max"] for r in rows] + [1.0], None)
+    return _save(fig, out / f"{prefix}cost.png")
+
+
+def plot_all(aggs: list[Aggregate], out: Path, floor: Floor, cost: dict[str, Any] | None,
+             prefix: str = "") -> list[str]:
+    """Every plot that the study's grid supports, by file name."""
+    base = min(a["lr_mult"] for a in aggs)
+    main = [a for a in aggs if a["lr_mult"] == base]
+    names = [plot_curves(main, out, floor, prefix), plot_test_mse(main, out, floor, prefix)]
+    if len({a["depth"] for a in main}) > 1:
+        names.append(plot_depth(main, out, floor, prefix))
+    if len({a["lr_mult"] for a in aggs}) > 1:
+        names.append(plot_stability(aggs, out, prefix))
+    names.append(plot_generalization(main, out, prefix))
+    if cost is not None and any(r["norm"] != "none" and r["ratio"] is not None for r in cost["rows"]):
+        names.append(plot_cost(cost, out, prefix))
+    return [n for n in names if n]
