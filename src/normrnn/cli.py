@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="say what a norm spec reduces, its statistics, parameters and equivalences")
     p.add_argument("spec", nargs="?", help="norm spec: none, layer, group[:G], instance, batch, "
-                                           "recurrent_batch:T_MAX, rms")
+                                           "recurrent_batch[:T_MAX], rms")
     p.add_argument("--layout", help="axis letters of the input, e.g. BTF, BCHW, BHWC, BTCHW")
     p.add_argument("--shape", help="input shape, e.g. 4,2,3")
     p.add_argument("--reduce", help="letters to reduce (default: the spec's default)")

@@ -306,6 +306,8 @@ class RecurrentBatchNorm(BatchNorm):
         torch.Size([16, 8])
     """
 
+    per_step_statistics = True
+
     def __init__(
         self,
         num_channels: int,
@@ -339,8 +341,6 @@ class RecurrentBatchNorm(BatchNorm):
                          sync=sync, process_group=process_group, device=device, dtype=dtype)
         self.step_layout = step
         self.layout = parsed
-
-    per_step_statistics = True
 
     def _buffer_shape(self) -> tuple[int, ...]:
         return (self.max_steps, self.num_channels)

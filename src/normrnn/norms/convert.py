@@ -44,20 +44,43 @@ def _letters(layout: Layout, axes: int | Sequence[int], what: str) -> str:
     return layout.axes("".join(out), what=what)
 
 
-def _channels(layout: Layout, num_channels: int | None, input_shape: Sequence[int] | None,
+def _channels(layout: Layout, num_channels: int | None, input_shape: Sequence[int] | None, param_letters: str,
               arrays: Sequence[Any], what: str) -> int:
-    """Find C from an explicit count, the input shape, or a parameter array."""
+    """C from an explicit count, the input shape's C axis, or the C axis of parameters spanning ``param_letters``.
+
+    Parameters that do not span C cannot tell it (their last axis is not C: ``axis=1`` on ``BTF`` has ``(T,)``
+    parameters), so then ``input_shape`` or ``num_channels`` is required.
+    """
+    if input_shape is not None and len(input_shape) != layout.ndim:
+        raise ValueError(f"expected input_shape with {layout.ndim} sizes for layout {layout.spelled!r}, "
+                         f"got {tuple(input_shape)}")
     if num_channels is not None:
         return int(num_channels)
     if input_shape is not None:
-        if len(input_shape) != layout.ndim:
-            raise ValueError(f"expected input_shape with {layout.ndim} sizes for layout {layout.spelled!r}, "
-                             f"got {tuple(input_shape)}")
         return int(input_shape[layout.dim("C")])
-    for a in arrays:
-        if a is not None:
-            return int(np.asarray(a).shape[-1] if np.asarray(a).ndim else 1)
-    raise ValueError(f"{what}: cannot tell the number of channels; pass weights/variables, input_shape or num_channels")
+    if "C" in param_letters:
+        for a in arrays:
+            if a is not None and np.asarray(a).ndim == len(param_letters):
+                return int(np.asarray(a).shape[param_letters.index("C")])
+    spans = f"the parameters span {layout.describe(param_letters)}, not the channel axis {layout.spell('C')}; " \
+        if param_letters and "C" not in param_letters else ""
+    raise ValueError(f"{what}: cannot tell the number of channels: {spans}pass input_shape or num_channels"
+                     + ("" if spans else ", or the weights"))
+
+
+def _check_attrs(what: str, given: Mapping[str, Any], allowed: set[str], *, refused: Mapping[str, Any]) -> None:
+    """Refuse, by name, attributes that are unknown (misspelled) or that set a feature normrnn does not reproduce.
+
+    ``refused`` maps an attribute to the value it must have (its default) to be accepted.
+    """
+    unknown = sorted(k for k in given if k not in allowed and k not in refused)
+    if unknown:
+        raise ValueError(f"{what}: unknown attributes {unknown}; expected some of {sorted(allowed | set(refused))}")
+    bad = sorted(k for k, default in refused.items() if k in given and given[k] != default)
+    if bad:
+        raise ValueError(f"{what}: unsupported {', '.join(f'{k}={given[k]!r}' for k in bad)}: normrnn does not "
+                         f"reproduce {'it' if len(bad) == 1 else 'them'} (accepted: "
+                         + ", ".join(f"{k}={refused[k]!r}" for k in bad) + ")")
 
 
 def _param_axes(layout: Layout, letters: str, input_shape: Sequence[int] | None, arrays: Sequence[Any],
@@ -101,23 +124,50 @@ def _keras_weights(config: Mapping[str, Any], weights: Sequence[Any] | None, mov
     return dict(zip(names, weights, strict=True))
 
 
+_KERAS_COMMON = {"name", "trainable", "dtype", "beta_initializer", "gamma_initializer", "beta_regularizer",
+                 "gamma_regularizer", "beta_constraint", "gamma_constraint", "epsilon", "axis", "center", "scale"}
+_KERAS_ALLOWED = {
+    "LayerNormalization": _KERAS_COMMON | {"rms_scaling"},
+    "GroupNormalization": _KERAS_COMMON | {"groups"},
+    "BatchNormalization": _KERAS_COMMON | {"momentum", "moving_mean_initializer", "moving_variance_initializer",
+                                           "synchronized", "fused", "renorm_momentum"},
+    "RMSNormalization": {"name", "trainable", "dtype", "epsilon", "axis"},
+}
+_KERAS_REFUSED = {"BatchNormalization": {"renorm": False, "renorm_clipping": None, "virtual_batch_size": None,
+                                         "adjustment": None}}
+
+
+def _from_object(source: Any, what: str) -> tuple[str, dict[str, Any], list[Any] | None]:
+    """A Keras layer's class name, ``get_config()`` and ``get_weights()`` (None before it is built), duck-typed."""
+    if not callable(getattr(source, "get_config", None)):
+        raise ValueError(f"{what}: expected a class name or a Keras layer (with get_config), "
+                         f"got {type(source).__name__}")
+    weights = source.get_weights() if callable(getattr(source, "get_weights", None)) else None
+    return type(source).__name__, dict(source.get_config()), (weights or None)
+
+
 def from_keras(
-    class_name: str,
-    config: Mapping[str, Any],
-    layout: str | Layout,
+    source: Any,
+    config: Mapping[str, Any] | None = None,
+    layout: str | Layout | None = None,
     *,
     weights: Sequence[Any] | None = None,
     input_shape: Sequence[int] | None = None,
+    num_channels: int | None = None,
     var_estimator: str = "biased",
 ) -> nn.Module:
-    """Convert a Keras ``LayerNormalization``, ``GroupNormalization`` or ``BatchNormalization``.
+    """Convert a Keras ``LayerNormalization``, ``GroupNormalization``, ``BatchNormalization`` or ``RMSNormalization``.
 
     Args:
-        class_name: the Keras class name.
-        config: ``layer.get_config()``; missing keys take Keras 3 defaults (``epsilon=1e-3``).
+        source: the Keras class name, or the Keras layer itself (its class name, ``get_config()`` and, once
+            built, ``get_weights()`` are read; no Keras import is needed here).
+        config: ``layer.get_config()`` when ``source`` is a name; missing keys take Keras 3 defaults
+            (``epsilon=1e-3``, RMS ``1e-6``). Unknown keys, and features normrnn does not reproduce (``renorm``,
+            ``virtual_batch_size``, ``adjustment``, ``rms_scaling``), are a ``ValueError`` naming them.
         layout: axis letters of the layer's input; Keras axis numbers count the batch axis as 0.
         weights: ``layer.get_weights()``, copied into the module. Default: ``None``.
-        input_shape: the input's shape, to size elementwise parameters when no weights are given.
+        input_shape, num_channels: the input's shape or its channel count, needed when the parameters do not
+            span the channel axis (and to size elementwise parameters when no weights are given).
         var_estimator: running-variance estimator of the source: ``"biased"`` for Keras 3, ``"unbiased"``
             for tf.keras 2's fused kernel. Default: ``"biased"``.
 
@@ -126,17 +176,37 @@ def from_keras(
         >>> from_keras("BatchNormalization", {"momentum": 0.99}, "BC", input_shape=(4, 1)).momentum
         0.01...
     """
+    if isinstance(source, str):
+        class_name, config = source, dict(config or {})
+    else:
+        class_name, read, read_weights = _from_object(source, "from_keras")
+        config = {**read, **(config or {})}
+        weights = read_weights if weights is None else weights
+    if layout is None:
+        raise ValueError("from_keras: expected layout, the axis letters of the layer's input (e.g. 'BHWC')")
     parsed = Layout.parse(layout)
-    eps = float(config.get("epsilon", 1e-3))
-    center, scale = bool(config.get("center", True)), bool(config.get("scale", True))
     name = class_name.rsplit(".", 1)[-1]
+    if name not in _KERAS_ALLOWED:
+        raise ValueError(f"unsupported Keras layer {class_name!r}; expected one of {', '.join(_KERAS_ALLOWED)}")
+    if name == "LayerNormalization" and config.get("rms_scaling", False):
+        raise ValueError("Keras rms_scaling=True is not supported: Keras deprecates it because it scales by the "
+                         "variance, not the mean square; use RMSNormalization (normrnn.RMSNorm) for RMS normalization")
+    _check_attrs(f"from_keras({name})", config, _KERAS_ALLOWED[name], refused=_KERAS_REFUSED.get(name, {}))
+    eps = float(config.get("epsilon", 1e-6 if name == "RMSNormalization" else 1e-3))
+    center, scale = bool(config.get("center", True)), bool(config.get("scale", True))
+    if name == "RMSNormalization":
+        reduce = _letters(parsed, config.get("axis", -1), "axis")
+        named = {"weight": weights[0]} if weights else {}
+        if weights is not None and len(weights) != 1:
+            raise ValueError(f"expected 1 Keras weight (scale) for RMSNormalization, got {len(weights)}")
+        C = _channels(parsed, num_channels, input_shape, reduce, list(named.values()), "from_keras")
+        axes, shape = _param_axes(parsed, reduce, input_shape, list(named.values()), "from_keras")
+        module = RMSNorm(C, layout=parsed, reduce=reduce, eps=eps, param_axes=axes, param_shape=shape)
+        return load_arrays(module, **named)
     if name == "LayerNormalization":
-        if config.get("rms_scaling", False):
-            raise ValueError("Keras rms_scaling=True is not supported: Keras deprecates it because it scales by the "
-                             "variance, not the mean square; use normrnn.RMSNorm for RMS normalization")
         reduce = _letters(parsed, config.get("axis", -1), "axis")
         named = _keras_weights(config, weights, moving=False)
-        C = _channels(parsed, None, input_shape, list(named.values()), "from_keras")
+        C = _channels(parsed, num_channels, input_shape, reduce, list(named.values()), "from_keras")
         axes, shape = _param_axes(parsed, reduce, input_shape, list(named.values()), "from_keras")
         module = LayerNorm(C, layout=parsed, reduce=reduce, eps=eps, center=center, scale=scale,
                            affine=center or scale, param_axes=axes, param_shape=shape)
@@ -145,23 +215,18 @@ def from_keras(
     if channel != "C":
         raise ValueError(f"Keras axis={config.get('axis', -1)} is {parsed.spell(channel)!r} in layout "
                          f"{parsed.spelled!r}; expected it to be the channel axis {parsed.spell('C')!r}")
+    named = _keras_weights(config, weights, moving=name == "BatchNormalization")
+    C = _channels(parsed, num_channels, input_shape, "C", list(named.values()), "from_keras")
     if name == "GroupNormalization":
-        named = _keras_weights(config, weights, moving=False)
-        C = _channels(parsed, None, input_shape, list(named.values()), "from_keras")
         groups = int(config.get("groups", 32))
         reduce = "".join(c for c in parsed.letters if c != "B")  # T included, as Keras does
         module = GroupNorm(C, num_groups=C if groups == -1 else groups, layout=parsed, reduce=reduce, eps=eps,
                            center=center, scale=scale, affine=center or scale)
         return load_arrays(module, **named)
-    if name == "BatchNormalization":
-        named = _keras_weights(config, weights, moving=True)
-        C = _channels(parsed, None, input_shape, list(named.values()), "from_keras")
-        module = BatchNorm(C, layout=parsed, eps=eps, momentum=1.0 - float(config.get("momentum", 0.99)),
-                           center=center, scale=scale, affine=center or scale, var_estimator=var_estimator,
-                           sync=bool(config.get("synchronized", False)))
-        return load_arrays(module, **named)
-    raise ValueError(f"unsupported Keras layer {class_name!r}; expected LayerNormalization, "
-                     "GroupNormalization or BatchNormalization")
+    module = BatchNorm(C, layout=parsed, eps=eps, momentum=1.0 - float(config.get("momentum", 0.99)),
+                       center=center, scale=scale, affine=center or scale, var_estimator=var_estimator,
+                       sync=bool(config.get("synchronized", False)))
+    return load_arrays(module, **named)
 
 
 def from_tf1_layer_norm(
@@ -201,15 +266,32 @@ def from_tf1_layer_norm(
     params = parsed.letters[begin_params_axis % parsed.ndim :]
     variables = dict(variables or {})
     arrays = [variables.get("gamma"), variables.get("beta")]
-    C = _channels(parsed, num_channels, input_shape, arrays, "from_tf1_layer_norm")
+    C = _channels(parsed, num_channels, input_shape, params, arrays, "from_tf1_layer_norm")
     axes, shape = _param_axes(parsed, params, input_shape, arrays, "from_tf1_layer_norm")
     module = LayerNorm(C, layout=parsed, reduce=reduce, eps=_TF1_LAYER_NORM_EPS, center=center, scale=scale,
                        affine=center or scale, param_axes=axes, param_shape=shape)
     return load_arrays(module, weight=variables.get("gamma"), bias=variables.get("beta"))
 
 
+_FLAX_IGNORED = {"name", "parent", "dtype", "param_dtype", "bias_init", "scale_init", "use_fast_variance",
+                 "force_float32_reductions"}  # no effect on what the converted module computes (see above)
+_FLAX_ALLOWED = {
+    "LayerNorm": {"epsilon", "use_bias", "use_scale", "reduction_axes", "feature_axes"},
+    "RMSNorm": {"epsilon", "use_scale", "reduction_axes", "feature_axes"},
+    "GroupNorm": {"epsilon", "use_bias", "use_scale", "num_groups", "group_size", "reduction_axes"},
+    "InstanceNorm": {"epsilon", "use_bias", "use_scale", "feature_axes"},
+    "BatchNorm": {"epsilon", "use_bias", "use_scale", "axis", "momentum", "use_running_average", "axis_name"},
+}
+
+
+def _flax_attrs(module: Any, kind: str) -> dict[str, Any]:
+    """The attributes of a Flax module object that :func:`from_flax` reads (duck-typed: no Flax import)."""
+    names = _FLAX_ALLOWED[kind] | {"axis_name", "axis_index_groups"}
+    return {n: getattr(module, n) for n in names if hasattr(module, n)}
+
+
 def from_flax(
-    kind: str,
+    kind: Any,
     *,
     layout: str | Layout,
     variables: Mapping[str, Any] | None = None,
@@ -220,43 +302,63 @@ def from_flax(
     """Convert a Flax ``LayerNorm``, ``RMSNorm``, ``GroupNorm``, ``InstanceNorm`` or ``BatchNorm``.
 
     Args:
-        kind: the Flax class name.
+        kind: the Flax class name, or the Flax module object itself (its attributes are read).
         layout: axis letters of the input; Flax axis numbers count the batch axis as 0.
         variables: the linen variable dict, ``{"params": {"scale", "bias"}, "batch_stats": {"mean", "var"}}``.
-        input_shape, num_channels: size the module when no variables are given.
+        input_shape, num_channels: the input's shape or channel count, needed when the parameters do not span
+            the channel axis, and to size the module when no variables are given.
         **attrs: the Flax module's attributes under their Flax names (``epsilon``, ``use_bias``,
             ``use_scale``, ``reduction_axes``, ``feature_axes``, ``num_groups``, ``group_size``, ``momentum``,
-            ``axis``, ``axis_name``); missing ones take Flax's defaults.
+            ``axis``, ``use_running_average``, ``axis_name`` for BatchNorm); missing ones take Flax's defaults.
+            Unknown or misspelled names, and ``axis_name``/``axis_index_groups`` outside BatchNorm, are a
+            ``ValueError``; ``dtype``, ``param_dtype``, initializers and ``use_fast_variance`` are accepted and
+            do not change the result.
 
     Example::
 
         >>> from_flax("GroupNorm", layout="BTC", num_channels=8, num_groups=2).reduce
         'TC'
     """
+    if not isinstance(kind, str):
+        name = type(kind).__name__
+        if name not in _FLAX_ALLOWED:
+            raise ValueError(f"unsupported Flax module {name!r}; expected one of {', '.join(_FLAX_ALLOWED)}")
+        attrs = {**_flax_attrs(kind, name), **attrs}
+        kind = name
+    if kind not in _FLAX_ALLOWED:
+        raise ValueError(f"unsupported Flax module {kind!r}; expected one of {', '.join(_FLAX_ALLOWED)}")
+    refused = {"axis_index_groups": None} | ({} if kind == "BatchNorm" else {"axis_name": None})
+    _check_attrs(f"from_flax({kind})", {k: v for k, v in attrs.items() if k not in _FLAX_IGNORED},
+                 _FLAX_ALLOWED[kind], refused=refused)
     parsed = Layout.parse(layout)
     variables = variables or {}
     params, stats = dict(variables.get("params", {})), dict(variables.get("batch_stats", {}))
     arrays = [params.get("scale"), params.get("bias")]
-    C = _channels(parsed, num_channels, input_shape, [*arrays, stats.get("mean")], "from_flax")
     use_scale, use_bias = bool(attrs.get("use_scale", True)), bool(attrs.get("use_bias", True))
     affine = {"affine": use_scale or use_bias, "scale": use_scale}
-    if kind in ("LayerNorm", "RMSNorm"):
-        eps = float(attrs.get("epsilon", 1e-6))
-        reduce = _letters(parsed, attrs.get("reduction_axes", -1), "reduction_axes")
+    eps = float(attrs.get("epsilon", 1e-5 if kind == "BatchNorm" else 1e-6))
+    if kind in ("LayerNorm", "RMSNorm", "InstanceNorm"):
         feature = _letters(parsed, attrs.get("feature_axes", -1), "feature_axes")
+        C = _channels(parsed, num_channels, input_shape, feature, arrays, "from_flax")
         axes, shape = _param_axes(parsed, feature, input_shape, arrays, "from_flax")
+        if kind == "InstanceNorm":  # every axis but the batch and the feature axes
+            reduce = "".join(c for c in parsed.letters if c != "B" and c not in feature)
+            module = InstanceNorm(C, layout=parsed, reduce=reduce, eps=eps, center=use_bias, param_axes=axes,
+                                  param_shape=shape, **affine)
+            return load_arrays(module, weight=params.get("scale"), bias=params.get("bias"))
+        reduce = _letters(parsed, attrs.get("reduction_axes", -1), "reduction_axes")
         if kind == "RMSNorm":
             module = RMSNorm(C, layout=parsed, reduce=reduce, eps=eps, affine=use_scale, param_axes=axes,
                              param_shape=shape)
-        else:
-            module = LayerNorm(C, layout=parsed, reduce=reduce, eps=eps, center=use_bias, param_axes=axes,
-                               param_shape=shape, **affine)
-        return load_arrays(module, weight=params.get("scale"), bias=params.get("bias") if kind == "LayerNorm" else None)
-    if parsed.letters[-1] != "C":
-        raise ValueError(f"Flax {kind} keeps features on the last axis; layout {parsed.spelled!r} ends in "
-                         f"{parsed.spelled[-1]!r}")
+            return load_arrays(module, weight=params.get("scale"))
+        module = LayerNorm(C, layout=parsed, reduce=reduce, eps=eps, center=use_bias, param_axes=axes,
+                           param_shape=shape, **affine)
+        return load_arrays(module, weight=params.get("scale"), bias=params.get("bias"))
+    C = _channels(parsed, num_channels, input_shape, "C", [*arrays, stats.get("mean")], "from_flax")
     if kind == "GroupNorm":
-        eps = float(attrs.get("epsilon", 1e-6))
+        if parsed.letters[-1] != "C":
+            raise ValueError(f"Flax GroupNorm keeps features on the last axis; layout {parsed.spelled!r} ends in "
+                             f"{parsed.spelled[-1]!r}")
         groups, size = attrs.get("num_groups", 32), attrs.get("group_size")
         groups = C // int(size) if size is not None else int(groups)
         axes = attrs.get("reduction_axes")
@@ -264,23 +366,14 @@ def from_flax(
                   else _letters(parsed, axes, "reduction_axes").replace("C", "") + "C")
         module = GroupNorm(C, num_groups=groups, layout=parsed, reduce=reduce, eps=eps, center=use_bias, **affine)
         return load_arrays(module, weight=params.get("scale"), bias=params.get("bias"))
-    if kind == "InstanceNorm":
-        eps = float(attrs.get("epsilon", 1e-6))
-        reduce = parsed.letters[1:-1]  # every axis but batch and features
-        module = InstanceNorm(C, layout=parsed, reduce=reduce, eps=eps, center=use_bias, **affine)
-        return load_arrays(module, weight=params.get("scale"), bias=params.get("bias"))
-    if kind == "BatchNorm":
-        if _letters(parsed, attrs.get("axis", -1), "axis") != "C":
-            raise ValueError(f"Flax BatchNorm axis={attrs.get('axis', -1)} must be the channel axis of "
-                             f"{parsed.spelled!r}")
-        module = BatchNorm(C, layout=parsed, eps=float(attrs.get("epsilon", 1e-5)),
-                           momentum=1.0 - float(attrs.get("momentum", 0.99)), center=use_bias,
-                           var_estimator="biased", sync=attrs.get("axis_name") is not None, **affine)
-        module.train(not attrs.get("use_running_average", False))
-        return load_arrays(module, weight=params.get("scale"), bias=params.get("bias"),
-                     running_mean=stats.get("mean"), running_var=stats.get("var"))
-    raise ValueError(f"unsupported Flax module {kind!r}; expected LayerNorm, RMSNorm, GroupNorm, InstanceNorm "
-                     "or BatchNorm")
+    if _letters(parsed, attrs.get("axis", -1), "axis") != "C":
+        raise ValueError(f"Flax BatchNorm axis={attrs.get('axis', -1)} must be the channel axis of "
+                         f"{parsed.spelled!r}")
+    module = BatchNorm(C, layout=parsed, eps=eps, momentum=1.0 - float(attrs.get("momentum", 0.99)),
+                       center=use_bias, var_estimator="biased", sync=attrs.get("axis_name") is not None, **affine)
+    module.train(not attrs.get("use_running_average", False))
+    return load_arrays(module, weight=params.get("scale"), bias=params.get("bias"),
+                       running_mean=stats.get("mean"), running_var=stats.get("var"))
 
 
 def from_torch(module: nn.Module, layout: str | Layout) -> nn.Module:
