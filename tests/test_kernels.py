@@ -299,3 +299,8 @@ def test_compile_keys_name_every_option_and_norm() -> None:
     assert a.compile_key() != b.compile_key()
     assert a.compile_key() == ConvLSTMCell(3, 4, 3, norm="layer").compile_key()
     assert a.compile_key() != a.eval().compile_key()
+
+
+def test_fused_refuses_other_activations() -> None:
+    with pytest.raises(ValueError, match="tanh and sigmoid only"):
+        ConvLSTMCell(3, 4, 3, norm="layer", backend="fused", recurrent_activation="hard_sigmoid")

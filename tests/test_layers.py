@@ -332,3 +332,37 @@ def test_cells_iterates_every_cell_and_cell_picks_one() -> None:
         [f"layers.{k}.{d}.weight_x" for k in range(2) for d in range(2)]  # checkpoints keep their keys
     with pytest.raises(ValueError, match="expected layer in"):
         model.cell(2)
+
+
+def test_a_resampling_input_conv_sizes_the_state_and_refuses_what_cannot_line_up() -> None:
+    """padding='valid' and strides shrink the state; states passed back in are checked at that size."""
+    model = ConvLSTM(2, 3, 3, num_layers=2, padding="valid", stride=(1, 2))
+    x = torch.randn(2, 4, 2, 9, 10)
+    y, states = model(x)
+    # valid 3x3 with stride (1, 2): H 9 -> 7 -> 5, W 10 -> (10 - 2 - 1) // 2 + 1 = 4 -> (4 - 2 - 1) // 2 + 1 = 1
+    assert y.shape == (2, 4, 3, 5, 1)
+    assert states[0][0].shape == (2, 3, 7, 4) and states[1][0].shape == (2, 3, 5, 1)
+    y2, _ = model(x[:, 2:], [s for s in model(x[:, :2])[1]])  # chunks chain at the resampled size
+    torch.testing.assert_close(y2, y[:, 2:])
+    with pytest.raises(ValueError, match="expected state"):
+        model(x, [(torch.zeros(2, 3, 9, 10),) * 2, None])
+    with pytest.raises(ValueError, match="residual=True"):
+        ConvLSTM(2, 3, 3, padding="valid", residual=True)
+    with pytest.raises(ValueError, match="go_backwards without bidirectional"):
+        ConvLSTM(2, 3, 3, go_backwards=True, bidirectional=True)
+    assert not model.cell(0).joint_projection(torch.device("cpu"))  # [x; h] differ in size
+
+
+def test_go_backwards_reads_last_step_first_and_outputs_in_that_order() -> None:
+    torch.manual_seed(0)
+    fwd = ConvGRU(2, 3, 3)
+    bwd = ConvGRU(2, 3, 3, go_backwards=True)
+    bwd.load_state_dict(fwd.state_dict())
+    x = torch.randn(2, 5, 2, 4, 4)
+    y_b, (h_b,) = bwd(x)
+    y_f, (h_f,) = fwd(x.flip(1))
+    torch.testing.assert_close(y_b, y_f)  # Keras' order: the outputs as read, not re-reversed
+    torch.testing.assert_close(h_b, h_f)
+    lengths = torch.tensor([5, 3])
+    y_m, _ = bwd(x, lengths=lengths)
+    assert float(y_m[1, :2].detach().abs().sum()) == 0.0  # reversed, the padding (steps 3, 4) comes first

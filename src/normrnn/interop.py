@@ -12,17 +12,21 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from .cells.gates import ACTIVATIONS
 from .layers import GRU, LSTM, ConvLSTM
 from .norms.convert import from_flax, from_keras, from_tf1_layer_norm, from_torch, load_arrays
 
 __all__ = ["convlstm_from_keras", "from_flax", "from_keras", "from_tf1_layer_norm", "from_torch", "rnn_from_torch"]
 
 
-def _keras_activation(config: Mapping[str, Any], key: str, expected: str) -> None:
-    value = config.get(key, expected)
+def _keras_activation(config: Mapping[str, Any], key: str, default: str) -> str:
+    """The activation name of a Keras config entry (a string or a serialized dict), checked against ours."""
+    value = config.get(key, default)
     name = value.get("config", {}).get("name", value.get("class_name")) if isinstance(value, Mapping) else value
-    if str(name).lower() != expected:
-        raise ValueError(f"unsupported Keras config {key}={value!r}; normrnn's ConvLSTM uses {expected!r}")
+    name = str(name).lower()
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unsupported Keras config {key}={value!r}; expected one of {', '.join(ACTIVATIONS)}")
+    return name
 
 
 def convlstm_from_keras(weights: Sequence[Any], config: Mapping[str, Any]) -> ConvLSTM:
@@ -33,9 +37,11 @@ def convlstm_from_keras(weights: Sequence[Any], config: Mapping[str, Any]) -> Co
     the gate order ``i, f, c, o``, which is normrnn's ``i, f, g, o``; they become ``(4C, C_in, *k)``.
     The caller permutes channels-last inputs to channels-first: ``x.permute(0, 1, -1, 2, 3)`` for 2-D.
 
-    Supported: ``padding="same"``, ``strides=1``, any ``dilation_rate`` (Keras applies it to ``W_x`` only,
-    hence ``recurrent_dilation=1``), ``activation="tanh"``,
-    ``recurrent_activation="sigmoid"``, ``go_backwards=False``; anything else raises ``ValueError``.
+    Every option of Keras' own defaults converts: ``padding`` ``"valid"`` (Keras' default) or ``"same"`` and
+    ``strides`` of the input convolution (the recurrent one is always "same", as in Keras), ``dilation_rate``
+    (Keras applies it to ``W_x`` only, hence ``recurrent_dilation=1``), ``activation`` and
+    ``recurrent_activation`` from tanh, sigmoid, relu and hard_sigmoid, and ``go_backwards`` (outputs in the
+    order read, as Keras returns them). Dropout is a training-time option and is not carried over.
     """
     arrays = [np.asarray(w) for w in weights]
     use_bias = bool(config.get("use_bias", True))
@@ -46,16 +52,15 @@ def convlstm_from_keras(weights: Sequence[Any], config: Mapping[str, Any]) -> Co
     d = kernel.ndim - 2
     if d not in (1, 2, 3):
         raise ValueError(f"expected a kernel of rank 3, 4 or 5 (*k, C_in, 4C), got shape {kernel.shape}")
-    if str(config.get("padding", "valid")).lower() != "same":
-        raise ValueError(f"unsupported Keras config padding={config.get('padding')!r}: normrnn keeps the spatial "
-                         "size, i.e. padding='same'")
-    strides = config.get("strides", 1)
-    if any(s != 1 for s in np.atleast_1d(strides)):
-        raise ValueError(f"unsupported Keras config strides={strides!r}: normrnn's ConvLSTM has stride 1")
-    if config.get("go_backwards", False):
-        raise ValueError("unsupported Keras config go_backwards=True: use ConvLSTM(bidirectional=True) or flip T")
-    _keras_activation(config, "activation", "tanh")
-    _keras_activation(config, "recurrent_activation", "sigmoid")
+    padding = str(config.get("padding", "valid")).lower()
+    if padding not in ("same", "valid"):
+        raise ValueError(f"unsupported Keras config padding={config.get('padding')!r}; expected 'same' or 'valid'")
+    strides = tuple(int(v) for v in np.broadcast_to(np.asarray(config.get("strides", 1)), (d,)))
+    if str(config.get("data_format") or "channels_last") != "channels_last":
+        raise ValueError(f"unsupported Keras config data_format={config.get('data_format')!r}: the kernels are "
+                         "read as channels_last; convert the layer built with data_format='channels_last'")
+    activations = {"activation": _keras_activation(config, "activation", "tanh"),
+                   "recurrent_activation": _keras_activation(config, "recurrent_activation", "sigmoid")}
     k, c_in, gates = kernel.shape[:d], kernel.shape[d], kernel.shape[-1]
     C = int(config.get("filters", gates // 4))
     if gates != 4 * C or recurrent.shape != (*k, C, 4 * C):
@@ -63,7 +68,9 @@ def convlstm_from_keras(weights: Sequence[Any], config: Mapping[str, Any]) -> Co
                          f"got {kernel.shape} and {recurrent.shape}")
     dilation = tuple(int(v) for v in np.broadcast_to(np.asarray(config.get("dilation_rate", 1)), (d,)))
     model = ConvLSTM(int(c_in), C, tuple(int(v) for v in k), spatial_dims=d, dilation=dilation,
-                     recurrent_dilation=1, bias=use_bias, forget_bias=0.0)  # Keras dilates W_x only
+                     recurrent_dilation=1, bias=use_bias, forget_bias=0.0,  # Keras dilates W_x only
+                     padding=padding, stride=strides, go_backwards=bool(config.get("go_backwards", False)),
+                     **activations)
     channels_first = (d + 1, d, *range(d))  # (*k, C_in, 4C) -> (4C, C_in, *k)
     tensors = {"weight_x": kernel.transpose(channels_first), "weight_h": recurrent.transpose(channels_first)}
     if use_bias:

@@ -13,6 +13,7 @@ from .._checks import one_of, positive_int
 from ..kernels import get_backend, resolve_backend
 from ..norms import Norm, NormLike, NormSpec, call_norm, create_norm
 from .gates import GateProbe, NormFn
+from .gates import activation as activation_fn
 from .projection import Geometry, step_layout
 
 __all__ = ["NORM_INPUTS", "NORM_SCOPES", "PROJECTIONS", "RECURRENT_INITS", "RecurrentCell", "gate_norm"]
@@ -85,13 +86,20 @@ class RecurrentCell(nn.Module):
         recurrent_dropout: float = 0.0,
         backend: str = "auto",
         projection: str = "auto",
+        padding: str = "same",
+        stride: int | tuple[int, ...] = 1,
+        activation: str = "tanh",
+        recurrent_activation: str = "sigmoid",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = positive_int("in_channels", in_channels)
         self.hidden_channels = positive_int("hidden_channels", hidden_channels)
-        self.geometry = Geometry.create(spatial_dims, kernel_size, dilation, recurrent_dilation)
+        self.geometry = Geometry.create(spatial_dims, kernel_size, dilation, recurrent_dilation, padding=padding,
+                                        stride=stride)
+        self.act, self.gate_act = activation_fn(activation), activation_fn(recurrent_activation)
+        self.activation, self.recurrent_activation = activation, recurrent_activation
         if not 0.0 <= recurrent_dropout < 1.0:
             raise ValueError(f"expected recurrent_dropout in [0, 1), got {recurrent_dropout!r}")
         self.recurrent_dropout = float(recurrent_dropout)
@@ -229,6 +237,8 @@ class RecurrentCell(nn.Module):
 
     def _joint_unsupported(self) -> str | None:
         """Why this cell cannot project ``[x; h]`` at once, or None if it can."""
+        if self.geometry.resamples:
+            return "needs x and h of one size (padding='same', stride 1)"
         if self.kind != "lstm":
             return "needs an LSTM cell (a GRU's reset gate multiplies W_h * h alone)"
         if self.normalized and self.norm_inputs != "joint":
@@ -359,8 +369,8 @@ class RecurrentCell(nn.Module):
         statistics.
         """
         self.check_input(x)
-        gx = self.project_input(x)  # (B, G·C, *S)
-        B, spatial = x.shape[0], tuple(x.shape[2:])
+        gx = self.project_input(x)  # (B, G·C, *S'), S' = S unless the input conv resamples
+        B, spatial = x.shape[0], tuple(gx.shape[2:])
         state = self.initial_state(gx) if state is None else self.check_state(state, B, spatial)
         if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool
                                  or tuple(mask.shape) != (B,)):
@@ -385,6 +395,12 @@ class RecurrentCell(nn.Module):
             s += f", recurrent_init={self.recurrent_init!r}"
         if self.recurrent_dropout:
             s += f", recurrent_dropout={self.recurrent_dropout}"
+        if self.geometry.padding != "same":
+            s += f", padding={self.geometry.padding!r}"
+        if any(v != 1 for v in self.geometry.stride):
+            s += f", stride={self.geometry.stride}"
+        if (self.activation, self.recurrent_activation) != ("tanh", "sigmoid"):
+            s += f", activation={self.activation!r}, recurrent_activation={self.recurrent_activation!r}"
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
         if self.projection != "auto":
@@ -433,4 +449,10 @@ CELL_DOC_ARGS = """
             ``"auto"``, joint on CPU where possible, else hoisted. Default: ``"auto"``.
         recurrent_init: ``"orthogonal"`` (per gate, as Keras) or ``"default"`` (uniform). Default: ``"orthogonal"``.
         recurrent_dropout: the probability of the variational dropout on ``h``. Default: ``0.0``.
+        padding: of the input convolution, ``"same"`` or ``"valid"`` (Keras' default); the recurrent convolution
+            is always "same", so the state has the input convolution's output size. Default: ``"same"``.
+        stride: of the input convolution (TensorFlow's "same" rule at a stride). Default: ``1``.
+        activation, recurrent_activation: the candidate/output and the gate nonlinearities, from ``"tanh"``,
+            ``"sigmoid"``, ``"relu"``, ``"hard_sigmoid"`` (Keras 3: ``relu6(x + 3) / 6``). Default: ``"tanh"``,
+            ``"sigmoid"``.
         device, dtype: factory keyword arguments."""

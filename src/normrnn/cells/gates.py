@@ -9,13 +9,32 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["GateProbe", "LSTMState", "NormFn", "gru_gates", "lstm_gates"]
+__all__ = ["ACTIVATIONS", "GateProbe", "LSTMState", "NormFn", "activation", "gru_gates", "lstm_gates"]
 
 LSTMState = tuple[Tensor, Tensor]  # (h, c), each (B, C, *spatial)
 NormFn = Callable[[Tensor], Tensor]
 GateProbe = Callable[[tuple[Tensor, ...]], None]  # receives the sigmoid gates of one step
+Activation = Callable[[Tensor], Tensor]
+
+
+def _hard_sigmoid(x: Tensor) -> Tensor:
+    return F.relu6(x + 3.0) / 6.0  # Keras 3's definition (Keras 2 used clip(0.2 x + 0.5, 0, 1))
+
+
+#: The nonlinearities a cell may use, by name: ``activation`` (candidate and output) and ``recurrent_activation``
+#: (the gates), as Keras names them.
+ACTIVATIONS: dict[str, Activation] = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu,
+                                      "hard_sigmoid": _hard_sigmoid}
+
+
+def activation(name: str) -> Activation:
+    """The function of an activation name; a ``ValueError`` listing the valid names otherwise."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"expected an activation among {', '.join(map(repr, ACTIVATIONS))}, got {name!r}")
+    return ACTIVATIONS[name]
 
 
 def _channel_view(p: Tensor, like: Tensor) -> Tensor:
@@ -33,6 +52,8 @@ def lstm_gates(
     cell_norm: NormFn | None = None,
     norm_cell: str = "none",
     probe: GateProbe | None = None,
+    act: Activation = torch.tanh,
+    gate_act: Activation = torch.sigmoid,
 ) -> LSTMState:
     r"""The LSTM gate block: pre-activations and cell state in, new ``(h, c)`` out.
 
@@ -53,6 +74,8 @@ def lstm_gates(
         peephole: ``(3, C)`` weights for ``i``, ``f``, ``o``. Default: none.
         cell_norm, norm_cell: the cell-state norm and where it applies. Default: none.
         probe: called with the sigmoid gates ``(i, f, o)``, e.g. to measure saturation. Default: none.
+        act, gate_act: the candidate/output and the gate nonlinearities (:data:`ACTIVATIONS`). Default: ``tanh``,
+            ``sigmoid``.
 
     Shape:
         - pre: ``(B, 4C, *S)``; c: ``(B, C, *S)``.
@@ -67,17 +90,17 @@ def lstm_gates(
         w_ci, w_cf, w_co = (_channel_view(w, c) for w in peephole)
         i = i + w_ci * c
         f = f + w_cf * c
-    i, f = torch.sigmoid(i), torch.sigmoid(f)
-    c_new = f * c + i * torch.tanh(g)
+    i, f = gate_act(i), gate_act(f)
+    c_new = f * c + i * act(g)
     if norm_cell == "carried" and cell_norm is not None:
         c_new = cell_norm(c_new)
     if peephole is not None:
         o = o + w_co * c_new
-    o = torch.sigmoid(o)
+    o = gate_act(o)
     if probe is not None:
         probe((i, f, o))
     shown = cell_norm(c_new) if norm_cell == "output" and cell_norm is not None else c_new
-    return o * torch.tanh(shown), c_new
+    return o * act(shown), c_new
 
 
 def gru_gates(
@@ -90,6 +113,8 @@ def gru_gates(
     bias: Tensor | None = None,
     bias_hn: Tensor | None = None,
     probe: GateProbe | None = None,
+    act: Activation = torch.tanh,
+    gate_act: Activation = torch.sigmoid,
 ) -> Tensor:
     r"""The GRU gate block (PyTorch/cuDNN "reset after" form): projections and state in, new ``h`` out.
 
@@ -106,6 +131,7 @@ def gru_gates(
         bias: ``(3C,)``, ``[b_r, b_z, b_n]``. Default: none.
         bias_hn: ``(C,)``, the recurrent candidate bias inside ``r ⊙ (…)``. Default: none.
         probe: called with the sigmoid gates ``(r, z)``. Default: none.
+        act, gate_act: the candidate and the gate nonlinearities. Default: ``tanh``, ``sigmoid``.
 
     Shape:
         - gx, gh: ``(B, 3C, *S)``; h: ``(B, C, *S)``.
@@ -117,7 +143,7 @@ def gru_gates(
         a_rz = norm_rz(a_rz)
     if bias is not None:
         a_rz = a_rz + _channel_view(bias[: 2 * C], a_rz)
-    r, z = torch.sigmoid(a_rz).chunk(2, dim=1)  # each (B, C, *S)
+    r, z = gate_act(a_rz).chunk(2, dim=1)  # each (B, C, *S)
     if probe is not None:
         probe((r, z))
     h_n = gh[:, 2 * C :]
@@ -128,5 +154,5 @@ def gru_gates(
         a_n = norm_n(a_n)
     if bias is not None:
         a_n = a_n + _channel_view(bias[2 * C :], a_n)
-    n = torch.tanh(a_n)
+    n = act(a_n)
     return n + z * (h - n)  # (1 - z) * n + z * h

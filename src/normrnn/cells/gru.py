@@ -37,7 +37,7 @@ class _GRUBase(RecurrentCell):
         elif self.normalized:
             norm_rz, norm_n = self.bind_norm(self.norm_rz, t, mask), self.bind_norm(self.norm_n, t, mask)
         return gru_gates(gx, gh, state, norm_rz=norm_rz, norm_n=norm_n, bias=None if self._fold_bias else self.bias,
-                         bias_hn=self.bias_hn, probe=self.gate_probe)
+                         bias_hn=self.bias_hn, probe=self.gate_probe, act=self.act, gate_act=self.gate_act)
 
 
 class ConvGRUCell(Conv, _GRUBase):

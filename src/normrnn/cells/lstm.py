@@ -55,6 +55,7 @@ class _LSTMBase(RecurrentCell):
         return lstm_gates(
             pre, state[1], norm=norm, bias=None if self._fold_bias else self.bias, peephole=self.weight_peephole,
             cell_norm=self.bind_norm(self.cell_norm, t, mask), norm_cell=self.norm_cell, probe=self.gate_probe,
+            act=self.act, gate_act=self.gate_act,
         )
 
     def extra_repr(self) -> str:

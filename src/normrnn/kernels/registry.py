@@ -114,6 +114,9 @@ class FusedBackend(GateBackend):
         if view is None:
             return (f"it needs a joint group or layer gate norm with a per-channel scale and shift, "
                     f"got norm={cell.norm_spec!r}")
+        if (cell.activation, cell.recurrent_activation) != ("tanh", "sigmoid"):
+            return (f"it computes tanh and sigmoid only, got activation={cell.activation!r}, "
+                    f"recurrent_activation={cell.recurrent_activation!r}")
         if cell.peephole or cell.norm_cell != "none":
             return f"it has no peepholes or cell norm, got peephole={cell.peephole}, norm_cell={cell.norm_cell!r}"
         return None

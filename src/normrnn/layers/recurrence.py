@@ -63,8 +63,8 @@ def run_direction(cell: RecurrentCell, x: Tensor, state: Any, mask: Tensor | Non
     if joint:  # one conv of [x_t; h] per step; x itself is the per-step input
         seq, weight = x, cell.joint_weight()  # weight: (G·C_h, C + C_h, *k), concatenated once
     else:
-        seq = cell.project_input(x.reshape(B * T, C, *spatial))  # (B·T, G·C_h, *S), one hoisted conv
-        seq = seq.reshape(B, T, -1, *spatial)  # (B, T, G·C_h, *S)
+        seq = cell.project_input(x.reshape(B * T, C, *spatial))  # (B·T, G·C_h, *S'), one hoisted conv
+        seq = seq.reshape(B, T, *seq.shape[1:])  # (B, T, G·C_h, *S'); S' = S unless the input conv resamples
     order = None
     if reverse:
         order = reverse_order(mask, T)
@@ -90,7 +90,8 @@ def run_direction(cell: RecurrentCell, x: Tensor, state: Any, mask: Tensor | Non
 
 
 class Recurrence(nn.ModuleList):
-    """One layer: a forward cell, and for a bidirectional layer a backward one, merged by ``merge``.
+    """One layer: a forward cell, and for a bidirectional layer a backward one, merged by ``merge``; or one cell
+    that reads the sequence last step first (``go_backwards``, Keras' option, outputs in the order read).
 
     Its children are the cells themselves (``0`` forward, ``1`` backward), so state dicts read
     ``layers.K.D.weight_x``.
@@ -100,9 +101,10 @@ class Recurrence(nn.ModuleList):
         - Output: ``(B, T, C_out, *S)`` and the final state in the same structure.
     """
 
-    def __init__(self, cells: list[RecurrentCell], *, merge: str = "concat") -> None:
+    def __init__(self, cells: list[RecurrentCell], *, merge: str = "concat", go_backwards: bool = False) -> None:
         super().__init__(cells)
         self.merge = merge
+        self.go_backwards = go_backwards
 
     @property
     def bidirectional(self) -> bool:
@@ -114,6 +116,8 @@ class Recurrence(nn.ModuleList):
         return 2 * C if self.bidirectional and self.merge == "concat" else C
 
     def forward(self, x: Tensor, state: Any, mask: Tensor | None) -> tuple[Tensor, Any]:
+        if self.go_backwards:  # Keras' go_backwards: read the steps last to first, output them in that order
+            return run_direction(self[0], x.flip(1), state, None if mask is None else mask.flip(1))
         if not self.bidirectional:
             return run_direction(self[0], x, state, mask)
         states = (None, None) if state is None else state

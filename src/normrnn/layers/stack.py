@@ -43,6 +43,7 @@ class RecurrentLayer(nn.Module):
         residual: bool = False,
         bidirectional: bool = False,
         merge: str = "concat",
+        go_backwards: bool = False,
         batch_first: bool = True,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
@@ -62,6 +63,10 @@ class RecurrentLayer(nn.Module):
         self.spatial_dims = spatial_dims
         self.residual = bool(residual)
         self.bidirectional = bool(bidirectional)
+        self.go_backwards = bool(go_backwards)
+        if self.go_backwards and (self.bidirectional or self.residual):
+            raise ValueError("expected go_backwards without bidirectional or residual: its outputs run last step "
+                             "first, so they line up with neither a forward direction nor the layer's input")
         self.merge = merge
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
@@ -73,7 +78,10 @@ class RecurrentLayer(nn.Module):
         for c in hidden:
             cells = [self.cell_class(c_in, c, **conv, recurrent_dropout=recurrent_dropout, **factory, **cell_kwargs)
                      for _ in range(2 if bidirectional else 1)]
-            self.layers.append(Recurrence(cells, merge=merge))
+            if residual and cells[0].geometry.resamples:
+                raise ValueError("expected padding='same' and stride 1 with residual=True: the residual path "
+                                 "adds each layer's input to its output, so their sizes must match")
+            self.layers.append(Recurrence(cells, merge=merge, go_backwards=self.go_backwards))
             c_out = self.layers[-1].out_channels
             self.skips.append(self._projection(c_in, c_out, factory) if residual else nn.Identity())
             c_in = c_out
@@ -154,6 +162,7 @@ class RecurrentLayer(nn.Module):
             raise ValueError(f"expected state to be a list with one entry per layer ({self.num_layers}), got {got}")
         out = []
         for k, (entry, cells) in enumerate(zip(state, self.layers, strict=True)):
+            spatial = cells[0].geometry.output_size(spatial) if self.spatial_dims else spatial  # the state's size
             if entry is None:
                 out.append(None)
                 continue
@@ -210,6 +219,8 @@ class RecurrentLayer(nn.Module):
             if k > 0 and self.dropout:
                 x = F.dropout(x, self.dropout, self.training)
             y, final = layer(x, states[k], mask)  # (B, T, C_out, *S)
+            if self.go_backwards and mask is not None:  # y runs last step first: so do its mask and padding
+                mask, valid = mask.flip(1), valid.flip(1)
             if self.residual:
                 y = y + self._skip(k, inp).to(y.dtype)
             if valid is not None:
@@ -225,6 +236,8 @@ class RecurrentLayer(nn.Module):
             s += ", residual=True"
         if self.bidirectional:
             s += f", bidirectional=True, merge={self.merge!r}"
+        if self.go_backwards:
+            s += ", go_backwards=True"
         if not self.batch_first:
             s += ", batch_first=False"
         if self.dropout:

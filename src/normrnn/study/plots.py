@@ -105,8 +105,9 @@ def plot_test_mse(main: list[Aggregate], out: Path, floor: Floor, prefix: str) -
     _fit_y(ax, [a["test_mse"] + _ci(a, "test_mse") for a in main] + [a["test_mse"] - _ci(a, "test_mse")
                                                                        for a in main], floor)
     seeds = max(a["runs"] for a in main)
-    ax.set(xlabel="norm", ylabel=f"test {MSE_LABEL}, lower is better",
-           title=f"test MSE at depth {depth}" + (", 95% CI over seeds" if seeds > 1 else ", one seed (no CI)"))
+    ax.set(xlabel="norm", ylabel=f"test {MSE_LABEL}",
+           title=f"test MSE at depth {depth}, lower is better"
+           + (", 95% CI over seeds" if seeds > 1 else ", one seed (no CI)"))
     ax.legend(fontsize=8)
     return _save(fig, out / f"{prefix}test_mse.png")
 
