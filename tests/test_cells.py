@@ -324,3 +324,28 @@ def test_bad_construction_raises_value_error(kwargs, match: str) -> None:
 def test_instance_norm_on_a_dense_cell_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="spatial axes"):
         LSTMCell(3, 4, norm="instance")
+
+
+def test_peephole_and_reset_options_refuse_what_they_cannot_compute() -> None:
+    with pytest.raises(ValueError, match="peephole_size"):
+        ConvLSTMCell(3, 4, 3, peephole="elementwise")
+    with pytest.raises(ValueError, match="per-gate norm without running statistics"):
+        ConvLSTMCell(3, 4, 3, norm="batch", peephole=True, peephole_placement="before_norm")
+    with pytest.raises(ValueError, match="per-gate norm"):
+        ConvLSTMCell(3, 4, 3, norm="layer", norm_scope="all_gates", peephole_placement="before_norm")
+    with pytest.raises(ValueError, match="recurrent_dropout=0 with reset_after=False"):
+        ConvGRUCell(3, 4, 3, reset_after=False, recurrent_dropout=0.1)
+    cell = ConvLSTMCell(3, 4, 3, peephole="elementwise", peephole_size=(5, 6))
+    assert cell.weight_peephole.shape == (3, 4, 5, 6)
+    h, _ = cell(torch.randn(2, 3, 5, 6))
+    assert h.shape == (2, 4, 5, 6)
+    gru = ConvGRUCell(3, 4, 3, reset_after=False)
+    assert gru.bias_hn is None and "reset_after=False" in repr(gru)
+
+
+def test_peepholes_before_the_norm_keep_gradients_exact() -> None:
+    cell = ConvLSTMCell(2, 2, 3, norm="layer", norm_cell="carried", peephole="elementwise", peephole_size=(3, 3),
+                        peephole_placement="before_norm").double()
+    x = torch.randn(2, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    state = tuple(torch.randn(2, 2, 3, 3, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    assert torch.autograd.gradcheck(lambda x, h, c: cell(x, (h, c)), (x, *state))

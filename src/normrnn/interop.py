@@ -13,10 +13,14 @@ import numpy as np
 from torch import nn
 
 from .cells.gates import ACTIVATIONS
-from .layers import GRU, LSTM, ConvLSTM
+from .layers import GRU, LSTM, ConvGRU, ConvLSTM
 from .norms.convert import from_flax, from_keras, from_tf1_layer_norm, from_torch, load_arrays
 
-__all__ = ["convlstm_from_keras", "from_flax", "from_keras", "from_tf1_layer_norm", "from_torch", "rnn_from_torch"]
+__all__ = ["convlstm_from_keras", "from_flax", "from_keras", "from_tf1_convgru_cell", "from_tf1_convlstm_cell",
+           "from_tf1_layer_norm", "from_torch", "rnn_from_torch"]
+
+_TF1_EPS = 1e-12  # tf.contrib.layers.layer_norm's variance epsilon
+_TF1_LSTM_ORDER = [1, 2, 0, 3]  # the TF1 cell's gate blocks j, i, f, o, read in normrnn's order i, f, g(=j), o
 
 
 def _keras_activation(config: Mapping[str, Any], key: str, default: str) -> str:
@@ -76,6 +80,138 @@ def convlstm_from_keras(weights: Sequence[Any], config: Mapping[str, Any]) -> Co
     if use_bias:
         tensors["bias"] = arrays[2]
     load_arrays(model.cell(0), **tensors)
+    return model
+
+
+def _tf1_kernel(kernel: np.ndarray, c_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """A TF1 ``[x; h]`` kernel ``(*k, C_in + C, G)`` as normrnn's ``weight_x`` ``(G, C_in, *k)`` and ``weight_h``."""
+    d = kernel.ndim - 2
+    channels_first = (d + 1, d, *range(d))  # (*k, I, O) -> (O, I, *k)
+    return kernel[..., :c_in, :].transpose(channels_first), kernel[..., c_in:, :].transpose(channels_first)
+
+
+def _tf1_blocks(array: np.ndarray, order: Sequence[int], axis: int = 0) -> np.ndarray:
+    """Reorder the gate blocks of ``array`` along ``axis``."""
+    return np.concatenate([np.split(array, len(order), axis=axis)[g] for g in order], axis=axis)
+
+
+def _tf1_layer_norms(variables: Mapping[str, Any], prefix: str, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(gamma, beta)`` of ``LayerNorm``, ``LayerNorm_1``, … in the order the cell called them."""
+    out = []
+    for n in range(count):
+        scope = f"{prefix}LayerNorm" + (f"_{n}" if n else "")
+        try:
+            out.append((np.asarray(variables[f"{scope}/gamma"]), np.asarray(variables[f"{scope}/beta"])))
+        except KeyError as e:
+            raise ValueError(f"expected TF1 variable {e.args[0]!r} (normalize=True); got {sorted(variables)}") from None
+    return out
+
+
+def _tf1_check(variables: Mapping[str, Any], names: Sequence[str]) -> dict[str, np.ndarray]:
+    missing = [n for n in names if n not in variables]
+    if missing:
+        raise ValueError(f"expected TF1 variables {missing}; got {sorted(variables)}")
+    return {n: np.asarray(variables[n]) for n in names}
+
+
+def _tf1_layout(data_format: str, normalize: bool) -> None:
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(f"expected data_format 'channels_last' or 'channels_first', got {data_format!r}")
+    if normalize and data_format == "channels_first":
+        raise ValueError("TF1's layer_norm keeps its parameters on the last axis, W under channels_first, which a "
+                         "per-channel norm cannot hold; convert a cell that ran with data_format='channels_last'")
+
+
+def from_tf1_convlstm_cell(variables: Mapping[str, Any], *, normalize: bool = True, peephole: bool = True,
+                           forget_bias: float = 1.0, data_format: str = "channels_last") -> ConvLSTM:
+    """The seed's TF1 ``ConvLSTMCell`` (carlthome/tensorflow-convlstm-cell) as a one-layer :class:`ConvLSTM`.
+
+    The TF1 cell convolves ``[x; h]`` to gates ``j, i, f, o`` (a bias only without ``normalize``); adds the
+    elementwise peepholes ``W_ci ⊙ c``, ``W_cf ⊙ c`` before layer-normalizing ``j``, ``i``, ``f``; sets
+    ``f = σ(f + forget_bias)``, ``c' = c f + σ(i) tanh(j)``; adds ``W_co ⊙ c'`` (the raw new ``c``) to ``o``;
+    then layer-normalizes ``o`` and ``c'`` and carries the normalized ``c'``: ``h = σ(o) tanh(c')``. Every
+    ``tf.contrib.layers.layer_norm`` there reduces (H, W, C) of each sample (``BCHW`` letters: ``CHW``) with
+    per-channel γ, β and eps 1e-12. In normrnn that is ``norm="layer"`` per gate, ``norm_cell="carried"``,
+    ``peephole="elementwise"`` with ``peephole_placement="before_norm"``, and the forget bias added to β_f.
+
+    Args:
+        variables: the cell's variables by their names under its scope: ``kernel``, ``bias`` (without
+            normalize), ``W_ci``, ``W_cf``, ``W_co`` (with peephole) and ``LayerNorm/{gamma,beta}``,
+            ``LayerNorm_1/…`` … ``LayerNorm_4/…`` (j, i, f, o, c), e.g. from
+            ``tf.train.load_checkpoint(path).get_tensor``.
+        normalize, peephole, forget_bias, data_format: the TF1 cell's own arguments.
+
+    Returns:
+        A :class:`ConvLSTM` over channels-first ``(B, T, C, *S)`` whose last state is ``(h, c)``.
+    """
+    _tf1_layout(data_format, normalize)
+    names = ["kernel"] + ([] if normalize else ["bias"]) + (["W_ci", "W_cf", "W_co"] if peephole else [])
+    arrays = _tf1_check(variables, names)
+    kernel = arrays["kernel"]
+    d, C = kernel.ndim - 2, kernel.shape[-1] // 4
+    c_in = kernel.shape[-2] - C
+    size = None
+    if peephole:  # (*S, C) channels_last or (C, *S) channels_first, as (3, C, *S)
+        peeps = [arrays[n] if data_format == "channels_first" else np.moveaxis(arrays[n], -1, 0)
+                 for n in ("W_ci", "W_cf", "W_co")]
+        size = peeps[0].shape[1:]
+    model = ConvLSTM(c_in, C, tuple(kernel.shape[:d]), spatial_dims=d, norm="layer" if normalize else "none",
+                     norm_cell="carried" if normalize else "none", norm_kwargs={"eps": _TF1_EPS},
+                     peephole="elementwise" if peephole else False, peephole_size=size,
+                     peephole_placement="before_norm", bias=not normalize, forget_bias=forget_bias)
+    weight_x, weight_h = _tf1_kernel(kernel, c_in)
+    tensors: dict[str, Any] = {"weight_x": _tf1_blocks(weight_x, _TF1_LSTM_ORDER),
+                               "weight_h": _tf1_blocks(weight_h, _TF1_LSTM_ORDER)}
+    if peephole:
+        tensors["weight_peephole"] = np.stack(peeps)
+    cell = model.cell(0)
+    if normalize:
+        (gj, bj), (gi, bi), (gf, bf), (go, bo), (gc, bc) = _tf1_layer_norms(variables, "", 5)
+        load_arrays(cell.norm_gates, weight=np.concatenate([gi, gf, gj, go]),
+                    bias=np.concatenate([bi, bf + forget_bias, bj, bo]))  # the constant forget bias joins β_f
+        load_arrays(cell.cell_norm, weight=gc, bias=bc)
+    else:
+        bias = _tf1_blocks(arrays["bias"], _TF1_LSTM_ORDER).copy()
+        bias[C : 2 * C] += forget_bias
+        tensors["bias"] = bias
+    load_arrays(cell, **tensors)
+    return model
+
+
+def from_tf1_convgru_cell(variables: Mapping[str, Any], *, normalize: bool = True,
+                          data_format: str = "channels_last") -> ConvGRU:
+    """The seed's TF1 ``ConvGRUCell`` as a one-layer :class:`ConvGRU` in the "reset before" form.
+
+    The TF1 cell convolves ``[x; h]`` to gates ``r, u`` (each layer-normalized, or a bias initialized to ones),
+    then the candidate from ``[x; r ⊙ h]`` (layer-normalized, or a bias), and sets
+    ``h = u h + (1 - u) tanh(y)``: normrnn's ``reset_after=False`` with ``z = u``, ``norm="layer"`` per gate.
+
+    Args:
+        variables: ``gates/kernel``, ``gates/bias`` or ``gates/LayerNorm/{gamma,beta}`` and
+            ``gates/LayerNorm_1/…`` (r, u), ``candidate/kernel``, and ``candidate/bias`` or
+            ``candidate/LayerNorm/…``.
+        normalize, data_format: the TF1 cell's own arguments.
+    """
+    _tf1_layout(data_format, normalize)
+    names = ["gates/kernel", "candidate/kernel"] + ([] if normalize else ["gates/bias", "candidate/bias"])
+    arrays = _tf1_check(variables, names)
+    gates, candidate = arrays["gates/kernel"], arrays["candidate/kernel"]
+    d, C = gates.ndim - 2, candidate.shape[-1]
+    c_in = gates.shape[-2] - C
+    model = ConvGRU(c_in, C, tuple(gates.shape[:d]), spatial_dims=d, norm="layer" if normalize else "none",
+                    norm_kwargs={"eps": _TF1_EPS}, bias=not normalize, reset_after=False)
+    gx, gh = _tf1_kernel(gates, c_in)
+    nx, nh = _tf1_kernel(candidate, c_in)
+    tensors: dict[str, Any] = {"weight_x": np.concatenate([gx, nx]), "weight_h": np.concatenate([gh, nh])}
+    cell = model.cell(0)
+    if normalize:
+        (gr, br), (gu, bu) = _tf1_layer_norms(variables, "gates/", 2)
+        ((gn, bn),) = _tf1_layer_norms(variables, "candidate/", 1)
+        load_arrays(cell.norm_rz, weight=np.concatenate([gr, gu]), bias=np.concatenate([br, bu]))
+        load_arrays(cell.norm_n, weight=gn, bias=bn)
+    else:
+        tensors["bias"] = np.concatenate([arrays["gates/bias"], arrays["candidate/bias"]])
+    load_arrays(cell, **tensors)
     return model
 
 

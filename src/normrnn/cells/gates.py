@@ -38,7 +38,10 @@ def activation(name: str) -> Activation:
 
 
 def _channel_view(p: Tensor, like: Tensor) -> Tensor:
-    """A ``(C,)`` parameter shaped ``(1, C, 1, ...)`` in ``like``'s dtype (autocast), to broadcast over it."""
+    """A ``(C,)`` parameter shaped ``(1, C, 1, ...)`` in ``like``'s dtype (autocast), to broadcast over it; a
+    ``(C, *S)`` (elementwise) one as ``(1, C, *S)``."""
+    if p.dim() > 1:
+        return p.unsqueeze(0).to(like.dtype)
     return p.view(1, -1, *([1] * (like.dim() - 2))).to(like.dtype)
 
 
@@ -54,6 +57,7 @@ def lstm_gates(
     probe: GateProbe | None = None,
     act: Activation = torch.tanh,
     gate_act: Activation = torch.sigmoid,
+    peephole_before_norm: bool = False,
 ) -> LSTMState:
     r"""The LSTM gate block: pre-activations and cell state in, new ``(h, c)`` out.
 
@@ -64,39 +68,77 @@ def lstm_gates(
         c' = f \odot c + i \odot g, \quad o = \sigma(a_o + w_{co} c'), \quad
         h' = o \odot \tanh(c')
 
-    with ``c' = norm_c(c')`` when ``norm_cell="carried"`` and ``tanh(norm_c(c'))`` when ``"output"``.
+    with ``c' = norm_c(c')`` when ``norm_cell="carried"`` and ``tanh(norm_c(c'))`` when ``"output"``. With
+    ``peephole_before_norm`` (the TF1 ConvLSTM cell), the peepholes join the pre-activations before the norm:
+    ``i = σ(norm(p_i + w_ci c))``, ``f`` alike, and ``o = σ(norm(p_o + w_co c'))`` with the raw new ``c'``, so the
+    output gate is normalized after the cell update; ``norm`` must keep each gate's statistics apart.
 
     Args:
         pre: the gate pre-activations, ``W_x*x + W_h*h`` (or the sum of the separately normalized terms).
         c: the previous cell state.
         norm: the gate norm, applied first. Default: none.
         bias: ``(4C,)`` added after the norm. Default: none.
-        peephole: ``(3, C)`` weights for ``i``, ``f``, ``o``. Default: none.
+        peephole: ``(3, C)`` weights for ``i``, ``f``, ``o``, or ``(3, C, *S)`` elementwise ones. Default: none.
         cell_norm, norm_cell: the cell-state norm and where it applies. Default: none.
         probe: called with the sigmoid gates ``(i, f, o)``, e.g. to measure saturation. Default: none.
         act, gate_act: the candidate/output and the gate nonlinearities (:data:`ACTIVATIONS`). Default: ``tanh``,
             ``sigmoid``.
+        peephole_before_norm: add the peepholes before the gate norm, as the TF1 cell does. Default: ``False``.
 
     Shape:
         - pre: ``(B, 4C, *S)``; c: ``(B, C, *S)``.
         - Output: ``h``, ``c``: ``(B, C, *S)``.
     """
+    w_ci = w_cf = w_co = None
+    if peephole is not None:
+        w_ci, w_cf, w_co = (_channel_view(w, c) for w in peephole)
+    if peephole_before_norm:
+        return _lstm_peepholes_first(pre, c, norm, bias, (w_ci, w_cf, w_co), cell_norm, norm_cell, probe, act,
+                                     gate_act)
     if norm is not None:
         pre = norm(pre)
     if bias is not None:
         pre = pre + _channel_view(bias, pre)
     i, f, g, o = pre.chunk(4, dim=1)  # each (B, C, *S)
-    if peephole is not None:
-        w_ci, w_cf, w_co = (_channel_view(w, c) for w in peephole)
+    if w_ci is not None:
         i = i + w_ci * c
         f = f + w_cf * c
     i, f = gate_act(i), gate_act(f)
     c_new = f * c + i * act(g)
     if norm_cell == "carried" and cell_norm is not None:
         c_new = cell_norm(c_new)
-    if peephole is not None:
+    if w_co is not None:
         o = o + w_co * c_new
     o = gate_act(o)
+    if probe is not None:
+        probe((i, f, o))
+    shown = cell_norm(c_new) if norm_cell == "output" and cell_norm is not None else c_new
+    return o * act(shown), c_new
+
+
+def _lstm_peepholes_first(pre: Tensor, c: Tensor, norm: NormFn | None, bias: Tensor | None,
+                          peepholes: tuple[Tensor | None, ...], cell_norm: NormFn | None, norm_cell: str,
+                          probe: GateProbe | None, act: Activation, gate_act: Activation) -> LSTMState:
+    """:func:`lstm_gates` with the peepholes before the norm (TF1 order); the output gate is normalized last."""
+    w_ci, w_cf, w_co = peepholes
+    i, f, g, o = pre.chunk(4, dim=1)  # raw pre-activations, each (B, C, *S)
+    if w_ci is not None:
+        i, f = i + w_ci * c, f + w_cf * c
+    raw = torch.cat([i, f, g, o], dim=1)  # (B, 4C, *S)
+
+    def normalized(x: Tensor) -> Tensor:  # per-gate statistics: a gate's output depends on its channels alone
+        x = x if norm is None else norm(x)
+        return x if bias is None else x + _channel_view(bias, x)
+
+    i, f, g, _ = normalized(raw).chunk(4, dim=1)
+    i, f = gate_act(i), gate_act(f)
+    c_new = f * c + i * act(g)
+    if w_co is not None:
+        o = o + w_co * c_new  # the raw new cell state
+    C = c.shape[1]
+    o = gate_act(normalized(torch.cat([raw[:, : 3 * C], o], dim=1))[:, 3 * C :])
+    if norm_cell == "carried" and cell_norm is not None:
+        c_new = cell_norm(c_new)
     if probe is not None:
         probe((i, f, o))
     shown = cell_norm(c_new) if norm_cell == "output" and cell_norm is not None else c_new
@@ -115,6 +157,7 @@ def gru_gates(
     probe: GateProbe | None = None,
     act: Activation = torch.tanh,
     gate_act: Activation = torch.sigmoid,
+    hidden_n: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     r"""The GRU gate block (PyTorch/cuDNN "reset after" form): projections and state in, new ``h`` out.
 
@@ -132,6 +175,8 @@ def gru_gates(
         bias_hn: ``(C,)``, the recurrent candidate bias inside ``r ⊙ (…)``. Default: none.
         probe: called with the sigmoid gates ``(r, z)``. Default: none.
         act, gate_act: the candidate and the gate nonlinearities. Default: ``tanh``, ``sigmoid``.
+        hidden_n: the "reset before" form (Keras ``reset_after=False``, the TF1 ConvGRU cell): ``W_hn * (r ⊙ h)``
+            as a function of ``r ⊙ h``; ``gh`` then holds only the ``[r, z]`` part. Default: none (reset after).
 
     Shape:
         - gx, gh: ``(B, 3C, *S)``; h: ``(B, C, *S)``.
@@ -146,10 +191,13 @@ def gru_gates(
     r, z = gate_act(a_rz).chunk(2, dim=1)  # each (B, C, *S)
     if probe is not None:
         probe((r, z))
-    h_n = gh[:, 2 * C :]
-    if bias_hn is not None:
-        h_n = h_n + _channel_view(bias_hn, h_n)
-    a_n = gx[:, 2 * C :] + r * h_n  # (B, C, *S)
+    if hidden_n is not None:
+        a_n = gx[:, 2 * C :] + hidden_n(r * h)  # reset before: (B, C, *S)
+    else:
+        h_n = gh[:, 2 * C :]
+        if bias_hn is not None:
+            h_n = h_n + _channel_view(bias_hn, h_n)
+        a_n = gx[:, 2 * C :] + r * h_n  # (B, C, *S)
     if norm_n is not None:
         a_n = norm_n(a_n)
     if bias is not None:

@@ -1,6 +1,9 @@
-"""GRU cells in the "reset after" form of PyTorch/cuDNN: :class:`ConvGRUCell` (1-3-D) and the dense :class:`GRUCell`."""
+"""GRU cells: :class:`ConvGRUCell` (1-3-D) and the dense :class:`GRUCell`, in the "reset after" form of
+PyTorch/cuDNN, or "reset before" (``reset_after=False``: Keras' option, the TF1 ConvGRU cell)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -20,8 +23,26 @@ class _GRUBase(RecurrentCell):
     zero_init = ("bias", "bias_hn")
     state_size = 1
 
+    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...] = 1, *,
+                 reset_after: bool = True, **kwargs: Any) -> None:
+        self.reset_after = bool(reset_after)
+        if not self.reset_after and kwargs.get("recurrent_dropout", 0.0):
+            raise ValueError("expected recurrent_dropout=0 with reset_after=False (not implemented for that form)")
+        super().__init__(in_channels, hidden_channels, kernel_size, **kwargs)
+
     def _build_extra_params(self, *, bias: bool, factory: dict) -> None:
-        self.bias_hn = nn.Parameter(torch.empty(self.hidden_channels, **factory)) if bias else None
+        has = bias and self.reset_after  # reset before: the candidate has one bias, in the input projection
+        self.bias_hn = nn.Parameter(torch.empty(self.hidden_channels, **factory)) if has else None
+
+    def project_hidden(self, h: Tensor, recurrent_mask: Tensor | None = None) -> Tensor:
+        """``W_h * h`` for all three gates; reset before (``reset_after=False``), for ``[r, z]`` only: the
+        candidate's ``W_hn * (r ⊙ h)`` runs inside the gate block."""
+        if self.reset_after:
+            return super().project_hidden(h, recurrent_mask)
+        return self.geometry.project(h, self.weight_h[: 2 * self.hidden_channels], recurrent=True)
+
+    def _hidden_n(self, rh: Tensor) -> Tensor:
+        return self.geometry.project(rh, self.weight_h[2 * self.hidden_channels :], recurrent=True)
 
     def _build_norms(self, spec: NormSpec, factory: dict) -> None:
         super()._build_norms(spec, factory)
@@ -37,7 +58,11 @@ class _GRUBase(RecurrentCell):
         elif self.normalized:
             norm_rz, norm_n = self.bind_norm(self.norm_rz, t, mask), self.bind_norm(self.norm_n, t, mask)
         return gru_gates(gx, gh, state, norm_rz=norm_rz, norm_n=norm_n, bias=None if self._fold_bias else self.bias,
-                         bias_hn=self.bias_hn, probe=self.gate_probe, act=self.act, gate_act=self.gate_act)
+                         bias_hn=self.bias_hn, probe=self.gate_probe, act=self.act, gate_act=self.gate_act,
+                         hidden_n=None if self.reset_after else self._hidden_n)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")
 
 
 class ConvGRUCell(Conv, _GRUBase):
@@ -51,6 +76,8 @@ class ConvGRUCell(Conv, _GRUBase):
 
     Gate order ``r, z, n``; see :func:`gru_gates`. ``forget_bias`` goes to the update gate ``z``.
 """ + CELL_DOC_ARGS + r"""
+        reset_after: ``False`` computes the candidate from ``W_xn * x + W_hn * (r ⊙ h)`` ("reset before", Keras
+            ``reset_after=False``, the TF1 ConvGRU cell), with no separate ``bias_hn``. Default: ``True``.
 
     Shape:
         - Input: ``x`` ``(B, C_in, *S)``; state ``h`` ``(B, C, *S)``, zeros when omitted.

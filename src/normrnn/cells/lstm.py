@@ -12,9 +12,11 @@ from ..norms import NormSpec, create_norm
 from .base import CELL_DOC_ARGS, Conv, Dense, RecurrentCell
 from .gates import LSTMState, lstm_gates
 
-__all__ = ["NORM_CELL", "ConvLSTMCell", "LSTMCell"]
+__all__ = ["NORM_CELL", "PEEPHOLES", "PEEPHOLE_PLACEMENTS", "ConvLSTMCell", "LSTMCell"]
 
 NORM_CELL = ("none", "output", "carried")
+PEEPHOLES = (False, True, "channel", "elementwise")  # True is "channel": per-channel weights, any resolution
+PEEPHOLE_PLACEMENTS = ("after_norm", "before_norm")
 
 
 class _LSTMBase(RecurrentCell):
@@ -26,13 +28,34 @@ class _LSTMBase(RecurrentCell):
     state_size = 2
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...] = 1, *,
-                 peephole: bool = False, norm_cell: str = "none", **kwargs: Any) -> None:
+                 peephole: bool | str = False, peephole_size: tuple[int, ...] | None = None,
+                 peephole_placement: str = "after_norm", norm_cell: str = "none", **kwargs: Any) -> None:
+        if peephole not in PEEPHOLES:
+            raise ValueError(f"expected peephole to be one of {PEEPHOLES}, got {peephole!r}")
         self.norm_cell = one_of("norm_cell", norm_cell, NORM_CELL)
-        self.peephole = bool(peephole)
+        self.peephole = {True: "channel", False: False}.get(peephole, peephole)  # type: ignore[arg-type]
+        self.peephole_placement = one_of("peephole_placement", peephole_placement, PEEPHOLE_PLACEMENTS)
+        if (self.peephole == "elementwise") != (peephole_size is not None):
+            raise ValueError("expected peephole_size, the state's spatial size, exactly when peephole='elementwise'; "
+                             f"got peephole={peephole!r}, peephole_size={peephole_size!r}")
+        self.peephole_size = None if peephole_size is None else tuple(int(v) for v in peephole_size)
         super().__init__(in_channels, hidden_channels, kernel_size, **kwargs)
+        if self.peephole_placement == "before_norm":
+            self._check_peepholes_first()
+
+    def _check_peepholes_first(self) -> None:
+        """Peepholes before the norm normalize the output gate apart, after the cell update: the gate norm must
+        keep each gate's statistics apart and keep no running statistics (it is called twice a step)."""
+        norm = getattr(self, "norm_gates", None)
+        if self.normalized and (self.norm_inputs != "joint" or self.norm_scope != "per_gate"
+                                or getattr(norm, "track_running_stats", False)):
+            raise ValueError("peephole_placement='before_norm' needs a joint, per-gate norm without running "
+                             f"statistics; got norm={self.norm_spec!r}, norm_inputs={self.norm_inputs!r}, "
+                             f"norm_scope={self.norm_scope!r}")
 
     def _build_extra_params(self, *, bias: bool, factory: dict) -> None:
-        self.weight_peephole = nn.Parameter(torch.empty(3, self.hidden_channels, **factory)) if self.peephole else None
+        shape = (3, self.hidden_channels, *(self.peephole_size or ()))  # (3, C) or elementwise (3, C, *S)
+        self.weight_peephole = nn.Parameter(torch.empty(shape, **factory)) if self.peephole else None
 
     def _build_norms(self, spec: NormSpec, factory: dict) -> None:
         super()._build_norms(spec, factory)
@@ -55,13 +78,17 @@ class _LSTMBase(RecurrentCell):
         return lstm_gates(
             pre, state[1], norm=norm, bias=None if self._fold_bias else self.bias, peephole=self.weight_peephole,
             cell_norm=self.bind_norm(self.cell_norm, t, mask), norm_cell=self.norm_cell, probe=self.gate_probe,
-            act=self.act, gate_act=self.gate_act,
+            act=self.act, gate_act=self.gate_act, peephole_before_norm=self.peephole_placement == "before_norm",
         )
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
         if self.peephole:
-            s += ", peephole=True"
+            s += f", peephole={self.peephole!r}"
+            if self.peephole_size:
+                s += f", peephole_size={self.peephole_size}"
+        if self.peephole_placement != "after_norm":
+            s += f", peephole_placement={self.peephole_placement!r}"
         if self.norm_cell != "none":
             s += f", norm_cell={self.norm_cell!r}"
         return s
@@ -78,7 +105,11 @@ class ConvLSTMCell(Conv, _LSTMBase):
     Gate order ``i, f, g, o``; see :mod:`normrnn.cells` for the placement options and :func:`lstm_gates`
     for the full gate math.
 """ + CELL_DOC_ARGS + r"""
-        peephole: learn per-channel peephole weights (any resolution). Default: ``False``.
+        peephole: ``True``/``"channel"``, per-channel peephole weights (any resolution), or ``"elementwise"``,
+            weights per channel and position (the TF1 cell's; needs ``peephole_size``). Default: ``False``.
+        peephole_size: the state's spatial size for elementwise peepholes. Default: ``None``.
+        peephole_placement: ``"after_norm"`` (Ba et al.) or ``"before_norm"`` (the TF1 cell: the peepholes join
+            the pre-activations, and the output gate is normalized after the cell update). Default: ``"after_norm"``.
         norm_cell: ``"none"``, ``"output"`` or ``"carried"``. Default: ``"none"``.
 
     Shape:
