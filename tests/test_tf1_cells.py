@@ -145,3 +145,15 @@ def test_tf1_converters_say_what_is_missing_or_impossible() -> None:
         from_tf1_convlstm_cell({"kernel": np.zeros((3, 3, 5, 8)), **_ln_vars("", ["LayerNorm"], 2)}, peephole=False)
     with pytest.raises(ValueError, match="parameters on the last axis"):
         from_tf1_convgru_cell({}, data_format="channels_first")
+
+
+def test_tf1_convlstm_cell_channels_first_reads_its_peepholes_channels_first() -> None:
+    """data_format='channels_first': same kernel (HWIO), peepholes (C, H, W); the same function."""
+    B, T, H, W, C_in, F = 2, 3, 4, 5, 2, 3
+    v = {"kernel": RNG.normal(size=(3, 3, C_in + F, 4 * F)) * 0.3, "bias": RNG.normal(size=4 * F) * 0.3}
+    v.update({n: RNG.normal(size=(H, W, F)) * 0.3 for n in ("W_ci", "W_cf", "W_co")})
+    xs = RNG.normal(size=(B, T, H, W, C_in))
+    want_y, _, _ = tf1_lstm(xs, v, normalize=False, peephole=True, forget_bias=1.0)
+    first = {**v, **{n: np.moveaxis(v[n], -1, 0) for n in ("W_ci", "W_cf", "W_co")}}
+    y, _ = _torch(from_tf1_convlstm_cell(first, normalize=False, data_format="channels_first"), xs)
+    np.testing.assert_allclose(y, want_y, rtol=1e-6, atol=1e-6)
