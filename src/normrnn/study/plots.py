@@ -140,20 +140,36 @@ def plot_depth(main: list[Aggregate], out: Path, floor: Floor, prefix: str) -> s
     return _save(fig, out / f"{prefix}depth.png")
 
 
-def plot_stability(aggs: list[Aggregate], out: Path, prefix: str) -> str:
-    """The divergence rate against the learning-rate multiplier, one line per norm and topology."""
+def plot_stability(aggs: list[Aggregate], out: Path, floor: Floor, prefix: str) -> str:
+    """Against the learning-rate multiplier, per norm and topology: the final test MSE (95% CI bands, the
+    no-learning floor drawn) and the share of runs that diverged."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for norm, topo in dict.fromkeys((a["norm"], a["topology"]) for a in aggs):
-        pts = sorted((a["lr_mult"], a["diverged_rate"]) for a in aggs if a["norm"] == norm and a["topology"] == topo)
-        # several depths share a multiplier: average their rates
-        mults = sorted({m for m, _ in pts})
-        rates = [sum(r for m2, r in pts if m2 == m) / sum(1 for m2, _ in pts if m2 == m) for m in mults]
-        ax.plot(mults, rates, marker="o", ls="-" if topo == "stacked" else "--", label=f"{norm} ({topo})")
+    fig, (ax_mse, ax_div) = plt.subplots(1, 2, figsize=(11, 3.9))
     seeds = max(a["runs"] for a in aggs)
-    ax.set(xscale="log", xlabel="learning-rate multiplier", ylabel=f"fraction of runs diverged ({seeds} seeds)",
-           title="stability: divergence vs learning rate", ylim=(-0.05, 1.05))
-    ax.legend(fontsize=6, ncol=2)
+    shown = []
+    colors = {n: f"C{i % 10}" for i, n in enumerate(dict.fromkeys(a["norm"] for a in aggs))}
+    for norm, topo in dict.fromkeys((a["norm"], a["topology"]) for a in aggs):
+        line = sorted((a for a in aggs if a["norm"] == norm and a["topology"] == topo), key=lambda a: a["lr_mult"])
+        depths = {a["depth"] for a in line}
+        line = [a for a in line if a["depth"] == min(depths)]  # one depth per line: the shallowest
+        style = {"color": colors[norm], "ls": "-" if topo == "stacked" else "--", "marker": "o",
+                 "label": f"{norm} ({topo})"}
+        mults = [a["lr_mult"] for a in line]
+        ok = [(a["lr_mult"], a["test_mse"], a["test_mse_ci"]) for a in line if math.isfinite(a["test_mse"])]
+        if ok:
+            ax_mse.plot([m for m, _, _ in ok], [v for _, v, _ in ok], **style)
+            if all(ci is not None for _, _, ci in ok):
+                ax_mse.fill_between([m for m, _, _ in ok], [v - ci for _, v, ci in ok], [v + ci for _, v, ci in ok],
+                                    color=style["color"], alpha=0.1)
+            shown += [v for _, v, _ in ok]
+        ax_div.plot(mults, [a["diverged_rate"] for a in line], **style)
+    _floor_line(ax_mse, floor)
+    _fit_y(ax_mse, shown, floor)
+    ax_mse.set(xscale="log", xlabel="learning-rate multiplier", ylabel=f"test {MSE_LABEL}",
+               title="final test MSE of the runs that did not diverge")
+    ax_div.set(xscale="log", xlabel="learning-rate multiplier", ylabel=f"fraction of runs diverged ({seeds} seeds)",
+               title="divergence", ylim=(-0.05, 1.05))
+    ax_mse.legend(fontsize=6, ncol=2)
     return _save(fig, out / f"{prefix}stability.png")
 
 
@@ -210,7 +226,7 @@ def plot_all(aggs: list[Aggregate], out: Path, floor: Floor, cost: dict[str, Any
     if len({a["depth"] for a in main}) > 1:
         names.append(plot_depth(main, out, floor, prefix))
     if len({a["lr_mult"] for a in aggs}) > 1:
-        names.append(plot_stability(aggs, out, prefix))
+        names.append(plot_stability(aggs, out, floor, prefix))
     names.append(plot_generalization(main, out, prefix))
     if cost is not None and any(r["norm"] != "none" and r["ratio"] is not None for r in cost["rows"]):
         names.append(plot_cost(cost, out, prefix))

@@ -133,7 +133,7 @@ def _stability(aggs: list[Aggregate], floor: float | None) -> str:
     frontier = stability_frontier(aggs, floor)
     by_key = {(a["topology"], a["depth"], a["norm"], a["lr_mult"]): a for a in aggs}
     seeds = max(a["runs"] for a in aggs)
-    floor_text = f" or end at or above the no-learning test MSE {floor:.2f}" if floor is not None else ""
+    floor_text = f" nor end at or above the no-learning test MSE {floor:.2f}" if floor is not None else ""
     lines = ["### Stability", "",
              f"Share of runs ({seeds} seeds each) that diverged, by learning-rate multiplier, and the largest "
              f"multiplier whose runs all neither diverge{floor_text}.", "",
