@@ -256,7 +256,7 @@ def test_auto_is_eager_on_cpu_and_probes_see_eager_gates() -> None:
 def test_the_backend_registry_dispatches_a_cell_to_a_registered_backend() -> None:
     """A new backend is one registered object: cells find it by name, and "auto" by its priority."""
     from normrnn.kernels import GateBackend, backend_names, register_backend
-    from normrnn.kernels.registry import _BACKENDS
+    from normrnn.kernels.registry import _BACKENDS, _RANKED, _rank
 
     class Doubling(GateBackend):  # the eager block with h doubled, so its use is visible
         name, priority = "doubling_test", 100
@@ -291,6 +291,8 @@ def test_the_backend_registry_dispatches_a_cell_to_a_registered_backend() -> Non
         assert ConvGRUCell(3, 4, 3).gate_backend(torch.device("meta")) == "eager"  # unsupported: skipped
     finally:
         del _BACKENDS["doubling_test"]
+        _rank()
+        assert all(b.name != "doubling_test" for b in _RANKED)
 
 
 def test_compile_keys_name_every_option_and_norm() -> None:

@@ -75,19 +75,22 @@ def convlstm_from_keras(weights: Sequence[Any], config: Mapping[str, Any]) -> Co
                      recurrent_dilation=1, bias=use_bias, forget_bias=0.0,  # Keras dilates W_x only
                      padding=padding, stride=strides, go_backwards=bool(config.get("go_backwards", False)),
                      **activations)
-    channels_first = (d + 1, d, *range(d))  # (*k, C_in, 4C) -> (4C, C_in, *k)
-    tensors = {"weight_x": kernel.transpose(channels_first), "weight_h": recurrent.transpose(channels_first)}
+    tensors = {"weight_x": _channels_first(kernel), "weight_h": _channels_first(recurrent)}
     if use_bias:
         tensors["bias"] = arrays[2]
     load_arrays(model.cell(0), **tensors)
     return model
 
 
+def _channels_first(kernel: np.ndarray) -> np.ndarray:
+    """A TF/Keras convolution kernel ``(*k, I, O)`` in PyTorch's order ``(O, I, *k)``."""
+    d = kernel.ndim - 2
+    return kernel.transpose(d + 1, d, *range(d))
+
+
 def _tf1_kernel(kernel: np.ndarray, c_in: int) -> tuple[np.ndarray, np.ndarray]:
     """A TF1 ``[x; h]`` kernel ``(*k, C_in + C, G)`` as normrnn's ``weight_x`` ``(G, C_in, *k)`` and ``weight_h``."""
-    d = kernel.ndim - 2
-    channels_first = (d + 1, d, *range(d))  # (*k, I, O) -> (O, I, *k)
-    return kernel[..., :c_in, :].transpose(channels_first), kernel[..., c_in:, :].transpose(channels_first)
+    return _channels_first(kernel[..., :c_in, :]), _channels_first(kernel[..., c_in:, :])
 
 
 def _tf1_blocks(array: np.ndarray, order: Sequence[int], axis: int = 0) -> np.ndarray:

@@ -128,6 +128,7 @@ class FusedBackend(GateBackend):
 
 
 _BACKENDS: dict[str, GateBackend] = {}
+_RANKED: list[GateBackend] = []  # by priority, highest first: what "auto" tries, kept at registration (not per step)
 
 
 def register_backend(backend: GateBackend) -> GateBackend:
@@ -135,7 +136,12 @@ def register_backend(backend: GateBackend) -> GateBackend:
     if backend.name == "auto" or backend.name in _BACKENDS:
         raise ValueError(f"gate backend name {backend.name!r} is reserved or taken")
     _BACKENDS[backend.name] = backend
+    _rank()
     return backend
+
+
+def _rank() -> None:
+    _RANKED[:] = sorted(_BACKENDS.values(), key=lambda b: -b.priority)
 
 
 EAGER = register_backend(EagerBackend())
@@ -154,14 +160,10 @@ def get_backend(name: str) -> GateBackend:
     return _BACKENDS[name] if name != "auto" else EAGER
 
 
-def _ranked() -> list[GateBackend]:
-    return sorted(_BACKENDS.values(), key=lambda b: -b.priority)
-
-
 def auto_backend(device: torch.device, cell: Any = None) -> str:
     """The name ``"auto"`` resolves to on ``device`` (for ``cell``, when given): compiled on CUDA with Triton,
     eager elsewhere."""
-    for backend in _ranked():
+    for backend in _RANKED:
         if backend.prefers(device) and (cell is None or backend.unsupported(cell) is None):
             return backend.name
     return EAGER.name

@@ -53,6 +53,13 @@ def _choice(key: str, value: object, options: Sequence[str]) -> None:
         raise ValueError(f"expected {key} to be one of {', '.join(map(repr, options))}, got {value!r}")
 
 
+def _kind(key: str, value: object, kind: type, what: str, *, optional: bool = False) -> None:
+    """A ``value`` of ``kind`` (``None`` too when ``optional``); strings must not be empty."""
+    if (optional and value is None) or (isinstance(value, kind) and value != ""):
+        return
+    raise ValueError(f"expected {key} to be {what}{' or None' if optional else ''}, got {value!r}")
+
+
 def _device(key: str, value: object) -> None:
     if not isinstance(value, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", value):
         raise ValueError(f"expected {key} to be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
@@ -68,9 +75,9 @@ def _norm(key: str, value: object) -> None:
 
 
 _SCALAR_CHECKS: dict[str, Callable[[str, object], None]] = {
-    "name": lambda k, v: None if isinstance(v, str) and v else _choice(k, v, ["a non-empty string"]),
+    "name": lambda k, v: _kind(k, v, str, "a non-empty string"),
     "dataset": lambda k, v: _choice(k, v, DATASETS),
-    "data_path": lambda k, v: None if v is None or isinstance(v, str) else _choice(k, v, ["a path", "None"]),
+    "data_path": lambda k, v: _kind(k, v, str, "a path", optional=True),
     "size": lambda k, v: _int(k, v, minimum=1),
     "frames_in": lambda k, v: _int(k, v, minimum=1),
     "frames_out": lambda k, v: _int(k, v, minimum=1),
@@ -90,7 +97,7 @@ _SCALAR_CHECKS: dict[str, Callable[[str, object], None]] = {
     "weight_decay": lambda k, v: _float(k, v, minimum=0.0),
     "schedule": lambda k, v: _choice(k, v, ("onecycle", "cosine")),
     "clip": lambda k, v: _float(k, v, minimum=0.0),
-    "bf16": lambda k, v: None if isinstance(v, bool) else _choice(k, v, ("true", "false")),
+    "bf16": lambda k, v: _kind(k, v, bool, "true or false"),
     "divergence_bound": lambda k, v: _float(k, v, minimum=0.0, strict=True),
     "device": _device,
     "threads": lambda k, v: None if v is None else _int(k, v, minimum=1),
