@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from normrnn.cli import main
 from normrnn.study import RunSpec, StudyConfig, load_results, run_study, train_run
 from normrnn.study.distributed import Rank, local_batch_size
-from normrnn.study.runner import _datasets
+from normrnn.study.runner import load_datasets
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available in this build")
 
@@ -74,7 +74,7 @@ def _resume_worker(rank: int, init_file: str, out: str, steps: int) -> None:
     try:
         spec = RunSpec("recurrent_batch", "residual", 2, 0, 1.0)
         with pytest.raises(KeyboardInterrupt):
-            train_run(SMALL, spec, _datasets(SMALL), _run_dir(out, spec), interrupt_after_steps=steps,
+            train_run(SMALL, spec, load_datasets(SMALL), _run_dir(out, spec), interrupt_after_steps=steps,
                       rank=Rank(rank, 2))
     finally:
         dist.destroy_process_group()
@@ -86,7 +86,7 @@ def _run_dir(out: str | Path, spec: RunSpec) -> Path:
 
 def test_a_run_resumes_with_another_world_size(tmp_path) -> None:
     spec = RunSpec("recurrent_batch", "residual", 2, 0, 1.0)
-    data = _datasets(SMALL)
+    data = load_datasets(SMALL)
     single = tmp_path / "single"
     train_run(SMALL, spec, data, _run_dir(single, spec), rank=Rank())
     # 2 processes stop one step into epoch 2, after the checkpoint of epoch 1; one process finishes the run

@@ -21,7 +21,7 @@ import torch
 from normrnn._io import atomic_write_text
 from normrnn.study import RunSpec, StudyConfig, load_config, load_results, run_study, train_run
 from normrnn.study.results import ResultsWarning, append_result
-from normrnn.study.runner import _datasets
+from normrnn.study.runner import load_datasets
 from normrnn.study.train import CheckpointWarning, read_checkpoint
 
 TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4, epochs=2,
@@ -136,7 +136,7 @@ def test_zero_is_a_value_not_a_missing_flag(tmp_path, flag: str, expected: str |
 
 @pytest.fixture(scope="module")
 def tiny_data():
-    return _datasets(TINY)
+    return load_datasets(TINY)
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])

@@ -27,7 +27,7 @@ from normrnn.study import (
 )
 from normrnn.study.metrics import frame_mae, frame_mse, psnr, ssim
 from normrnn.study.report import mean_ci, write_report
-from normrnn.study.runner import _claim, _datasets, append_result
+from normrnn.study.runner import _claim, append_result, load_datasets
 from normrnn.study.train import count_spikes
 
 TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4, epochs=3,
@@ -109,7 +109,7 @@ def test_shards_partition_the_grid(count: int) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_data():
-    return _datasets(TINY)
+    return load_datasets(TINY)
 
 
 def _metrics(row: dict) -> dict:

@@ -84,28 +84,29 @@ def _study_config(args: argparse.Namespace):
 
 def _study(args: argparse.Namespace) -> int:
     from .study import expand_grid, parse_shard, shard
+    from .study.config import planned_runs
 
     config = _study_config(args)
-    runs = expand_grid(config)
-    if args.shard is not None:
-        runs = shard(runs, *parse_shard(args.shard))
+    shard_of = None if args.shard is None else parse_shard(args.shard)
     if args.plan:
         from .study.config import check_device
         from .study.plan import plan
 
         check_device(config.device)
-        print(plan(config, runs))
+        runs = planned_runs(config)
+        print(plan(config, runs if shard_of is None else shard(runs, *shard_of)))
         return 0
     if args.out is None:
         raise ValueError("expected --out DIR, the study directory (or --plan to see the grid without training)")
-    rank = _run(config, args, runs)
+    rank = _run(config, args, None, shard_of)
     if rank is None:
         return 130
     if not rank.is_main:
         return 0
     from .study import load_results, write_report
 
-    missing = {s.run_id for s in expand_grid(config)} - {r["run_id"] for r in load_results(args.out)}
+    rows = load_results(args.out)
+    missing = {s.run_id for s in expand_grid(config, rows)} - {r["run_id"] for r in rows}
     if missing:  # another shard is still at work
         print(f"{len(missing)} runs of the study are not in {args.out} yet; when every shard has finished, "
               f"run: normrnn report {args.out}", file=sys.stderr)
@@ -138,7 +139,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(config, args: argparse.Namespace, runs):
+def _run(config, args: argparse.Namespace, runs, shard_of=None):
     """Run ``runs`` into ``--out`` and return this process's rank; None after Ctrl-C. Under torchrun, the
     process joins the group for the runs and leaves it after."""
     import torch.distributed as dist
@@ -150,7 +151,7 @@ def _run(config, args: argparse.Namespace, runs):
     check_runnable(config, args.out, nproc=args.nproc, executor=args.executor)  # before any process or data
     rank = init_from_env(config.device)
     try:
-        run_study(config, args.out, runs=runs, progress=not args.no_progress, nproc=args.nproc,
+        run_study(config, args.out, runs=runs, shard_of=shard_of, progress=not args.no_progress, nproc=args.nproc,
                   executor=args.executor, ray_address=args.ray_address, tensorboard=args.tensorboard)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {args.out} is consistent; run the same command again to resume", file=sys.stderr)

@@ -149,6 +149,12 @@ class RecurrentCell(nn.Module):
     def recurrent_dilation(self) -> tuple[int, ...]:
         return self.geometry.recurrent_dilation
 
+    @property
+    def gate_bias(self) -> Tensor | None:
+        """The bias the gate block adds after the gate norm; ``None`` when the input projection carries it (no
+        norm) or the joint norm's shift β takes its place."""
+        return None if self._fold_bias else self.bias
+
     # -- construction ---------------------------------------------------------------------------------
 
     def _build_extra_params(self, *, bias: bool, factory: dict) -> None:

@@ -57,7 +57,7 @@ class _GRUBase(RecurrentCell):
             gx, gh = self.bind_norm(self.norm_x, t, mask)(gx), self.bind_norm(self.norm_h, t, mask)(gh)
         elif self.normalized:
             norm_rz, norm_n = self.bind_norm(self.norm_rz, t, mask), self.bind_norm(self.norm_n, t, mask)
-        return gru_gates(gx, gh, state, norm_rz=norm_rz, norm_n=norm_n, bias=None if self._fold_bias else self.bias,
+        return gru_gates(gx, gh, state, norm_rz=norm_rz, norm_n=norm_n, bias=self.gate_bias,
                          bias_hn=self.bias_hn, probe=self.gate_probe, act=self.act, gate_act=self.gate_act,
                          hidden_n=None if self.reset_after else self._hidden_n)
 

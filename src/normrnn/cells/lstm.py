@@ -76,7 +76,7 @@ class _LSTMBase(RecurrentCell):
             pre = gx if gh is None else gx + gh
             norm = self.bind_norm(self.norm_gates, t, mask) if self.normalized else None
         return lstm_gates(
-            pre, state[1], norm=norm, bias=None if self._fold_bias else self.bias, peephole=self.weight_peephole,
+            pre, state[1], norm=norm, bias=self.gate_bias, peephole=self.weight_peephole,
             cell_norm=self.bind_norm(self.cell_norm, t, mask), norm_cell=self.norm_cell, probe=self.gate_probe,
             act=self.act, gate_act=self.gate_act, peephole_before_norm=self.peephole_placement == "before_norm",
         )

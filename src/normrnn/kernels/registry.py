@@ -27,7 +27,8 @@ from .._checks import one_of
 from .compile import CompiledBlock
 from .fused import fused_lstm_gates
 
-__all__ = ["GateBackend", "auto_backend", "backend_names", "get_backend", "register_backend", "resolve_backend"]
+__all__ = ["GateBackend", "TritonBackend", "auto_backend", "backend_names", "get_backend", "register_backend",
+           "resolve_backend"]
 
 
 @functools.cache
@@ -105,26 +106,70 @@ class FusedBackend(GateBackend):
         return False
 
     def unsupported(self, cell: Any) -> str | None:
-        if cell.kind != "lstm":
-            return f"there is no fused {cell.kind.upper()} block yet"
-        if cell.norm_inputs != "joint":
-            return f"it needs norm_inputs='joint', got {cell.norm_inputs!r}"
+        why = _lstm_block_unsupported(cell, "fused")
         norm = getattr(cell, "norm_gates", None)
-        view = getattr(norm, "as_group_norm", lambda: None)()
-        if view is None:
-            return (f"it needs a joint group or layer gate norm with a per-channel scale and shift, "
-                    f"got norm={cell.norm_spec!r}")
-        if (cell.activation, cell.recurrent_activation) != ("tanh", "sigmoid"):
-            return (f"it computes tanh and sigmoid only, got activation={cell.activation!r}, "
-                    f"recurrent_activation={cell.recurrent_activation!r}")
-        if cell.peephole or cell.norm_cell != "none":
-            return f"it has no peepholes or cell norm, got peephole={cell.peephole}, norm_cell={cell.norm_cell!r}"
-        return None
+        if why is None and getattr(norm, "as_group_norm", lambda: None)() is None:
+            why = (f"it needs a joint group or layer gate norm with a per-channel scale and shift, "
+                   f"got norm={cell.norm_spec!r}")
+        return why
 
     def __call__(self, cell: Any, gx: Tensor, gh: Tensor | None, state: Any, t: int, mask: Tensor | None) -> Any:
         g = cell.norm_gates.as_group_norm()
         pre = gx if gh is None else gx + gh
         return fused_lstm_gates(pre, state[1], g.weight, g.bias, groups=g.groups, eps=g.eps)
+
+
+def _lstm_block_unsupported(cell: Any, what: str) -> str | None:
+    """Why an LSTM-only fused block cannot run ``cell`` (beyond its norm), or ``None``."""
+    if cell.kind != "lstm":
+        return f"there is no {what} {cell.kind.upper()} block yet"
+    if cell.norm_inputs != "joint":
+        return f"it needs norm_inputs='joint', got {cell.norm_inputs!r}"
+    if (cell.activation, cell.recurrent_activation) != ("tanh", "sigmoid"):
+        return (f"it computes tanh and sigmoid only, got activation={cell.activation!r}, "
+                f"recurrent_activation={cell.recurrent_activation!r}")
+    if cell.peephole or cell.norm_cell != "none":
+        return f"it has no peepholes or cell norm, got peephole={cell.peephole}, norm_cell={cell.norm_cell!r}"
+    return None
+
+
+class TritonBackend(GateBackend):
+    """The LSTM gate block as Triton kernels (:mod:`.triton`), forward and backward, for a joint per-gate norm
+    with per-(sample, group) statistics: ``none``, ``layer``, ``group:G``, ``rms``. Runs on CUDA, and on CPU
+    under ``TRITON_INTERPRET=1`` (the tests). Opt-in: ``"auto"`` keeps ``compiled`` on CUDA until a GPU
+    measurement (``make gpu-check``) shows this is faster. Masks need no special care: the statistics are per
+    sample, and the layer keeps padded samples' states."""
+
+    name = "triton"
+    priority = -1
+
+    def prefers(self, device: torch.device) -> bool:
+        return False
+
+    def unsupported(self, cell: Any) -> str | None:
+        from .triton import triton_unavailable
+
+        why = triton_unavailable() or _lstm_block_unsupported(cell, "Triton")
+        if why is None and cell.normalized and _grouped_stats(cell) is None:
+            why = (f"it needs a joint gate norm with per-sample statistics over channel groups and positions "
+                   f"(none, layer, group:G, rms), got norm={cell.norm_spec!r}")
+        return why
+
+    def __call__(self, cell: Any, gx: Tensor, gh: Tensor | None, state: Any, t: int, mask: Tensor | None) -> Any:
+        from .triton import triton_lstm_gates
+
+        pre = gx if gh is None else gx + gh
+        view = _grouped_stats(cell) if cell.normalized else None
+        if view is None:
+            return triton_lstm_gates(pre, state[1], None, cell.gate_bias)
+        shift = view.bias if view.bias is not None else cell.gate_bias
+        return triton_lstm_gates(pre, state[1], view.weight, shift, groups=view.groups, eps=view.eps, rms=view.rms)
+
+
+def _grouped_stats(cell: Any) -> Any:
+    """The joint gate norm as per-(sample, group) statistics (:class:`normrnn.norms.GroupedStatsView`), or None."""
+    norm = getattr(cell, "norm_gates", None)
+    return getattr(norm, "as_grouped_stats", lambda: None)()
 
 
 _BACKENDS: dict[str, GateBackend] = {}
@@ -147,6 +192,7 @@ def _rank() -> None:
 EAGER = register_backend(EagerBackend())
 register_backend(CompiledBackend())
 register_backend(FusedBackend())
+register_backend(TritonBackend())
 
 
 def backend_names() -> tuple[str, ...]:

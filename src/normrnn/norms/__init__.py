@@ -7,7 +7,7 @@ layout letters (:mod:`normrnn.norms.layout`), behind one call protocol (:mod:`no
 import other frameworks' layers. This package imports nothing else from normrnn.
 """
 
-from .base import Description, GroupNormView, Norm, call_norm
+from .base import Description, GroupedStatsView, GroupNormView, Norm, call_norm
 from .batch import DEFAULT_MAX_STEPS, BatchNorm, RecurrentBatchNorm
 from .convert import from_flax, from_keras, from_tf1_layer_norm, from_torch
 from .create import NORM_SPECS, NormEntry, NormLike, NormSpec, create_norm, default_groups, register_norm
@@ -24,6 +24,7 @@ __all__ = [
     "Description",
     "GroupNorm",
     "GroupNormView",
+    "GroupedStatsView",
     "Identity",
     "InstanceNorm",
     "KernelPlan",

@@ -9,6 +9,9 @@ this protocol, never by checking their classes, so a new norm is one class in on
   collectives); a compiled gate block runs eagerly otherwise.
 - ``as_group_norm()``: the norm as a native channel-first group norm (groups, γ, β, eps), for fused kernels;
   ``None`` when it is not one.
+- ``as_grouped_stats()``: the norm as statistics per (sample, channel group) over the group's channels and
+  every axis after C, centred or RMS, then a per-channel γ and β (:class:`GroupedStatsView`), for the Triton
+  kernels; ``None`` when it is not one.
 - ``describe(shape)``: what it reduces, its statistics and parameters (:func:`normrnn.explain`).
 
 Modules that are not normrnn norms (``nn.BatchNorm2d``, a user's own) are called as ``module(x)``:
@@ -24,7 +27,7 @@ from torch import Tensor, nn
 
 from .layout import Layout
 
-__all__ = ["Description", "GroupNormView", "Norm", "call_norm", "check_step"]
+__all__ = ["Description", "GroupNormView", "GroupedStatsView", "Norm", "call_norm", "check_step"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,19 @@ class GroupNormView:
     eps: float
 
 
+@dataclass(frozen=True)
+class GroupedStatsView:
+    """A norm that, on a channel-first ``(B, C, *S)`` tensor, keeps statistics per (sample, group of ``C/groups``
+    contiguous channels) over the group's channels and all of ``S``, then applies a per-channel γ and β (each
+    may be ``None``). ``rms``: the root mean square, no centring (RMSNorm)."""
+
+    groups: int
+    weight: Tensor | None
+    bias: Tensor | None
+    eps: float
+    rms: bool
+
+
 class Norm(nn.Module):
     """Base of every normrnn norm; see the module docstring for the protocol."""
 
@@ -73,6 +89,10 @@ class Norm(nn.Module):
 
     def as_group_norm(self) -> GroupNormView | None:
         """This norm as a native channel-first group norm with per-channel γ and β, or ``None``."""
+        return None
+
+    def as_grouped_stats(self) -> GroupedStatsView | None:
+        """This norm as per-(sample, channel group) statistics on a channel-first tensor, or ``None``."""
         return None
 
     def describe(self, shape: Sequence[int]) -> Description:

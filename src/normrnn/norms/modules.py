@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import positive_int
-from .base import Description, GroupNormView, Norm
+from .base import Description, GroupedStatsView, GroupNormView, Norm
 from .functional import NormAxes, norm_forward, plan_kernel
 from .layout import Layout
 
@@ -150,6 +150,14 @@ class _AxisNorm(Norm):
                 or self.layout.dim("C") != 1):
             return None
         return GroupNormView(self.axes.groups, self.weight, self.bias, self.eps)
+
+    def as_grouped_stats(self) -> GroupedStatsView | None:
+        """Channel-grouped (or RMS) statistics over every axis after C, with per-channel γ and β, on ``B C ...``."""
+        letters = self.layout.letters
+        if (letters[0] != "B" or self.layout.dim("C") != 1 or self.param_axes != "C"
+                or self.axes.reduce != letters[1:]):
+            return None
+        return GroupedStatsView(self.axes.groups or 1, self.weight, self.bias, self.eps, self.rms)
 
     def extra_repr(self) -> str:
         s = f"{self.num_channels}, layout={self.layout.spelled!r}, reduce={self.reduce!r}"

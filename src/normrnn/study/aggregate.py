@@ -12,11 +12,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["METRICS", "Aggregate", "aggregate", "differ", "mean_ci", "stability_frontier"]
+__all__ = ["METRICS", "Aggregate", "aggregate", "best_lr", "differ", "main_variants", "mean_ci", "median_range",
+           "stability_frontier"]
 
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086]  # Student's t, two-sided 95%, df = 1..20
-METRICS = ("test_mse", "test_mae", "test_ssim", "test_psnr", "train_mse")
+METRICS = ("test_mse", "test_mae", "test_ssim", "test_psnr", "train_mse", "val_mse")
 Aggregate = dict[str, Any]
 
 
@@ -38,6 +39,32 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float | None]:
     return mean, t * statistics.stdev(values) / math.sqrt(n)
 
 
+def median_range(values: Sequence[float | None]) -> tuple[float | None, float | None, float | None]:
+    """Median, min and max of ``values``, where ``None`` (never) counts as larger than any number; each of the
+    three is ``None`` when it falls on a "never". For n values, [min, max] covers the true median with
+    probability 1 − 2^(1−n) (75% for 3 seeds): the distribution-free interval that small samples allow.
+
+    Example::
+
+        >>> median_range([40, None, 10])
+        (40, 10, None)
+    """
+    if not values:
+        return None, None, None
+    ordered = sorted(values, key=lambda v: math.inf if v is None else v)
+    n = len(ordered)
+    middle = ordered[n // 2] if n % 2 else (None if None in ordered[n // 2 - 1 : n // 2 + 1]
+                                            else (ordered[n // 2 - 1] + ordered[n // 2]) / 2)
+    return middle, ordered[0], ordered[-1]
+
+
+def _val_mse(row: dict[str, Any]) -> float | None:
+    """The validation MSE at the end of training (rows written before ``val_mse`` existed: the curve's last)."""
+    if row.get("val_mse") is not None:
+        return row["val_mse"]
+    return row["val_curve"][-1] if row.get("val_curve") and not row["diverged"] else None
+
+
 def _mean_curve(curves: list[list[float]]) -> list[float]:
     length = min((len(c) for c in curves), default=0)
     return [statistics.fmean(c[i] for c in curves) for i in range(length)]
@@ -56,7 +83,8 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> list[Aggregate]:
         agg: Aggregate = {"norm": norm, "topology": topo, "depth": depth, "lr_mult": mult, "runs": len(g),
                           "diverged_rate": 1 - len(ok) / len(g)}
         for m in METRICS:
-            agg[m], agg[m + "_ci"] = mean_ci([r[m] for r in ok if r.get(m) is not None])
+            values = [_val_mse(r) for r in ok] if m == "val_mse" else [r.get(m) for r in ok]
+            agg[m], agg[m + "_ci"] = mean_ci([v for v in values if v is not None])
         agg["gap"], agg["gap_ci"] = mean_ci([r["test_mse"] - r["train_mse"] for r in ok
                                              if r.get("train_mse") is not None and r.get("test_mse") is not None])
         times = [r["step_time_s"] for r in g if r["step_time_s"]]
@@ -70,6 +98,9 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> list[Aggregate]:
         agg["val_curve"] = _mean_curve([r["val_curve"] for r in ok if r["val_curve"]])
         agg["train_curve"] = _mean_curve([r["train_curve"] for r in ok if r.get("train_curve")])
         agg["test_values"] = [r["test_mse"] for r in ok]
+        agg["steps_to_learn"] = [r.get("steps_to_learn") for r in g if "steps_to_learn" in r]  # None: never
+        agg["saturation_curve"] = _mean_curve([r["gate_saturation_curve"] for r in g
+                                               if r.get("gate_saturation_curve")])
         out.append(agg)
     return out
 
@@ -81,6 +112,33 @@ def differ(a: Aggregate, b: Aggregate, key: str = "test_mse") -> str | None:
     if abs(a[key] - b[key]) <= a[key + "_ci"] + b[key + "_ci"]:
         return "within noise"
     return "lower" if a[key] < b[key] else "higher"
+
+
+def best_lr(aggs: Sequence[Aggregate]) -> list[Aggregate]:
+    """Each (norm, topology, depth) at its own best learning-rate multiplier: the one with the lowest mean
+    *validation* MSE over seeds (test MSE never chooses). Candidates are the multipliers run with the most seeds
+    (with LR halving, the one that won on the first seed); one at which any seed diverged is not a candidate; a
+    variant with no candidate is left out. Ties go to the smaller multiplier."""
+    most: dict[tuple, int] = defaultdict(int)
+    for a in aggs:
+        key = (a["norm"], a["topology"], a["depth"])
+        most[key] = max(most[key], a["runs"])
+    best: dict[tuple, Aggregate] = {}
+    for a in sorted(aggs, key=lambda a: a["lr_mult"]):
+        key = (a["norm"], a["topology"], a["depth"])
+        if a["runs"] < most[key] or a["diverged_rate"] > 0 or not math.isfinite(a.get("val_mse", math.nan)):
+            continue
+        if key not in best or a["val_mse"] < best[key]["val_mse"]:
+            best[key] = a
+    return list(best.values())
+
+
+def main_variants(aggs: Sequence[Aggregate]) -> list[Aggregate]:
+    """What the report compares: each variant at its own best learning rate (:func:`best_lr`) when the grid
+    has several multipliers, otherwise the grid itself."""
+    if len({a["lr_mult"] for a in aggs}) > 1:
+        return best_lr(aggs)
+    return list(aggs)
 
 
 def stability_frontier(aggs: Sequence[Aggregate], floor: float | None) -> dict[tuple, float | None]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..cells.base import RECURRENT_INITS
 from ..data import DATASETS
 from ..norms import NormSpec
 
@@ -22,14 +23,20 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["DEFAULT_NORMS", "PRESETS", "RunSpec", "StudyConfig", "check_device", "expand_grid", "load_config",
-           "parse_shard", "shard"]
+__all__ = ["DEFAULT_NORMS", "PRESETS", "RunSpec", "StudyConfig", "check_device", "expand_grid", "halving_winner",
+           "load_config", "parse_shard", "planned_runs", "shard"]
 
 DEFAULT_NORMS = ("none", "layer", "group:8", "recurrent_batch", "instance", "rms")
 STUDY_NORMS = ("none", "layer", "group:8", "recurrent_batch")  # bias-only, per-sample, grouped, batch statistics
 TOPOLOGIES = ("stacked", "residual")
 CELLS = ("convlstm", "convgru")
-GRID = ("norms", "topologies", "depths", "seeds", "lr_mults")  # which runs; not how each run trains
+HEADS = ("sigmoid", "linear")  # the forecaster's output: squashed into [0, 1], or left as is
+SCHEDULES = ("onecycle", "cosine", "constant")
+# keys added after studies were already on disk: at these defaults they stay out of the config hash, so those
+# studies' directories keep their hash and resume
+_LATER_KEYS = {"forget_bias": 1.0, "recurrent_init": "orthogonal", "head": "sigmoid", "warmup": 0.3}
+GRID = ("norms", "topologies", "depths", "seeds", "lr_mults", "lr_search")  # which runs; not how each run trains
+LR_SEARCHES = ("grid", "halving")
 NOT_RESULTS = ("name", "threads")  # a label and a speed setting: they never change a run's numbers
 
 
@@ -46,6 +53,12 @@ def _float(key: str, value: object, *, minimum: float, strict: bool = False) -> 
     if not ok or value < minimum or (strict and value == minimum):
         bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
         raise ValueError(f"expected {key} to be a finite number {bound}, got {value!r}")
+
+
+def _fraction(key: str, value: object) -> None:
+    _float(key, value, minimum=0.0, strict=True)
+    if value >= 1:  # type: ignore[operator]
+        raise ValueError(f"expected {key} to be a fraction in (0, 1), got {value!r}")
 
 
 def _choice(key: str, value: object, options: Sequence[str]) -> None:
@@ -91,15 +104,20 @@ _SCALAR_CHECKS: dict[str, Callable[[str, object], None]] = {
     "patch": lambda k, v: _int(k, v, minimum=1),
     "norm_inputs": lambda k, v: _choice(k, v, ("joint", "separate")),
     "norm_scope": lambda k, v: _choice(k, v, ("per_gate", "all_gates")),
+    "forget_bias": lambda k, v: _float(k, v, minimum=-math.inf),
+    "recurrent_init": lambda k, v: _choice(k, v, RECURRENT_INITS),
+    "head": lambda k, v: _choice(k, v, HEADS),
     "epochs": lambda k, v: _int(k, v, minimum=1),
     "batch_size": lambda k, v: _int(k, v, minimum=1),
     "lr": lambda k, v: _float(k, v, minimum=0.0, strict=True),
     "weight_decay": lambda k, v: _float(k, v, minimum=0.0),
-    "schedule": lambda k, v: _choice(k, v, ("onecycle", "cosine")),
+    "schedule": lambda k, v: _choice(k, v, SCHEDULES),
+    "warmup": lambda k, v: _fraction(k, v),
     "clip": lambda k, v: _float(k, v, minimum=0.0),
     "bf16": lambda k, v: _kind(k, v, bool, "true or false"),
     "divergence_bound": lambda k, v: _float(k, v, minimum=0.0, strict=True),
     "device": _device,
+    "lr_search": lambda k, v: _choice(k, v, LR_SEARCHES),
     "threads": lambda k, v: None if v is None else _int(k, v, minimum=1),
 }
 _ITEM_CHECKS: dict[str, Callable[[str, object], None]] = {
@@ -133,12 +151,16 @@ class StudyConfig:
     patch: int = 2  # space-to-depth factor
     norm_inputs: str = "joint"  # joint | separate
     norm_scope: str = "per_gate"  # per_gate | all_gates
+    forget_bias: float = 1.0  # added to the forget gate's bias at initialization (Jozefowicz et al. 2015)
+    recurrent_init: str = "orthogonal"  # orthogonal (per gate, as Keras) | default (uniform ±1/sqrt(fan_in))
+    head: str = "sigmoid"  # sigmoid: frames squashed into [0, 1] | linear: the 1×1 head's output as is
     # training
     epochs: int = 5
     batch_size: int = 16
     lr: float = 2e-3  # AdamW peak learning rate, before the multiplier
     weight_decay: float = 1e-2
-    schedule: str = "onecycle"  # onecycle | cosine
+    schedule: str = "onecycle"  # onecycle | cosine | constant (the peak learning rate throughout)
+    warmup: float = 0.3  # onecycle: the fraction of steps spent rising to the peak (PyTorch's pct_start)
     clip: float = 1.0  # gradient-norm clip; 0 disables clipping
     bf16: bool = False  # bfloat16 autocast
     divergence_bound: float = 2.0  # diverged if the loss exceeds this multiple of the first step's loss
@@ -150,6 +172,9 @@ class StudyConfig:
     depths: tuple[int, ...] = (2,)
     seeds: tuple[int, ...] = (0,)
     lr_mults: tuple[float, ...] = (1.0,)
+    # grid: every multiplier with every seed | halving: every multiplier with the first seed, then the other
+    # seeds only at each variant's best multiplier by validation MSE (successive halving down to one)
+    lr_search: str = "grid"
 
     def __post_init__(self) -> None:
         """Check every value, in one place, before anything is written or trained."""
@@ -170,7 +195,8 @@ class StudyConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings that decide every run's numbers: all but the grid, the name and the thread count."""
-        return {k: v for k, v in self.to_dict().items() if k not in GRID + NOT_RESULTS}
+        return {k: v for k, v in self.to_dict().items()
+                if k not in GRID + NOT_RESULTS and not (k in _LATER_KEYS and v == _LATER_KEYS[k])}
 
     @property
     def config_hash(self) -> str:
@@ -201,6 +227,12 @@ PRESETS: dict[str, StudyConfig] = {
     "stability": StudyConfig(name="stability", size=32, patch=2, width=16, train_samples=192, val_samples=32,
                              test_samples=64, epochs=3, batch_size=16, lr=3e-3, clip=0.0, threads=2,
                              norms=STUDY_NORMS, depths=(2,), seeds=(0, 1, 2), lr_mults=(1.0, 3.0, 10.0, 30.0, 100.0)),
+    # the seed's grid with models that learn, each norm at its own best LR: 240 AdamW steps of batch 4 on 5 → 5
+    # frames (4x deep's steps at the same cost per run); LR × 1-30 by successive halving on seed 0; ~75 min
+    "tuned": StudyConfig(name="tuned", size=32, patch=2, width=16, frames_in=5, frames_out=5, train_samples=192,
+                         val_samples=32, test_samples=64, epochs=5, batch_size=4, lr=3e-3, threads=2,
+                         norms=STUDY_NORMS, depths=(1, 2, 4, 8), seeds=(0, 1, 2), lr_mults=(1.0, 3.0, 10.0, 30.0),
+                         lr_search="halving"),
     # about an hour on CPU: three seeds and a 10x learning-rate stress test
     "standard": StudyConfig(name="standard", size=32, patch=2, width=16, train_samples=480, val_samples=64,
                             test_samples=128, epochs=6, batch_size=16, lr=3e-3, seeds=(0, 1, 2),
@@ -280,11 +312,47 @@ class RunSpec:
         return f"{norm}_{self.topology}_d{self.depth}_s{self.seed}_lr{self.lr_mult:g}"
 
 
-def expand_grid(config: StudyConfig) -> list[RunSpec]:
-    """Every run, in a fixed order: seeds outermost, so a partial study already covers every variant."""
-    return [RunSpec(norm, topo, depth, seed, float(mult))
+def expand_grid(config: StudyConfig, rows: Sequence[dict[str, Any]] = ()) -> list[RunSpec]:
+    """Every run known so far, in a fixed order: seeds outermost, so a partial study already covers every variant.
+
+    With ``lr_search = "halving"`` the first seed runs every LR multiplier; once all of a variant's first-seed
+    runs are in ``rows`` (finished result rows), the other seeds follow at the multiplier whose run has the
+    lowest validation MSE (diverged runs never win; if all diverged, the smallest multiplier). Call again with
+    more rows to get more runs.
+    """
+    grid = [RunSpec(norm, topo, depth, seed, float(mult))
             for seed, mult, depth, topo, norm in itertools.product(
                 config.seeds, config.lr_mults, config.depths, config.topologies, config.norms)]
+    if config.lr_search == "grid" or len(config.lr_mults) == 1:
+        return grid
+    first = [s for s in grid if s.seed == config.seeds[0]]
+    done = {r["run_id"]: r for r in rows}
+    later = []
+    for key in dict.fromkeys((s.norm, s.topology, s.depth) for s in first):
+        candidates = [s for s in first if (s.norm, s.topology, s.depth) == key]
+        if all(s.run_id in done for s in candidates):
+            mult = halving_winner([done[s.run_id] for s in candidates])
+            later += [RunSpec(*key, seed, mult) for seed in config.seeds[1:]]
+    return first + sorted(later, key=lambda s: config.seeds.index(s.seed))
+
+
+def halving_winner(rows: Sequence[dict[str, Any]]) -> float:
+    """The LR multiplier of the row with the lowest final validation MSE; diverged rows never win."""
+    def score(r: dict[str, Any]) -> tuple[float, float]:
+        val = r.get("val_mse")
+        ok = not r.get("diverged") and isinstance(val, (int, float)) and math.isfinite(val)
+        return (val if ok else math.inf, r["lr_mult"])
+
+    return float(min(rows, key=score)["lr_mult"])
+
+
+def planned_runs(config: StudyConfig) -> list[RunSpec]:
+    """What the whole study will run, for estimates: with halving, the later seeds are counted at the first
+    multiplier (which one wins is not known yet; a run costs the same at any multiplier)."""
+    grid = expand_grid(dataclasses.replace(config, lr_search="grid"))
+    if config.lr_search == "grid" or len(config.lr_mults) == 1:
+        return grid
+    return [s for s in grid if s.seed == config.seeds[0] or s.lr_mult == config.lr_mults[0]]
 
 
 def shard(specs: Sequence[RunSpec], index: int, count: int) -> list[RunSpec]:

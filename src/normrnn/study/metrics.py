@@ -15,9 +15,42 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["SATURATED", "frame_mae", "frame_mse", "psnr", "ssim"]
+__all__ = ["LEARN_FRACTION", "LEARN_WINDOW", "SATURATED", "frame_mae", "frame_mse", "no_learning_guesses", "psnr",
+           "ssim", "steps_to_learn"]
 
 SATURATED = 0.01  # a sigmoid gate below this, or above 1 - this, counts as saturated
+LEARN_FRACTION = 0.9  # a run has learned once its smoothed training loss is below this × the no-learning floor
+LEARN_WINDOW = 10  # steps in the trailing mean that smooths the training loss
+
+
+def no_learning_guesses(x: Tensor, y: Tensor) -> dict[str, Tensor]:
+    """Predictions of ``y`` (B, T_out, C, H, W) that learn nothing from training: all-zero frames, the last given
+    frame of ``x`` (B, T_in, C, H, W) repeated, and the mean pixel value of the targets everywhere."""
+    return {"blank": torch.zeros_like(y), "copy last frame": x[:, -1:].expand_as(y).contiguous(),
+            "mean frame": torch.full_like(y, float(y.mean()))}
+
+
+def steps_to_learn(losses: list[float | None], floor: float, *, fraction: float = LEARN_FRACTION,
+                   window: int = LEARN_WINDOW) -> int | None:
+    """The first optimizer step after which the trailing mean of ``window`` training losses is below
+    ``fraction × floor`` (``floor``: the best no-learning predictor's loss, in the same units); ``None`` if never.
+
+    ``losses[i]`` is the loss of the batch seen after ``i`` optimizer steps, so the answer counts steps taken.
+
+    Example::
+
+        >>> steps_to_learn([1.0] * 5 + [0.7] * 20, floor=1.0, window=4)  # (1 + 1 + 0.7 + 0.7) / 4 < 0.9
+        6
+        >>> steps_to_learn([1.0] * 20, floor=1.0) is None
+        True
+    """
+    for i in range(len(losses)):
+        recent = losses[max(0, i - window + 1) : i + 1]
+        if len(recent) < min(window, len(losses)) or any(v is None for v in recent):
+            continue
+        if sum(recent) / len(recent) < fraction * floor:  # type: ignore[arg-type]
+            return i
+    return None
 
 
 def _frames(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

@@ -34,6 +34,9 @@ class ModelConfig:
     residual: bool = False  # False: plainly stacked; True: residual connections between layers
     patch: int = 1  # space-to-depth factor; H and W must be divisible by it
     channels: int = 1  # image channels
+    forget_bias: float = 1.0  # added to the forget gate's bias at initialization
+    recurrent_init: str = "orthogonal"  # orthogonal | default (uniform)
+    head: str = "sigmoid"  # sigmoid: outputs in [0, 1] | linear: the 1×1 head's output as is
 
 
 class Forecaster(nn.Module):
@@ -41,7 +44,7 @@ class Forecaster(nn.Module):
 
     Shape:
         - Input: ``(B, T_in, C, H, W)`` in [0, 1].
-        - Output: ``(B, T_out, C, H, W)`` in [0, 1] (a sigmoid head).
+        - Output: ``(B, T_out, C, H, W)``, in [0, 1] with the default sigmoid head.
 
     Example::
 
@@ -54,12 +57,15 @@ class Forecaster(nn.Module):
         super().__init__()
         if config.cell not in CELLS:
             raise ValueError(f"expected cell to be one of {', '.join(CELLS)}, got {config.cell!r}")
+        if config.head not in ("sigmoid", "linear"):
+            raise ValueError(f"expected head to be 'sigmoid' or 'linear', got {config.head!r}")
         self.config = config
         self.frames_out = frames_out
         c = config.channels * config.patch**2
         layer = CELLS[config.cell]
         options = {"num_layers": config.depth, "norm": config.norm, "norm_inputs": config.norm_inputs,
-                   "norm_scope": config.norm_scope, "residual": config.residual}
+                   "norm_scope": config.norm_scope, "residual": config.residual,
+                   "forget_bias": config.forget_bias, "recurrent_init": config.recurrent_init}
         self.encoder = layer(c, config.width, config.kernel_size, **options)
         self.forecaster = layer(c, config.width, config.kernel_size, **options)
         self.head = nn.Conv2d(config.width, c, 1)
@@ -80,4 +86,4 @@ class Forecaster(nn.Module):
         y, _ = self.forecaster(blank, states)  # (B, T_out, width, h, w)
         y = self.head(y.reshape(B * self.frames_out, *y.shape[2:]))  # (B·T_out, C·p², h, w)
         y = F.pixel_shuffle(y, p).reshape(B, self.frames_out, C, H, W)
-        return torch.sigmoid(y)
+        return torch.sigmoid(y) if self.config.head == "sigmoid" else y

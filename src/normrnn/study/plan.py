@@ -7,7 +7,7 @@ from collections import Counter
 
 from .config import RunSpec, StudyConfig
 from .cost import measure_cost
-from .runner import _datasets
+from .runner import load_datasets
 
 __all__ = ["plan"]
 
@@ -17,13 +17,16 @@ _EVAL_STEP = 1 / 3  # a forward-only evaluation batch costs about a third of a t
 def plan(config: StudyConfig, runs: list[RunSpec]) -> str:
     """The runs of ``config`` (or ``runs``) and their estimated wall time on this machine.
 
-    Each distinct (norm, topology, depth) model is timed for one training step after one untimed step, at the
-    study's shapes; a run is then ``epochs × steps per epoch`` such steps plus its evaluations. Runs that
-    diverge stop early, so a grid with high learning-rate multipliers takes less.
+    One model per distinct depth (the shapes that set the cost; norms and topologies change it by ~10%, see
+    ``cost.json``) is timed for one training step after one untimed step, at the study's shapes; a run is then
+    ``epochs × steps per epoch`` such steps plus its evaluations. Runs that diverge stop early, so a grid with
+    high learning-rate multipliers takes less.
     """
-    data = _datasets(config)
-    timing = {(r["norm"], r["topology"], r["depth"]): r["step_ms"] / 1e3
-              for r in measure_cost(config, data, runs, rounds=1, warmup=1)["rows"]}
+    data = load_datasets(config)
+    shapes = {s.depth: s for s in runs}
+    by_depth = {r["depth"]: r["step_ms"] / 1e3
+                for r in measure_cost(config, data, list(shapes.values()), rounds=1, warmup=1)["rows"]}
+    timing = {(s.norm, s.topology, s.depth): by_depth[s.depth] for s in runs}
     steps = config.epochs * math.ceil(config.train_samples / config.batch_size)
     evals = (config.epochs * config.val_samples + config.test_samples
              + min(config.train_samples, config.test_samples)) / config.batch_size
@@ -42,6 +45,8 @@ def plan(config: StudyConfig, runs: list[RunSpec]) -> str:
     for key, t in timing.items():
         lines.append(f"{', '.join(map(str, key)):<40} {t:>8.3f} {counts[key]:>5} "
                      f"{counts[key] * per_run[key] / 60:>9.1f}")
-    lines += ["", f"estimated total: {total / 60:.0f} min on this machine ({len(runs)} runs, one after another; "
-              "from one timed step per variant, so expect ±30%). Nothing was trained or written."]
+    halving = (f"; LR halving: {len(config.lr_mults)} multipliers on seed {config.seeds[0]}, then the other seeds "
+               "at each variant's best" if config.lr_search == "halving" and len(config.lr_mults) > 1 else "")
+    lines += ["", f"estimated total: {total / 60:.0f} min on this machine ({len(runs)} runs, one after another"
+              f"{halving}; from one timed step per depth, so expect ±30%). Nothing was trained or written."]
     return "\n".join(lines)

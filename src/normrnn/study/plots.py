@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write
-from .aggregate import Aggregate
+from .aggregate import Aggregate, main_variants
+from .metrics import SATURATED
 
 __all__ = ["MSE_LABEL", "plot_all"]
 
 MSE_LABEL = "MSE per frame (summed over pixels)"
+
 Floor = tuple[str, float] | None  # (name, test MSE) of the best no-learning predictor
 
 
@@ -82,7 +84,7 @@ def plot_curves(main: list[Aggregate], out: Path, floor: Floor, prefix: str) -> 
     return _save(fig, out / f"{prefix}learning_curves.png")
 
 
-def plot_test_mse(main: list[Aggregate], out: Path, floor: Floor, prefix: str) -> str:
+def plot_test_mse(main: list[Aggregate], out: Path, floor: Floor, prefix: str, note: str = "") -> str:
     """Test MSE by norm and topology (deepest depth when there are several), 95% CIs where there are seeds."""
     plt = _pyplot()
     depth = max(a["depth"] for a in main)
@@ -106,13 +108,13 @@ def plot_test_mse(main: list[Aggregate], out: Path, floor: Floor, prefix: str) -
                                                                        for a in main], floor)
     seeds = max(a["runs"] for a in main)
     ax.set(xlabel="norm", ylabel=f"test {MSE_LABEL}",
-           title=f"test MSE at depth {depth}, lower is better"
+           title=f"test MSE at depth {depth}{note}, lower is better"
            + (", 95% CI over seeds" if seeds > 1 else ", one seed (no CI)"))
     ax.legend(fontsize=8)
     return _save(fig, out / f"{prefix}test_mse.png")
 
 
-def plot_depth(main: list[Aggregate], out: Path, floor: Floor, prefix: str) -> str:
+def plot_depth(main: list[Aggregate], out: Path, floor: Floor, prefix: str, note: str = "") -> str:
     """Test MSE against depth, one line per norm, stacked and residual side by side, 95% CI bands."""
     plt = _pyplot()
     topologies = list(dict.fromkeys(a["topology"] for a in main))
@@ -130,7 +132,7 @@ def plot_depth(main: list[Aggregate], out: Path, floor: Floor, prefix: str) -> s
                                 [m + a["test_mse_ci"] for m, a in zip(means, line, strict=True)],
                                 color=handle.get_color(), alpha=0.15)
         _floor_line(ax, floor)
-        ax.set(xscale="log", title=f"{topo}: test MSE by depth (95% CI band)", xlabel="stacked layers (depth)",
+        ax.set(xscale="log", title=f"{topo}: test MSE by depth{note} (95% CI)", xlabel="stacked layers (depth)",
                ylabel=f"test {MSE_LABEL}")
         depths = sorted({a["depth"] for a in main})
         ax.set_xticks(depths, [str(d) for d in depths])
@@ -217,17 +219,45 @@ def plot_cost(cost: dict[str, Any], out: Path, prefix: str) -> str:
     return _save(fig, out / f"{prefix}cost.png")
 
 
+def plot_saturation(main: list[Aggregate], out: Path, prefix: str) -> str | None:
+    """Gate saturation (validation, after each epoch) over training: one panel per topology and depth, one line
+    per norm, each at its learning rate in ``main``."""
+    main = [a for a in main if a.get("saturation_curve")]
+    if not main:
+        return None
+    plt = _pyplot()
+    panels = sorted({(a["topology"], a["depth"]) for a in main})
+    cols = min(4, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False, sharey=True)
+    for ax, (topo, depth) in zip(axes.flat, panels, strict=False):
+        for a in (a for a in main if (a["topology"], a["depth"]) == (topo, depth)):
+            curve = a["saturation_curve"]
+            ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], marker=".",
+                    label=f"{a['norm']} (lr × {a['lr_mult']:g})")
+        ax.set(title=f"{topo}, depth {depth}", xlabel="epoch", ylabel="saturated gates (%)")
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"sigmoid gates within {SATURATED:g} of 0 or 1, on the validation set, mean over seeds",
+                 fontsize=9)
+    return _save(fig, out / f"{prefix}saturation.png")
+
+
 def plot_all(aggs: list[Aggregate], out: Path, floor: Floor, cost: dict[str, Any] | None,
              prefix: str = "") -> list[str]:
     """Every plot that the study's grid supports, by file name."""
     base = min(a["lr_mult"] for a in aggs)
-    main = [a for a in aggs if a["lr_mult"] == base]
-    names = [plot_curves(main, out, floor, prefix), plot_test_mse(main, out, floor, prefix)]
+    shared = [a for a in aggs if a["lr_mult"] == base]
+    main = main_variants(aggs)
+    note = ", each at its best LR" if len({a["lr_mult"] for a in aggs}) > 1 else ""
+    names = [plot_curves(shared, out, floor, prefix), plot_test_mse(main, out, floor, prefix, note)]
     if len({a["depth"] for a in main}) > 1:
-        names.append(plot_depth(main, out, floor, prefix))
+        names.append(plot_depth(main, out, floor, prefix, note))
     if len({a["lr_mult"] for a in aggs}) > 1:
         names.append(plot_stability(aggs, out, floor, prefix))
     names.append(plot_generalization(main, out, prefix))
+    names.append(plot_saturation(main, out, prefix))
     if cost is not None and any(r["norm"] != "none" and r["ratio"] is not None for r in cost["rows"]):
         names.append(plot_cost(cost, out, prefix))
     return [n for n in names if n]

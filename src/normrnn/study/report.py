@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
-from .aggregate import Aggregate, aggregate, differ, mean_ci, stability_frontier
+from .aggregate import Aggregate, aggregate, differ, main_variants, mean_ci, median_range, stability_frontier
 from .cost import load_cost
+from .metrics import LEARN_FRACTION, LEARN_WINDOW, SATURATED
 from .plots import MSE_LABEL, plot_all
 from .results import load_results
 
@@ -90,6 +91,72 @@ def _base(aggs: list[Aggregate]) -> list[Aggregate]:
     return sorted((a for a in aggs if a["lr_mult"] == base), key=lambda a: (a["topology"], a["depth"]))
 
 
+def _main(aggs: list[Aggregate]) -> list[Aggregate]:
+    """Each variant at its own best LR when the grid has several multipliers (else the grid), sorted."""
+    return sorted(main_variants(aggs), key=lambda a: (a["topology"], a["depth"]))
+
+
+def _at_best(aggs: list[Aggregate]) -> str:
+    """A heading suffix saying at which learning rate a table's variants are."""
+    return ", each at its best LR" if len({a["lr_mult"] for a in aggs}) > 1 else ""
+
+
+def _steps(value: float | None) -> str:
+    return "never" if value is None else f"{value:.0f}"
+
+
+def _learned(a: Aggregate) -> str:
+    """Median steps to learn with its min–max, and how many runs learned, e.g. ``120 (80–never), 2/3``."""
+    values = a["steps_to_learn"]
+    if not values:
+        return "–"
+    middle, lo, hi = median_range(values)
+    learned = sum(v is not None for v in values)
+    return f"{_steps(middle)} ({_steps(lo)}–{_steps(hi)}), {learned}/{len(values)}"
+
+
+def _best_lr(aggs: list[Aggregate]) -> str:
+    mults = sorted({a["lr_mult"] for a in aggs})
+    if len(mults) < 2:
+        return ""
+    base = {(a["norm"], a["topology"], a["depth"]): a for a in aggs if a["lr_mult"] == mults[0]}
+    lines = ["### Best learning rate", "",
+             f"Each variant at the LR multiplier (of {', '.join(f'{m:g}' for m in mults)}) with the lowest mean "
+             "*validation* MSE over seeds; multipliers at which any seed diverged are not candidates. The test MSE "
+             f"(mean ± 95% CI) is measured there and never chose anything; lr × {mults[0]:g} is the shared-LR "
+             "column. Steps to learn: median (min–max) over seeds, and how many learned.", "",
+             f"| topology | depth | norm | best lr × | val MSE | test MSE ↓ | steps to learn | test MSE at lr × "
+             f"{mults[0]:g} |", "|---|---|---|---|---|---|---|---|"]
+    for a in _main(aggs):
+        shared = base.get((a["norm"], a["topology"], a["depth"]))
+        lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['lr_mult']:g} | {_fmt(a['val_mse'])} "
+                     f"| {_fmt(a['test_mse'], a['test_mse_ci'])} | {_learned(a)} "
+                     f"| {'–' if shared is None else _fmt(shared['test_mse'], shared['test_mse_ci'])} |")
+    return "\n".join(lines)
+
+
+def _time_to_learn(aggs: list[Aggregate]) -> str:
+    main = [a for a in _main(aggs) if a["steps_to_learn"]]
+    if not main:
+        return ""
+    lines = [f"### Time to learn{_at_best(aggs)}", "",
+             f"Optimizer steps until the trailing mean of {LEARN_WINDOW} training losses falls below "
+             f"{LEARN_FRACTION:g} × the best no-learning predictor's loss on the training data; \"never\" if it did "
+             "not within the run. Median over seeds, with min–max: for n seeds that range covers the median with "
+             "probability 1 − 2^(1−n) (75% for 3). Saturated gates: the share of sigmoid gates within "
+             f"{SATURATED:g} of 0 or 1 on the validation set after the first and the last epoch.", "",
+             "| topology | depth | norm | lr × | median steps | min–max | learned | saturated gates, first → last "
+             "epoch |", "|---|---|---|---|---|---|---|---|"]
+    for a in main:
+        middle, lo, hi = median_range(a["steps_to_learn"])
+        curve = a.get("saturation_curve") or []
+        sat = f"{100 * curve[0]:.1f}% → {100 * curve[-1]:.1f}%" if curve else "–"
+        learned = sum(v is not None for v in a["steps_to_learn"])
+        lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['lr_mult']:g} | {_steps(middle)} "
+                     f"| {_steps(lo)}–{_steps(hi)} | {learned}/{len(a['steps_to_learn'])} | {sat} |")
+    return "\n".join(lines)
+
+
 def _accuracy(aggs: list[Aggregate]) -> str:
     base = min(a["lr_mult"] for a in aggs)
     lines = [f"### Accuracy and gate health (lr × {base:g}; mean ± 95% CI over seeds)", "",
@@ -109,12 +176,12 @@ def _accuracy(aggs: list[Aggregate]) -> str:
 
 
 def _depth(aggs: list[Aggregate]) -> str:
-    main = _base(aggs)
+    main = _main(aggs)
     depths = sorted({a["depth"] for a in main})
     if len(depths) < 2:
         return ""
     at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
-    lines = ["### Depth", "", f"Test {MSE_LABEL} (mean ± 95% CI) by number of stacked layers.", "",
+    lines = [f"### Depth{_at_best(aggs)}", "", f"Test {MSE_LABEL} (mean ± 95% CI) by number of stacked layers.", "",
              "| topology | norm | " + " | ".join(f"depth {d}" for d in depths) + " |",
              "|---|---|" + "---|" * len(depths)]
     for topo, norm in dict.fromkeys((a["topology"], a["norm"]) for a in main):
@@ -149,10 +216,10 @@ def _stability(aggs: list[Aggregate], floor: float | None) -> str:
 
 
 def _generalization(aggs: list[Aggregate]) -> str:
-    main = [a for a in _base(aggs) if math.isfinite(a.get("train_mse", math.nan))]
+    main = [a for a in _main(aggs) if math.isfinite(a.get("train_mse", math.nan))]
     if not main:
         return ""
-    lines = ["### Generalization", "",
+    lines = [f"### Generalization{_at_best(aggs)}", "",
              f"Train {MSE_LABEL} on a fixed part of the training set (as many sequences as the test set, eval "
              "mode), test MSE, and the gap test − train (mean ± 95% CI over seeds). A norm that \"helps training "
              "but hurts test accuracy\" has a lower train MSE and a larger gap.", "",
@@ -180,8 +247,8 @@ def _cost(cost: dict[str, Any] | None) -> str:
 
 
 def _tables(aggs: list[Aggregate], floor: float | None = None, cost: dict[str, Any] | None = None) -> str:
-    return "\n\n".join(p for p in (_accuracy(aggs), _depth(aggs), _stability(aggs, floor), _generalization(aggs),
-                                    _cost(cost)) if p)
+    return "\n\n".join(p for p in (_best_lr(aggs), _accuracy(aggs), _time_to_learn(aggs), _depth(aggs),
+                                    _stability(aggs, floor), _generalization(aggs), _cost(cost)) if p)
 
 
 def _load_baselines(directories: Sequence[str | Path]) -> dict[str, dict[str, float]]:
@@ -208,8 +275,9 @@ def _verdict(a: Aggregate, b: Aggregate, key: str = "test_mse") -> str:
 
 
 def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | None) -> list[str]:
-    """One sentence per seed question, from the numbers at the study's deepest depth."""
-    main = _base(aggs)
+    """One sentence per seed question, from the numbers at the study's deepest depth (each variant at its best
+    LR when the grid has several)."""
+    main = _main(aggs)
     at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
     deepest = max(a["depth"] for a in main)
     out = []
@@ -262,8 +330,9 @@ def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | 
 
 def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | None = None,
               cost: dict[str, Any] | None = None) -> str:
-    """Plain-language answers to the seed's questions, from the numbers."""
-    main = _base(aggs)
+    """Plain-language answers to the seed's questions, from the numbers (each variant at its best LR when the
+    grid has several multipliers)."""
+    main = _main(aggs)
     lines = ["### What the numbers say", ""]
     floor = None
     if baselines:

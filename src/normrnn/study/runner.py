@@ -15,10 +15,10 @@ import torch
 from .._checks import one_of, positive_int
 from .._io import atomic_write_text
 from ..data import SequenceDataset, create_dataset
-from .config import RunSpec, StudyConfig, check_device, expand_grid
+from .config import RunSpec, StudyConfig, check_device, expand_grid, planned_runs, shard
 from .cost import load_cost, write_cost
 from .distributed import Rank, barrier, broadcast, current, init_from_env, launch, local_batch_size
-from .metrics import frame_mae, frame_mse, psnr, ssim
+from .metrics import frame_mae, frame_mse, no_learning_guesses, psnr, ssim
 from .results import append_result, load_results
 from .train import Datasets, train_run
 
@@ -27,6 +27,7 @@ __all__ = [
     "append_result",
     "check_out_dir",
     "check_runnable",
+    "load_datasets",
     "load_results",
     "reference_predictors",
     "row_hash",
@@ -36,7 +37,8 @@ __all__ = [
 EXECUTORS = ("local", "ray")  # in this process (or a torchrun group), or one Ray task per run
 
 
-def _datasets(config: StudyConfig) -> Datasets:
+def load_datasets(config: StudyConfig) -> Datasets:
+    """The study's train, validation and test sets (the same for every run: ``data_seed`` fixes them)."""
     common = {"seed": config.data_seed, "size": config.size, "frames_in": config.frames_in,
               "frames_out": config.frames_out, "path": config.data_path}
     return Datasets(
@@ -51,8 +53,7 @@ def reference_predictors(test: SequenceDataset) -> dict[str, dict[str, float]]:
     frames, the last given frame repeated, and the mean pixel value of the targets everywhere."""
     x = test.video[:, : test.frames_in]
     y = test.video[:, test.frames_in : test.frames_in + test.frames_out]
-    guesses = {"blank": torch.zeros_like(y), "copy last frame": x[:, -1:].expand_as(y).contiguous(),
-               "mean frame": torch.full_like(y, float(y.mean()))}
+    guesses = no_learning_guesses(x, y)
     return {name: {"test_mse": frame_mse(g, y), "test_mae": frame_mae(g, y), "test_ssim": ssim(g, y),
                    "test_psnr": psnr(g, y)} for name, g in guesses.items()}
 
@@ -110,11 +111,14 @@ def _check_directory(config: StudyConfig, out: Path) -> None:
 
 def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
               runs: Iterable[RunSpec] | None = None, nproc: int = 1, executor: str = "local",
-              ray_address: str | None = None, tensorboard: bool = False) -> list[dict[str, Any]]:
+              ray_address: str | None = None, tensorboard: bool = False,
+              shard_of: tuple[int, int] | None = None) -> list[dict[str, Any]]:
     """Run every unfinished run of ``config`` (or of ``runs``, e.g. a shard) into ``out``; return their rows.
 
     Finished runs (already in ``results.jsonl``) are skipped; interrupted ones resume from their last
-    epoch's checkpoint. Ctrl-C stops between atomic writes, so the directory stays consistent.
+    epoch's checkpoint. Ctrl-C stops between atomic writes, so the directory stays consistent. With
+    ``lr_search = "halving"`` the grid grows as its first-seed runs finish (:func:`expand_grid`), so the
+    study runs in phases until nothing is left.
 
     Several processes may work on one directory at once (shards, a Ray cluster, or plain repeats of the same
     command): a run is claimed with a lock file before it starts, so none is trained twice concurrently, and
@@ -129,36 +133,61 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
         executor: ``"local"``, or ``"ray"`` to submit each run as a Ray task. Default: ``"local"``.
         ray_address: the Ray cluster to join. Default: ``None``, ``$RAY_ADDRESS`` or a new local instance.
         tensorboard: log each run to ``runs/ID/tensorboard`` (local executor). Default: ``False``.
+        shard_of: ``(I, N)``: only shard I of N of the grid (:func:`~normrnn.study.config.shard`), phase by phase.
+            Default: ``None``, every run.
     """
     out = Path(out)
     rank = current()
     check_runnable(config, out, nproc=nproc, executor=executor)  # fail here, before any data or child process
     if executor == "ray" and rank.active:
         raise ValueError("expected executor='local' for data-parallel runs, got 'ray'; use one or the other")
-    specs = list(expand_grid(config) if runs is None else runs)
     if nproc > 1:
         if rank.active:
             raise ValueError(f"expected nproc=1 inside a process group of {rank.world_size}, got nproc={nproc}")
-        _launch_workers(nproc, config, out, specs, progress)
-        return _rows(out, specs)
+        _launch_workers(nproc, config, out, runs, shard_of, progress)
+        return _rows(out, _phase(config, out, runs, shard_of))
     if rank.is_main:
         out.mkdir(parents=True, exist_ok=True)
         _check_directory(config, out)
     barrier(rank)
-    todo = broadcast(_unfinished(out, specs, config.config_hash), rank)
+    data: Datasets | None = None
+    tried: set[str] = set()
+    while True:  # one pass per phase; a grid without halving has one
+        todo = broadcast([s for s in _unfinished(out, _phase(config, out, runs, shard_of), config.config_hash)
+                          if s.run_id not in tried], rank)
+        if data is None:
+            data = _prepare(config, out, rank, need_data=executor == "local" and bool(todo))
+        if not todo:
+            break
+        tried |= {s.run_id for s in todo}  # a run another process holds is not waited for
+        if executor == "ray":
+            _run_on_ray(config, out, todo, progress=progress, address=ray_address)
+        else:
+            _run_locally(config, out, todo, data, progress=progress and rank.is_main, rank=rank,
+                         tensorboard=tensorboard)
+    return _rows(out, _phase(config, out, runs, shard_of))
+
+
+def _phase(config: StudyConfig, out: Path, runs: Iterable[RunSpec] | None,
+           shard_of: tuple[int, int] | None) -> list[RunSpec]:
+    """The runs known now: ``runs`` as given, or the grid grown by the finished rows; then this shard's share."""
+    specs = list(expand_grid(config, load_results(out, warn=False)) if runs is None else runs)
+    return specs if shard_of is None else shard(specs, *shard_of)
+
+
+def _prepare(config: StudyConfig, out: Path, rank: Rank, *, need_data: bool) -> Datasets | None:
+    """The data (when this process trains, or must write the baselines or the cost table), ``baselines.json``
+    and, once per study, ``cost.json`` over the whole grid."""
     baselines = out / "baselines.json"
-    local = executor == "local" and bool(todo)
     need_cost = rank.is_main and load_cost(out, config.config_hash) is None
-    data = _datasets(config) if local or (rank.is_main and not baselines.exists()) or need_cost else None
+    if not (need_data or (rank.is_main and not baselines.exists()) or need_cost):
+        return None
+    data = load_datasets(config)
     if rank.is_main and not baselines.exists():
         atomic_write_text(baselines, json.dumps(reference_predictors(data.test), indent=2) + "\n")
     if need_cost:  # once per study, over the whole grid: the report's cost table
-        write_cost(config, data, expand_grid(config), out)
-    if executor == "ray":
-        _run_on_ray(config, out, todo, progress=progress, address=ray_address)
-    elif local:
-        _run_locally(config, out, todo, data, progress=progress and rank.is_main, rank=rank, tensorboard=tensorboard)
-    return _rows(out, specs)
+        write_cost(config, data, planned_runs(config), out)
+    return data
 
 
 def _rows(out: Path, specs: list[RunSpec]) -> list[dict[str, Any]]:
@@ -166,22 +195,24 @@ def _rows(out: Path, specs: list[RunSpec]) -> list[dict[str, Any]]:
     return [row for row in load_results(out, warn=False) if row["run_id"] in wanted]
 
 
-def _launch_workers(nproc: int, config: StudyConfig, out: Path, specs: list[RunSpec], progress: bool) -> None:
+def _launch_workers(nproc: int, config: StudyConfig, out: Path, runs: Iterable[RunSpec] | None,
+                    shard_of: tuple[int, int] | None, progress: bool) -> None:
     from torch.distributed.elastic.multiprocessing.api import SignalException
 
     try:
-        launch(nproc, _ddp_worker, config, str(out), specs, progress)
+        launch(nproc, _ddp_worker, config, str(out), None if runs is None else list(runs), shard_of, progress)
     except SignalException as e:  # Ctrl-C reached the launcher, which stopped the workers
         raise KeyboardInterrupt(str(e)) from e
 
 
-def _ddp_worker(config: StudyConfig, out: str, specs: list[RunSpec], progress: bool) -> None:
+def _ddp_worker(config: StudyConfig, out: str, runs: list[RunSpec] | None, shard_of: tuple[int, int] | None,
+                progress: bool) -> None:
     """One rank of ``run_study(..., nproc=N)``."""
     import torch.distributed as dist
 
     init_from_env(config.device)
     try:
-        run_study(config, out, runs=specs, progress=progress)
+        run_study(config, out, runs=runs, shard_of=shard_of, progress=progress)
     finally:
         dist.destroy_process_group()
 
@@ -249,7 +280,7 @@ def _run_locally(config: StudyConfig, out: Path, todo: list[RunSpec], data: Data
 
 @functools.lru_cache(maxsize=1)
 def _cached_datasets(config: StudyConfig) -> Datasets:
-    return _datasets(config)
+    return load_datasets(config)
 
 
 def _ray_task(config: StudyConfig, out: str, spec: RunSpec) -> bool:

@@ -24,7 +24,7 @@ from ..norms import convert_sync_batchnorm
 from ..profiling import saved_tensor_bytes
 from .config import RunSpec, StudyConfig
 from .distributed import Rank, broadcast, current, global_mean, local_batch_size
-from .metrics import SATURATED, frame_mae, frame_mse, psnr, ssim
+from .metrics import SATURATED, frame_mae, frame_mse, no_learning_guesses, psnr, ssim, steps_to_learn
 from .model import Forecaster, ModelConfig
 from .tensorboard import RunLogger
 
@@ -39,14 +39,47 @@ class Datasets:
     test: SequenceDataset
 
 
-def build_model(config: StudyConfig, spec: RunSpec) -> Forecaster:
-    """The run's model, initialized from its seed."""
+ModelFactory = Callable[..., nn.Module]
+
+
+def build_model(config: StudyConfig, spec: RunSpec, factory: ModelFactory | None = None) -> nn.Module:
+    """The run's model, initialized from its seed: normrnn's :class:`Forecaster`, or ``factory(norm=...,
+    topology=..., depth=..., seed=..., **model settings)`` (a user's own model, e.g. one without normrnn's
+    cells); the factory receives the config's model settings that its signature accepts (or all, if it takes
+    ``**kwargs``)."""
     torch.manual_seed(spec.seed)
+    if factory is not None:
+        return factory(norm=spec.norm, topology=spec.topology, depth=spec.depth, seed=spec.seed,
+                       **_accepted(factory, model_settings(config)))
     model_config = ModelConfig(cell=config.cell, depth=spec.depth, width=config.width,
                                kernel_size=config.kernel_size, norm=spec.norm, norm_inputs=config.norm_inputs,
                                norm_scope=config.norm_scope, residual=spec.topology == "residual",
-                               patch=config.patch)
+                               patch=config.patch, forget_bias=config.forget_bias,
+                               recurrent_init=config.recurrent_init, head=config.head)
     return Forecaster(model_config, frames_in=config.frames_in, frames_out=config.frames_out)
+
+
+def model_settings(config: StudyConfig) -> dict[str, Any]:
+    """The config's model keys, as a model factory may take them."""
+    keys = ("cell", "width", "kernel_size", "patch", "norm_inputs", "norm_scope", "forget_bias", "recurrent_init",
+            "head", "frames_in", "frames_out")
+    return {k: getattr(config, k) for k in keys}
+
+
+def _accepted(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def _cells(model: nn.Module) -> list[nn.Module]:
+    """The model's recurrent cells, for gate probes: its ``cells()`` if it has one (normrnn layers, or a user's
+    model whose cells call their ``gate_probe`` with their sigmoid gates), else none."""
+    cells = getattr(model, "cells", None)
+    return list(cells()) if callable(cells) else []
 
 
 def count_spikes(losses: list[float], *, factor: float = 3.0, window: int = 50, warmup: int = 10) -> int:
@@ -86,11 +119,11 @@ def _stack(data: SequenceDataset, idx: Tensor, device: torch.device) -> tuple[Te
 
 
 @torch.no_grad()
-def evaluate(model: Forecaster, data: SequenceDataset, *, batch_size: int, device: torch.device,
+def evaluate(model: nn.Module, data: SequenceDataset, *, batch_size: int, device: torch.device,
              bf16: bool = False, gates: bool = False) -> dict[str, Any]:
     """Test metrics over ``data`` (and the per-layer fraction of saturated gates when ``gates``)."""
     model.eval()
-    cells = model.cells()
+    cells = _cells(model)
     counts = [[0, 0] for _ in cells]
     if gates:
         for k, cell in enumerate(cells):
@@ -115,8 +148,15 @@ def evaluate(model: Forecaster, data: SequenceDataset, *, batch_size: int, devic
                            "ssim": ssim(pred, target), "psnr": psnr(pred, target),
                            "loss": float(F.mse_loss(pred, target))}
     if gates:
-        out["gate_saturation"] = [s / max(n, 1) for s, n in counts]
+        out["gate_saturation"] = [s / max(n, 1) for s, n in counts] if counts else None
     return out
+
+
+def no_learning_loss(data: SequenceDataset) -> float:
+    """The training loss (per-pixel MSE) of the best predictor that learns nothing, on ``data``: the floor that
+    ``steps_to_learn`` is measured against."""
+    x, y = data.video[:, : data.frames_in], data.video[:, data.frames_in : data.frames_in + data.frames_out]
+    return min(float(F.mse_loss(guess, y)) for guess in no_learning_guesses(x, y).values())
 
 
 def train_subset(data: Datasets) -> SequenceDataset:
@@ -128,7 +168,10 @@ def train_subset(data: Datasets) -> SequenceDataset:
 
 def _make_scheduler(config: StudyConfig, opt: torch.optim.Optimizer, lr: float, total: int):
     if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1))
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1),
+                                                   pct_start=config.warmup)
+    if config.schedule == "constant":
+        return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
     return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
 
 
@@ -142,13 +185,15 @@ def train_run(
     interrupt_after_steps: int | None = None,
     rank: Rank | None = None,
     tensorboard: bool = False,
+    model_factory: ModelFactory | None = None,
 ) -> dict[str, Any]:
     """Train one run, resuming from ``run_dir/checkpoint.pt`` if it is there, and return its result row.
 
     A checkpoint is written atomically after every epoch, so an interrupted run loses at most the epoch in
     progress. ``interrupt_after_steps`` raises ``KeyboardInterrupt`` after that many steps of this call,
     as Ctrl-C would (for tests). A diverged run stops early and is returned as a result. ``tensorboard`` logs the
-    run to ``run_dir/tensorboard`` (:mod:`normrnn.study.tensorboard`).
+    run to ``run_dir/tensorboard`` (:mod:`normrnn.study.tensorboard`). ``model_factory`` builds the model in
+    place of normrnn's :class:`Forecaster` (see :func:`build_model`).
 
     In a process group (``rank``, default: :func:`~normrnn.study.distributed.current`) the model is wrapped in
     ``DistributedDataParallel`` with cross-rank batch statistics, each rank trains on its share of every global
@@ -165,13 +210,13 @@ def train_run(
     steps_per_epoch = math.ceil(len(sampler) / local_batch)
 
     def fresh() -> tuple[Forecaster, torch.optim.Optimizer, Any, dict[str, Any]]:
-        model = build_model(config, spec).to(device)
+        model = build_model(config, spec, model_factory).to(device)
         if rank.active:
             convert_sync_batchnorm(model)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
         sched = _make_scheduler(config, opt, lr, config.epochs * steps_per_epoch)
         return model, opt, sched, {"loss": [], "grad_norm": [], "step_time": [], "train_curve": [], "val_curve": [],
-                                   "diverged_step": None, "epoch": 0}
+                                   "gate_saturation_curve": [], "diverged_step": None, "epoch": 0}
 
     model, opt, sched, history = fresh()
     ckpt_path = run_dir / "checkpoint.pt"
@@ -183,6 +228,7 @@ def train_run(
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
             history = ckpt["history"]
+            history.setdefault("gate_saturation_curve", [])  # checkpoints written before it was recorded
         except (RuntimeError, KeyError, ValueError, TypeError) as e:
             if rank.is_main:
                 set_aside(ckpt_path, f"it does not fit this run: {str(e).splitlines()[0] if str(e) else e!r}")
@@ -230,8 +276,10 @@ def train_run(
         if history["diverged_step"] is not None:
             break
         history["train_curve"].append(statistics.fmean(epoch_losses))
-        history["val_curve"].append(evaluate(model, data.val, batch_size=config.batch_size, device=device,
-                                             bf16=config.bf16)["mse"])
+        val = evaluate(model, data.val, batch_size=config.batch_size, device=device, bf16=config.bf16, gates=True)
+        history["val_curve"].append(val["mse"])
+        if val["gate_saturation"]:
+            history["gate_saturation_curve"].append(statistics.fmean(val["gate_saturation"]))
         history["epoch"] = epoch + 1
         if rank.is_main:
             checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -322,6 +370,7 @@ def _result_row(config: StudyConfig, spec: RunSpec, model: Forecaster, data: Dat
     grads = [g for g in history["grad_norm"] if g is not None]
     saturation = metrics["gate_saturation"]
     losses = [v for v in history["loss"] if v is not None]
+    floor = no_learning_loss(train_subset(data))
     return {
         "run_id": spec.run_id, "study": config.name, "config_hash": config.config_hash, "cell": config.cell,
         "norm": spec.norm, "topology": spec.topology, "depth": spec.depth, "seed": spec.seed, "lr_mult": spec.lr_mult,
@@ -335,4 +384,7 @@ def _result_row(config: StudyConfig, spec: RunSpec, model: Forecaster, data: Dat
         "gate_saturation": saturation, "gate_saturation_mean": statistics.fmean(saturation) if saturation else None,
         "params": sum(p.numel() for p in model.parameters()), "epochs": history["epoch"],
         "train_curve": history["train_curve"], "val_curve": history["val_curve"],
+        "val_mse": history["val_curve"][-1] if history["val_curve"] and not diverged else None,
+        "learn_floor_loss": floor, "steps_to_learn": steps_to_learn(history["loss"], floor),
+        "gate_saturation_curve": history["gate_saturation_curve"],
     }

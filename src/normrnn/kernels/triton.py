@@ -1,0 +1,187 @@
+r"""The LSTM gate block with a per-gate norm as Triton kernels: forward and backward, statistics saved, the rest
+recomputed.
+
+:func:`triton_lstm_gates` computes exactly :func:`normrnn.cells.lstm_gates` for a joint gate norm that keeps
+statistics per (sample, channel group) over the group's channels and every spatial position (``none``,
+``layer`` and ``group:G`` per gate, and ``rms``), with no peepholes or cell norm:
+
+.. math::
+    \hat x = \frac{\text{pre} - \mu_{b,g}}{\sqrt{\sigma^2_{b,g} + \epsilon}}
+    \ (\text{rms: } \mu = 0,\ \sigma^2 = \mathrm{E}[x^2]), \quad a = \hat x \gamma + \beta,
+
+    [i, f, g, o] = [\sigma, \sigma, \tanh, \sigma](a), \quad c' = f c + i g, \quad h' = o \tanh c'
+
+Forward is two passes over the gate tensor: a statistics kernel (one program per sample and group, two
+sweeps for a centred variance) and an elementwise kernel for normalize, affine, gates, cell update and
+``h``. It saves only ``pre``, ``c``, γ, β and the statistics. Backward recomputes the gates in one elementwise
+kernel that writes :math:`\bar a` (and :math:`\bar a \hat x`), reduces them per channel with PyTorch for
+:math:`\bar\gamma, \bar\beta` and the per-group sums, and maps them to :math:`\overline{\text{pre}}` in a
+second elementwise kernel:
+
+.. math::
+    \overline{\text{pre}} = r \left(\gamma \bar a - \tfrac{1}{L}\textstyle\sum_g \gamma \bar a
+    - \hat x \tfrac{1}{L}\sum_g \gamma \bar a \hat x\right) \quad (\text{rms: without the middle term})
+
+Triton runs on CUDA, or on CPU tensors under its interpreter (``TRITON_INTERPRET=1``), which is how the
+tests check it against eager PyTorch on machines without a GPU. The kernels use only ``tl.exp``, ``tl.sqrt``
+and ``tl.sigmoid`` (tanh is built from them), so they run on Triton 3.6 and newer.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["ELEMENT_BLOCK", "STATS_BLOCK", "triton_lstm_gates", "triton_unavailable"]
+
+ELEMENT_BLOCK = 1024  # elements per program of the elementwise kernels
+STATS_BLOCK = 1024  # elements per sweep step of the statistics kernel
+
+
+def interpreting() -> bool:
+    """Whether Triton runs kernels through its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def triton_unavailable(device: torch.device | None = None) -> str | None:
+    """Why Triton kernels cannot run here (on ``device``), or ``None`` when they can."""
+    if importlib.util.find_spec("triton") is None:
+        return "Triton is not installed (pip install 'normrnn[triton]', Linux x86_64)"
+    if device is not None and device.type != "cuda" and not interpreting():
+        return f"Triton runs on CUDA, or on CPU only under TRITON_INTERPRET=1; got a {device.type} tensor"
+    return None
+
+
+def _kernels():
+    """The kernels module, imported on first use (importing normrnn never imports Triton)."""
+    from . import _triton_kernels
+
+    return _triton_kernels
+
+
+@dataclass(frozen=True)
+class _Norm:
+    """What the kernels need of the gate norm: ``groups`` over the 4C channels (0: no norm), eps, rms."""
+
+    groups: int
+    eps: float
+    rms: bool
+
+
+def _grid(n: int, block: int) -> tuple[int]:
+    return (max(1, -(-n // block)),)
+
+
+def _statistics(pre: Tensor, norm: _Norm, fp64: bool) -> tuple[Tensor, Tensor]:
+    stats_kernel = _kernels().stats
+    B, C4, S = pre.shape
+    dtype = torch.float64 if fp64 else torch.float32
+    mean = torch.empty(B * norm.groups, device=pre.device, dtype=dtype)
+    rstd = torch.empty_like(mean)
+    stats_kernel[(B * norm.groups,)](pre, mean, rstd, C4 // norm.groups * S, norm.eps, RMS=norm.rms, FP64=fp64,
+                                     BLOCK=STATS_BLOCK)
+    return mean, rstd
+
+
+class _TritonLSTMGates(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pre: Tensor, c: Tensor, weight: Tensor | None, shift: Tensor | None,  # type: ignore[override]
+                norm: _Norm) -> tuple[Tensor, Tensor]:
+        forward_kernel = _kernels().forward
+        B, C4, S = pre.shape
+        C = C4 // 4
+        fp64 = pre.dtype == torch.float64
+        groups = norm.groups or 1
+        if norm.groups:
+            mean, rstd = _statistics(pre, norm, fp64)
+        else:  # no norm: the kernels never read the statistics
+            mean = rstd = pre.new_zeros(1, dtype=torch.float32)
+        h, c_new = torch.empty_like(c), torch.empty_like(c)
+        N = B * C * S
+        forward_kernel[_grid(N, ELEMENT_BLOCK)](
+            pre, c, weight if weight is not None else pre, shift if shift is not None else pre, mean, rstd, h, c_new,
+            N, C, S, C4 // groups, groups, NORM=bool(norm.groups), HAS_W=weight is not None,
+            HAS_B=shift is not None, FP64=fp64, BLOCK=ELEMENT_BLOCK)
+        ctx.save_for_backward(pre, c, weight, shift, mean, rstd)
+        ctx.norm = norm
+        return h, c_new
+
+    @staticmethod
+    def backward(ctx, dh: Tensor, dc_new: Tensor | None):  # type: ignore[override]
+        gates_kernel, norm_kernel = _kernels().backward_gates, _kernels().backward_norm
+        pre, c, weight, shift, mean, rstd = ctx.saved_tensors
+        norm: _Norm = ctx.norm
+        B, C4, S = pre.shape
+        C, groups = C4 // 4, norm.groups or 1
+        fp64 = pre.dtype == torch.float64
+        work = torch.float64 if fp64 else torch.float32  # d(a) is kept at full precision for the reductions
+        dax_needed = bool(norm.groups) or weight is not None
+        da = torch.empty(pre.shape, device=pre.device, dtype=work)  # (B, 4C, S)
+        dax = torch.empty_like(da) if dax_needed else da
+        dc = torch.empty_like(c)
+        N = B * C * S
+        gates_kernel[_grid(N, ELEMENT_BLOCK)](
+            pre, c, weight if weight is not None else pre, shift if shift is not None else pre, mean, rstd,
+            dh.contiguous(), dc_new.contiguous() if dc_new is not None else dh, da, dax, dc, N, C, S, C4 // groups,
+            groups, NORM=bool(norm.groups), HAS_W=weight is not None, HAS_B=shift is not None,
+            HAS_DC=dc_new is not None, DAX=dax_needed, FP64=fp64, BLOCK=ELEMENT_BLOCK)
+        da_sum = da.sum(2)  # (B, 4C): Σ over positions
+        dax_sum = dax.sum(2) if dax_needed else None
+        dweight = dax_sum.sum(0).to(weight.dtype) if weight is not None and ctx.needs_input_grad[2] else None
+        dshift = da_sum.sum(0).to(shift.dtype) if shift is not None and ctx.needs_input_grad[3] else None
+        gamma = weight.to(work) if weight is not None else None
+        if not norm.groups:  # a = pre·γ + β
+            dpre = da * gamma.view(1, C4, 1) if gamma is not None else da
+            return dpre.to(pre.dtype), dc, dweight, dshift, None
+        if gamma is None:
+            gamma = torch.ones(C4, device=pre.device, dtype=work)
+        sum_dy = (da_sum * gamma).reshape(B * groups, -1).sum(1)  # (B·G,): Σ γ d(a) over each group
+        sum_dyx = (dax_sum * gamma).reshape(B * groups, -1).sum(1)  # Σ γ d(a) x-hat
+        dpre = torch.empty_like(pre)
+        n = pre.numel()
+        norm_kernel[_grid(n, ELEMENT_BLOCK)](
+            pre, da, weight if weight is not None else pre, mean, rstd, sum_dy, sum_dyx, dpre, n, C4, S,
+            C4 // groups, groups, C4 // groups * S, RMS=norm.rms, HAS_W=weight is not None, FP64=fp64,
+            BLOCK=ELEMENT_BLOCK)
+        return dpre, dc, dweight, dshift, None
+
+
+def triton_lstm_gates(pre: Tensor, c: Tensor, weight: Tensor | None = None, shift: Tensor | None = None, *,
+                      groups: int = 0, eps: float = 1e-5, rms: bool = False) -> tuple[Tensor, Tensor]:
+    """The LSTM gate block with a per-(sample, group) gate norm, as Triton kernels (see the module docstring).
+
+    Args:
+        pre: the gate pre-activations ``(B, 4C, *S)``, channels first, gates in the order i, f, g, o.
+        c: the previous cell state ``(B, C, *S)``.
+        weight: γ ``(4C,)``, or ``None`` for none. Default: ``None``.
+        shift: β ``(4C,)`` added after the norm (the norm's or the cell's bias), or ``None``. Default: ``None``.
+        groups: statistics groups over the 4C channels (4 for per-gate layer norm, 4G for ``group:G``); 0 for no
+            norm (then ``pre`` already holds any bias). Default: ``0``.
+        eps: added to the variance. Default: ``1e-5``.
+        rms: root-mean-square statistics (no centring). Default: ``False``.
+
+    Returns:
+        ``(h, c)``, each ``(B, C, *S)``.
+
+    Example (run on CUDA, or on CPU with ``TRITON_INTERPRET=1`` set before the first call)::
+
+        >>> pre, c = torch.randn(2, 8, 3, 3), torch.randn(2, 2, 3, 3)
+        >>> h, c1 = triton_lstm_gates(pre, c, torch.ones(8), torch.zeros(8), groups=4)  # doctest: +SKIP
+    """
+    why = triton_unavailable(pre.device)
+    if why:
+        raise ValueError(why)
+    B, C4 = pre.shape[:2]
+    if C4 % 4 or c.shape != (B, C4 // 4, *pre.shape[2:]) or (groups and C4 % groups):
+        raise ValueError(f"expected pre (B, 4C, *S) and c (B, C, *S) with groups dividing 4C, got "
+                         f"{tuple(pre.shape)}, {tuple(c.shape)}, groups={groups}")
+    S = math.prod(pre.shape[2:])
+    flat = pre.reshape(B, C4, S).contiguous()  # (B, 4C, S)
+    state = c.reshape(B, C4 // 4, S).contiguous()  # (B, C, S)
+    h, c_new = _TritonLSTMGates.apply(flat, state, weight, shift, _Norm(groups, float(eps), rms))
+    return h.reshape(c.shape), c_new.reshape(c.shape)

@@ -1,0 +1,200 @@
+"""Comparing trained models: time to learn, gate saturation over training, each variant at its own best LR
+(successive halving), the diagnosis knobs, and a --plan that times one model per depth."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from normrnn.study import RunSpec, StudyConfig, expand_grid, load_results, run_study, train_run
+from normrnn.study.aggregate import aggregate, best_lr, median_range
+from normrnn.study.config import PRESETS, halving_winner, planned_runs
+from normrnn.study.metrics import steps_to_learn
+from normrnn.study.report import write_report
+from normrnn.study.runner import load_datasets
+from normrnn.study.train import build_model, evaluate, train_subset
+
+TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4, epochs=3,
+                   batch_size=4, norms=("none",), topologies=("stacked",), frames_in=3, frames_out=2)
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return load_datasets(TINY)
+
+
+# --- time to learn ------------------------------------------------------------------------------------------------
+
+def test_steps_to_learn_is_the_first_step_whose_trailing_mean_is_below_the_threshold() -> None:
+    losses = [2.0] * 30 + [1.0] * 30
+    floor = 1.5  # threshold 0.9 × 1.5 = 1.35: the window of 10 ending at step i has (i - 29) ones
+    # mean = (2 (39 - i) + (i - 29)) / 10 < 1.35  <=>  i > 35.5
+    assert steps_to_learn(losses, floor) == 36
+    assert steps_to_learn(losses[:35], floor) is None
+    assert steps_to_learn([None, *losses], floor) == 37  # a missing loss only delays the window
+    assert steps_to_learn([0.1, 0.1], 1.0) == 1  # a short run: the window is the whole run
+
+
+def test_median_range_counts_never_as_the_largest() -> None:
+    assert median_range([30, 10, 20]) == (20, 10, 30)
+    assert median_range([30, None, None]) == (None, 30, None)
+    assert median_range([10, 20]) == (15, 10, 20)
+    assert median_range([10, None]) == (None, 10, None)
+    assert median_range([]) == (None, None, None)
+
+
+def test_every_row_records_steps_to_learn_and_gate_saturation_after_each_epoch(tmp_path, tiny_data) -> None:
+    spec = RunSpec("layer", "stacked", 1, 0, 1.0)
+    row = train_run(TINY, spec, tiny_data, tmp_path / "run")
+    assert "steps_to_learn" in row and (row["steps_to_learn"] is None or 0 <= row["steps_to_learn"] < 9)
+    assert len(row["gate_saturation_curve"]) == TINY.epochs
+    assert row["val_mse"] == row["val_curve"][-1]
+    # the floor is the best no-learning predictor's per-pixel MSE on the fixed training subset
+    sub = train_subset(tiny_data)
+    x, y = sub.video[:, : sub.frames_in], sub.video[:, sub.frames_in :]
+    want = min(float(F.mse_loss(torch.zeros_like(y), y)), float(F.mse_loss(x[:, -1:].expand_as(y), y)),
+               float(F.mse_loss(torch.full_like(y, float(y.mean())), y)))
+    assert row["learn_floor_loss"] == pytest.approx(want)
+    # the last saturation is the final model's, measured again independently
+    model = build_model(TINY, spec)
+    model.load_state_dict(torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"])
+    again = evaluate(model, tiny_data.val, batch_size=4, device=torch.device("cpu"), gates=True)
+    assert row["gate_saturation_curve"][-1] == pytest.approx(sum(again["gate_saturation"]) / 2)
+
+
+def test_a_checkpoint_from_before_saturation_curves_resumes(tmp_path, tiny_data) -> None:
+    spec = RunSpec("none", "stacked", 1, 0, 1.0)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(TINY, spec, tiny_data, tmp_path / "run", interrupt_after_steps=4)
+    path = tmp_path / "run" / "checkpoint.pt"
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["history"]["gate_saturation_curve"]  # as written by an older normrnn
+    torch.save(ckpt, path)
+    row = train_run(TINY, spec, tiny_data, tmp_path / "run")
+    assert len(row["gate_saturation_curve"]) == TINY.epochs - 1  # the epochs trained since
+
+
+# --- best learning rate and successive halving -------------------------------------------------------------------
+
+def _row(norm: str, mult: float, seed: int, val: float | None, test: float, diverged: bool = False) -> dict:
+    return {"run_id": f"{norm}_{mult}_{seed}", "norm": norm, "topology": "stacked", "depth": 2, "seed": seed,
+            "lr_mult": mult, "val_mse": val, "test_mse": test, "diverged": diverged, "step_time_s": 1.0,
+            "peak_mem_mb": 1.0, "gate_saturation_mean": 0.0, "loss_spikes": 0, "val_curve": [], "train_curve": [],
+            "steps_to_learn": 5, "gate_saturation_curve": [0.1]}
+
+
+def test_best_lr_is_chosen_by_validation_not_test_and_never_where_a_seed_diverged() -> None:
+    rows = [_row("none", 1.0, s, 60.0, 50.0) for s in (0, 1)]
+    rows += [_row("none", 3.0, s, 55.0, 70.0) for s in (0, 1)]  # best on validation, worse on test
+    rows += [_row("none", 10.0, 0, 40.0, 40.0), _row("none", 10.0, 1, None, math.nan, diverged=True)]
+    (best,) = best_lr(aggregate(rows))
+    assert best["lr_mult"] == 3.0 and best["test_mse"] == 70.0
+
+
+def test_halving_runs_every_multiplier_on_the_first_seed_then_the_winner_on_the_others() -> None:
+    config = dataclasses.replace(TINY, norms=("none", "layer"), seeds=(3, 4, 5), lr_mults=(1.0, 3.0, 10.0),
+                                 lr_search="halving")
+    first = expand_grid(config)
+    assert {(s.norm, s.seed, s.lr_mult) for s in first} == {(n, 3, m) for n in ("none", "layer")
+                                                             for m in (1.0, 3.0, 10.0)}
+    vals = {1.0: 50.0, 3.0: 40.0, 10.0: 30.0}
+    rows = [{"run_id": s.run_id, "lr_mult": s.lr_mult, "val_mse": vals[s.lr_mult], "diverged": s.lr_mult == 10.0}
+            for s in first if s.norm == "none"]  # layer's first seed is not finished yet
+    grown = expand_grid(config, rows)
+    later = [s for s in grown if s.seed != 3]
+    assert [(s.norm, s.seed, s.lr_mult) for s in later] == [("none", 4, 3.0), ("none", 5, 3.0)]  # 10 diverged
+    assert halving_winner([{"lr_mult": 1.0, "diverged": True}, {"lr_mult": 3.0, "diverged": True}]) == 1.0
+    assert len(planned_runs(config)) == 2 * 3 + 2 * 2
+    assert expand_grid(dataclasses.replace(config, lr_search="grid")) == planned_runs(
+        dataclasses.replace(config, lr_search="grid"))
+
+
+def test_a_halving_study_runs_in_phases_and_reports_best_lr_and_time_to_learn(tmp_path) -> None:
+    config = dataclasses.replace(TINY, norms=("none", "layer"), seeds=(0, 1), lr_mults=(1.0, 3.0),
+                                 lr_search="halving", epochs=2)
+    rows = run_study(config, tmp_path, progress=False)
+    assert len(rows) == 2 * 2 + 2  # both multipliers on seed 0, then seed 1 at each norm's winner
+    for norm in ("none", "layer"):
+        seed0 = [r for r in rows if r["norm"] == norm and r["seed"] == 0]
+        (seed1,) = [r for r in rows if r["norm"] == norm and r["seed"] == 1]
+        assert seed1["lr_mult"] == min(seed0, key=lambda r: r["val_mse"])["lr_mult"]
+    report = write_report([tmp_path])
+    assert "### Best learning rate" in report and "### Time to learn, each at its best LR" in report
+    assert (tmp_path / "saturation.png").exists()
+    assert len(load_results(tmp_path)) == 6  # rerunning adds nothing
+    run_study(config, tmp_path, progress=False)
+    assert len(load_results(tmp_path)) == 6
+
+
+# --- the diagnosis knobs ------------------------------------------------------------------------------------------
+
+def test_model_knobs_reach_the_cells_and_the_head() -> None:
+    config = dataclasses.replace(TINY, forget_bias=0.0, recurrent_init="default", head="linear")
+    model = build_model(config, RunSpec("none", "stacked", 2, 0, 1.0))
+    assert all(c.forget_bias == 0.0 and c.recurrent_init == "default" for c in model.cells())
+    with torch.no_grad():
+        model.head.bias.fill_(5.0)  # a sigmoid head could not reach 5
+        assert model(torch.rand(1, 3, 1, 8, 8)).min() > 1.0
+
+
+def test_new_keys_at_their_defaults_keep_the_config_hash_of_existing_studies() -> None:
+    config = PRESETS["deep"]
+    assert not {"forget_bias", "recurrent_init", "head", "warmup", "lr_search"} & set(config.identity())
+    assert dataclasses.replace(config, warmup=0.5).config_hash != config.config_hash
+    assert dataclasses.replace(config, lr_search="halving").config_hash == config.config_hash  # which runs only
+    with pytest.raises(ValueError, match="warmup"):
+        dataclasses.replace(config, warmup=1.0)
+    with pytest.raises(ValueError, match="head"):
+        dataclasses.replace(config, head="tanh")
+
+
+def test_a_constant_schedule_keeps_the_peak_learning_rate(tmp_path, tiny_data) -> None:
+    config = dataclasses.replace(TINY, schedule="constant", epochs=1)
+    train_run(config, RunSpec("none", "stacked", 1, 0, 2.0), tiny_data, tmp_path)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2.0 * TINY.lr)
+
+
+def test_an_independent_convlstm_trains_in_the_study_loop_with_its_gates_probed(tmp_path, tiny_data) -> None:
+    spec = importlib.util.spec_from_file_location("own_model", EXAMPLES / "own_model.py")
+    own_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(own_model)
+    for factory in (own_model.build, own_model.build_keras_init):
+        row = train_run(TINY, RunSpec("none", "stacked", 2, 0, 1.0), tiny_data, tmp_path / factory.__name__,
+                        model_factory=factory)
+        assert math.isfinite(row["test_mse"]) and len(row["gate_saturation_curve"]) == TINY.epochs
+    # Keras' initialization: unit forget bias, orthogonal recurrent kernel
+    cell = own_model.build_keras_init(norm="none", topology="stacked", depth=1, seed=0, width=4).encoder[0]
+    C, c_in = 4, cell.in_channels
+    assert torch.equal(cell.conv.bias[C : 2 * C], torch.ones(C))
+    recurrent = cell.conv.weight[:, c_in:].reshape(4 * C, -1)  # (4C, C·k·k): Keras' (k·k·C, 4C) matrix, transposed
+    assert torch.allclose(recurrent @ recurrent.T, torch.eye(4 * C), atol=1e-5)  # its 4C columns orthonormal
+
+
+# --- the plan ---------------------------------------------------------------------------------------------------
+
+def test_plan_times_one_model_per_depth(monkeypatch) -> None:
+    from normrnn.study import plan as plan_module
+
+    timed = []
+
+    def fake_cost(config, data, runs, **kwargs):
+        timed.extend(runs)
+        return {"rows": [{"norm": r.norm, "topology": r.topology, "depth": r.depth, "step_ms": 10.0 * r.depth}
+                         for r in runs]}
+
+    monkeypatch.setattr(plan_module, "measure_cost", fake_cost)
+    config = dataclasses.replace(TINY, norms=("none", "layer", "group:2"), topologies=("stacked", "residual"),
+                                 depths=(1, 2, 4), seeds=(0, 1, 2), lr_mults=(1.0, 3.0), lr_search="halving")
+    text = plan_module.plan(config, planned_runs(config))
+    assert sorted(r.depth for r in timed) == [1, 2, 4]
+    assert f"{len(planned_runs(config))} runs" in text and "LR halving" in text
+    json.dumps(text)  # plain text
