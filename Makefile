@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: lint
 bench: $(VENV)/.installed
 	$(BIN)/normrnn bench norms --json bench-norms.json
 	$(BIN)/normrnn bench layers --json bench-layers.json
+
+# On a GPU machine: the CUDA tests, bench cells with the Triton backend, kernel bandwidth and the gpu study, from
+# the working tree with the machine's own python3 (installing nothing). Without CUDA: one line, interpreter tests.
+GPU_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	PYTHONPATH=src $(GPU_PYTHON) -m normrnn.bench.gpu --out gpu-check
 
 clean:
 	rm -rf $(VENV) study-quick .pytest_cache .ruff_cache .hypothesis build src/*.egg-info

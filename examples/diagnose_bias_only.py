@@ -1,12 +1,13 @@
 """Why does bias-only sit on the mean-frame plateau? Each plausible cause, one at a time, in the study's own loop.
 
-Trains, on the study's data and with its training loop (``normrnn.study.train.train_run``):
+Trains, on the study's data and with its training loop (``normrnn.study.train.train_run``), everything from the
+defaults normrnn had until 0.1 (sigmoid head, one-cycle schedule, orthogonal recurrent init, forget bias 1):
 
 - an independent ConvLSTM that uses no normrnn cell (``examples/own_model.py``: ``nn.Conv2d`` on ``[x; h]``),
   with PyTorch's default initialization and with Keras' (Glorot input kernel, orthogonal recurrent kernel,
-  unit forget bias);
+  unit forget bias), with the sigmoid head and then with a linear one;
 - normrnn's bias-only model with one default changed at a time: uniform recurrent init, forget bias 0,
-  a constant learning rate, a longer warm-up, a linear head, no patching;
+  a constant learning rate, a longer warm-up, a linear head (the default since 0.2), no patching;
 - normrnn ``group:8`` as the reference that does learn.
 
 Writes ``OUT/diagnosis.md`` (and ``OUT/diagnosis.json``): the final test MSE against the no-learning floor,
@@ -35,18 +36,20 @@ from normrnn.study import PRESETS, RunSpec
 from normrnn.study.runner import load_datasets, reference_predictors
 from normrnn.study.train import train_run
 
+OLD = {"head": "sigmoid"}  # the defaults until 0.1; each variant changes one thing
 # (label, the change to the study's config, a model factory or None for normrnn's, the norm)
 VARIANTS = [
-    ("normrnn bias-only (defaults)", {}, None, "none"),
-    ("independent ConvLSTM, PyTorch init", {}, own_model.build, "none"),
-    ("independent ConvLSTM, Keras init", {}, own_model.build_keras_init, "none"),
-    ("bias-only, uniform recurrent init", {"recurrent_init": "default"}, None, "none"),
-    ("bias-only, forget bias 0", {"forget_bias": 0.0}, None, "none"),
-    ("bias-only, constant LR", {"schedule": "constant"}, None, "none"),
-    ("bias-only, longer warm-up (60%)", {"warmup": 0.6}, None, "none"),
+    ("normrnn bias-only (0.1 defaults)", OLD, None, "none"),
+    ("independent ConvLSTM, PyTorch init", OLD, own_model.build, "none"),
+    ("independent ConvLSTM, Keras init", OLD, own_model.build_keras_init, "none"),
+    ("bias-only, uniform recurrent init", {**OLD, "recurrent_init": "default"}, None, "none"),
+    ("bias-only, forget bias 0", {**OLD, "forget_bias": 0.0}, None, "none"),
+    ("bias-only, constant LR", {**OLD, "schedule": "constant"}, None, "none"),
+    ("bias-only, longer warm-up (60%)", {**OLD, "warmup": 0.6}, None, "none"),
     ("bias-only, linear head", {"head": "linear"}, None, "none"),
-    ("bias-only, no patching", {"patch": 1}, None, "none"),
-    ("normrnn group:8 (reference)", {}, None, "group:8"),
+    ("bias-only, no patching", {**OLD, "patch": 1}, None, "none"),
+    ("independent ConvLSTM, PyTorch init, linear head", {"head": "linear"}, own_model.build, "none"),
+    ("normrnn group:8 (reference)", OLD, None, "group:8"),
 ]
 
 
@@ -95,7 +98,8 @@ def table(done: dict, floor: float, base, args) -> str:
              f"{args.topology} depth {args.depth}, width {base.width}, {args.epochs} epochs of batch {args.batch_size} "
              f"= {steps} AdamW steps; no-learning floor (test MSE) {floor:.2f}. Saturated gates: the share of "
              "sigmoid gates within 0.01 of 0 or 1 on the validation set after epochs 1 and last.", "",
-             "| variant | lr × | test MSE per seed | below floor | steps to learn | saturated gates, epoch 1 → last |",
+             "| variant | lr × | test MSE per seed | below 0.9 × floor | steps to learn "
+             "| saturated gates, epoch 1 → last |",
              "|---|---|---|---|---|---|"]
     groups: dict[tuple[str, str], list[dict]] = {}
     for key, row in done.items():
@@ -103,7 +107,7 @@ def table(done: dict, floor: float, base, args) -> str:
         groups.setdefault((label, mult.removeprefix("lr×")), []).append(row)
     for (label, mult), rows in groups.items():
         mse = ", ".join("div." if r["diverged"] else f"{r['test_mse']:.1f}" for r in rows)
-        below = sum(not r["diverged"] and r["test_mse"] < floor for r in rows)
+        below = sum(not r["diverged"] and r["test_mse"] < 0.9 * floor for r in rows)
         learn = ", ".join("never" if r["steps_to_learn"] is None else str(r["steps_to_learn"]) for r in rows)
         curves = [r["gate_saturation_curve"] for r in rows if r["gate_saturation_curve"]]
         first, last = (statistics.fmean(c[k] for c in curves) if curves else None for k in (0, -1))

@@ -1,10 +1,10 @@
-"""A ConvLSTM forecaster of the kind users write by hand, and a study factory for it.
+"""A ConvLSTM forecaster of the kind users write by hand, and the study's model and data factories for it.
 
 No normrnn cells: each step is one ``nn.Conv2d`` over ``[x_t; h]`` (Shi et al. 2015, without peepholes),
 the gates are split in four, and the only normrnn piece is the norm, made by ``normrnn.create_norm`` from
 the study's spec string and applied to each gate on its own. The model has the same shape as the study's
 built-in one (an encoder, a forecaster started from the encoder's states and fed no input, a 1×1 head,
-space-to-depth patching, a sigmoid head), so the two can be compared in the study's own loop.
+space-to-depth patching; a linear or a sigmoid output), so the two can be compared in the study's own loop.
 
 ``init`` picks the initialization:
 
@@ -12,12 +12,23 @@ space-to-depth patching, a sigmoid head), so the two can be compared in the stud
 - ``"keras"``: Keras' ``ConvLSTM2D`` defaults: a Glorot-uniform input kernel, an orthogonal recurrent
   kernel, zero biases but a unit forget bias (``unit_forget_bias=True``).
 
+The data factory, :func:`load`, returns a plain ``TensorDataset`` of ``(input, target)`` pairs, as one would
+for one's own recordings: here bouncing balls, 5 frames in and 5 out, at 32×32.
+
+Study it::
+
+    normrnn study --model examples.own_model:build --data examples.own_model:load --config examples/own_model.toml \
+        --out study-own
+
 Example::
 
     >>> import torch
     >>> model = build(norm="layer", topology="residual", depth=2, seed=0, width=8)
     >>> model(torch.rand(2, 3, 1, 16, 16)).shape
     torch.Size([2, 10, 1, 16, 16])
+    >>> x, y = load(split="val", seed=0)[0]
+    >>> tuple(x.shape), tuple(y.shape)
+    ((5, 1, 32, 32), (5, 1, 32, 32))
 """
 
 from __future__ import annotations
@@ -27,8 +38,12 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import TensorDataset
 
 import normrnn
+from normrnn.data import bouncing_balls
+
+SAMPLES = {"train": 192, "val": 32, "test": 64}  # sequences per split
 
 
 class ConvLSTMCell(nn.Module):
@@ -73,13 +88,14 @@ class Forecaster(nn.Module):
     """Encoder-forecaster of ``depth`` hand-written ConvLSTM layers; ``residual`` adds each layer's input to its
     output where the shapes agree.
 
-    Shape: ``(B, T_in, C, H, W)`` → ``(B, T_out, C, H, W)``, in [0, 1].
+    Shape: ``(B, T_in, C, H, W)`` → ``(B, T_out, C, H, W)`` (in [0, 1] with ``head="sigmoid"``).
     """
 
     def __init__(self, *, depth: int, width: int, kernel_size: int = 3, norm: str = "none", residual: bool = False,
-                 patch: int = 2, channels: int = 1, frames_out: int = 10, init: str = "torch") -> None:
+                 patch: int = 2, channels: int = 1, frames_out: int = 10, init: str = "torch",
+                 head: str = "linear") -> None:
         super().__init__()
-        self.patch, self.frames_out, self.residual = patch, frames_out, residual
+        self.patch, self.frames_out, self.residual, self.sigmoid = patch, frames_out, residual, head == "sigmoid"
         c = channels * patch**2
 
         def stack() -> nn.ModuleList:
@@ -116,17 +132,26 @@ class Forecaster(nn.Module):
         blank = z.new_zeros(B, self.frames_out, *z.shape[2:])  # the forecaster has no input
         y = self._run(self.forecaster, blank, states)  # (B, T_out, width, h, w)
         y = self.head(y.reshape(B * self.frames_out, *y.shape[2:]))  # (B·T_out, C·p², h, w)
-        return torch.sigmoid(F.pixel_shuffle(y, p).reshape(B, self.frames_out, C, H, W))
+        y = F.pixel_shuffle(y, p).reshape(B, self.frames_out, C, H, W)
+        return torch.sigmoid(y) if self.sigmoid else y
 
 
 def build(*, norm: str, topology: str, depth: int, seed: int, width: int = 16, kernel_size: int = 3,
-          patch: int = 2, frames_out: int = 10, init: str = "torch", **_: object) -> Forecaster:
-    """The study's model factory: ``normrnn study --model examples.own_model:build``."""
+          patch: int = 2, frames_out: int = 10, init: str = "torch", head: str = "linear",
+          **_: object) -> Forecaster:
+    """The study's model factory: ``normrnn study --model examples.own_model:build``. It reads the study's
+    ``width``, ``kernel_size``, ``patch``, ``frames_out`` and ``head`` settings and ignores the rest."""
     torch.manual_seed(seed)
     return Forecaster(depth=depth, width=width, kernel_size=kernel_size, norm=norm, residual=topology == "residual",
-                      patch=patch, frames_out=frames_out, init=init)
+                      patch=patch, frames_out=frames_out, init=init, head=head)
 
 
 def build_keras_init(**kwargs: object) -> Forecaster:
     """:func:`build` with Keras' ConvLSTM2D initialization."""
     return build(**kwargs, init="keras")  # type: ignore[arg-type]
+
+
+def load(*, split: str, seed: int) -> TensorDataset:
+    """The study's data factory: ``(5 frames in, 5 frames out)`` pairs of bouncing balls at 32×32, per split."""
+    video = bouncing_balls(SAMPLES[split], split=split, seed=seed, size=32, steps=10)  # (N, 10, 1, 32, 32)
+    return TensorDataset(video[:, :5], video[:, 5:])

@@ -9,6 +9,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+if not torch.cuda.is_available():
+    # Triton kernels run on CPU tensors under its interpreter; Triton reads this when it is first imported
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 collect_ignore = ["fixtures/make_keras_convlstm.py"]  # needs Keras; run by hand to regenerate the fixtures
 
 settings.register_profile("ci", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])

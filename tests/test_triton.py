@@ -1,8 +1,8 @@
 """The Triton gate backend against eager PyTorch: values, final states and gradients, float32 and float64, odd
 sizes, 1-D to 3-D and dense cells, and the reasons it gives for what it cannot run.
 
-Without CUDA the kernels run under Triton's CPU interpreter (``TRITON_INTERPRET=1``, set here before the first
-kernel is built); where Triton is not installed (not Linux x86_64) the tests skip with that reason.
+Without CUDA the kernels run under Triton's CPU interpreter (``TRITON_INTERPRET=1``, which conftest.py sets
+before Triton is first imported); where Triton is not installed (not Linux x86_64) the tests skip with that reason.
 """
 
 from __future__ import annotations
@@ -17,16 +17,12 @@ import pytest
 import torch
 
 from normrnn.cells import ConvGRUCell, ConvLSTMCell, LSTMCell, lstm_gates
-from normrnn.kernels.triton import triton_unavailable
+from normrnn.kernels.triton import triton_lstm_gates, triton_unavailable
 from normrnn.layers import LSTM, ConvLSTM
 from normrnn.norms import GroupNorm, RMSNorm
 
 if triton_unavailable() is not None:
     pytest.skip(triton_unavailable(), allow_module_level=True)
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"  # read when the kernels are first built, below
-
-from normrnn.kernels.triton import triton_lstm_gates
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOL = {torch.float64: {"rtol": 1e-10, "atol": 1e-12}, torch.float32: {"rtol": 1e-4, "atol": 1e-5}}
@@ -167,3 +163,12 @@ def test_cpu_tensors_without_the_interpreter_get_a_clear_error() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
                          cwd=Path(__file__).parent)
     assert "TRITON_INTERPRET=1" in out.stdout, out.stderr
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_bench_shape_trains_like_eager() -> None:
+    # the gpu-check target shape: B=16, 16 → 64 channels, 64×64, T=10, float32
+    triton, eager = _pair(ConvLSTM, 16, 64, 3, norm="group:8", dtype=torch.float32)
+    x = torch.randn(16, 10, 16, 64, 64, device=DEVICE, requires_grad=True)
+    _check_layers(triton, eager, x, torch.float32)

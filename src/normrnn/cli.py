@@ -75,7 +75,7 @@ def _study_config(args: argparse.Namespace):
     from .study import load_config
 
     config = load_config(args.preset, args.config)
-    overrides = {k: getattr(args, k) for k in ("threads", "device") if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in ("threads", "device", "model", "data") if getattr(args, k) is not None}
     try:
         return dataclasses.replace(config, **overrides)
     except ValueError as e:
@@ -91,8 +91,10 @@ def _study(args: argparse.Namespace) -> int:
     if args.plan:
         from .study.config import check_device
         from .study.plan import plan
+        from .study.runner import check_factories
 
         check_device(config.device)
+        check_factories(config)
         runs = planned_runs(config)
         print(plan(config, runs if shard_of is None else shard(runs, *shard_of)))
         return 0
@@ -216,13 +218,18 @@ def _timing_flags(p: argparse.ArgumentParser, rounds: int, repeats: int, warmup:
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="quick", help="smoke | quick | deep | stability | standard | full "
-                                                     "(default: quick)")
+    from .study import PRESETS
+
+    p.add_argument("--preset", default="quick", help=f"{' | '.join(PRESETS)} (default: quick)")
     p.add_argument("--config", help="a TOML study file (keys of normrnn.study.StudyConfig; `preset = ...` as base)")
     p.add_argument("--out", required=p.prog.split()[-1] != "study",
                    help="the study directory; re-running resumes it")
     p.add_argument("--threads", type=int, help="torch threads, shared by --nproc processes (default: the preset's)")
     p.add_argument("--device", help="cpu or cuda (default: the preset's)")
+    p.add_argument("--model", help="your own model: MODULE:FACTORY, called as f(norm=, topology=, depth=, seed=, "
+                                   "**settings) -> nn.Module (the current directory and PYTHONPATH are searched)")
+    p.add_argument("--data", help="your own data: MODULE:FACTORY, called as f(split=, seed=) -> Dataset of "
+                                  "(input, target) pairs (default: the built-in dataset)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--tensorboard", action="store_true",
                    help="log loss, grad norm, gate saturation and gate histograms to runs/ID/tensorboard "

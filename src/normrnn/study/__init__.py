@@ -4,7 +4,7 @@ from .config import PRESETS, RunSpec, StudyConfig, expand_grid, load_config, par
 from .model import Forecaster, ModelConfig
 from .report import write_report
 from .results import append_result, load_results
-from .runner import run_study
+from .runner import run, run_study
 from .train import train_run
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "load_config",
     "load_results",
     "parse_shard",
+    "run",
     "run_study",
     "shard",
     "train_run",

@@ -17,6 +17,7 @@ from typing import Any
 from ..cells.base import RECURRENT_INITS
 from ..data import DATASETS
 from ..norms import NormSpec
+from .factories import LOSSES, check_text, source_hash
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,9 +33,10 @@ TOPOLOGIES = ("stacked", "residual")
 CELLS = ("convlstm", "convgru")
 HEADS = ("sigmoid", "linear")  # the forecaster's output: squashed into [0, 1], or left as is
 SCHEDULES = ("onecycle", "cosine", "constant")
-# keys added after studies were already on disk: at these defaults they stay out of the config hash, so those
-# studies' directories keep their hash and resume
-_LATER_KEYS = {"forget_bias": 1.0, "recurrent_init": "orthogonal", "head": "sigmoid", "warmup": 0.3}
+# keys added after studies were already on disk: at these values (what those studies ran) they stay out of the
+# config hash, so those studies' directories keep their hash; any other value is another study
+_LATER_KEYS = {"forget_bias": 1.0, "recurrent_init": "orthogonal", "head": "sigmoid", "warmup": 0.3, "model": None,
+               "data": None, "loss": "mse"}
 GRID = ("norms", "topologies", "depths", "seeds", "lr_mults", "lr_search")  # which runs; not how each run trains
 LR_SEARCHES = ("grid", "halving")
 NOT_RESULTS = ("name", "threads")  # a label and a speed setting: they never change a run's numbers
@@ -73,6 +75,27 @@ def _kind(key: str, value: object, kind: type, what: str, *, optional: bool = Fa
     raise ValueError(f"expected {key} to be {what}{' or None' if optional else ''}, got {value!r}")
 
 
+def norm_token(norm: str) -> str:
+    """A norm spec as it appears in run ids: lower case, runs of other characters as one ``-``."""
+    return re.sub(r"[^a-z0-9]+", "-", norm.lower()).strip("-")
+
+
+def mult_token(mult: float) -> str:
+    """An LR multiplier as it appears in run ids: ``:g`` where that is exact (``1``, ``0.3``), else every digit."""
+    short = f"{mult:g}"
+    return short if float(short) == mult else repr(float(mult))
+
+
+def _distinct(key: str, values: Sequence[Any], token: Callable[[Any], str]) -> None:
+    """Two grid values that name the same runs would make the later ones vanish: refuse them."""
+    seen: dict[str, Any] = {}
+    for value in values:
+        if token(value) in seen:
+            raise ValueError(f"{key}: {seen[token(value)]!r} and {value!r} name the same runs "
+                             f"(run ids use {token(value)!r}); list each value once")
+        seen[token(value)] = value
+
+
 def _device(key: str, value: object) -> None:
     if not isinstance(value, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", value):
         raise ValueError(f"expected {key} to be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
@@ -90,6 +113,9 @@ def _norm(key: str, value: object) -> None:
 _SCALAR_CHECKS: dict[str, Callable[[str, object], None]] = {
     "name": lambda k, v: _kind(k, v, str, "a non-empty string"),
     "dataset": lambda k, v: _choice(k, v, DATASETS),
+    "data": check_text,
+    "model": check_text,
+    "loss": lambda k, v: check_text(k, v, builtins=tuple(LOSSES)),
     "data_path": lambda k, v: _kind(k, v, str, "a path", optional=True),
     "size": lambda k, v: _int(k, v, minimum=1),
     "frames_in": lambda k, v: _int(k, v, minimum=1),
@@ -134,6 +160,10 @@ class StudyConfig:
     """A normalization ablation: norm × topology × depth × seed × learning-rate multiplier."""
 
     name: str = "custom"  # a label for the report
+    # your own model, data and loss ("module:function"; see normrnn.study.factories); None: the built-in ones
+    model: str | None = None  # called as f(norm=, topology=, depth=, seed=, **model settings) -> nn.Module
+    data: str | None = None  # called as f(split=, seed=) -> Dataset of (input, target) pairs; None: `dataset`
+    loss: str = "mse"  # mse | mae | "module:function" called as f(pred, target) -> scalar
     # data
     dataset: str = "moving_digits"  # moving_digits | bouncing_balls | moving_mnist | moving_mnist_idx
     data_path: str | None = None  # the files of moving_mnist / moving_mnist_idx
@@ -153,7 +183,10 @@ class StudyConfig:
     norm_scope: str = "per_gate"  # per_gate | all_gates
     forget_bias: float = 1.0  # added to the forget gate's bias at initialization (Jozefowicz et al. 2015)
     recurrent_init: str = "orthogonal"  # orthogonal (per gate, as Keras) | default (uniform ±1/sqrt(fan_in))
-    head: str = "sigmoid"  # sigmoid: frames squashed into [0, 1] | linear: the 1×1 head's output as is
+    # linear: the 1×1 head's output as is, as PredRNN/OpenSTL do with an MSE loss | sigmoid: squashed into [0, 1].
+    # Linear since 0.2: with a sigmoid head bias-only ConvLSTMs sat on the mean-frame plateau (examples/
+    # diagnose_bias_only.py); studies run before keep their sigmoid head and their config hash.
+    head: str = "linear"
     # training
     epochs: int = 5
     batch_size: int = 16
@@ -190,13 +223,19 @@ class StudyConfig:
             for item in value:
                 check(key, item)
             object.__setattr__(self, key, tuple(value))
+        for key, token in (("norms", norm_token), ("lr_mults", mult_token)):
+            _distinct(key, getattr(self, key), token)
         if self.size % self.patch:
             raise ValueError(f"expected size divisible by patch={self.patch}, got size={self.size}")
 
     def identity(self) -> dict[str, Any]:
         """The settings that decide every run's numbers: all but the grid, the name and the thread count."""
-        return {k: v for k, v in self.to_dict().items()
-                if k not in GRID + NOT_RESULTS and not (k in _LATER_KEYS and v == _LATER_KEYS[k])}
+        out = {k: v for k, v in self.to_dict().items()
+               if k not in GRID + NOT_RESULTS and not (k in _LATER_KEYS and v == _LATER_KEYS[k])}
+        for key in ("model", "data", "loss"):  # an edited factory is another study
+            if key in out and ":" in out[key]:
+                out[key + "_source"] = source_hash(out[key])
+        return out
 
     @property
     def config_hash(self) -> str:
@@ -237,6 +276,9 @@ PRESETS: dict[str, StudyConfig] = {
     "standard": StudyConfig(name="standard", size=32, patch=2, width=16, train_samples=480, val_samples=64,
                             test_samples=128, epochs=6, batch_size=16, lr=3e-3, seeds=(0, 1, 2),
                             lr_mults=(1.0, 10.0), threads=2),
+    # make gpu-check: a few minutes on one H100/H200, every report section but depth and stability
+    "gpu": StudyConfig(name="gpu", size=64, patch=4, width=64, train_samples=512, val_samples=64, test_samples=128,
+                       epochs=3, batch_size=16, norms=("none", "layer", "group:8"), device="cuda", lr=1e-3),
     # GPU, Moving-MNIST scale: 64x64, 10 -> 10
     "full": StudyConfig(name="full", size=64, patch=4, width=64, train_samples=10000, val_samples=1000,
                         test_samples=2000, epochs=50, batch_size=16, depths=(2, 4), seeds=(0, 1, 2),
@@ -308,8 +350,7 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         """A file-name-safe, unique name, e.g. ``group-8_residual_d2_s0_lr1``."""
-        norm = re.sub(r"[^a-z0-9]+", "-", self.norm.lower()).strip("-")
-        return f"{norm}_{self.topology}_d{self.depth}_s{self.seed}_lr{self.lr_mult:g}"
+        return f"{norm_token(self.norm)}_{self.topology}_d{self.depth}_s{self.seed}_lr{mult_token(self.lr_mult)}"
 
 
 def expand_grid(config: StudyConfig, rows: Sequence[dict[str, Any]] = ()) -> list[RunSpec]:

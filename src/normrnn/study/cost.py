@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from .._io import atomic_write_text
 from ..bench.timing import paired_ratios, time_interleaved
 from .config import RunSpec, StudyConfig
+from .factories import batch, loss_function
 from .train import Datasets, build_model
 
 __all__ = ["COST_FILE", "load_cost", "measure_cost", "write_cost"]
@@ -32,8 +32,8 @@ def measure_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], *, ro
     """Median milliseconds per training step of each variant in ``runs``, and its paired ratio to bias-only."""
     device = torch.device(config.device)
     idx = torch.arange(min(config.batch_size, len(data.train)))
-    video = data.train.video[idx].to(device)
-    x, y = video[:, : config.frames_in], video[:, config.frames_in : config.frames_in + config.frames_out]
+    x, y = batch(data.train, idx, device)
+    loss_fn = loss_function(config.loss)
     variants = {(s.norm, s.topology, s.depth): s for s in runs}
     models = {key: build_model(config, RunSpec(*key, seed=0, lr_mult=1.0)).to(device) for key in variants}
 
@@ -41,7 +41,7 @@ def measure_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], *, ro
         def run() -> None:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                 pred = model(x)
-            F.mse_loss(pred.float(), y).backward()
+            loss_fn(pred.float(), y).backward()
             model.zero_grad(set_to_none=True)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)

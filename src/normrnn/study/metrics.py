@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["LEARN_FRACTION", "LEARN_WINDOW", "SATURATED", "frame_mae", "frame_mse", "no_learning_guesses", "psnr",
-           "ssim", "steps_to_learn"]
+__all__ = ["LEARN_FRACTION", "LEARN_WINDOW", "SATURATED", "frame_mae", "frame_mse", "no_learning_guesses",
+           "prediction_metrics", "psnr", "ssim", "steps_to_learn"]
 
 SATURATED = 0.01  # a sigmoid gate below this, or above 1 - this, counts as saturated
 LEARN_FRACTION = 0.9  # a run has learned once its smoothed training loss is below this × the no-learning floor
@@ -26,8 +26,21 @@ LEARN_WINDOW = 10  # steps in the trailing mean that smooths the training loss
 def no_learning_guesses(x: Tensor, y: Tensor) -> dict[str, Tensor]:
     """Predictions of ``y`` (B, T_out, C, H, W) that learn nothing from training: all-zero frames, the last given
     frame of ``x`` (B, T_in, C, H, W) repeated, and the mean pixel value of the targets everywhere."""
-    return {"blank": torch.zeros_like(y), "copy last frame": x[:, -1:].expand_as(y).contiguous(),
-            "mean frame": torch.full_like(y, float(y.mean()))}
+    guesses = {"blank": torch.zeros_like(y), "mean frame": torch.full_like(y, float(y.mean()))}
+    if x.dim() == y.dim() == 5 and x.shape[2:] == y.shape[2:]:  # frames in, frames out: the last one may repeat
+        guesses["copy last frame"] = x[:, -1:].expand_as(y).contiguous()
+    return guesses
+
+
+def prediction_metrics(pred: Tensor, target: Tensor) -> dict[str, float | None]:
+    """MSE and MAE per frame (summed over pixels), SSIM and PSNR for ``(B, T, C, H, W)`` targets; for any other
+    shape, the mean squared and absolute error per element, and no SSIM or PSNR."""
+    if target.dim() == 5 and min(target.shape[-2:]) >= 3:
+        return {"mse": frame_mse(pred, target), "mae": frame_mae(pred, target), "ssim": ssim(pred, target),
+                "psnr": psnr(pred, target)}
+    pred, target = pred.double(), target.double()
+    return {"mse": float(F.mse_loss(pred, target)), "mae": float(F.l1_loss(pred, target)), "ssim": None,
+            "psnr": None}
 
 
 def steps_to_learn(losses: list[float | None], floor: float, *, fraction: float = LEARN_FRACTION,

@@ -36,7 +36,7 @@ class ModelConfig:
     channels: int = 1  # image channels
     forget_bias: float = 1.0  # added to the forget gate's bias at initialization
     recurrent_init: str = "orthogonal"  # orthogonal | default (uniform)
-    head: str = "sigmoid"  # sigmoid: outputs in [0, 1] | linear: the 1×1 head's output as is
+    head: str = "linear"  # linear: the 1×1 head's output as is (PredRNN, OpenSTL) | sigmoid: outputs in [0, 1]
 
 
 class Forecaster(nn.Module):
@@ -44,7 +44,7 @@ class Forecaster(nn.Module):
 
     Shape:
         - Input: ``(B, T_in, C, H, W)`` in [0, 1].
-        - Output: ``(B, T_out, C, H, W)``, in [0, 1] with the default sigmoid head.
+        - Output: ``(B, T_out, C, H, W)`` (in [0, 1] with ``head="sigmoid"``).
 
     Example::
 

@@ -79,7 +79,8 @@ def plot_curves(main: list[Aggregate], out: Path, floor: Floor, prefix: str) -> 
         ax.set(title=f"{topo}: validation (solid), training loss (dotted, scaled)", xlabel="epoch",
                ylabel=f"validation {MSE_LABEL}")
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend(fontsize=6, ncol=2)
+        if ax.get_legend_handles_labels()[0]:  # every run diverged: nothing to label
+            ax.legend(fontsize=6, ncol=2)
     _fit_y(axes[0][0], later, floor)
     return _save(fig, out / f"{prefix}learning_curves.png")
 

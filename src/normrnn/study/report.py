@@ -31,11 +31,14 @@ __all__ = ["Report", "aggregate", "mean_ci", "summarize", "write_report"]
 
 def _directory_hash(directory: Path) -> tuple[str | None, dict[str, Any] | None]:
     """The config hash and settings recorded in ``DIR/study.json`` (``None`` when it is missing or damaged)."""
+    import dataclasses
+
     from .config import StudyConfig
 
     try:
-        config = StudyConfig(**json.loads((directory / "study.json").read_text()))
-    except (OSError, ValueError, TypeError):
+        stored = json.loads((directory / "study.json").read_text())
+        config = StudyConfig(**{f.name: stored[f.name] for f in dataclasses.fields(StudyConfig) if f.name in stored})
+    except (OSError, ValueError, TypeError, AttributeError):
         return None, None
     return config.config_hash, config.identity()
 
@@ -159,19 +162,22 @@ def _time_to_learn(aggs: list[Aggregate]) -> str:
 
 def _accuracy(aggs: list[Aggregate]) -> str:
     base = min(a["lr_mult"] for a in aggs)
+    frames = any(math.isfinite(a["test_ssim"]) for a in aggs)  # SSIM and PSNR only for frame targets
     lines = [f"### Accuracy and gate health (lr × {base:g}; mean ± 95% CI over seeds)", "",
-             f"Test {MSE_LABEL}, lower is better. Step time is the median of each run's own steps; runs ran one "
-             "after another, so it is noisy: the Cost section has the paired measurement.", "",
-             "| topology | depth | norm | runs | test MSE ↓ | test MAE ↓ | SSIM ↑ | PSNR ↑ | diverged | "
-             "step time ÷ bias-only (sequential) | peak MB | saturated gates | loss spikes |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"Test {MSE_LABEL if frames else 'MSE per element'}, lower is better. Step time is the median of each "
+             "run's own steps; runs ran one after another, so it is noisy: the Cost section has the paired "
+             "measurement.", "",
+             "| topology | depth | norm | runs | test MSE ↓ | test MAE ↓ | " + ("SSIM ↑ | PSNR ↑ | " if frames else "")
+             + "diverged | step time ÷ bias-only (sequential) | peak MB | saturated gates | loss spikes |",
+             "|---|---|---|---|---|---|" + ("---|---|" if frames else "") + "---|---|---|---|---|"]
     for a in _base(aggs):
+        quality = (f"{_fmt(a['test_ssim'], a['test_ssim_ci'], 3)} | {_fmt(a['test_psnr'], a['test_psnr_ci'])} | "
+                   if frames else "")
+        sat = "–" if not math.isfinite(a["gate_saturation"]) else f"{100 * a['gate_saturation']:.1f}%"
         lines.append(
             f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['runs']} | {_fmt(a['test_mse'], a['test_mse_ci'])} "
-            f"| {_fmt(a['test_mae'], a['test_mae_ci'])} | {_fmt(a['test_ssim'], a['test_ssim_ci'], 3)} "
-            f"| {_fmt(a['test_psnr'], a['test_psnr_ci'])} | {a['diverged_rate']:.0%} | {_fmt(a['time_vs_bias'])} "
-            f"| {_fmt(a['peak_mem_mb'], digits=1)} | {_fmt(100 * a['gate_saturation'], digits=1)}% "
-            f"| {a['loss_spikes']:.1f} |")
+            f"| {_fmt(a['test_mae'], a['test_mae_ci'])} | {quality}{a['diverged_rate']:.0%} "
+            f"| {_fmt(a['time_vs_bias'])} | {_fmt(a['peak_mem_mb'], digits=1)} | {sat} | {a['loss_spikes']:.1f} |")
     return "\n".join(lines)
 
 
@@ -259,13 +265,15 @@ def _load_baselines(directories: Sequence[str | Path]) -> dict[str, dict[str, fl
 def _baselines(rows: dict[str, dict[str, float]]) -> str:
     if not rows:
         return ""
+    frames = any(m.get("test_ssim") is not None for m in rows.values())
     lines = ["### Reference predictors on the same test set (no learning)", "",
-             "| predictor | test MSE | test MAE | SSIM | PSNR |", "|---|---|---|---|---|"]
+             "| predictor | test MSE | test MAE |" + (" SSIM | PSNR |" if frames else ""),
+             "|---|---|---|" + ("---|---|" if frames else "")]
     for name, m in rows.items():
-        lines.append(f"| {name} | {m['test_mse']:.2f} | {m['test_mae']:.2f} | {m['test_ssim']:.3f} "
-                     f"| {m['test_psnr']:.2f} |")
+        quality = f" {_fmt(m['test_ssim'], digits=3)} | {_fmt(m['test_psnr'])} |" if frames else ""
+        lines.append(f"| {name} | {m['test_mse']:.2f} | {m['test_mae']:.2f} |{quality}")
     best = min(rows, key=lambda k: rows[k]["test_mse"])
-    lines += ["", f"A model whose test MSE is not below {rows[best]['test_mse']:.2f} ({best}) has learned no motion."]
+    lines += ["", f"A model whose test MSE is not below {rows[best]['test_mse']:.2f} ({best}) has learned nothing."]
     return "\n".join(lines)
 
 

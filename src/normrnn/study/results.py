@@ -5,6 +5,7 @@ Reading needs nothing but this module, so a report never imports training.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import warnings
@@ -47,14 +48,18 @@ def append_result(directory: str | Path, row: dict[str, Any]) -> bool:
     """Append ``row`` to ``DIR/results.jsonl`` unless its run is already there; returns whether it wrote.
 
     Any number of processes, on one machine or on a shared file system, may call this at once: the check and
-    the write happen under ``DIR/results.jsonl.lock``, the line goes out in one ``write`` and is fsynced, and a
-    line torn by an earlier crash is ended first, so the file holds every run exactly once and no torn rows.
+    the write happen under ``DIR/results.jsonl.lock``, the line is written whole (or cut back on a full disk, and
+    the error raised) and fsynced, and a line torn by an earlier crash is ended first, so the file holds every run
+    exactly once and no torn rows.
     """
     from filelock import FileLock
 
     directory = Path(directory)
     path = directory / "results.jsonl"
-    data = (json.dumps(row, allow_nan=False) + "\n").encode()
+    try:
+        data = (json.dumps(row, allow_nan=False) + "\n").encode()
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"the result row of run {row.get('run_id')!r} is not plain JSON ({e}); not recorded") from None
     with FileLock(directory / "results.jsonl.lock"):
         if any(r["run_id"] == row["run_id"] for r in load_results(directory, warn=False)):
             return False
@@ -63,8 +68,23 @@ def append_result(directory: str | Path, row: dict[str, Any]) -> bool:
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 data = b"\n" + data  # close a torn line so that this row stays whole
-            os.write(fd, data)
-            os.fsync(fd)
+            _write_all(fd, data, size)
         finally:
             os.close(fd)
     return True
+
+
+def _write_all(fd: int, data: bytes, size: int) -> None:
+    """Write every byte (``os.write`` may write fewer) and fsync; on any failure cut the file back to ``size``,
+    so a full disk never leaves half a row, and raise."""
+    view, done = memoryview(data), 0
+    try:
+        while done < len(data):
+            n = os.write(fd, view[done:])
+            if n <= 0:
+                raise OSError(errno.ENOSPC, f"wrote {done} of {len(data)} bytes of a result row")
+            done += n
+        os.fsync(fd)
+    except OSError:
+        os.ftruncate(fd, size)
+        raise

@@ -11,26 +11,30 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import Dataset
 
 from .._checks import one_of, positive_int
 from .._io import atomic_write_text
-from ..data import SequenceDataset, create_dataset
+from ..data import create_dataset
 from .config import RunSpec, StudyConfig, check_device, expand_grid, planned_runs, shard
 from .cost import load_cost, write_cost
 from .distributed import Rank, barrier, broadcast, current, init_from_env, launch, local_batch_size
-from .metrics import frame_mae, frame_mse, no_learning_guesses, psnr, ssim
+from .factories import batch, check_model, load_user_data, loss_function
+from .metrics import no_learning_guesses, prediction_metrics
 from .results import append_result, load_results
-from .train import Datasets, train_run
+from .train import Datasets, build_model, train_run
 
 __all__ = [
     "EXECUTORS",
     "append_result",
+    "check_factories",
     "check_out_dir",
     "check_runnable",
     "load_datasets",
     "load_results",
     "reference_predictors",
     "row_hash",
+    "run",
     "run_study",
 ]
 
@@ -38,7 +42,10 @@ EXECUTORS = ("local", "ray")  # in this process (or a torchrun group), or one Ra
 
 
 def load_datasets(config: StudyConfig) -> Datasets:
-    """The study's train, validation and test sets (the same for every run: ``data_seed`` fixes them)."""
+    """The study's train, validation and test sets (the same for every run: ``data_seed`` fixes them): from the
+    config's data factory, or the built-in ``dataset``."""
+    if config.data is not None:
+        return Datasets(*(load_user_data(config.data, split, config.data_seed) for split in ("train", "val", "test")))
     common = {"seed": config.data_seed, "size": config.size, "frames_in": config.frames_in,
               "frames_out": config.frames_out, "path": config.data_path}
     return Datasets(
@@ -48,14 +55,34 @@ def load_datasets(config: StudyConfig) -> Datasets:
     )
 
 
-def reference_predictors(test: SequenceDataset) -> dict[str, dict[str, float]]:
-    """Test metrics of three predictors that learn nothing, the floor any model must beat: all-zero
-    frames, the last given frame repeated, and the mean pixel value of the targets everywhere."""
-    x = test.video[:, : test.frames_in]
-    y = test.video[:, test.frames_in : test.frames_in + test.frames_out]
-    guesses = no_learning_guesses(x, y)
-    return {name: {"test_mse": frame_mse(g, y), "test_mae": frame_mae(g, y), "test_ssim": ssim(g, y),
-                   "test_psnr": psnr(g, y)} for name, g in guesses.items()}
+def reference_predictors(test: Dataset) -> dict[str, dict[str, float | None]]:
+    """Test metrics of the predictors that learn nothing, the floor any model must beat: all-zero targets, the
+    mean target value everywhere, and (frames in, frames out) the last given frame repeated."""
+    x, y = batch(test, torch.arange(len(test)), torch.device("cpu"))
+    return {name: {f"test_{k}": v for k, v in prediction_metrics(g, y).items()}
+            for name, g in no_learning_guesses(x, y).items()}
+
+
+def check_factories(config: StudyConfig) -> None:
+    """A user's model, data and loss factories, tried before any work: each resolves, the data loads, and one
+    batch goes through the first model of the grid with the target's shape and a scalar loss. One-line
+    ``ValueError`` naming the factory otherwise."""
+    if config.model is None and config.data is None and ":" not in config.loss:
+        return
+    data = load_datasets(config)
+    spec = expand_grid(config)[0]
+    x, y = batch(data.train, torch.arange(min(config.batch_size, len(data.train))), torch.device("cpu"))
+    model = build_model(config, spec)
+    if config.model is not None:
+        check_model(config.model, model, x, y)
+    with torch.no_grad():
+        pred = model(x)
+    try:
+        value = loss_function(config.loss)(pred.float(), y)
+    except Exception as e:
+        raise ValueError(f"loss {config.loss} raised: {type(e).__name__}: {e}") from None
+    if not (isinstance(value, torch.Tensor) and value.numel() == 1):
+        raise ValueError(f"loss {config.loss}: expected a scalar tensor, got {value!r}")
 
 
 def row_hash(row: dict[str, Any], default: str | None) -> str | None:
@@ -95,7 +122,7 @@ def _check_directory(config: StudyConfig, out: Path) -> None:
     multipliers): that adds runs without changing any finished one.
     """
     path = out / "study.json"
-    resolved = json.loads(json.dumps(config.to_dict()))  # tuples as lists, as stored
+    resolved = json.loads(json.dumps({**config.to_dict(), **config.identity()}))  # as stored; with factory hashes
     if path.exists():
         previous = json.loads(path.read_text())
         changed = sorted(k for k in config.identity() if previous.get(k) != resolved[k])
@@ -147,6 +174,7 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
         _launch_workers(nproc, config, out, runs, shard_of, progress)
         return _rows(out, _phase(config, out, runs, shard_of))
     if rank.is_main:
+        check_factories(config)  # a broken factory fails here, before anything is written
         out.mkdir(parents=True, exist_ok=True)
         _check_directory(config, out)
     barrier(rank)
@@ -166,6 +194,33 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
             _run_locally(config, out, todo, data, progress=progress and rank.is_main, rank=rank,
                          tensorboard=tensorboard)
     return _rows(out, _phase(config, out, runs, shard_of))
+
+
+def run(config: StudyConfig, out: str | Path, *, model: Callable[..., Any] | str | None = None,
+        data: Callable[..., Any] | str | None = None, loss: Callable[..., Any] | str | None = None,
+        report: bool = True, **options: Any) -> Any:
+    """Run the study ``config`` into ``out`` (resuming what is there) and write its report; returns the
+    :class:`~normrnn.study.report.Report` (``report=False``: the result rows).
+
+    ``model``, ``data`` and ``loss`` replace the config's factories (:mod:`normrnn.study.factories`): a function
+    defined at module level, or a ``"module:function"`` string. ``options`` go to :func:`run_study`.
+
+    Example::
+
+        >>> from normrnn.study import PRESETS, run
+        >>> def build(*, norm, topology, depth, seed, **settings): ...  # doctest: +SKIP
+        >>> report = run(PRESETS["smoke"], "study-own", model=build)  # doctest: +SKIP
+    """
+    import dataclasses
+
+    from .factories import factory_name
+    from .report import write_report
+
+    changes = {key: value if isinstance(value, str) else factory_name(value)
+               for key, value in (("model", model), ("data", data), ("loss", loss)) if value is not None}
+    config = dataclasses.replace(config, **changes)
+    rows = run_study(config, out, **options)
+    return write_report([out]) if report else rows
 
 
 def _phase(config: StudyConfig, out: Path, runs: Iterable[RunSpec] | None,

@@ -16,15 +16,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import BatchSampler, DistributedSampler
+from torch.utils.data import BatchSampler, Dataset, DistributedSampler
 
 from .._io import atomic_write
-from ..data import SequenceDataset
 from ..norms import convert_sync_batchnorm
 from ..profiling import saved_tensor_bytes
 from .config import RunSpec, StudyConfig
 from .distributed import Rank, broadcast, current, global_mean, local_batch_size
-from .metrics import SATURATED, frame_mae, frame_mse, no_learning_guesses, psnr, ssim, steps_to_learn
+from .factories import accepted, batch, loss_function, resolve, subset
+from .metrics import SATURATED, no_learning_guesses, prediction_metrics, steps_to_learn
 from .model import Forecaster, ModelConfig
 from .tensorboard import RunLogger
 
@@ -34,9 +34,11 @@ __all__ = ["Datasets", "build_model", "count_spikes", "saved_tensor_megabytes", 
 
 @dataclass(frozen=True)
 class Datasets:
-    train: SequenceDataset
-    val: SequenceDataset
-    test: SequenceDataset
+    """The study's three splits: built-in video datasets, or a data factory's ``(input, target)`` datasets."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
 
 
 ModelFactory = Callable[..., nn.Module]
@@ -48,9 +50,16 @@ def build_model(config: StudyConfig, spec: RunSpec, factory: ModelFactory | None
     cells); the factory receives the config's model settings that its signature accepts (or all, if it takes
     ``**kwargs``)."""
     torch.manual_seed(spec.seed)
+    if factory is None and config.model is not None:
+        factory = resolve(config.model, "model factory")
     if factory is not None:
-        return factory(norm=spec.norm, topology=spec.topology, depth=spec.depth, seed=spec.seed,
-                       **_accepted(factory, model_settings(config)))
+        try:
+            return factory(norm=spec.norm, topology=spec.topology, depth=spec.depth, seed=spec.seed,
+                           **accepted(factory, model_settings(config)))
+        except Exception as e:  # the user's code: name it, in one line
+            name = config.model or getattr(factory, "__qualname__", repr(factory))
+            raise ValueError(f"model factory {name} raised for {spec.run_id}: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''}") from None
     model_config = ModelConfig(cell=config.cell, depth=spec.depth, width=config.width,
                                kernel_size=config.kernel_size, norm=spec.norm, norm_inputs=config.norm_inputs,
                                norm_scope=config.norm_scope, residual=spec.topology == "residual",
@@ -64,15 +73,6 @@ def model_settings(config: StudyConfig) -> dict[str, Any]:
     keys = ("cell", "width", "kernel_size", "patch", "norm_inputs", "norm_scope", "forget_bias", "recurrent_init",
             "head", "frames_in", "frames_out")
     return {k: getattr(config, k) for k in keys}
-
-
-def _accepted(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in params}
 
 
 def _cells(model: nn.Module) -> list[nn.Module]:
@@ -113,14 +113,9 @@ def _batches(sampler: DistributedSampler, local_batch: int, epoch: int) -> list[
     return [torch.tensor(b) for b in BatchSampler(sampler, local_batch, drop_last=False)]
 
 
-def _stack(data: SequenceDataset, idx: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
-    video = data.video[idx].to(device)  # (b, T, C, H, W)
-    return video[:, : data.frames_in], video[:, data.frames_in : data.frames_in + data.frames_out]
-
-
 @torch.no_grad()
-def evaluate(model: nn.Module, data: SequenceDataset, *, batch_size: int, device: torch.device,
-             bf16: bool = False, gates: bool = False) -> dict[str, Any]:
+def evaluate(model: nn.Module, data: Dataset, *, batch_size: int, device: torch.device,
+             bf16: bool = False, gates: bool = False, loss: str = "mse") -> dict[str, Any]:
     """Test metrics over ``data`` (and the per-layer fraction of saturated gates when ``gates``)."""
     model.eval()
     cells = _cells(model)
@@ -135,7 +130,7 @@ def evaluate(model: nn.Module, data: SequenceDataset, *, batch_size: int, device
     preds, targets = [], []
     try:
         for idx in torch.arange(len(data)).split(batch_size):
-            x, y = _stack(data, idx, device)
+            x, y = batch(data, idx, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 preds.append(model(x).float().cpu())
             targets.append(y.cpu())
@@ -144,26 +139,24 @@ def evaluate(model: nn.Module, data: SequenceDataset, *, batch_size: int, device
             cell.gate_probe = None
     model.train()
     pred, target = torch.cat(preds), torch.cat(targets)
-    out: dict[str, Any] = {"mse": frame_mse(pred, target), "mae": frame_mae(pred, target),
-                           "ssim": ssim(pred, target), "psnr": psnr(pred, target),
-                           "loss": float(F.mse_loss(pred, target))}
+    out: dict[str, Any] = {**prediction_metrics(pred, target), "loss": float(loss_function(loss)(pred, target))}
     if gates:
         out["gate_saturation"] = [s / max(n, 1) for s, n in counts] if counts else None
     return out
 
 
-def no_learning_loss(data: SequenceDataset) -> float:
-    """The training loss (per-pixel MSE) of the best predictor that learns nothing, on ``data``: the floor that
+def no_learning_loss(data: Dataset, loss: str = "mse") -> float:
+    """The training loss of the best predictor that learns nothing, on ``data``: the floor that
     ``steps_to_learn`` is measured against."""
-    x, y = data.video[:, : data.frames_in], data.video[:, data.frames_in : data.frames_in + data.frames_out]
-    return min(float(F.mse_loss(guess, y)) for guess in no_learning_guesses(x, y).values())
+    x, y = batch(data, torch.arange(len(data)), torch.device("cpu"))
+    fn = loss_function(loss)
+    return min(float(fn(guess, y)) for guess in no_learning_guesses(x, y).values())
 
 
-def train_subset(data: Datasets) -> SequenceDataset:
+def train_subset(data: Datasets) -> Dataset:
     """The fixed part of the training set that ``train_mse`` is measured on: its first sequences, as many as the
     test set has, so train and test MSE average over as many samples."""
-    n = min(len(data.train), len(data.test))
-    return SequenceDataset(data.train.video[:n], frames_in=data.train.frames_in, frames_out=data.train.frames_out)
+    return subset(data.train, min(len(data.train), len(data.test)))
 
 
 def _make_scheduler(config: StudyConfig, opt: torch.optim.Optimizer, lr: float, total: int):
@@ -209,7 +202,7 @@ def train_run(
     local_batch = local_batch_size(config.batch_size, rank.world_size)
     steps_per_epoch = math.ceil(len(sampler) / local_batch)
 
-    def fresh() -> tuple[Forecaster, torch.optim.Optimizer, Any, dict[str, Any]]:
+    def fresh() -> tuple[nn.Module, torch.optim.Optimizer, Any, dict[str, Any]]:
         model = build_model(config, spec, model_factory).to(device)
         if rank.active:
             convert_sync_batchnorm(model)
@@ -218,6 +211,7 @@ def train_run(
         return model, opt, sched, {"loss": [], "grad_norm": [], "step_time": [], "train_curve": [], "val_curve": [],
                                    "gate_saturation_curve": [], "diverged_step": None, "epoch": 0}
 
+    loss_fn = loss_function(config.loss)
     model, opt, sched, history = fresh()
     ckpt_path = run_dir / "checkpoint.pt"
     # rank 0 reads the checkpoint and hands it to the others, which need not share its file system
@@ -243,13 +237,13 @@ def train_run(
         torch.manual_seed(_step_seed(spec.seed, epoch, rank.rank))  # dropout etc.: per rank, per epoch
         epoch_losses = []
         for idx in _batches(sampler, local_batch, epoch):
-            x, y = _stack(data.train, idx, device)
+            x, y = batch(data.train, idx, device)
             if memory is None:
                 memory = _peak_memory(model, x, y, device)
             start = time.perf_counter()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                 pred = net(x)
-            loss = F.mse_loss(pred.float(), y)
+            loss = loss_fn(pred.float(), y)
             loss.backward()
             grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), config.clip or math.inf))  # 0: no clip
             value = global_mean(loss.detach(), len(idx), rank)  # the loss of the global batch
@@ -275,8 +269,12 @@ def train_run(
                 raise KeyboardInterrupt(f"interrupted after {steps_this_call} steps (test hook)")
         if history["diverged_step"] is not None:
             break
+        val = evaluate(model, data.val, batch_size=config.batch_size, device=device, bf16=config.bf16, gates=True,
+                       loss=config.loss)
+        if not math.isfinite(val["mse"]):  # the epoch's last step diverged: it shows only now
+            history["diverged_step"] = len(history["loss"])
+            break
         history["train_curve"].append(statistics.fmean(epoch_losses))
-        val = evaluate(model, data.val, batch_size=config.batch_size, device=device, bf16=config.bf16, gates=True)
         history["val_curve"].append(val["mse"])
         if val["gate_saturation"]:
             history["gate_saturation_curve"].append(statistics.fmean(val["gate_saturation"]))
@@ -287,11 +285,11 @@ def train_run(
             atomic_write(ckpt_path, lambda f: torch.save(checkpoint, f))
         if logger is not None:
             logger.epoch(epoch + 1, history["val_curve"][-1], model,
-                         _stack(data.val, torch.arange(min(config.batch_size, len(data.val))), device)[0])
+                         batch(data.val, torch.arange(min(config.batch_size, len(data.val))), device)[0])
         if on_epoch is not None:
             on_epoch(epoch + 1)
     if memory is None:  # resumed after the last epoch: measure on one batch
-        x, y = _stack(data.train, torch.arange(min(local_batch, len(data.train))), device)
+        x, y = batch(data.train, torch.arange(min(local_batch, len(data.train))), device)
         memory = _peak_memory(model, x, y, device)
     if logger is not None:
         logger.close()
@@ -356,21 +354,25 @@ def _peak_memory(model: nn.Module, x: Tensor, y: Tensor, device: torch.device) -
     return saved_tensor_megabytes(model, x, y)
 
 
-def _result_row(config: StudyConfig, spec: RunSpec, model: Forecaster, data: Datasets, history: dict[str, Any],
+def _result_row(config: StudyConfig, spec: RunSpec, model: nn.Module, data: Datasets, history: dict[str, Any],
                 memory: float, device: torch.device) -> dict[str, Any]:
     diverged = history["diverged_step"] is not None
-    metrics = {"mse": None, "mae": None, "ssim": None, "psnr": None, "gate_saturation": None}
-    train_mse = None
+    none = {"mse": None, "mae": None, "ssim": None, "psnr": None, "gate_saturation": None}
+    metrics, train_mse = none, None
     if not diverged:
         metrics = evaluate(model, data.test, batch_size=config.batch_size, device=device, bf16=config.bf16,
                            gates=True)
         train_mse = evaluate(model, train_subset(data), batch_size=config.batch_size, device=device,
                              bf16=config.bf16)["mse"]
+        if not all(math.isfinite(v) for v in (metrics["mse"], metrics["mae"], train_mse)):
+            diverged = True  # non-finite weights after the last step: a result, recorded as diverged there
+            history["diverged_step"] = len(history["loss"])
+            metrics, train_mse = none, None
     times = history["step_time"][1:] or history["step_time"]  # the first step includes one-time set-up
     grads = [g for g in history["grad_norm"] if g is not None]
     saturation = metrics["gate_saturation"]
     losses = [v for v in history["loss"] if v is not None]
-    floor = no_learning_loss(train_subset(data))
+    floor = no_learning_loss(train_subset(data), config.loss)
     return {
         "run_id": spec.run_id, "study": config.name, "config_hash": config.config_hash, "cell": config.cell,
         "norm": spec.norm, "topology": spec.topology, "depth": spec.depth, "seed": spec.seed, "lr_mult": spec.lr_mult,

@@ -1,0 +1,170 @@
+"""The study on your own model and data: ``MODULE:FACTORY`` strings, resolved, hashed and checked before any work.
+
+- ``model = "pkg.mod:build"`` is called as ``build(norm=..., topology=..., depth=..., seed=..., **settings)`` and
+  returns an ``nn.Module`` whose ``forward(x)`` returns a tensor shaped like the target. It receives the study's
+  model settings (``width``, ``kernel_size``, ``patch``, …) that its signature names, or all with ``**kwargs``.
+- ``data = "pkg.mod:load"`` is called as ``load(split=..., seed=...)`` for ``"train"``, ``"val"`` and ``"test"``
+  and returns a ``torch.utils.data.Dataset`` of ``(input, target)`` tensor pairs.
+- ``loss = "mse" | "mae" | "pkg.mod:fn"``, ``fn(pred, target)`` returning a scalar tensor.
+
+MODULE is imported as Python imports it, with the current directory first on the path. A study's config hash
+covers each factory's name and the content of its source file, so an edited model is a different study.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset, Subset, default_collate
+
+from ..data import SequenceDataset
+
+__all__ = ["LOSSES", "batch", "check_text", "factory_name", "loss_function", "resolve", "source_hash", "subset"]
+
+LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"mse": F.mse_loss, "mae": F.l1_loss}
+_NAME = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def check_text(key: str, value: object, *, builtins: tuple[str, ...] = ()) -> None:
+    """A ``ValueError`` unless ``value`` is ``None``, one of ``builtins`` or a ``MODULE:NAME`` string."""
+    if value is None or value in builtins or (isinstance(value, str) and _NAME.fullmatch(value)):
+        return
+    choices = "".join(f"{b!r}, " for b in builtins)
+    raise ValueError(f"expected {key} to be {choices}a 'module:function' string such as 'mymodels:build'"
+                     f"{' or None' if not builtins else ''}, got {value!r}")
+
+
+def _search_cwd() -> None:
+    """Put the current directory first on ``sys.path``, as ``python -m`` does (a console script does not)."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def resolve(text: str, what: str) -> Callable[..., Any]:
+    """The callable named by ``MODULE:NAME``; a one-line ``ValueError`` naming ``what`` if it cannot be had."""
+    module_name, _, attr = text.partition(":")
+    _search_cwd()
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # a missing module, or one that fails on import: either way, no factory
+        raise ValueError(f"{what} {text}: cannot import {module_name!r} ({type(e).__name__}: {e}); the current "
+                         "directory and PYTHONPATH are searched") from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{what} {text}: {module_name!r} has no {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"{what} {text}: expected a callable, got {type(obj).__name__}")
+    return obj
+
+
+def factory_name(fn: Callable[..., Any]) -> str:
+    """``MODULE:QUALNAME`` of a module-level callable, checked to resolve back to the same object."""
+    text = f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}"
+    if "<" in text or not _NAME.fullmatch(text):
+        raise ValueError(f"expected a function defined at module level (importable by name), got {fn!r}")
+    if resolve(text, "factory") is not fn:
+        raise ValueError(f"expected {text} to name {fn!r} when imported, but it names another object")
+    return text
+
+
+@functools.cache
+def source_hash(text: str) -> str:
+    """A short hash of the source file of ``MODULE:NAME``'s module (its name alone if it has no file)."""
+    module_name = text.partition(":")[0]
+    _search_cwd()
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if path is None:
+        try:
+            spec = importlib.util.find_spec(module_name)
+        except (ImportError, ValueError):
+            spec = None
+        path = getattr(spec, "origin", None)
+    content = text.encode()
+    if path and os.path.isfile(path):
+        with open(path, "rb") as f:
+            content += f.read()
+    return hashlib.sha256(content).hexdigest()[:12]
+
+
+def accepted(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``kwargs`` that ``fn``'s signature accepts (all of them if it takes ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: give it only what is required
+        return {}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def loss_function(spec: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """``"mse"``, ``"mae"`` or a ``MODULE:FUNC`` loss."""
+    return LOSSES[spec] if spec in LOSSES else resolve(spec, "loss")
+
+
+def batch(data: Dataset, idx: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The ``(input, target)`` batch of ``data`` at indices ``idx``: sliced from a built-in video dataset, or
+    collated from a user's ``(input, target)`` pairs."""
+    if isinstance(data, SequenceDataset):
+        video = data.video[idx].to(device)  # (b, T, C, H, W)
+        return video[:, : data.frames_in], video[:, data.frames_in : data.frames_in + data.frames_out]
+    x, y = default_collate([data[int(i)] for i in idx])
+    return x.to(device), y.to(device)
+
+
+def subset(data: Dataset, n: int) -> Dataset:
+    """The first ``n`` samples of ``data``."""
+    if isinstance(data, SequenceDataset):
+        return SequenceDataset(data.video[:n], frames_in=data.frames_in, frames_out=data.frames_out)
+    return Subset(data, range(min(n, len(data))))  # type: ignore[arg-type]
+
+
+def load_user_data(text: str, split: str, seed: int) -> Dataset:
+    """Call the data factory for one split and check what it returns."""
+    fn = resolve(text, "data factory")
+    try:
+        data = fn(**accepted(fn, {"split": split, "seed": seed}))
+    except Exception as e:
+        raise ValueError(f"data factory {text} raised for split={split!r}: {type(e).__name__}: {e}") from None
+    if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+        raise ValueError(f"data factory {text}: expected a torch.utils.data.Dataset for split={split!r}, "
+                         f"got {type(data).__name__}")
+    if len(data) == 0:
+        raise ValueError(f"data factory {text}: the {split!r} split is empty")
+    sample = data[0]
+    if not (isinstance(sample, (tuple, list)) and len(sample) == 2 and all(isinstance(t, Tensor) for t in sample)):
+        raise ValueError(f"data factory {text}: expected (input, target) tensor pairs, got a "
+                         f"{type(sample).__name__} in split {split!r}")
+    return data
+
+
+def check_model(text: str, model: object, x: Tensor, y: Tensor) -> None:
+    """One batch through a user's model: a module whose output is shaped like the target, or a ValueError."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model factory {text}: expected an nn.Module, got {type(model).__name__}")
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception as e:
+        raise ValueError(f"model factory {text}: the forward pass on a batch of shape {tuple(x.shape)} raised "
+                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    if not isinstance(out, Tensor) or out.shape != y.shape:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"model factory {text}: expected an output shaped like the target {tuple(y.shape)}, "
+                         f"got {got}")

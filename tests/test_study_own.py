@@ -1,0 +1,227 @@
+"""The study on a user's own model and data: factories by name, end to end with resume, the Python API, bad
+factories refused before any work, and the config hash following the factory's source."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from normrnn.layers import ConvLSTM
+from normrnn.study import RunSpec, StudyConfig, load_results, run, run_study, train_run
+from normrnn.study.factories import source_hash
+from normrnn.study.runner import check_factories, load_datasets
+
+ROOT = Path(__file__).resolve().parents[1]
+USER_MODULE = '''
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+import normrnn
+
+class Tiny(nn.Module):
+    """A user's model: normrnn's ConvLSTM layer, their own head; predicts 2 frames from 3."""
+    def __init__(self, norm, depth, residual):
+        super().__init__()
+        self.rnn = normrnn.ConvLSTM(1, 4, 3, num_layers=depth, norm=norm, residual=residual)
+        self.head = nn.Conv2d(4, 1, 1)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        B, T = y.shape[:2]
+        return self.head(y.flatten(0, 1)).view(B, T, 1, *y.shape[-2:])[:, -2:]
+
+def build(*, norm, topology, depth, seed, width=4):
+    return Tiny(norm, depth, topology == "residual")
+
+def load(*, split, seed):
+    g = torch.Generator().manual_seed({"train": 0, "val": 1, "test": 2}[split] * 10 + seed)
+    x = torch.rand({"train": 8, "val": 4, "test": 4}[split], 3, 1, 8, 8, generator=g)
+    return TensorDataset(x, 0.5 * x[:, 1:])
+
+class Dense(nn.Module):
+    """A sequence regressor: an LSTM over (B, T, F) features, two numbers out per sequence."""
+    def __init__(self, norm, depth):
+        super().__init__()
+        self.rnn = normrnn.LSTM(3, 8, num_layers=depth, norm=norm)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1])
+
+def build_dense(*, norm, topology, depth, seed):
+    return Dense(norm, depth)
+
+def load_vectors(*, split, seed):
+    g = torch.Generator().manual_seed(len(split) + seed)
+    x = torch.randn(8, 5, 3, generator=g)
+    return TensorDataset(x, x.sum(1)[:, :2])
+'''
+SMALL = dict(name="own", epochs=2, batch_size=4, norms=("none", "layer"), topologies=("stacked",), depths=(1,),
+             model="usermod:build", data="usermod:load")
+
+
+@pytest.fixture
+def usermod(tmp_path, monkeypatch):
+    """``usermod.py`` in a directory on the path, as a user's module next to their shell."""
+    (tmp_path / "usermod.py").write_text(USER_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("usermod", None)
+    source_hash.cache_clear()
+
+
+def test_own_model_and_data_end_to_end_then_resume(usermod) -> None:
+    config = StudyConfig(**SMALL)
+    rows = run_study(config, usermod / "study", progress=False)
+    assert sorted(r["norm"] for r in rows) == ["layer", "none"]
+    for row in rows:
+        assert row["test_mse"] is not None and row["test_ssim"] is not None  # (B, T, C, H, W) targets: frames
+        assert len(row["gate_saturation_curve"]) == 0  # a user's model without cells(): no gates to probe
+    assert run_study(config, usermod / "study", progress=False) == rows  # resumed: nothing retrained
+    baselines = json.loads((usermod / "study" / "baselines.json").read_text())
+    assert set(baselines) == {"blank", "mean frame", "copy last frame"}
+    # an interrupted run resumes to the same numbers
+    data = load_datasets(config)
+    spec = RunSpec("layer", "stacked", 1, 0, 1.0)
+    full = train_run(config, spec, data, usermod / "a")
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, spec, data, usermod / "b", interrupt_after_steps=3)
+    resumed = train_run(config, spec, data, usermod / "b")
+    assert resumed["test_mse"] == full["test_mse"] and resumed["val_curve"] == full["val_curve"]
+
+
+def build_here(*, norm: str, topology: str, depth: int, seed: int) -> nn.Module:
+    """A module-level factory for the Python API: a ConvLSTM whose last step's hidden state is the output."""
+    return _LastStep(ConvLSTM(1, 1, 3, num_layers=depth, norm=norm))
+
+
+class _LastStep(nn.Module):
+    def __init__(self, rnn: nn.Module) -> None:
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0][:, -2:]  # (B, 2, 1, H, W)
+
+
+def test_python_api_takes_callables_and_mae_loss_on_vector_targets(usermod) -> None:
+    def vectors(*, split: str, seed: int) -> TensorDataset:
+        g = torch.Generator().manual_seed(len(split))
+        x = torch.randn(8, 3, 1, 4, 4, generator=g)
+        return TensorDataset(x, x[:, -2:])
+
+    with pytest.raises(ValueError, match="defined at module level"):
+        run(StudyConfig(**{**SMALL, "model": None, "data": None}), usermod / "x", data=vectors)
+    report = run(StudyConfig(**{**SMALL, "model": None, "data": "usermod:load", "loss": "mae"}), usermod / "api",
+                 model=build_here, progress=False)
+    assert len(load_results(usermod / "api")) == 2 and "### Accuracy" in report
+    stored = json.loads((usermod / "api" / "study.json").read_text())
+    assert stored["model"] == f"{__name__}:build_here" and stored["loss"] == "mae" and "model_source" in stored
+    assert "### Best learning rate" not in report  # one multiplier: no best-LR section
+
+
+def test_vector_targets_get_mse_and_mae_but_no_frame_metrics(usermod) -> None:
+    config = StudyConfig(**{**SMALL, "model": "usermod:build_dense", "data": "usermod:load_vectors"})
+    rows = run_study(config, usermod / "dense", progress=False)
+    y = load_datasets(config).test.tensors[1]
+    for row in rows:
+        assert row["test_ssim"] is None and row["test_psnr"] is None and row["test_mse"] > 0
+    baselines = json.loads((usermod / "dense" / "baselines.json").read_text())
+    assert set(baselines) == {"blank", "mean frame"}  # no frames to copy
+    assert baselines["blank"]["test_mse"] == pytest.approx(float((y.double() ** 2).mean()))
+    report = run(config, usermod / "dense", progress=False)
+    assert "SSIM" not in report.tables and "PSNR" not in report.tables
+
+
+def test_a_changed_factory_source_is_a_different_study(usermod) -> None:
+    config = StudyConfig(**SMALL)
+    before = config.config_hash
+    assert before == StudyConfig(**SMALL).config_hash  # stable
+    (usermod / "usermod.py").write_text(USER_MODULE + "\n# the user edits their model\n")
+    source_hash.cache_clear()
+    assert StudyConfig(**SMALL).config_hash != before
+    assert dataclasses.replace(config, model="usermod:build2").config_hash != before
+
+
+BAD = {
+    "cannot import": ("--model", "nosuchmodule:build", "cannot import 'nosuchmodule'"),
+    "no such name": ("--model", "usermod:nothing", "has no 'nothing'"),
+    "raises": ("--model", "usermod:raises", "raised for none_stacked_d2_s0_lr1: RuntimeError: out of ideas"),
+    "not a module": ("--model", "usermod:not_a_module", "expected an nn.Module, got dict"),
+    "wrong shape": ("--model", "usermod:wrong_shape", "expected an output shaped like the target (8, 2, 1, 8, 8), "
+                                                      "got (8, 3, 1, 8, 8)"),
+    "forward fails": ("--model", "usermod:bad_forward", "the forward pass on a batch of shape (8, 3, 1, 8, 8) "
+                                                        "raised IndexError"),
+    "data raises": ("--data", "usermod:data_raises", "data factory usermod:data_raises raised for split='train'"),
+    "data not a dataset": ("--data", "usermod:data_number", "expected a torch.utils.data.Dataset"),
+    "data not pairs": ("--data", "usermod:data_singles", "expected (input, target) tensor pairs"),
+    "bad name": ("--model", "usermod.build", "expected model to be a 'module:function' string"),
+}
+BAD_MODULE = '''
+def raises(**kwargs):
+    raise RuntimeError("out of ideas")
+
+def not_a_module(**kwargs):
+    return {}
+
+class _Three(torch.nn.Module):
+    def forward(self, x):
+        return x
+
+def wrong_shape(**kwargs):
+    return _Three()
+
+class _Fails(torch.nn.Module):
+    def forward(self, x):
+        return x[:, :, 5]
+
+def bad_forward(**kwargs):
+    return _Fails()
+
+def data_raises(**kwargs):
+    raise OSError("no such recording")
+
+def data_number(**kwargs):
+    return 3
+
+def data_singles(**kwargs):
+    return [torch.zeros(2)] * 4
+'''
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_factories_fail_before_any_work_in_one_line(usermod, case: str) -> None:
+    (usermod / "usermod.py").write_text(USER_MODULE + BAD_MODULE)
+    flag, value, message = BAD[case]
+    args = ["--model", "usermod:build", "--data", "usermod:load"]
+    args[args.index(flag) + 1] = value
+    out = subprocess.run([sys.executable, "-m", "normrnn", "study", "--preset", "smoke", *args, "--out", "study"],
+                         cwd=usermod, capture_output=True, text=True, timeout=300,
+                         env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (usermod / "study").exists()  # nothing written
+
+
+def test_check_factories_passes_a_good_study_and_the_builtin_one(usermod) -> None:
+    check_factories(StudyConfig(**SMALL))
+    check_factories(StudyConfig())  # nothing of the user's: nothing to check, nothing loaded
+
+
+def test_the_example_factories_run_in_the_study(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    config = StudyConfig(name="example", model="examples.own_model:build", data="examples.own_model:load",
+                         frames_out=5, width=4, epochs=1, batch_size=16, norms=("group:2",),
+                         topologies=("residual",), depths=(1,))
+    (row,) = run_study(config, tmp_path, progress=False)
+    assert row["test_mse"] is not None and len(row["gate_saturation_curve"]) == 1  # its cells are probed
