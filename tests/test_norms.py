@@ -593,9 +593,9 @@ def test_extra_repr_shows_the_axes():
 def test_device_and_dtype_keywords():
     ln = LayerNorm(4, layout="BTF", device="cpu", dtype=torch.float64)
     assert ln.weight.dtype == torch.float64
-    bn = BatchNorm(4, layout="BTF", dtype=torch.float64)
-    assert bn.weight.dtype == torch.float64 and bn.running_mean.dtype == torch.float32
-    assert bn.double().running_var.dtype == torch.float32
+    bn = BatchNorm(4, layout="BTF", dtype=torch.float64)  # running statistics: at least fp32, at least the params'
+    assert bn.weight.dtype == torch.float64 and bn.running_mean.dtype == torch.float64
+    assert bn.half().running_var.dtype == torch.float32 and bn.double().running_var.dtype == torch.float64
 
 
 def test_one_module_works_at_every_resolution():

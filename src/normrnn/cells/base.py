@@ -52,6 +52,19 @@ def _shift(module: nn.Module | None) -> nn.Parameter | None:
     return b if isinstance(b, nn.Parameter) and b.dim() == 1 else None
 
 
+def _state_dtype(s: Tensor, like: Tensor, what: str) -> Tensor:
+    """``s`` in the dtype the step computes in: the autocast dtype under autocast, else ``like``'s (checked)."""
+    kind = like.device.type
+    if not s.is_floating_point():
+        raise ValueError(f"expected {what} to be a floating-point tensor like the input ({like.dtype}), got {s.dtype}")
+    if torch.is_autocast_enabled(kind):
+        return s.to(torch.get_autocast_dtype(kind))
+    if s.dtype != like.dtype:
+        raise ValueError(f"expected {what} of dtype {like.dtype}, the input's, got {s.dtype}; cast it with "
+                         ".to(x.dtype)")
+    return s
+
+
 class RecurrentCell(nn.Module):
     """Base of the gated cells: projections, gate norms, initialization, states and the step.
 
@@ -289,8 +302,11 @@ class RecurrentCell(nn.Module):
         zeros = [like.new_zeros(shape) for _ in range(self.state_size)]
         return tuple(zeros) if self.state_size > 1 else zeros[0]
 
-    def check_state(self, state: Any, batch: int, spatial: tuple[int, ...], *, what: str = "state") -> Any:
-        """Raise ``ValueError`` unless ``state`` has this cell's structure and shapes; return it."""
+    def check_state(self, state: Any, batch: int, spatial: tuple[int, ...], *, what: str = "state",
+                    like: Tensor | None = None) -> Any:
+        """Raise ``ValueError`` unless ``state`` has this cell's structure and shapes (and, given the input
+        ``like``, its dtype); return it. Under autocast the state is cast to the autocast dtype, as every output
+        is; outside it a state of another dtype than the input is an error, as in ``torch.nn.LSTM``."""
         expected = (batch, self.hidden_channels, *spatial)
         tensors = state if self.state_size > 1 else (state,)
         if self.state_size > 1 and (not isinstance(state, (tuple, list)) or len(state) != self.state_size):
@@ -300,7 +316,9 @@ class RecurrentCell(nn.Module):
             if not isinstance(s, Tensor) or tuple(s.shape) != expected:
                 got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
                 raise ValueError(f"expected {what} {name} of shape {expected} (B, C, *S), got {got}")
-        return tuple(state) if self.state_size > 1 else state
+        if like is not None:
+            tensors = tuple(_state_dtype(s, like, f"{what} {name}") for name, s in zip("hc", tensors, strict=False))
+        return tuple(tensors) if self.state_size > 1 else tensors[0]
 
     def recurrent_dropout_mask(self, like: Tensor) -> Tensor | None:
         """One variational dropout mask on ``h`` for a whole sequence (Gal & Ghahramani 2016), or None."""
@@ -377,7 +395,7 @@ class RecurrentCell(nn.Module):
         self.check_input(x)
         gx = self.project_input(x)  # (B, G·C, *S'), S' = S unless the input conv resamples
         B, spatial = x.shape[0], tuple(gx.shape[2:])
-        state = self.initial_state(gx) if state is None else self.check_state(state, B, spatial)
+        state = self.initial_state(gx) if state is None else self.check_state(state, B, spatial, like=x)
         if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool
                                  or tuple(mask.shape) != (B,)):
             got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__

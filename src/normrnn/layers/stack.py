@@ -154,7 +154,7 @@ class RecurrentLayer(nn.Module):
             raise ValueError(f"expected a boolean mask of shape ({B}, {T}) (B, T), True where valid; got {got}")
         return mask
 
-    def _check_states(self, state: Sequence[Any] | None, B: int, spatial: tuple[int, ...]) -> list[Any]:
+    def _check_states(self, state: Sequence[Any] | None, B: int, spatial: tuple[int, ...], like: Tensor) -> list[Any]:
         if state is None:
             return [None] * self.num_layers
         if not isinstance(state, (list, tuple)) or len(state) != self.num_layers:
@@ -170,10 +170,10 @@ class RecurrentLayer(nn.Module):
                 if not isinstance(entry, (list, tuple)) or len(entry) != 2:
                     raise ValueError(f"expected state[{k}] to be a (forward, backward) pair for a bidirectional "
                                      f"layer, got {type(entry).__name__}")
-                out.append(tuple(cell.check_state(s, B, spatial, what=f"state[{k}][{d}]")
+                out.append(tuple(cell.check_state(s, B, spatial, what=f"state[{k}][{d}]", like=like)
                                  for d, (s, cell) in enumerate(zip(entry, cells, strict=True))))
             else:
-                out.append(cells[0].check_state(entry, B, spatial, what=f"state[{k}]"))
+                out.append(cells[0].check_state(entry, B, spatial, what=f"state[{k}]", like=like))
         return out
 
     def _skip(self, k: int, x: Tensor) -> Tensor:
@@ -211,8 +211,10 @@ class RecurrentLayer(nn.Module):
         B, T = x.shape[:2]
         spatial = tuple(x.shape[3:])
         mask = self._resolve_mask(mask, lengths, B, T, x.device)
-        states = self._check_states(state, B, spatial)
+        states = self._check_states(state, B, spatial, x)
         valid = None if mask is None else mask.view(B, T, *([1] * (x.dim() - 2)))  # (B, T, 1, ...)
+        if valid is not None:  # padding never enters the graph: NaN there would poison every gradient
+            x = x.masked_fill(~valid, 0)
         finals: list[Any] = []
         for k, layer in enumerate(self.layers):
             inp = x
@@ -224,7 +226,7 @@ class RecurrentLayer(nn.Module):
             if self.residual:
                 y = y + self._skip(k, inp).to(y.dtype)
             if valid is not None:
-                y = y * valid  # padded steps output zero
+                y = y.masked_fill(~valid, 0)  # padded steps output zero
             x = y
             finals.append(final)
         return (x if self.batch_first else x.transpose(0, 1)), finals

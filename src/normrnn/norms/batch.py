@@ -45,7 +45,7 @@ class BatchNorm(Norm):
     PyTorch convention: ``momentum`` ``m`` weights the *new* batch (Keras' ``momentum`` weights the old
     average, so ``m_torch = 1 - m_keras``) and ``momentum=None`` is a cumulative average. The output uses
     the biased variance; the running variance stores the unbiased one (``n / (n - 1)``, PyTorch) unless
-    ``var_estimator="biased"`` (Keras 3, Flax). Running statistics stay fp32 whatever the input dtype.
+    ``var_estimator="biased"`` (Keras 3, Flax). Running statistics are at least fp32 (fp64 for fp64 modules).
 
     With ``sync=True`` inside an initialized ``torch.distributed`` process group, the statistics are sums
     reduced over all ranks (any backend, gloo on CPU included), so the result equals batch norm over the
@@ -120,8 +120,9 @@ class BatchNorm(Norm):
         self.bias = nn.Parameter(torch.empty(num_channels, **factory)) if affine and center else None
         if track_running_stats:
             shape = self._buffer_shape()
-            self.register_buffer("running_mean", torch.zeros(shape, device=device, dtype=torch.float32))
-            self.register_buffer("running_var", torch.ones(shape, device=device, dtype=torch.float32))
+            stats = torch.float64 if dtype == torch.float64 else torch.float32  # at least fp32, at least the params'
+            self.register_buffer("running_mean", torch.zeros(shape, device=device, dtype=stats))
+            self.register_buffer("running_var", torch.ones(shape, device=device, dtype=stats))
             self.register_buffer("num_batches_tracked", torch.zeros(shape[:-1], device=device, dtype=torch.long))
         else:
             self.register_buffer("running_mean", None)
@@ -148,12 +149,14 @@ class BatchNorm(Norm):
             nn.init.zeros_(self.bias)
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> BatchNorm:
-        # Keep running statistics fp32 through .half()/.to(dtype): move them, never round them.
+        # Running statistics keep at least fp32 through .half()/.to(dtype) (move them, never round them below
+        # fp32) and follow the module to fp64 with .double(), so eval matches torch's float64 batch norm.
         saved = {n: getattr(self, n) for n in ("running_mean", "running_var") if getattr(self, n) is not None}
         super()._apply(fn, recurse)
         for name, buf in saved.items():
-            device = fn(torch.empty(0, device=buf.device)).device
-            setattr(self, name, buf.to(device=device, dtype=torch.float32))
+            probe = fn(torch.empty(0, device=buf.device, dtype=torch.float32))
+            dtype = torch.float64 if probe.dtype == torch.float64 else torch.float32
+            setattr(self, name, buf.to(device=probe.device, dtype=dtype))
         return self
 
     def _all_reduce(self) -> Callable[[Tensor], Tensor] | None:
@@ -207,6 +210,8 @@ class BatchNorm(Norm):
             if use_batch_stats:
                 self._check_count(0, x)
             return x.clone()
+        if mask is not None:  # padding never enters the graph (NaN there would reach every gradient)
+            x = x.masked_fill(~mask, 0)
         C = self.num_channels
         cdim = layout.dim("C")
         x3 = channels_second(x, cdim)  # (N, C, *): every axis but C is reduced
@@ -255,9 +260,19 @@ class BatchNorm(Norm):
         """Normalize ``x``; ``mask`` ``(B, T)`` keeps padding out of the statistics; ``step`` is ignored (one set
         of statistics for every step: see :class:`RecurrentBatchNorm` for per-step ones)."""
         self.layout.check(x, self.num_channels)
+        use_batch_stats = self._uses_batch_stats()
         if mask is not None:
             mask = mask_view(mask, self.layout, tuple(x.shape))
-        return self._normalize(x, self.layout, self.axes, mask, None, self._uses_batch_stats())
+            if use_batch_stats and self._too_few_valid(x, mask):
+                if not bool(mask.any()) and not self.track_running_stats:
+                    return x.masked_fill(~mask, 0)  # nothing valid to normalize (a fully padded step)
+                use_batch_stats = not self.track_running_stats  # skip these statistics: the running ones serve
+        return self._normalize(x, self.layout, self.axes, mask, None, use_batch_stats)
+
+    def _too_few_valid(self, x: Tensor, mask: Tensor) -> bool:
+        """Whether the mask leaves at most one value per channel (a fully padded step, say)."""
+        per_entry = x.numel() // max(mask.numel() * self.num_channels, 1)  # values per channel per (b, t) entry
+        return int(mask.sum()) * per_entry <= 1
 
     def extra_repr(self) -> str:
         s = f"{self.num_channels}, layout={self.layout.spelled!r}, eps={self.eps}, momentum={self.momentum}"
@@ -377,10 +392,8 @@ class RecurrentBatchNorm(BatchNorm):
         use_batch_stats = self._uses_batch_stats()
         if mask is not None:
             mask = mask_view(mask, self.step_layout, tuple(x.shape))
-        if mask is not None and use_batch_stats:
-            B = x.shape[self.step_layout.dim("B")]
-            valid_per_channel = int(mask.sum()) * (x.numel() // max(B * self.num_channels, 1))
-            if valid_per_channel <= 1 and self.track_running_stats:
+        if mask is not None and use_batch_stats and self.track_running_stats:
+            if self._too_few_valid(x, mask):
                 use_batch_stats = False  # too few valid samples at this step: fall back to the running stats
         return self._normalize(x, self.step_layout, self.axes, mask, self.slot(t), use_batch_stats)
 

@@ -312,6 +312,9 @@ def norm_forward(
             mask = None
     if mask is not None:
         plan = KernelPlan("generic")
+        # padded values never enter the graph: NaN or Inf there would reach every gradient through the
+        # statistics (where() alone drops their values forward, not their NaN·0 products backward)
+        x = x.masked_fill(~mask, 0)
     elif plan is None:
         plan = plan_kernel(axes, rms=rms, param_axes=param_axes)
     if rms and plan.kernel == "rms_norm" and weight is not None and weight.dtype != x.dtype:
