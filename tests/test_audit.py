@@ -148,7 +148,7 @@ def test_cli_audit_exit_codes(tmp_path) -> None:
     assert buggy.returncode == 1 and "[shared-running-stats] bn:" in buggy.stdout, buggy.stderr
     assert clean.returncode == 0 and "no findings" in clean.stdout, clean.stderr
     missing = run("mymodels:nothing")
-    assert missing.returncode == 2 and "cannot import mymodels:nothing" in missing.stderr
+    assert missing.returncode == 2 and "mymodels:nothing: 'mymodels' has no 'nothing'" in missing.stderr
 
 
 def test_the_readme_shows_the_audit_of_its_example() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 import warnings
@@ -41,6 +42,8 @@ def _bench(args: argparse.Namespace) -> int:
     from .norms.explain import parse_shape
 
     progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if args.json:
+        _check_writable(args.json)  # before the benchmark, not after it
     timing = {"rounds": args.rounds, "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads}
     timing = {k: v for k, v in timing.items() if v is not None}
     if args.target == "norms":
@@ -67,6 +70,16 @@ def _bench(args: argparse.Namespace) -> int:
         write_json(args.json, rows, config)
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
+
+
+def _check_writable(path: str) -> None:
+    """A ``ValueError`` unless a file can be written at ``path`` (its folder exists and is writable)."""
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"expected --json to name a file, but {path} is a directory")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ValueError(f"expected --json in a writable folder, but {folder} does not exist or is not writable")
 
 
 def _study_config(args: argparse.Namespace):
@@ -178,31 +191,39 @@ def _print_tables(report) -> None:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    import importlib
-
+    """Exit 0: no findings; 1: findings; 2: could not audit (a one-line error, as every CLI error)."""
     import torch
 
     from .audit import audit, parse_shapes
+    from .study.factories import check_text, resolve
 
-    module_name, sep, factory_name = args.factory.partition(":")
-    if not sep or not module_name or not factory_name:
-        raise ValueError(f"expected MODULE:FACTORY such as mymodels:build, got {args.factory!r}")
-    sys.path.insert(0, str(Path.cwd()))  # a module beside the user, as python -m would find it
+    check_text("the factory", args.factory)
+    factory = resolve(args.factory, "could not audit: factory")
+    shapes = parse_shapes(args.input_shape)  # a ValueError for bad or huge shapes, before any model is built
     try:
-        factory = getattr(importlib.import_module(module_name), factory_name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"cannot import {args.factory}: {e}") from None
-    finally:
-        sys.path.pop(0)
-    model = factory()
+        model = factory()
+    except Exception as e:
+        raise ValueError(f"could not audit: {args.factory}() raised {type(e).__name__}: {_first_line(e)} "
+                         "(the factory is called with no arguments)") from None
     if not isinstance(model, torch.nn.Module):
-        raise ValueError(f"expected {args.factory}() to return a torch.nn.Module, got {type(model).__name__}")
+        raise ValueError(f"could not audit: expected {args.factory}() to return a torch.nn.Module, "
+                         f"got {type(model).__name__}")
     model.train(not args.eval)
     generator = torch.Generator().manual_seed(0)
-    inputs = [torch.randn(shape, generator=generator) for shape in parse_shapes(args.input_shape)]
-    report = audit(model, *inputs, layout=args.layout)
+    inputs = [torch.randn(shape, generator=generator) for shape in shapes]
+    try:
+        report = audit(model, *inputs, layout=args.layout)
+    except Exception as e:  # the model cannot be copied or hooked: whatever it is, the audit did not happen
+        raise ValueError(f"could not audit {args.factory}: {type(e).__name__}: {_first_line(e)}") from None
+    if report.error:
+        raise ValueError(f"could not audit {args.factory}: the forward pass failed: {report.error} (pass one "
+                         "--input-shape per forward argument)")
     print(report)
     return 1 if report.findings else 0
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else ""
 
 
 def _timing_flags(p: argparse.ArgumentParser, rounds: int, repeats: int, warmup: int) -> None:

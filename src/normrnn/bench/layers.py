@@ -10,11 +10,12 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
+from .._checks import positive_int
 from ..kernels import get_backend
 from ..layers import ConvLSTM
 from ..profiling import cuda_peak_mb, saved_tensor_bytes
 from .reference import ConvOnly, NaiveConvLSTM
-from .timing import check_close, paired_ratios, time_interleaved, timing_row
+from .timing import check_close, check_timing, paired_ratios, time_interleaved, timing_row
 
 __all__ = ["CELLS", "CELLS_QUICK", "FLOOR", "HOISTED", "NAIVE", "LayerBenchConfig", "bench_layers"]
 
@@ -45,6 +46,11 @@ class LayerBenchConfig:
     repeats: int = 1  # timed calls per variant per round
     warmup: int = 1  # untimed calls per variant first
     threads: int | None = None  # torch.set_num_threads; None keeps torch's default
+
+    def __post_init__(self) -> None:
+        check_timing(self)
+        for name in ("batch", "in_channels", "hidden_channels", "steps", "kernel_size", "num_layers"):
+            positive_int(name, getattr(self, name))
 
 
 CELLS = LayerBenchConfig(num_layers=1, norms=("none", "layer", "group:8"), backends=("eager", "fused", "compiled"),

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..norms import BatchNorm, GroupNorm, LayerNorm
-from .timing import check_close, time_interleaved, timing_row
+from .timing import check_close, check_timing, time_interleaved, timing_row
 
 __all__ = ["NormBenchConfig", "Variant", "bench_norms", "check_agreement"]
 
@@ -26,6 +26,9 @@ class NormBenchConfig:
     warmup: int = 2  # untimed calls per variant before the first round
     threads: int | None = None  # torch.set_num_threads; None keeps torch's default
     modes: tuple[str, ...] = ("fwd", "fwd+bwd")  # forward only, or forward and backward
+
+    def __post_init__(self) -> None:
+        check_timing(self)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,26 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["check_close", "paired_ratios", "time_interleaved", "timing_row"]
+__all__ = ["check_close", "check_timing", "paired_ratios", "time_interleaved", "timing_row"]
+
+
+def check_timing(config: object) -> None:
+    """The timing settings every bench config shares: positive rounds and repeats, warmup >= 0, threads >= 1,
+    device cpu or cuda[:N]. One-line ``ValueError`` before anything is built or timed."""
+    import re
+
+    from .._checks import positive_int
+
+    positive_int("rounds", config.rounds)  # type: ignore[attr-defined]
+    positive_int("repeats", config.repeats)  # type: ignore[attr-defined]
+    warmup = config.warmup  # type: ignore[attr-defined]
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"expected warmup to be an int >= 0, got {warmup!r}")
+    if config.threads is not None:  # type: ignore[attr-defined]
+        positive_int("threads", config.threads)  # type: ignore[attr-defined]
+    device = getattr(config, "device", "cpu")
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ValueError(f"expected device to be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], *, rounds: int, repeats: int, warmup: int,

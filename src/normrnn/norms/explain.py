@@ -7,6 +7,7 @@ accident), with the affine off, and reported as ``==`` or ``!=`` with the larges
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,8 +76,12 @@ class Explanation:
         return "\n".join(lines)
 
 
-def parse_shape(text: str | Sequence[int]) -> tuple[int, ...]:
-    """``"4,2,3"`` -> ``(4, 2, 3)``; raise ``ValueError`` on anything but positive integers."""
+MAX_ELEMENTS = 2**28  # a shape given on the command line: at most 1 GiB of float32, so no allocator traceback
+
+
+def parse_shape(text: str | Sequence[int], *, max_elements: int = MAX_ELEMENTS) -> tuple[int, ...]:
+    """``"4,2,3"`` -> ``(4, 2, 3)``; raise ``ValueError`` on anything but positive integers, or on a shape of
+    more than ``max_elements`` elements."""
     parts = text.replace("x", ",").split(",") if isinstance(text, str) else list(text)
     try:
         shape = tuple(int(p) for p in parts)
@@ -84,6 +89,9 @@ def parse_shape(text: str | Sequence[int]) -> tuple[int, ...]:
         raise ValueError(f"expected a shape such as '4,2,3', got {text!r}") from None
     if not shape or any(s < 1 for s in shape):
         raise ValueError(f"expected a shape of positive sizes such as '4,2,3', got {text!r}")
+    if math.prod(shape) > max_elements:
+        raise ValueError(f"expected a shape of at most {max_elements:,} elements ({max_elements * 4 / 2**30:g} GiB of "
+                         f"float32), got {text!r} ({math.prod(shape):,} elements)")
     return shape
 
 

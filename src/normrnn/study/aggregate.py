@@ -75,8 +75,8 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> list[Aggregate]:
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(r["norm"], r["topology"], r["depth"], r["lr_mult"])].append(r)
-    base_time = {(t, d, m): statistics.median(x["step_time_s"] for x in g if x["step_time_s"])
-                 for (n, t, d, m), g in groups.items() if n == "none" and any(x["step_time_s"] for x in g)}
+    base_time = {(t, d, m): statistics.median(x["step_time_s"] for x in g if x.get("step_time_s"))
+                 for (n, t, d, m), g in groups.items() if n == "none" and any(x.get("step_time_s") for x in g)}
     out = []
     for (norm, topo, depth, mult), g in groups.items():
         ok = [r for r in g if not r["diverged"]]
@@ -87,15 +87,16 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> list[Aggregate]:
             agg[m], agg[m + "_ci"] = mean_ci([v for v in values if v is not None])
         agg["gap"], agg["gap_ci"] = mean_ci([r["test_mse"] - r["train_mse"] for r in ok
                                              if r.get("train_mse") is not None and r.get("test_mse") is not None])
-        times = [r["step_time_s"] for r in g if r["step_time_s"]]
+        times = [r["step_time_s"] for r in g if r.get("step_time_s")]
         agg["step_time_s"] = statistics.median(times) if times else math.nan
         base = base_time.get((topo, depth, mult))
         agg["time_vs_bias"] = agg["step_time_s"] / base if base else math.nan  # sequential runs: noisy
-        agg["peak_mem_mb"] = statistics.fmean(r["peak_mem_mb"] for r in g)
-        sat = [r["gate_saturation_mean"] for r in ok if r["gate_saturation_mean"] is not None]
+        memory = [r["peak_mem_mb"] for r in g if r.get("peak_mem_mb") is not None]
+        agg["peak_mem_mb"] = statistics.fmean(memory) if memory else math.nan
+        sat = [r["gate_saturation_mean"] for r in ok if r.get("gate_saturation_mean") is not None]
         agg["gate_saturation"] = statistics.fmean(sat) if sat else math.nan
-        agg["loss_spikes"] = statistics.fmean(r["loss_spikes"] for r in g)
-        agg["val_curve"] = _mean_curve([r["val_curve"] for r in ok if r["val_curve"]])
+        agg["loss_spikes"] = statistics.fmean(r.get("loss_spikes") or 0 for r in g)
+        agg["val_curve"] = _mean_curve([r["val_curve"] for r in ok if r.get("val_curve")])
         agg["train_curve"] = _mean_curve([r["train_curve"] for r in ok if r.get("train_curve")])
         agg["test_values"] = [r["test_mse"] for r in ok]
         agg["steps_to_learn"] = [r.get("steps_to_learn") for r in g if "steps_to_learn" in r]  # None: never

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import statistics
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,9 +25,12 @@ from .aggregate import Aggregate, aggregate, differ, main_variants, mean_ci, med
 from .cost import load_cost
 from .metrics import LEARN_FRACTION, LEARN_WINDOW, SATURATED
 from .plots import MSE_LABEL, plot_all
-from .results import load_results
+from .results import ResultsWarning, load_results
 
 __all__ = ["Report", "aggregate", "mean_ci", "summarize", "write_report"]
+
+
+_REPORTED = ("norm", "topology", "depth", "lr_mult", "diverged", "test_mse")  # a row without these cannot be reported
 
 
 def _directory_hash(directory: Path) -> tuple[str | None, dict[str, Any] | None]:
@@ -54,6 +58,11 @@ def _load_studies(directories: Sequence[str | Path], *, mixed: bool) -> dict[str
         default, identity = _directory_hash(d)
         by_hash: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in load_results(d):
+            missing = [k for k in _REPORTED if k not in row]
+            if missing:
+                warnings.warn(f"normrnn: skipped run {row['run_id']!r} of {d / 'results.jsonl'}: it lacks {missing}",
+                              ResultsWarning, stacklevel=2)
+                continue
             by_hash[str(row.get("config_hash", default))].append(row)
         for h, rows in by_hash.items():
             studies[h].append((d, rows))
@@ -259,7 +268,16 @@ def _tables(aggs: list[Aggregate], floor: float | None = None, cost: dict[str, A
 
 def _load_baselines(directories: Sequence[str | Path]) -> dict[str, dict[str, float]]:
     path = next((Path(d) / "baselines.json" for d in directories if (Path(d) / "baselines.json").exists()), None)
-    return {} if path is None else json.loads(path.read_text())
+    if path is None:
+        return {}
+    try:
+        baselines = json.loads(path.read_text())
+        if not isinstance(baselines, dict) or not all(
+                isinstance(m, dict) and isinstance(m.get("test_mse"), (int, float)) for m in baselines.values()):
+            raise ValueError("expected {predictor: {test_mse: ...}}")
+    except ValueError as e:
+        raise ValueError(f"{path} is damaged ({e}); delete it and run the study command again to rewrite it") from None
+    return baselines
 
 
 def _baselines(rows: dict[str, dict[str, float]]) -> str:

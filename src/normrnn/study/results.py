@@ -35,13 +35,39 @@ def load_results(directory: str | Path, *, warn: bool = True) -> list[dict[str, 
         except json.JSONDecodeError:
             why = "not valid JSON (torn by a crash, or damaged)"
         else:
-            if isinstance(row, dict) and isinstance(row.get("run_id"), str) and row["run_id"]:
+            why = _row_problem(row)
+            if why is None:
                 rows.append(row)
                 continue
-            why = "not a result row (expected a JSON object with a 'run_id')"
         if warn:
             warnings.warn(f"normrnn: skipped line {number} of {path}: {why}", ResultsWarning, stacklevel=2)
     return rows
+
+
+_NUMBER = (int, float)
+# field -> (types it may have, whether null is allowed): what the report and the resume logic read
+_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "norm": ((str,), False), "topology": ((str,), False), "depth": ((int,), False), "seed": ((int,), False),
+    "lr_mult": (_NUMBER, False), "diverged": ((bool,), False), "test_mse": (_NUMBER, True),
+    "test_mae": (_NUMBER, True), "test_ssim": (_NUMBER, True), "test_psnr": (_NUMBER, True),
+    "train_mse": (_NUMBER, True), "step_time_s": (_NUMBER, True), "peak_mem_mb": (_NUMBER, True),
+    "loss_spikes": (_NUMBER, True), "val_curve": ((list,), True), "train_curve": ((list,), True),
+}
+
+
+def _row_problem(row: object) -> str | None:
+    """Why ``row`` is not a usable result row, or ``None``. Rows of other writers (tests, older versions) may
+    lack fields; a field that is there must have its type (a string ``test_mse`` would crash the report)."""
+    if not isinstance(row, dict) or not isinstance(row.get("run_id"), str) or not row["run_id"]:
+        return "not a result row (expected a JSON object with a 'run_id')"
+    for key, (types, nullable) in _FIELDS.items():
+        if key not in row:
+            continue
+        value = row[key]
+        if (value is None and not nullable) or (value is not None and (
+                not isinstance(value, types) or (isinstance(value, bool) and bool not in types))):
+            return f"run {row['run_id']!r} has {key}={value!r}, expected {' or '.join(t.__name__ for t in types)}"
+    return None
 
 
 def append_result(directory: str | Path, row: dict[str, Any]) -> bool:

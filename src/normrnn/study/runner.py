@@ -124,7 +124,13 @@ def _check_directory(config: StudyConfig, out: Path) -> None:
     path = out / "study.json"
     resolved = json.loads(json.dumps({**config.to_dict(), **config.identity()}))  # as stored; with factory hashes
     if path.exists():
-        previous = json.loads(path.read_text())
+        try:
+            previous = json.loads(path.read_text())
+            if not isinstance(previous, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            raise ValueError(f"{path} is damaged ({e}); move it away to start this directory afresh, or use "
+                             "another --out directory") from None
         changed = sorted(k for k in config.identity() if previous.get(k) != resolved[k])
         if changed:
             raise ValueError(f"{out} holds a different study (differs in {changed}); use another --out directory")

@@ -1,0 +1,117 @@
+"""Late errors and tracebacks, turned into one line and exit 2 before anything is written: bench flags, huge
+shapes, audit failures, and damaged rows or files in a study directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from normrnn.study import load_results, write_report
+from normrnn.study.results import ResultsWarning
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "normrnn", *args], capture_output=True, text=True, timeout=300,
+                          cwd=cwd)
+
+
+def _one_line(out: subprocess.CompletedProcess, message: str) -> None:
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["bench", "cells", "--quick", "--threads", "0"], "expected threads to be a positive int, got 0"),
+    (["bench", "cells", "--quick", "--repeats", "0"], "expected repeats to be a positive int, got 0"),
+    (["bench", "cells", "--quick", "--rounds", "0"], "expected rounds to be a positive int, got 0"),
+    (["bench", "cells", "--quick", "--warmup", "-1"], "expected warmup to be an int >= 0, got -1"),
+    (["bench", "layers", "--kernel-size", "0"], "expected kernel_size to be a positive int, got 0"),
+    (["bench", "layers", "--num-layers", "0"], "expected num_layers to be a positive int, got 0"),
+    (["bench", "cells", "--quick", "--device", "tpu"], "expected device to be 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
+    (["bench", "cells", "--quick", "--json", "/no/such/folder/b.json"], "expected --json in a writable folder"),
+    (["explain", "layer", "--layout", "BTF", "--shape", "100000,100000,100000"], "expected a shape of at most"),
+    (["bench", "norms", "--shape", "100000,100000,100000"], "expected a shape of at most"),
+])
+def test_bad_bench_and_explain_flags_are_one_line_errors(args: list[str], message: str) -> None:
+    _one_line(_cli(*args), message)
+
+
+AUDITED = '''
+import torch
+from torch import nn
+
+def raises():
+    raise RuntimeError("no weights here")
+
+def needs_arguments(width):
+    return nn.Linear(width, width)
+
+def not_a_module():
+    return 3
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x, y):
+        return self.norm(x + y)
+
+def two_inputs():
+    return TwoInputs()
+
+class Uncopyable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.LayerNorm(4)
+        self.gen = (i for i in range(3))  # generators cannot be deep-copied
+
+    def forward(self, x):
+        return self.norm(x)
+
+def uncopyable():
+    return Uncopyable()
+'''
+
+
+@pytest.mark.parametrize(("factory", "message"), [
+    ("audited:raises", "audited:raises() raised RuntimeError: no weights here"),
+    ("audited:needs_arguments", "audited:needs_arguments() raised TypeError"),
+    ("audited:not_a_module", "expected audited:not_a_module() to return a torch.nn.Module, got int"),
+    ("audited:two_inputs", "missing 1 required positional argument: 'y'"),
+    ("audited:uncopyable", "could not audit audited:uncopyable: TypeError"),
+    ("nosuch:model", "cannot import 'nosuch'"),
+])
+def test_audit_that_could_not_run_exits_2_in_one_line(tmp_path, factory: str, message: str) -> None:
+    (tmp_path / "audited.py").write_text(AUDITED)
+    _one_line(_cli("audit", factory, "--input-shape", "2,4", "--layout", "BF", cwd=tmp_path), message)
+
+
+def _row(run_id: str, **changes) -> dict:
+    row = {"run_id": run_id, "norm": "none", "topology": "stacked", "depth": 1, "seed": 0, "lr_mult": 1.0,
+           "diverged": False, "test_mse": 5.0, "step_time_s": 0.1, "peak_mem_mb": 1.0, "loss_spikes": 0,
+           "val_curve": [5.0], "train_curve": [0.1]}
+    return {**row, **changes}
+
+
+def test_report_skips_rows_with_bad_fields_and_names_damaged_files(tmp_path) -> None:
+    rows = [_row("good"), _row("string", test_mse="5.0"), _row("null-norm", norm=None), _row("string-depth", depth="1")]
+    missing = _row("missing")
+    del missing["test_mse"]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*rows, missing]))
+    with pytest.warns(ResultsWarning) as caught:
+        assert [r["run_id"] for r in load_results(tmp_path)] == ["good", "missing"]
+        report = write_report([tmp_path])
+    messages = " ".join(str(w.message) for w in caught)
+    assert "test_mse='5.0'" in messages and "norm=None" in messages and "lacks ['test_mse']" in messages
+    assert "| stacked | 1 | none | 1 | 5.00 |" in report.tables  # the good row alone
+    (tmp_path / "baselines.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"baselines\.json is damaged"):
+        write_report([tmp_path])
