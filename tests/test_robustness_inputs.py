@@ -115,3 +115,72 @@ def test_report_skips_rows_with_bad_fields_and_names_damaged_files(tmp_path) -> 
     (tmp_path / "baselines.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"baselines\.json is damaged"):
         write_report([tmp_path])
+
+
+def test_study_settings_that_would_fail_late_fail_before_anything_is_written(tmp_path) -> None:
+    def study(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        import os
+
+        return subprocess.run([sys.executable, "-m", "normrnn", "study", "--preset", "smoke", *args],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                              env={**os.environ, **(env or {})})
+
+    (tmp_path / "g3.toml").write_text('preset = "smoke"\nnorms = ["group:3"]\n')  # width 8
+    _one_line(study("--config", "g3.toml", "--out", "a"), "norms: 'group:3' does not fit width=8")
+    (tmp_path / "mm.toml").write_text('preset = "smoke"\ndataset = "moving_mnist"\ndata_path = "nope.npy"\n')
+    _one_line(study("--config", "mm.toml", "--out", "a"), "expected data_path to name the files")
+    _one_line(study("--out", "a", env={"WORLD_SIZE": "abc"}), "environment variable WORLD_SIZE")
+    _one_line(study("--out", "a", env={"WORLD_SIZE": "3"}), "batch_size divisible by the number of processes (3)")
+    _one_line(study("--out", ""), "expected --out to name a directory, got ''")
+    assert not (tmp_path / "a").exists()
+    out = subprocess.run([sys.executable, "-m", "normrnn", "train", "--preset", "smoke", "--seed", str(2**40),
+                          "--out", "a"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    _one_line(out, "expected seed to be an int >= 0 and <= 2147483647")
+
+
+def test_a_directory_without_finished_runs_accepts_a_corrected_config(tmp_path) -> None:
+    from normrnn.study import StudyConfig
+    from normrnn.study.runner import _check_directory
+
+    wrong, right = StudyConfig(epochs=3), StudyConfig(epochs=2)
+    _check_directory(wrong, tmp_path)
+    _check_directory(right, tmp_path)  # nothing finished: the corrected config takes over
+    assert json.loads((tmp_path / "study.json").read_text())["epochs"] == 2
+    (tmp_path / "results.jsonl").write_text(json.dumps(_row("r", config_hash=right.config_hash)) + "\n")
+    with pytest.raises(ValueError, match=r"holds a different study \(differs in \['epochs'\]\)"):
+        _check_directory(wrong, tmp_path)
+
+
+def test_toml_study_table_and_top_level_keys_merge_and_strays_are_refused(tmp_path) -> None:
+    from normrnn.study import load_config
+
+    path = tmp_path / "s.toml"
+    path.write_text('preset = "smoke"\nepochs = 1\n[study]\nwidth = 4\n')
+    config = load_config(None, path)
+    assert (config.epochs, config.width, config.name) == (1, 4, "smoke")
+    path.write_text("epochs = 1\n[study]\nepochs = 2\n")
+    with pytest.raises(ValueError, match=r"keys \['epochs'\] are set both"):
+        load_config(None, path)
+    path.write_text("epochs = 1\n[training]\nlr = 0.1\n")
+    with pytest.raises(ValueError, match=r"unknown tables \['\[training\]'\]"):
+        load_config(None, path)
+
+
+def test_silently_accepted_values_are_refused(tmp_path) -> None:
+    import numpy as np
+    import torch
+
+    from normrnn.data import create_dataset
+    from normrnn.layers import LSTM
+
+    with pytest.raises(ValueError, match="expected lengths to be 2 integers"):
+        LSTM(3, 4)(torch.randn(2, 3, 3), lengths=torch.tensor([True, False]))
+    with pytest.raises(ValueError, match="expected forget_bias to be a finite number"):
+        LSTM(3, 4, forget_bias=float("nan"))
+    np.save(tmp_path / "mm.npy", np.zeros((20, 10, 64, 64), dtype=np.uint8))
+    with pytest.raises(ValueError, match="expected size=32"):
+        create_dataset("moving_mnist", 2, split="train", size=32, path=str(tmp_path / "mm.npy"))
+    with pytest.raises(ValueError, match="sequences in its 'train' split; 50 were asked for"):
+        create_dataset("moving_mnist", 50, split="train", size=64, path=str(tmp_path / "mm.npy"))
+    assert create_dataset("moving_mnist", 2, split="train", size=64, path=str(tmp_path / "mm.npy"),
+                          frames_in=3, frames_out=2).video.shape == (2, 5, 1, 64, 64)

@@ -251,7 +251,13 @@ def create_dataset(
             video = moving_mnist_from_idx(path, n, split=split, seed=seed, size=size, steps=steps)
         else:
             full = load_moving_mnist(path)
-            video = full[_split_indices(len(full), split)[:n]]
+            if full.shape[-1] != size or full.shape[1] < steps:
+                raise ValueError(f"{path} holds {full.shape[1]} frames of {full.shape[-2]}x{full.shape[-1]}; expected "
+                                 f"size={size} and at least frames_in + frames_out = {steps} frames")
+            indices = _split_indices(len(full), split)
+            if len(indices) < n:
+                raise ValueError(f"{path} has {len(indices)} sequences in its {split!r} split; {n} were asked for")
+            video = full[indices[:n], :steps]
     else:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     return SequenceDataset(video, frames_in=frames_in, frames_out=frames_out)

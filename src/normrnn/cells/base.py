@@ -117,6 +117,8 @@ class RecurrentCell(nn.Module):
             raise ValueError(f"expected recurrent_dropout in [0, 1), got {recurrent_dropout!r}")
         self.recurrent_dropout = float(recurrent_dropout)
         self.forget_bias = float(forget_bias)
+        if not math.isfinite(self.forget_bias):
+            raise ValueError(f"expected forget_bias to be a finite number, got {forget_bias!r}")
         spec = NormSpec.parse(norm)  # parsed once: a ValueError for unknown specs
         self.norm_spec = spec.name
         self.normalized = not spec.is_identity

@@ -144,7 +144,8 @@ class RecurrentLayer(nn.Module):
             raise ValueError("expected mask or lengths, not both")
         if lengths is not None:
             lengths = torch.as_tensor(lengths, device=device)
-            if lengths.shape != (B,) or lengths.is_floating_point() or bool(((lengths < 0) | (lengths > T)).any()):
+            if (lengths.shape != (B,) or lengths.is_floating_point() or lengths.dtype == torch.bool
+                    or bool(((lengths < 0) | (lengths > T)).any())):
                 raise ValueError(f"expected lengths to be {B} integers in [0, {T}] (B,), got {lengths.tolist()}")
             return torch.arange(T, device=device) < lengths[:, None]  # (B, T)
         if mask is None:

@@ -44,10 +44,13 @@ NOT_RESULTS = ("name", "threads")  # a label and a speed setting: they never cha
 
 # -- value checks: one-line ValueErrors that name the key, what was expected and what was got ------------------
 
-def _int(key: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+MAX_SEED = 2**31 - 1  # per-epoch seeds are derived from it and must stay within torch's 64-bit range
+
+
+def _int(key: str, value: object, *, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
         what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"expected {key} to be {what}, got {value!r}")
+        raise ValueError(f"expected {key} to be {what}{f' and <= {maximum}' if maximum else ''}, got {value!r}")
 
 
 def _float(key: str, value: object, *, minimum: float, strict: bool = False) -> None:
@@ -123,7 +126,7 @@ _SCALAR_CHECKS: dict[str, Callable[[str, object], None]] = {
     "train_samples": lambda k, v: _int(k, v, minimum=1),
     "val_samples": lambda k, v: _int(k, v, minimum=1),
     "test_samples": lambda k, v: _int(k, v, minimum=1),
-    "data_seed": lambda k, v: _int(k, v, minimum=0),
+    "data_seed": lambda k, v: _int(k, v, minimum=0, maximum=MAX_SEED),
     "cell": lambda k, v: _choice(k, v, CELLS),
     "width": lambda k, v: _int(k, v, minimum=1),
     "kernel_size": lambda k, v: _int(k, v, minimum=1),
@@ -150,7 +153,7 @@ _ITEM_CHECKS: dict[str, Callable[[str, object], None]] = {
     "norms": _norm,
     "topologies": lambda k, v: _choice(f"each of {k}", v, TOPOLOGIES),
     "depths": lambda k, v: _int(f"each of {k}", v, minimum=1),
-    "seeds": lambda k, v: _int(f"each of {k}", v, minimum=0),
+    "seeds": lambda k, v: _int(f"each of {k}", v, minimum=0, maximum=MAX_SEED),
     "lr_mults": lambda k, v: _float(f"each of {k}", v, minimum=0.0, strict=True),
 }
 
@@ -301,7 +304,7 @@ def load_config(preset: str | None = None, path: str | Path | None = None) -> St
         raise ValueError(f"expected a TOML study file, but {path} is a directory") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path} is not valid TOML: {e}") from None
-    data = dict(data.get("study", data))
+    data = _flatten_study_table(data, path)
     name = data.pop("preset", preset)
     if name is not None and name not in PRESETS:
         raise ValueError(f"unknown preset {name!r} in {path}; expected one of {', '.join(PRESETS)}")
@@ -314,6 +317,23 @@ def load_config(preset: str | None = None, path: str | Path | None = None) -> St
         return dataclasses.replace(base, **data)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
+
+
+def _flatten_study_table(data: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The keys at the top level and in an optional ``[study]`` table, together; the same key in both, or any
+    other table, is an error (it would be silently dropped)."""
+    tables = sorted(k for k, v in data.items() if isinstance(v, dict) and k != "study")
+    if tables:
+        raise ValueError(f"unknown tables {['[' + t + ']' for t in tables]} in {path}; expected keys at the top "
+                         "level or in one [study] table")
+    study = data.get("study", {})
+    if not isinstance(study, dict):
+        raise ValueError(f"expected [study] in {path} to be a table, got {study!r}")
+    top = {k: v for k, v in data.items() if k != "study"}
+    both = sorted(set(top) & set(study))
+    if both:
+        raise ValueError(f"keys {both} are set both at the top level and in [study] of {path}; set each once")
+    return {**top, **study}
 
 
 def check_device(device: str) -> None:
@@ -344,7 +364,7 @@ class RunSpec:
         _norm("norm", self.norm)
         _choice("topology", self.topology, TOPOLOGIES)
         _int("depth", self.depth, minimum=1)
-        _int("seed", self.seed, minimum=0)
+        _int("seed", self.seed, minimum=0, maximum=MAX_SEED)
         _float("lr_mult", self.lr_mult, minimum=0.0, strict=True)
 
     @property

@@ -57,7 +57,7 @@ def init_from_env(device: str = "cpu") -> Rank:
 
     Without ``WORLD_SIZE`` > 1 in the environment, or when a group already exists, it changes nothing.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
+    if env_world_size() <= 1 or (dist.is_available() and dist.is_initialized()):
         return current()
     if not dist.is_available():
         raise ValueError("expected a torch build with torch.distributed, got one without it")
@@ -65,6 +65,18 @@ def init_from_env(device: str = "cpu") -> Rank:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group("nccl" if device == "cuda" else "gloo")
     return current()
+
+
+def env_world_size() -> int:
+    """``$WORLD_SIZE`` (torchrun's), 1 when unset; a clear error when it is not a positive int."""
+    text = os.environ.get("WORLD_SIZE", "1")
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"expected the environment variable WORLD_SIZE to be a positive int, got {text!r}")
+    return value
 
 
 def local_batch_size(batch_size: int, world_size: int) -> int:

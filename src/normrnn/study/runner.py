@@ -18,7 +18,7 @@ from .._io import atomic_write_text
 from ..data import create_dataset
 from .config import RunSpec, StudyConfig, check_device, expand_grid, planned_runs, shard
 from .cost import load_cost, write_cost
-from .distributed import Rank, barrier, broadcast, current, init_from_env, launch, local_batch_size
+from .distributed import Rank, barrier, broadcast, current, env_world_size, init_from_env, launch, local_batch_size
 from .factories import batch, check_model, load_user_data, loss_function
 from .metrics import no_learning_guesses, prediction_metrics
 from .results import append_result, load_results
@@ -110,8 +110,34 @@ def check_runnable(config: StudyConfig, out: str | Path, *, nproc: int = 1, exec
     check_device(config.device)
     if executor == "ray" and nproc > 1:
         raise ValueError("expected executor='local' for data-parallel runs, got 'ray'; use one or the other")
-    local_batch_size(config.batch_size, nproc)
+    local_batch_size(config.batch_size, max(nproc, env_world_size()))  # under torchrun too
+    if isinstance(out, str) and not out.strip():
+        raise ValueError("expected --out to name a directory, got ''")
     check_out_dir(Path(out))
+    check_data_path(config)
+    if config.model is None:
+        check_norms_fit(config)
+
+
+def check_data_path(config: StudyConfig) -> None:
+    """A dataset read from files needs its files, before anything is written."""
+    if config.data is None and config.dataset.startswith("moving_mnist"):
+        if config.data_path is None or not os.path.exists(config.data_path):
+            raise ValueError(f"expected data_path to name the files of dataset {config.dataset!r}, got "
+                             f"{config.data_path!r}" + ("" if config.data_path is None else " (it does not exist)"))
+
+
+def check_norms_fit(config: StudyConfig) -> None:
+    """Every norm of the grid builds for the built-in model's width (``group:G`` must divide it), before any work."""
+    from ..cells import ConvGRUCell, ConvLSTMCell
+
+    cell = {"convlstm": ConvLSTMCell, "convgru": ConvGRUCell}[config.cell]
+    for norm in config.norms:
+        try:
+            cell(config.width, config.width, 1, norm=norm, norm_inputs=config.norm_inputs,
+                 norm_scope=config.norm_scope)
+        except ValueError as e:
+            raise ValueError(f"norms: {norm!r} does not fit width={config.width}: {e}") from None
 
 
 def _check_directory(config: StudyConfig, out: Path) -> None:
@@ -132,7 +158,7 @@ def _check_directory(config: StudyConfig, out: Path) -> None:
             raise ValueError(f"{path} is damaged ({e}); move it away to start this directory afresh, or use "
                              "another --out directory") from None
         changed = sorted(k for k in config.identity() if previous.get(k) != resolved[k])
-        if changed:
+        if changed and load_results(out, warn=False):  # with no finished run, a corrected config may take over
             raise ValueError(f"{out} holds a different study (differs in {changed}); use another --out directory")
     others = {row_hash(r, config.config_hash) for r in load_results(out, warn=False)} - {config.config_hash}
     if others:
