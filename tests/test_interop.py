@@ -200,7 +200,7 @@ def test_from_tf1_layer_norm_default_reduces_time_and_features():
 
 def test_from_tf1_layer_norm_parameters_beyond_the_reduced_axes():
     gamma = np.arange(1, 7, dtype=np.float32).reshape(2, 3)
-    ln = from_tf1_layer_norm(-1, 1, "BTF", variables={"gamma": gamma})
+    ln = from_tf1_layer_norm(-1, 1, "BTF", variables={"gamma": gamma, "beta": np.zeros_like(gamma)})
     x = SEED_X.astype(np.float64)
     mean, var = x.mean(axis=-1, keepdims=True), x.var(axis=-1, keepdims=True)
     np.testing.assert_allclose(ln(torch.tensor(SEED_X)).detach().numpy(), (x - mean) / np.sqrt(var + 1e-12) * gamma,

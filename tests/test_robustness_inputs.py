@@ -184,3 +184,60 @@ def test_silently_accepted_values_are_refused(tmp_path) -> None:
         create_dataset("moving_mnist", 50, split="train", size=64, path=str(tmp_path / "mm.npy"))
     assert create_dataset("moving_mnist", 2, split="train", size=64, path=str(tmp_path / "mm.npy"),
                           frames_in=3, frames_out=2).video.shape == (2, 5, 1, 64, 64)
+
+
+def test_converters_never_guess() -> None:
+    import numpy as np
+    from torch import nn
+
+    from normrnn import ConvLSTM
+    from normrnn.interop import convlstm_from_keras, from_tf1_convlstm_cell
+    from normrnn.norms import from_flax, from_keras, from_tf1_layer_norm
+
+    k, r, b = np.zeros((3, 3, 2, 16)), np.zeros((3, 3, 4, 16)), np.zeros(16)
+    good = {"filters": 4, "kernel_size": [3, 3], "padding": "same"}
+    assert isinstance(convlstm_from_keras([k, r, b], good), ConvLSTM)
+    for config, match in (({**good, "paddings": "same"}, "'paddings' \\(did you mean 'padding'\\?\\)"),
+                          ({**good, "stateful": True}, "stateful=True"),
+                          ({**good, "kernel_size": [5, 5]}, "kernel_size=\\[5, 5\\] disagrees"),
+                          ({**good, "strides": [1, 1, 1]}, "strides to be a positive int or 2"),
+                          ({**good, "activation": {"class_name": 3}}, "unsupported Keras config activation"),
+                          (None, "get_config\\(\\) dict, got NoneType")):
+        with pytest.raises(ValueError, match=match):
+            convlstm_from_keras([k, r, b], config)
+    with pytest.raises(ValueError, match=r"missing: \['beta'\]"):
+        from_tf1_layer_norm(-1, -1, "BTF", variables={"gamma": np.ones(3)})
+    with pytest.raises(ValueError, match="unknown: \\['scael'\\]"):
+        from_flax("LayerNorm", layout="BTC", variables={"params": {"scael": np.ones(3), "bias": np.zeros(3)}})
+    with pytest.raises(ValueError, match="missing: \\['batch_stats'\\]"):
+        from_flax("BatchNorm", layout="BC", variables={"params": {"scale": np.ones(3), "bias": np.zeros(3)}})
+    with pytest.raises(ValueError, match="not both"):
+        from_flax("GroupNorm", layout="BTC", num_channels=4, num_groups=2, group_size=2)
+    with pytest.raises(ValueError, match=r"expected Keras groups to be an int, got 2\.5"):
+        from_keras("GroupNormalization", {"groups": 2.5}, "BTC", num_channels=4)
+    with pytest.raises(ValueError, match=r"expected Keras momentum in \[0, 1\].*got 1\.5"):
+        from_keras("BatchNormalization", {"momentum": 1.5}, "BC", num_channels=4)
+    tf1 = {"kernel": np.zeros((3, 3, 6, 16)), "bias": np.zeros(16), "W_ci": np.zeros((5, 5, 4)),
+           "W_cf": np.zeros((5, 5, 4)), "W_co": np.zeros((5, 5, 4))}
+    with pytest.raises(ValueError, match="are there but the arguments say they are unused"):
+        from_tf1_convlstm_cell(tf1, normalize=False, peephole=False)
+    with pytest.raises(ValueError, match="expected a TF1 ConvLSTM kernel"):
+        from_tf1_convlstm_cell({**tf1, "kernel": np.zeros((3, 3, 6, 15))}, normalize=False)
+    with pytest.raises(ValueError, match="W_ci, W_cf, W_co of one shape"):
+        from_tf1_convlstm_cell({**tf1, "W_co": np.zeros((5, 4, 4))}, normalize=False)
+    with pytest.raises(ValueError, match="the module instance LayerNorm"):
+        ConvLSTM(2, 4, 3, norm=nn.LayerNorm(16))
+
+
+def test_export_refuses_lengths_in_one_line_and_takes_a_mask() -> None:
+    import torch
+
+    from normrnn.layers import LSTM
+
+    layer = LSTM(3, 4)
+    x, lengths = torch.randn(2, 5, 3), torch.tensor([5, 3])
+    with pytest.raises(ValueError, match="expected mask= under torch.export, got lengths="):
+        torch.export.export(layer, (x,), kwargs={"lengths": lengths})
+    mask = torch.arange(5) < lengths[:, None]
+    exported = torch.export.export(layer, (x,), kwargs={"mask": mask})
+    torch.testing.assert_close(exported.module()(x, mask=mask)[0], layer(x, lengths=lengths)[0])

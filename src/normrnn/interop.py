@@ -6,6 +6,7 @@ The norm converters (``from_keras``, ``from_flax``, ``from_tf1_layer_norm``, ``f
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,11 +27,51 @@ _TF1_LSTM_ORDER = [1, 2, 0, 3]  # the TF1 cell's gate blocks j, i, f, o, read in
 def _keras_activation(config: Mapping[str, Any], key: str, default: str) -> str:
     """The activation name of a Keras config entry (a string or a serialized dict), checked against ours."""
     value = config.get(key, default)
-    name = value.get("config", {}).get("name", value.get("class_name")) if isinstance(value, Mapping) else value
+    if isinstance(value, Mapping):  # a serialized activation: {"class_name": ..., "config": {"name": ...}}
+        inner = value.get("config")
+        name = inner.get("name", value.get("class_name")) if isinstance(inner, Mapping) else value.get("class_name")
+    else:
+        name = value
     name = str(name).lower()
     if name not in ACTIVATIONS:
         raise ValueError(f"unsupported Keras config {key}={value!r}; expected one of {', '.join(ACTIVATIONS)}")
     return name
+
+
+# every key a Keras 3 (or 2) ConvLSTM1D/2D/3D get_config() may hold; others are misspellings or unsupported
+_KERAS_CONVLSTM_KEYS = {
+    "name", "trainable", "dtype", "return_sequences", "return_state", "go_backwards", "stateful", "unroll",
+    "zero_output_for_mask", "filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
+    "activation", "recurrent_activation", "use_bias", "kernel_initializer", "recurrent_initializer",
+    "bias_initializer", "unit_forget_bias", "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
+    "activity_regularizer", "kernel_constraint", "recurrent_constraint", "bias_constraint", "dropout",
+    "recurrent_dropout", "seed", "batch_input_shape", "batch_shape", "time_major",
+}
+
+
+def _keras_config(config: object) -> Mapping[str, Any]:
+    """A Keras ConvLSTM config, checked: a mapping, no unknown keys, nothing we would silently drop."""
+    if not isinstance(config, Mapping):
+        raise ValueError(f"expected config to be the layer's get_config() dict, got {type(config).__name__}")
+    unknown = sorted(set(config) - _KERAS_CONVLSTM_KEYS)
+    if unknown:
+        hints = {u: difflib.get_close_matches(u, _KERAS_CONVLSTM_KEYS, n=1) for u in unknown}
+        named = ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in hints.items())
+        raise ValueError(f"unknown Keras ConvLSTM config keys {named}; refusing to guess their defaults")
+    if config.get("stateful"):
+        raise ValueError("Keras stateful=True carries states between calls; normrnn layers take the state "
+                         "explicitly: pass the returned states back into forward instead")
+    return config
+
+
+def _keras_tuple(config: Mapping[str, Any], key: str, d: int) -> tuple[int, ...]:
+    """An int or a d-tuple of ints from a Keras config (Keras' own rule), checked."""
+    value = config.get(key, 1)
+    items = [value] * d if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(items, (list, tuple)) or len(items) != d
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items)):
+        raise ValueError(f"expected Keras config {key} to be a positive int or {d} of them, got {value!r}")
+    return tuple(items)
 
 
 def convlstm_from_keras(weights: Sequence[Any], config: Mapping[str, Any]) -> ConvLSTM:
@@ -47,6 +88,7 @@ def convlstm_from_keras(weights: Sequence[Any], config: Mapping[str, Any]) -> Co
     ``recurrent_activation`` from tanh, sigmoid, relu and hard_sigmoid, and ``go_backwards`` (outputs in the
     order read, as Keras returns them). Dropout is a training-time option and is not carried over.
     """
+    config = _keras_config(config)
     arrays = [np.asarray(w) for w in weights]
     use_bias = bool(config.get("use_bias", True))
     if len(arrays) != 2 + use_bias:
@@ -59,7 +101,7 @@ def convlstm_from_keras(weights: Sequence[Any], config: Mapping[str, Any]) -> Co
     padding = str(config.get("padding", "valid")).lower()
     if padding not in ("same", "valid"):
         raise ValueError(f"unsupported Keras config padding={config.get('padding')!r}; expected 'same' or 'valid'")
-    strides = tuple(int(v) for v in np.broadcast_to(np.asarray(config.get("strides", 1)), (d,)))
+    strides = _keras_tuple(config, "strides", d)
     if str(config.get("data_format") or "channels_last") != "channels_last":
         raise ValueError(f"unsupported Keras config data_format={config.get('data_format')!r}: the kernels are "
                          "read as channels_last; convert the layer built with data_format='channels_last'")
@@ -70,7 +112,10 @@ def convlstm_from_keras(weights: Sequence[Any], config: Mapping[str, Any]) -> Co
     if gates != 4 * C or recurrent.shape != (*k, C, 4 * C):
         raise ValueError(f"expected kernel (*k, C_in, {4 * C}) and recurrent_kernel {(*k, C, 4 * C)} for filters={C}, "
                          f"got {kernel.shape} and {recurrent.shape}")
-    dilation = tuple(int(v) for v in np.broadcast_to(np.asarray(config.get("dilation_rate", 1)), (d,)))
+    dilation = _keras_tuple(config, "dilation_rate", d)
+    if "kernel_size" in config and _keras_tuple(config, "kernel_size", d) != tuple(k):
+        raise ValueError(f"Keras config kernel_size={config['kernel_size']!r} disagrees with the kernel's "
+                         f"{tuple(k)}")
     model = ConvLSTM(int(c_in), C, tuple(int(v) for v in k), spatial_dims=d, dilation=dilation,
                      recurrent_dilation=1, bias=use_bias, forget_bias=0.0,  # Keras dilates W_x only
                      padding=padding, stride=strides, go_backwards=bool(config.get("go_backwards", False)),
@@ -110,10 +155,16 @@ def _tf1_layer_norms(variables: Mapping[str, Any], prefix: str, count: int) -> l
     return out
 
 
-def _tf1_check(variables: Mapping[str, Any], names: Sequence[str]) -> dict[str, np.ndarray]:
+def _tf1_check(variables: Mapping[str, Any], names: Sequence[str], unused: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """The named arrays; a ``ValueError`` for missing ones, and for ``unused`` ones that are there (the cell's
+    arguments say they were not used, so the variables and the arguments disagree)."""
     missing = [n for n in names if n not in variables]
     if missing:
         raise ValueError(f"expected TF1 variables {missing}; got {sorted(variables)}")
+    present = [n for n in unused if n in variables]
+    if present:
+        raise ValueError(f"TF1 variables {present} are there but the arguments say they are unused; pass the cell's "
+                         "own arguments (peephole=True, normalize=False, ...)")
     return {n: np.asarray(variables[n]) for n in names}
 
 
@@ -148,16 +199,22 @@ def from_tf1_convlstm_cell(variables: Mapping[str, Any], *, normalize: bool = Tr
         A :class:`ConvLSTM` over channels-first ``(B, T, C, *S)`` whose last state is ``(h, c)``.
     """
     _tf1_layout(data_format, normalize)
-    names = ["kernel"] + ([] if normalize else ["bias"]) + (["W_ci", "W_cf", "W_co"] if peephole else [])
-    arrays = _tf1_check(variables, names)
+    peeps_names = ["W_ci", "W_cf", "W_co"]
+    names = ["kernel"] + ([] if normalize else ["bias"]) + (peeps_names if peephole else [])
+    arrays = _tf1_check(variables, names, unused=(["bias"] if normalize else []) + ([] if peephole else peeps_names))
     kernel = arrays["kernel"]
+    if kernel.ndim not in (3, 4, 5) or kernel.shape[-1] % 4 or kernel.shape[-2] <= kernel.shape[-1] // 4:
+        raise ValueError(f"expected a TF1 ConvLSTM kernel (*k, C_in + C, 4C), got shape {kernel.shape}")
     d, C = kernel.ndim - 2, kernel.shape[-1] // 4
     c_in = kernel.shape[-2] - C
     size = None
     if peephole:  # (*S, C) channels_last or (C, *S) channels_first, as (3, C, *S)
         peeps = [arrays[n] if data_format == "channels_first" else np.moveaxis(arrays[n], -1, 0)
-                 for n in ("W_ci", "W_cf", "W_co")]
+                 for n in peeps_names]
         size = peeps[0].shape[1:]
+        if any(p.shape != (C, *size) or len(size) != d for p in peeps):
+            raise ValueError(f"expected W_ci, W_cf, W_co of one shape with C={C} channels and {d} spatial axes, "
+                             f"got {[arrays[n].shape for n in peeps_names]}")
     model = ConvLSTM(c_in, C, tuple(kernel.shape[:d]), spatial_dims=d, norm="layer" if normalize else "none",
                      norm_cell="carried" if normalize else "none", norm_kwargs={"eps": _TF1_EPS},
                      peephole="elementwise" if peephole else False, peephole_size=size,

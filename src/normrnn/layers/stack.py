@@ -143,6 +143,9 @@ class RecurrentLayer(nn.Module):
         if mask is not None and lengths is not None:
             raise ValueError("expected mask or lengths, not both")
         if lengths is not None:
+            if getattr(torch.compiler, "is_exporting", lambda: False)():
+                raise ValueError("expected mask= under torch.export, got lengths=: their values are checked, which "
+                                 "export cannot trace; pass mask=torch.arange(T) < lengths[:, None] instead")
             lengths = torch.as_tensor(lengths, device=device)
             if (lengths.shape != (B,) or lengths.is_floating_point() or lengths.dtype == torch.bool
                     or bool(((lengths < 0) | (lengths > T)).any())):

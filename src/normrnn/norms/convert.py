@@ -97,6 +97,30 @@ def _param_axes(layout: Layout, letters: str, input_shape: Sequence[int] | None,
                      "weights or input_shape so their shape is known")
 
 
+def _complete(what: str, given: Mapping[str, Any], expected: Sequence[str], known: Sequence[str]) -> None:
+    """Variables handed to a converter are all there or none: a missing or misspelled one is an error, never a
+    silent 1 or 0. (No variables at all: a fresh module, initialized as the framework would.)"""
+    unknown = sorted(set(given) - set(known))
+    missing = [n for n in expected if n not in given]
+    if unknown or (given and missing):
+        raise ValueError(f"{what}: expected variables {list(expected)}, got {sorted(given)}"
+                         + (f" (unknown: {unknown})" if unknown else "")
+                         + (f" (missing: {missing})" if missing else ""))
+
+
+def _momentum(what: str, value: object) -> float:
+    """A Keras/Flax momentum (the old average's weight) in [0, 1], as PyTorch's ``1 - momentum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"expected {what} momentum in [0, 1] (the weight of the old average), got {value!r}")
+    return 1.0 - float(value)
+
+
+def _int_option(what: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected {what} to be an int, got {value!r}")
+    return value
+
+
 @torch.no_grad()
 def load_arrays(module: nn.Module, **tensors: Any) -> nn.Module:
     """Copy arrays into same-named parameters/buffers, checking shapes."""
@@ -218,12 +242,12 @@ def from_keras(
     named = _keras_weights(config, weights, moving=name == "BatchNormalization")
     C = _channels(parsed, num_channels, input_shape, "C", list(named.values()), "from_keras")
     if name == "GroupNormalization":
-        groups = int(config.get("groups", 32))
+        groups = _int_option("Keras groups", config.get("groups", 32))
         reduce = "".join(c for c in parsed.letters if c != "B")  # T included, as Keras does
         module = GroupNorm(C, num_groups=C if groups == -1 else groups, layout=parsed, reduce=reduce, eps=eps,
                            center=center, scale=scale, affine=center or scale)
         return load_arrays(module, **named)
-    module = BatchNorm(C, layout=parsed, eps=eps, momentum=1.0 - float(config.get("momentum", 0.99)),
+    module = BatchNorm(C, layout=parsed, eps=eps, momentum=_momentum("Keras", config.get("momentum", 0.99)),
                        center=center, scale=scale, affine=center or scale, var_estimator=var_estimator,
                        sync=bool(config.get("synchronized", False)))
     return load_arrays(module, **named)
@@ -265,6 +289,7 @@ def from_tf1_layer_norm(
     reduce = parsed.letters[begin_norm_axis % parsed.ndim :]
     params = parsed.letters[begin_params_axis % parsed.ndim :]
     variables = dict(variables or {})
+    _complete("from_tf1_layer_norm", variables, ["gamma"] * scale + ["beta"] * center, ["gamma", "beta"])
     arrays = [variables.get("gamma"), variables.get("beta")]
     C = _channels(parsed, num_channels, input_shape, params, arrays, "from_tf1_layer_norm")
     axes, shape = _param_axes(parsed, params, input_shape, arrays, "from_tf1_layer_norm")
@@ -331,10 +356,17 @@ def from_flax(
     _check_attrs(f"from_flax({kind})", {k: v for k, v in attrs.items() if k not in _FLAX_IGNORED},
                  _FLAX_ALLOWED[kind], refused=refused)
     parsed = Layout.parse(layout)
-    variables = variables or {}
-    params, stats = dict(variables.get("params", {})), dict(variables.get("batch_stats", {}))
-    arrays = [params.get("scale"), params.get("bias")]
+    variables = dict(variables or {})
     use_scale, use_bias = bool(attrs.get("use_scale", True)), bool(attrs.get("use_bias", True))
+    has_bias = use_bias and kind != "RMSNorm"
+    _complete(f"from_flax({kind})", variables, ["params"] * (use_scale or has_bias)
+              + ["batch_stats"] * (kind == "BatchNorm"), ["params", "batch_stats"])
+    params, stats = dict(variables.get("params", {})), dict(variables.get("batch_stats", {}))
+    if variables:
+        _complete(f"from_flax({kind}) params", params, ["scale"] * use_scale + ["bias"] * has_bias,
+                  ["scale", "bias"])
+        _complete(f"from_flax({kind}) batch_stats", stats, ["mean", "var"] * (kind == "BatchNorm"), ["mean", "var"])
+    arrays = [params.get("scale"), params.get("bias")]
     affine = {"affine": use_scale or use_bias, "scale": use_scale}
     eps = float(attrs.get("epsilon", 1e-5 if kind == "BatchNorm" else 1e-6))
     if kind in ("LayerNorm", "RMSNorm", "InstanceNorm"):
@@ -360,7 +392,10 @@ def from_flax(
             raise ValueError(f"Flax GroupNorm keeps features on the last axis; layout {parsed.spelled!r} ends in "
                              f"{parsed.spelled[-1]!r}")
         groups, size = attrs.get("num_groups", 32), attrs.get("group_size")
-        groups = C // int(size) if size is not None else int(groups)
+        if size is not None and attrs.get("num_groups") is not None and "num_groups" in attrs:
+            raise ValueError("Flax GroupNorm takes num_groups or group_size, not both (Flax itself refuses it)")
+        groups = C // _int_option("Flax group_size", size) if size is not None else _int_option("Flax num_groups",
+                                                                                                groups)
         axes = attrs.get("reduction_axes")
         reduce = (parsed.letters[1:] if axes is None
                   else _letters(parsed, axes, "reduction_axes").replace("C", "") + "C")
@@ -369,7 +404,7 @@ def from_flax(
     if _letters(parsed, attrs.get("axis", -1), "axis") != "C":
         raise ValueError(f"Flax BatchNorm axis={attrs.get('axis', -1)} must be the channel axis of "
                          f"{parsed.spelled!r}")
-    module = BatchNorm(C, layout=parsed, eps=eps, momentum=1.0 - float(attrs.get("momentum", 0.99)),
+    module = BatchNorm(C, layout=parsed, eps=eps, momentum=_momentum("Flax", attrs.get("momentum", 0.99)),
                        center=use_bias, var_estimator="biased", sync=attrs.get("axis_name") is not None, **affine)
     module.train(not attrs.get("use_running_average", False))
     return load_arrays(module, weight=params.get("scale"), bias=params.get("bias"),

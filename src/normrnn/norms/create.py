@@ -144,6 +144,10 @@ class NormSpec:
             return cls._parse_string(spec)
         if isinstance(spec, type) and spec in _BY_CLASS:
             return cls(_BY_CLASS[spec])
+        if isinstance(spec, nn.Module):  # callable, but it would be called as a factory and fail deep in torch
+            raise ValueError(f"expected a norm spec string, class or factory, got the module instance {spec!r}; "
+                             f"pass its class or a factory such as functools.partial({type(spec).__name__}, ...), "
+                             "called with the number of channels")
         if callable(spec):
             return cls(None, factory=spec)
         raise ValueError(f"expected a norm spec string or callable, got {spec!r}")
