@@ -38,6 +38,7 @@ def _one_line(out: subprocess.CompletedProcess, message: str) -> None:
     (["bench", "cells", "--quick", "--json", "/no/such/folder/b.json"], "expected --json in a writable folder"),
     (["explain", "layer", "--layout", "BTF", "--shape", "100000,100000,100000"], "expected a shape of at most"),
     (["bench", "norms", "--shape", "100000,100000,100000"], "expected a shape of at most"),
+    (["bench", "layers", "--batch", "100000"], "expected at most 268,435,456 gate values"),
 ])
 def test_bad_bench_and_explain_flags_are_one_line_errors(args: list[str], message: str) -> None:
     _one_line(_cli(*args), message)

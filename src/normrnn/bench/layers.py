@@ -3,6 +3,7 @@ to bias-only, the naive loop and the conv-only floor, with activation memory."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 from .._checks import positive_int
 from ..kernels import get_backend
 from ..layers import ConvLSTM
+from ..norms.explain import MAX_ELEMENTS
 from ..profiling import cuda_peak_mb, saved_tensor_bytes
 from .reference import ConvOnly, NaiveConvLSTM
 from .timing import check_close, check_timing, paired_ratios, time_interleaved, timing_row
@@ -51,6 +53,10 @@ class LayerBenchConfig:
         check_timing(self)
         for name in ("batch", "in_channels", "hidden_channels", "steps", "kernel_size", "num_layers"):
             positive_int(name, getattr(self, name))
+        gates = (self.batch, self.steps, 4 * max(self.in_channels, self.hidden_channels), *self.size)
+        if math.prod(gates) > MAX_ELEMENTS:  # the gate tensors of every step are kept for backward
+            raise ValueError(f"expected at most {MAX_ELEMENTS:,} gate values per layer (B·T·4C·H·W), got "
+                             f"{math.prod(gates):,} for batch={self.batch}, steps={self.steps}, size={self.size}")
 
 
 CELLS = LayerBenchConfig(num_layers=1, norms=("none", "layer", "group:8"), backends=("eager", "fused", "compiled"),
