@@ -237,7 +237,7 @@ def test_export_refuses_lengths_in_one_line_and_takes_a_mask() -> None:
 
     layer = LSTM(3, 4)
     x, lengths = torch.randn(2, 5, 3), torch.tensor([5, 3])
-    with pytest.raises(ValueError, match="expected mask= under torch.export, got lengths="):
+    with pytest.raises(ValueError, match=r"expected mask= under torch\.export, got lengths="):
         torch.export.export(layer, (x,), kwargs={"lengths": lengths})
     mask = torch.arange(5) < lengths[:, None]
     exported = torch.export.export(layer, (x,), kwargs={"mask": mask})
