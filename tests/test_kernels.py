@@ -255,8 +255,7 @@ def test_auto_is_eager_on_cpu_and_probes_see_eager_gates() -> None:
 
 def test_the_backend_registry_dispatches_a_cell_to_a_registered_backend() -> None:
     """A new backend is one registered object: cells find it by name, and "auto" by its priority."""
-    from normrnn.kernels import GateBackend, backend_names, register_backend
-    from normrnn.kernels.registry import _BACKENDS, _RANKED, _rank
+    from normrnn.kernels import GateBackend, backend_names, registered_backend
 
     class Doubling(GateBackend):  # the eager block with h doubled, so its use is visible
         name, priority = "doubling_test", 100
@@ -273,8 +272,7 @@ def test_the_backend_registry_dispatches_a_cell_to_a_registered_backend() -> Non
             h, c = cell.gate_block(gx, gh, state, t, mask)
             return 2 * h, c
 
-    register_backend(Doubling())
-    try:
+    with registered_backend(Doubling()):
         assert "doubling_test" in backend_names()
         torch.manual_seed(0)
         eager = ConvLSTMCell(3, 4, 3, norm="layer", backend="eager")
@@ -289,10 +287,8 @@ def test_the_backend_registry_dispatches_a_cell_to_a_registered_backend() -> Non
         assert auto.gate_backend(torch.device("meta")) == "doubling_test"  # "auto" asks the registry
         assert auto.gate_backend(torch.device("cpu")) == "eager"
         assert ConvGRUCell(3, 4, 3).gate_backend(torch.device("meta")) == "eager"  # unsupported: skipped
-    finally:
-        del _BACKENDS["doubling_test"]
-        _rank()
-        assert all(b.name != "doubling_test" for b in _RANKED)
+    assert "doubling_test" not in backend_names()
+    assert ConvLSTMCell(3, 4, 3).gate_backend(torch.device("meta")) == "eager"  # unregistered: gone from "auto"
 
 
 def test_compile_keys_name_every_option_and_norm() -> None:

@@ -272,8 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("explain", help="say what a norm spec reduces, its statistics, parameters and equivalences")
-    p.add_argument("spec", nargs="?", help="norm spec: none, layer, group[:G], instance, batch, "
-                                           "recurrent_batch[:T_MAX], rms")
+    from .kernels import backend_names
+    from .norms import norm_spec_names
+
+    backends = ", ".join(b for b in backend_names() if b != "auto")  # the registries now, plug-ins included
+    p.add_argument("spec", nargs="?", help=f"norm spec: {', '.join(norm_spec_names())}")
     p.add_argument("--layout", help="axis letters of the input, e.g. BTF, BCHW, BHWC, BTCHW")
     p.add_argument("--shape", help="input shape, e.g. 4,2,3")
     p.add_argument("--reduce", help="letters to reduce (default: the spec's default)")
@@ -290,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench.add_parser("cells", help="one ConvLSTM layer (B=16, 16->64, 32x32, k=3, T=10) per norm and gate "
                                        "backend vs bias-only, a naive loop and the conv-only floor; with memory")
     p.add_argument("--quick", action="store_true", help="a tiny shape and one round: checks that it runs")
-    p.add_argument("--backends", help="comma-separated gate backends: eager, fused, compiled (default: all; "
+    p.add_argument("--backends", help=f"comma-separated gate backends: {backends} (default: eager,fused,compiled; "
                                       "--quick: eager,fused)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     _timing_flags(p, rounds=5, repeats=1, warmup=1)
@@ -305,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-layers", type=int, default=2, help="stacked layers (default 2)")
     p.add_argument("--norms", default="none,layer,group:8,recurrent_batch:10",
                    help="comma-separated norm specs; 'none' is the reference (default: %(default)s)")
-    p.add_argument("--backends", default="eager", help="comma-separated gate backends: eager, fused, compiled "
+    p.add_argument("--backends", default="eager", help=f"comma-separated gate backends: {backends} "
                                                        "(default: %(default)s)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
     _timing_flags(p, rounds=5, repeats=1, warmup=1)

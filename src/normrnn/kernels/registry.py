@@ -16,8 +16,10 @@ To add a backend: write its class here (or in its own module of this package) an
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -28,7 +30,7 @@ from .compile import CompiledBlock
 from .fused import fused_lstm_gates
 
 __all__ = ["GateBackend", "TritonBackend", "auto_backend", "backend_names", "get_backend", "register_backend",
-           "resolve_backend"]
+           "registered_backend", "resolve_backend", "unregister_backend"]
 
 
 @functools.cache
@@ -183,6 +185,27 @@ def register_backend(backend: GateBackend) -> GateBackend:
     _BACKENDS[backend.name] = backend
     _rank()
     return backend
+
+
+def unregister_backend(name: str) -> GateBackend:
+    """Remove the backend registered as ``name``; returns it (for tests and plugins, see
+    :func:`registered_backend`). The built-in ``eager`` backend stays."""
+    if name == EAGER.name or name not in _BACKENDS:
+        raise ValueError(f"expected a registered backend other than 'eager', got {name!r}; registered: "
+                         f"{', '.join(_BACKENDS)}")
+    backend = _BACKENDS.pop(name)
+    _rank()
+    return backend
+
+
+@contextlib.contextmanager
+def registered_backend(backend: GateBackend) -> Iterator[GateBackend]:
+    """Register ``backend`` for the duration of a ``with`` block."""
+    register_backend(backend)
+    try:
+        yield backend
+    finally:
+        unregister_backend(backend.name)
 
 
 def _rank() -> None:

@@ -10,7 +10,19 @@ import other frameworks' layers. This package imports nothing else from normrnn.
 from .base import Description, GroupedStatsView, GroupNormView, Norm, call_norm
 from .batch import DEFAULT_MAX_STEPS, BatchNorm, RecurrentBatchNorm
 from .convert import from_flax, from_keras, from_tf1_layer_norm, from_torch
-from .create import NORM_SPECS, NormEntry, NormLike, NormSpec, create_norm, default_groups, register_norm
+from .create import (
+    NORM_SPECS,
+    NormEntry,
+    NormLike,
+    NormSpec,
+    create_norm,
+    default_groups,
+    norm_entries,
+    norm_spec_names,
+    register_norm,
+    registered_norm,
+    unregister_norm,
+)
 from .explain import explain
 from .functional import KernelPlan, NormAxes, compute_stats, norm_forward, normalize, plan_kernel
 from .layout import Layout
@@ -47,8 +59,12 @@ __all__ = [
     "from_keras",
     "from_tf1_layer_norm",
     "from_torch",
+    "norm_entries",
     "norm_forward",
+    "norm_spec_names",
     "normalize",
     "plan_kernel",
     "register_norm",
+    "registered_norm",
+    "unregister_norm",
 ]

@@ -13,8 +13,9 @@ line for it, in the same file.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
@@ -32,8 +33,11 @@ __all__ = [
     "create_norm",
     "default_groups",
     "norm_entries",
+    "norm_spec_names",
     "register_norm",
+    "registered_norm",
     "spec_key",
+    "unregister_norm",
 ]
 
 
@@ -59,11 +63,15 @@ class NormEntry:
     grouped_as: str | None = None  # the entry that builds the per-gate grouped form
     shift: bool = True  # learns a shift β (cells drop it with center=False where their bias is the shift)
     aliases: tuple[str, ...] = ()
+    arg_label: str | None = None  # how messages name the ":N" argument; default: G, T_MAX, or the keyword
 
     @property
     def usage(self) -> str:
         """How an error message lists this entry, e.g. ``group[:G]``."""
-        return self.name if self.arg is None else f"{self.name}[:{'G' if self.arg == 'num_groups' else 'T_MAX'}]"
+        if self.arg is None:
+            return self.name
+        label = self.arg_label or {"num_groups": "G", "max_steps": "T_MAX"}.get(self.arg, self.arg.upper())
+        return f"{self.name}[:{label}]"
 
 
 _REGISTRY: dict[str, NormEntry] = {}  # spec_key -> entry, aliases included
@@ -75,8 +83,25 @@ def spec_key(name: str) -> str:
     return name.strip().lower().replace("_", "").replace("-", "")
 
 
+def _spans_channels(entry: NormEntry) -> bool:
+    """Whether the entry's norm, built with its defaults, keeps statistics over C (so all four gates of a cell
+    would share them unless the entry says how to group it per gate)."""
+    try:
+        kwargs = {entry.arg: entry.default(4)} if entry.arg and entry.default else {}
+        module = entry.cls(4, layout="BCL", **kwargs)
+        return "C" in module.describe((2, 4, 3)).reduce
+    except Exception:  # a norm that cannot be built or described this way: nothing to tell
+        return False
+
+
 def register_norm(entry: NormEntry) -> NormEntry:
-    """Add ``entry`` to the registry under its name and aliases; a name taken twice is an error."""
+    """Add ``entry`` to the registry under its name and aliases; a name taken twice is an error, and so is a norm
+    whose statistics span the channels registered without ``gate_groups`` (cells would pool one statistic over
+    all four gates while saying ``norm_scope='per_gate'``)."""
+    if entry.gate_groups is None and _spans_channels(entry):
+        raise ValueError(f"norm {entry.name!r} keeps statistics over the channels, so a cell that normalizes each "
+                         "gate apart must know how to split them: give NormEntry(gate_groups=lambda arg, C: "
+                         "<groups per gate>, grouped_as=<an entry taking num_groups>), as 'layer' does")
     for name in (entry.name, *entry.aliases):
         key = spec_key(name)
         if key in _REGISTRY and _REGISTRY[key] != entry:
@@ -86,9 +111,37 @@ def register_norm(entry: NormEntry) -> NormEntry:
     return entry
 
 
+def unregister_norm(name: str) -> NormEntry:
+    """Remove the entry registered as ``name`` (and its aliases); returns it. For tests and plugins that
+    register temporarily (see :func:`registered_norm`)."""
+    entry = _REGISTRY.get(spec_key(name))
+    if entry is None:
+        raise ValueError(f"no norm is registered as {name!r}; registered: {', '.join(norm_spec_names())}")
+    for key in [k for k, e in _REGISTRY.items() if e is entry]:
+        del _REGISTRY[key]
+    _BY_CLASS.pop(entry.cls, None)
+    return entry
+
+
+@contextlib.contextmanager
+def registered_norm(entry: NormEntry) -> Iterator[NormEntry]:
+    """Register ``entry`` for the duration of a ``with`` block."""
+    register_norm(entry)
+    try:
+        yield entry
+    finally:
+        unregister_norm(entry.name)
+
+
 def norm_entries() -> list[NormEntry]:
     """Every registered norm, once each, in registration order."""
     return list(dict.fromkeys(_REGISTRY.values()))
+
+
+def norm_spec_names() -> tuple[str, ...]:
+    """The valid spec names as error messages list them, e.g. ``group[:G]``; computed now, so norms registered
+    after import are in."""
+    return tuple(e.usage for e in norm_entries())
 
 
 register_norm(NormEntry("none", Identity, shift=False, aliases=("identity",)))
@@ -100,8 +153,8 @@ register_norm(NormEntry("batch", BatchNorm))
 register_norm(NormEntry("recurrent_batch", RecurrentBatchNorm, arg="max_steps"))
 register_norm(NormEntry("rms", RMSNorm, gate_groups=lambda arg, C: 1, grouped_as="rms", shift=False))
 
-#: The valid spec names, as an error message lists them.
-NORM_SPECS = tuple(e.usage for e in norm_entries())
+#: The built-in spec names, as an error message lists them (a snapshot at import: use norm_spec_names()).
+NORM_SPECS = norm_spec_names()
 
 NormLike = Union[str, "NormSpec", Callable[..., nn.Module]]  # a spec string, a parsed spec, a class or a factory
 
@@ -157,12 +210,12 @@ class NormSpec:
         name, sep, arg = spec.strip().partition(":")
         entry = _REGISTRY.get(spec_key(name))
         if entry is None:
-            raise ValueError(f"unknown norm spec {spec!r}; expected one of {', '.join(NORM_SPECS)}")
+            raise ValueError(f"unknown norm spec {spec!r}; expected one of {', '.join(norm_spec_names())}")
         if not sep:
             return cls(entry)
         if entry.arg is None:
             raise ValueError(f"norm spec {spec!r}: {name.strip()!r} takes no ':' argument; expected one of "
-                             f"{', '.join(NORM_SPECS)}")
+                             f"{', '.join(norm_spec_names())}")
         if not arg.strip().isdigit() or int(arg) < 1:
             raise ValueError(f"norm spec {spec!r}: expected a positive integer after ':', got {arg!r}")
         return cls(entry, int(arg))

@@ -1,0 +1,66 @@
+"""A norm and a gate backend registered from user code are accepted everywhere and listed in every message and
+help text; registration refuses a norm that would silently pool statistics over the gates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from normrnn.cli import build_parser
+from normrnn.kernels import GateBackend, backend_names, registered_backend
+from normrnn.layers import ConvLSTM
+from normrnn.norms import InstanceNorm, LayerNorm, NormEntry, NormSpec, explain, norm_spec_names, registered_norm
+from normrnn.study import StudyConfig
+from normrnn.study.runner import check_norms_fit
+
+
+class DoubledInstance(InstanceNorm):
+    """A user's norm: instance norm, doubled (so its use is visible)."""
+
+    def forward(self, x, mask=None, *, step=None):
+        return 2 * super().forward(x, mask, step=step)
+
+
+class Plain(GateBackend):
+    name = "plain_test"
+
+
+def _help(*command: str) -> str:
+    parser = build_parser()
+    for action in parser._subparsers._group_actions:  # the subcommand's own help text
+        sub = action.choices[command[0]]
+        for name in command[1:]:
+            sub = sub._subparsers._group_actions[0].choices[name]
+        return sub.format_help()
+    raise AssertionError("no subcommands")
+
+
+def test_a_user_norm_and_backend_are_accepted_and_listed_everywhere() -> None:
+    with registered_norm(NormEntry("doubled_test", DoubledInstance, arg_label="K")), \
+            registered_backend(Plain()):
+        assert "doubled_test" in norm_spec_names() and "plain_test" in backend_names()
+        with pytest.raises(ValueError, match="doubled_test"):  # the unknown-spec message lists it
+            NormSpec.parse("nope")
+        layer = ConvLSTM(2, 4, 3, norm="doubled_test", backend="plain_test")
+        y, _ = layer(torch.randn(2, 3, 2, 5, 5))
+        assert torch.isfinite(y).all()
+        config = StudyConfig(norms=("none", "doubled_test"), width=4)
+        check_norms_fit(config)
+        assert str(explain("doubled_test", layout="BTCHW", shape=(2, 3, 4, 5, 5))).startswith("doubled_test on")
+        assert "doubled_test" in _help("explain") and "plain_test" in _help("bench", "layers")
+    assert "doubled_test" not in norm_spec_names() and "plain_test" not in backend_names()
+    with pytest.raises(ValueError, match="unknown norm spec 'doubled_test'"):
+        StudyConfig(norms=("doubled_test",))
+
+
+def test_a_norm_over_channels_must_say_how_it_groups_per_gate() -> None:
+    class Pooled(LayerNorm):
+        pass
+
+    with pytest.raises(ValueError, match="keeps statistics over the channels"), registered_norm(
+            NormEntry("pooled_test", Pooled)):
+        pass
+    assert "pooled_test" not in norm_spec_names()
+    with registered_norm(NormEntry("pooled_test", Pooled, arg="num_groups", gate_groups=lambda arg, C: 1,
+                                   grouped_as="group")) as entry:
+        assert entry.usage == "pooled_test[:G]"
