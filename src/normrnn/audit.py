@@ -43,7 +43,6 @@ __all__ = ["AuditReport", "Finding", "NormUse", "audit"]
 
 _TORCH_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
                 nn.RMSNorm)
-_SPATIAL = "DHW"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import triton.language as tl
 def _compute(x, FP64: tl.constexpr):
     return x.to(tl.float64) if FP64 else x.to(tl.float32)
 
+
 @triton.jit
 def _tanh(x):
     # tanh from exp: a series near 0, where (1 - e^-2|x|) / (1 + e^-2|x|) would cancel
@@ -21,6 +22,7 @@ def _tanh(x):
     small = ax * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0 + x2 * (62.0 / 2835.0)))))
     r = tl.where(ax < 0.0625, small, big)
     return tl.where(x < 0, -r, r)
+
 
 @triton.jit
 def stats(x_ptr, mean_ptr, rstd_ptr, L, eps, RMS: tl.constexpr, FP64: tl.constexpr, BLOCK: tl.constexpr):
@@ -45,6 +47,7 @@ def stats(x_ptr, mean_ptr, rstd_ptr, L, eps, RMS: tl.constexpr, FP64: tl.constex
     tl.store(mean_ptr + row, mean)
     tl.store(rstd_ptr + row, 1.0 / tl.sqrt(var + eps))
 
+
 @triton.jit
 def _gate(p, w, b, mu, rs, k, bb, ch, s, m, C, S, Cg, Gt,
           NORM: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, FP64: tl.constexpr):
@@ -63,27 +66,11 @@ def _gate(p, w, b, mu, rs, k, bb, ch, s, m, C, S, Cg, Gt,
         a = a + _compute(tl.load(b + chan, mask=m, other=0.0), FP64)
     return a, xhat
 
-@triton.jit
-def forward(p, c_ptr, w, b, mu, rs, h_ptr, c_out_ptr, N, C, S, Cg, Gt,
-            NORM: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, FP64: tl.constexpr,
-            BLOCK: tl.constexpr):
-    idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # over (B, C, S) of the state
-    m = idx < N
-    bb, ch, s = idx // (C * S), (idx // S) % C, idx % S
-    ai, _ = _gate(p, w, b, mu, rs, 0, bb, ch, s, m, C, S, Cg, Gt, NORM, HAS_W, HAS_B, FP64)
-    af, _ = _gate(p, w, b, mu, rs, 1, bb, ch, s, m, C, S, Cg, Gt, NORM, HAS_W, HAS_B, FP64)
-    ag, _ = _gate(p, w, b, mu, rs, 2, bb, ch, s, m, C, S, Cg, Gt, NORM, HAS_W, HAS_B, FP64)
-    ao, _ = _gate(p, w, b, mu, rs, 3, bb, ch, s, m, C, S, Cg, Gt, NORM, HAS_W, HAS_B, FP64)
-    c = _compute(tl.load(c_ptr + idx, mask=m, other=0.0), FP64)
-    c_new = tl.sigmoid(af) * c + tl.sigmoid(ai) * _tanh(ag)
-    tl.store(c_out_ptr + idx, c_new, mask=m)
-    tl.store(h_ptr + idx, tl.sigmoid(ao) * _tanh(c_new), mask=m)
 
 @triton.jit
-def backward_gates(p, c_ptr, w, b, mu, rs, dh_ptr, dcn_ptr, da_ptr, dax_ptr, dc_ptr, N, C, S, Cg, Gt,
-                   NORM: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, HAS_DC: tl.constexpr,
-                   DAX: tl.constexpr, FP64: tl.constexpr, BLOCK: tl.constexpr):
-    # recompute the gates; write d(a) per gate, d(a)·x-hat (DAX: for γ's gradient and the norm's) and d(c)
+def _state_gates(p, w, b, mu, rs, N, C, S, Cg, Gt, NORM: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
+                 FP64: tl.constexpr, BLOCK: tl.constexpr):
+    # this program's state elements (sample, channel, position) and their four gates' a and x-hat
     idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = idx < N
     bb, ch, s = idx // (C * S), (idx // S) % C, idx % S
@@ -91,6 +78,28 @@ def backward_gates(p, c_ptr, w, b, mu, rs, dh_ptr, dcn_ptr, da_ptr, dax_ptr, dc_
     af, xf = _gate(p, w, b, mu, rs, 1, bb, ch, s, m, C, S, Cg, Gt, NORM, HAS_W, HAS_B, FP64)
     ag, xg = _gate(p, w, b, mu, rs, 2, bb, ch, s, m, C, S, Cg, Gt, NORM, HAS_W, HAS_B, FP64)
     ao, xo = _gate(p, w, b, mu, rs, 3, bb, ch, s, m, C, S, Cg, Gt, NORM, HAS_W, HAS_B, FP64)
+    return idx, m, bb, ch, s, ai, af, ag, ao, xi, xf, xg, xo
+
+
+@triton.jit
+def forward(p, c_ptr, w, b, mu, rs, h_ptr, c_out_ptr, N, C, S, Cg, Gt,
+            NORM: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, FP64: tl.constexpr,
+            BLOCK: tl.constexpr):
+    idx, m, _, _, _, ai, af, ag, ao, _, _, _, _ = _state_gates(p, w, b, mu, rs, N, C, S, Cg, Gt, NORM, HAS_W, HAS_B,
+                                                              FP64, BLOCK)
+    c = _compute(tl.load(c_ptr + idx, mask=m, other=0.0), FP64)
+    c_new = tl.sigmoid(af) * c + tl.sigmoid(ai) * _tanh(ag)
+    tl.store(c_out_ptr + idx, c_new, mask=m)
+    tl.store(h_ptr + idx, tl.sigmoid(ao) * _tanh(c_new), mask=m)
+
+
+@triton.jit
+def backward_gates(p, c_ptr, w, b, mu, rs, dh_ptr, dcn_ptr, da_ptr, dax_ptr, dc_ptr, N, C, S, Cg, Gt,
+                   NORM: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, HAS_DC: tl.constexpr,
+                   DAX: tl.constexpr, FP64: tl.constexpr, BLOCK: tl.constexpr):
+    # recompute the gates; write d(a) per gate, d(a)·x-hat (DAX: for γ's gradient and the norm's) and d(c)
+    idx, m, bb, ch, s, ai, af, ag, ao, xi, xf, xg, xo = _state_gates(p, w, b, mu, rs, N, C, S, Cg, Gt, NORM, HAS_W,
+                                                                      HAS_B, FP64, BLOCK)
     i, f, g, o = tl.sigmoid(ai), tl.sigmoid(af), _tanh(ag), tl.sigmoid(ao)
     c = _compute(tl.load(c_ptr + idx, mask=m, other=0.0), FP64)
     tanh_c = _tanh(f * c + i * g)
@@ -113,6 +122,7 @@ def backward_gates(p, c_ptr, w, b, mu, rs, dh_ptr, dcn_ptr, da_ptr, dax_ptr, dc_
         tl.store(dax_ptr + out + 2 * C * S, da_g * xg, mask=m)
         tl.store(dax_ptr + out + 3 * C * S, da_o * xo, mask=m)
     tl.store(dc_ptr + idx, dc_total * f, mask=m)
+
 
 @triton.jit
 def backward_norm(pre_ptr, da_ptr, w_ptr, mean_ptr, rstd_ptr, sdy_ptr, sdyx_ptr, dpre_ptr, N, C4, S, Cg, Gt, L,
