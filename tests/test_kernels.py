@@ -247,8 +247,9 @@ def test_auto_is_eager_on_cpu_and_probes_see_eager_gates() -> None:
     cell = ConvLSTMCell(3, 4, 3, norm="layer", backend="compiled")
     cell.gate_probe = lambda gates: None
     assert cell.gate_backend(torch.device("cpu")) == "eager"
-    with pytest.raises(ValueError, match="expected backend to be one of 'auto', 'eager', 'compiled', 'fused'"):
-        ConvLSTMCell(3, 4, 3, backend="triton")
+    with pytest.raises(ValueError, match="expected backend to be one of 'auto', 'eager', 'compiled', 'fused', "
+                                         "'triton', got 'warp'"):
+        ConvLSTMCell(3, 4, 3, backend="warp")
     with pytest.raises(ValueError, match="got 'fused'"):
         ConvGRUCell(3, 4, 3, norm="layer", backend="fused")
 

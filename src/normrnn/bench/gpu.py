@@ -3,8 +3,8 @@
 On a CUDA machine it runs, from the working tree and installing nothing (``PYTHONPATH=src python3 -m
 normrnn.bench.gpu``; torch ≥ 2.4 and Triton ≥ 3.6 as the machine has them):
 
-1. the CUDA tests: ``tests/test_triton.py`` (every Triton case on the GPU against eager) and the tests marked
-   ``cuda``;
+1. the CUDA tests: ``tests/test_triton.py``, every Triton case on the GPU against eager and the ``cuda``-marked
+   test at the bench shape (it needs only pytest beside torch and Triton);
 2. ``bench cells --device cuda`` with the eager, compiled and triton gate backends for ``none``, ``layer`` and
    ``group:8``, beside the naive loop and the conv-only floor (paired ratios, activation and peak memory), at
    the target shape B=16, 16 → 64 channels, 64×64, T=10;
@@ -174,7 +174,6 @@ def main(argv: list[str] | None = None) -> int:
                               "triton": triton.__version__, "tests": []}
     print(f"gpu-check on {result['device']}: tests", flush=True)
     result["tests"].append(_pytest(["tests/test_triton.py"]))
-    result["tests"].append(_pytest(["-m", "cuda", "tests"]))
     print("gpu-check: bench cells", flush=True)
     result["bench"] = _bench_cells()
     result["bandwidth"] = kernel_bandwidth()

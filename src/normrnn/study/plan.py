@@ -27,9 +27,10 @@ def plan(config: StudyConfig, runs: list[RunSpec]) -> str:
     by_depth = {r["depth"]: r["step_ms"] / 1e3
                 for r in measure_cost(config, data, list(shapes.values()), rounds=1, warmup=1)["rows"]}
     timing = {(s.norm, s.topology, s.depth): by_depth[s.depth] for s in runs}
-    steps = config.epochs * math.ceil(config.train_samples / config.batch_size)
-    evals = (config.epochs * config.val_samples + config.test_samples
-             + min(config.train_samples, config.test_samples)) / config.batch_size
+    n_train, n_val, n_test = len(data.train), len(data.val), len(data.test)  # a data factory's sizes, too
+    per_epoch = math.ceil(n_train / config.batch_size)
+    steps = config.epochs * per_epoch
+    evals = (config.epochs * n_val + n_test + min(n_train, n_test)) / config.batch_size
     per_run = {key: t * (steps + _EVAL_STEP * evals) for key, t in timing.items()}
     total = sum(per_run[(s.norm, s.topology, s.depth)] for s in runs)
     axes = {"norms": Counter(s.norm for s in runs), "topologies": Counter(s.topology for s in runs),
@@ -37,9 +38,10 @@ def plan(config: StudyConfig, runs: list[RunSpec]) -> str:
             "lr_mults": Counter(s.lr_mult for s in runs)}
     lines = [f"study {config.name!r} (config hash {config.config_hash}): {len(runs)} runs",
              "  " + " × ".join(f"{len(c)} {name} ({', '.join(map(str, c))})" for name, c in axes.items()),
-             f"  each run: {config.epochs} epochs × {math.ceil(config.train_samples / config.batch_size)} steps "
-             f"of batch {config.batch_size}, {config.size}×{config.size} frames, {config.frames_in} → "
-             f"{config.frames_out}", "",
+             f"  each run: {config.epochs} epochs × {per_epoch} steps of batch {config.batch_size}, "
+             + (f"data from {config.data}" if config.data else f"{config.size}×{config.size} frames, "
+                f"{config.frames_in} → {config.frames_out}")
+             + (f", model from {config.model}" if config.model else ""), "",
              f"{'variant (norm, topology, depth)':<40} {'s/step':>8} {'runs':>5} {'est. min':>9}"]
     counts = Counter((s.norm, s.topology, s.depth) for s in runs)
     for key, t in timing.items():
