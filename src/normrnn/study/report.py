@@ -312,8 +312,10 @@ def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | 
         ln, none = at.get(("layer", topo, deepest)), at.get(("none", topo, deepest))
         if ln and none and math.isfinite(ln["test_mse"]) and math.isfinite(none["test_mse"]):
             ours, theirs = _fmt(ln["test_mse"], ln["test_mse_ci"]), _fmt(none["test_mse"], none["test_mse_ci"])
-            out.append(f"- **{question}?** At depth {deepest} ({topo}), `layer` test MSE {ours} vs bias-only "
-                       f"{theirs}{_verdict(ln, none)}.")
+            several = len({a["lr_mult"] for a in aggs}) > 1
+            lr = (lambda a: f" at its best lr × {a['lr_mult']:g}") if several else (lambda a: "")
+            out.append(f"- **{question}?** At depth {deepest} ({topo}), `layer`{lr(ln)} test MSE {ours} vs bias-only"
+                       f"{lr(none)} {theirs}{_verdict(ln, none)}.")
     if len({a["lr_mult"] for a in aggs}) > 1:
         frontier = stability_frontier(aggs, floor)
         depth = min(a["depth"] for a in aggs)
