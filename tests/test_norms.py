@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from conftest import reference_norm, reference_rstd
-from normrnn import BatchNorm, GroupNorm, Identity, InstanceNorm, LayerNorm, RecurrentBatchNorm, RMSNorm, create_norm
-from normrnn.norms import NORM_SPECS, compute_stats, plan_kernel
+from normrnn import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RecurrentBatchNorm, RMSNorm, create_norm
+from normrnn.norms import compute_stats, plan_kernel
 from normrnn.norms.functional import NormAxes
 from normrnn.norms.layout import Layout
 
@@ -210,7 +210,7 @@ def test_gradcheck_recurrent_batch_sequence():
 
 # --- norm-semantics.md part (c) ------------------------------------------------------------------------------
 
-def test_c1_batch_norm_known_vector():
+def test_batch_norm_known_vector():
     bn = BatchNorm(1, layout="BC", eps=1e-5)
     x = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
     torch.testing.assert_close(bn(x).flatten(), torch.tensor([-1.341635, -0.447212, 0.447212, 1.341635]),
@@ -222,14 +222,14 @@ def test_c1_batch_norm_known_vector():
                                atol=1e-6, rtol=0)
 
 
-def test_c1_biased_estimator_gives_keras_and_flax_buffers():
+def test_biased_estimator_gives_keras_and_flax_buffers():
     bn = BatchNorm(1, layout="BC", momentum=0.01, var_estimator="biased")
     bn(torch.tensor([[1.0], [2.0], [3.0], [4.0]]))
     torch.testing.assert_close(bn.running_mean, torch.tensor([0.025]))
     torch.testing.assert_close(bn.running_var, torch.tensor([1.0025]))
 
 
-def test_c2_batch_size_one():
+def test_batch_size_one():
     with pytest.raises(ValueError, match=r"expected more than 1 value per channel when training, got input of "
                                          r"shape \(1, 3\)"):
         BatchNorm(3, layout="BC")(torch.randn(1, 3))
@@ -241,7 +241,7 @@ def test_c2_batch_size_one():
     torch.testing.assert_close(inst(torch.randn(1, 3, 1, 1)), inst.bias.detach().view(1, 3, 1, 1).expand(1, 3, 1, 1))
 
 
-def test_c3_cumulative_momentum_and_untracked_eval():
+def test_cumulative_momentum_and_untracked_eval():
     bn = BatchNorm(2, layout="BC", momentum=None)
     batches = [torch.randn(8, 2) * (i + 1) + i for i in range(3)]
     for xb in batches:
@@ -254,7 +254,7 @@ def test_c3_cumulative_momentum_and_untracked_eval():
     torch.testing.assert_close(free(x), F.batch_norm(x, None, None, free.weight, free.bias, True))
 
 
-def test_c3_matches_torch_batchnorm_over_many_steps():
+def test_matches_torch_batchnorm_over_many_steps():
     ours, theirs = BatchNorm(4, layout="BCHW", momentum=0.3), nn.BatchNorm2d(4, momentum=0.3)
     for _ in range(4):
         x = torch.randn(5, 4, 3, 3) * 2 + 1
@@ -267,7 +267,7 @@ def test_c3_matches_torch_batchnorm_over_many_steps():
     torch.testing.assert_close(ours(x), theirs(x))
 
 
-def test_c4_group_one_is_layer_norm_only_over_every_non_batch_axis():
+def test_group_one_is_layer_norm_only_over_every_non_batch_axis():
     x = torch.arange(24, dtype=torch.float64).pow(1.5).reshape(2, 3, 4)
     gn = GroupNorm(4, num_groups=1, layout="BTF", reduce="TF", affine=False)
     ln_last = LayerNorm(4, layout="BTF", affine=False)
@@ -276,7 +276,7 @@ def test_c4_group_one_is_layer_norm_only_over_every_non_batch_axis():
     assert float((gn(x) - ln_all(x)).abs().max()) <= 1e-6
 
 
-def test_c5_parameter_shapes():
+def test_parameter_shapes():
     from normrnn.norms import from_keras, from_torch
 
     C, H, W = 3, 4, 5
@@ -288,7 +288,7 @@ def test_c5_parameter_shapes():
 
 
 @pytest.mark.parametrize("spec", ["layer", "group:2", "instance", "batch", "rms"])
-def test_c6_nchw_and_nhwc_agree_under_permutation(spec):
+def test_nchw_and_nhwc_agree_under_permutation(spec):
     x = torch.randn(3, 4, 5, 6)
     nchw = _randomize(create_norm(spec, 4, layout="BCHW"))
     nhwc = create_norm(spec, 4, layout="BHWC")
@@ -296,7 +296,7 @@ def test_c6_nchw_and_nhwc_agree_under_permutation(spec):
     torch.testing.assert_close(nhwc(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), nchw(x), atol=1e-5, rtol=1e-5)
 
 
-def test_c6_batch_norm_over_frames_equals_bn3d():
+def test_batch_norm_over_frames_equals_bn3d():
     x = torch.randn(2, 3, 4, 5, 5) * 2 + 1
     ours = BatchNorm(4, layout="BTCHW")
     bn2d, bn3d = nn.BatchNorm2d(4), nn.BatchNorm3d(4)
@@ -308,7 +308,7 @@ def test_c6_batch_norm_over_frames_equals_bn3d():
         torch.testing.assert_close(getattr(bn2d, name), getattr(bn3d, name))
 
 
-def test_c6_per_frame_group_norm_differs_from_group_norm_over_time():
+def test_per_frame_group_norm_differs_from_group_norm_over_time():
     x = torch.randn(2, 3, 4, 5, 5) + torch.arange(3.0).view(1, 3, 1, 1, 1)
     per_frame = GroupNorm(4, num_groups=2, layout="BTCHW", affine=False)
     over_time = GroupNorm(4, num_groups=2, layout="BTCHW", reduce="TCHW", affine=False)
@@ -319,7 +319,7 @@ LENGTHS = torch.tensor([5, 3, 1])
 MASK = torch.arange(5) < LENGTHS[:, None]  # (B, T)
 
 
-def test_c7_masked_batch_norm_equals_batch_norm_over_valid_frames():
+def test_masked_batch_norm_equals_batch_norm_over_valid_frames():
     x = torch.randn(3, 5, 4, 2, 2) * 2 + 1
     ours, ref = BatchNorm(4, layout="BTCHW"), nn.BatchNorm2d(4)
     y = ours(x, MASK)
@@ -332,7 +332,7 @@ def test_c7_masked_batch_norm_equals_batch_norm_over_valid_frames():
     ("spec", "reduce"),
     [("batch", None), ("group:2", "TF"), ("instance", "T"), ("layer", "TF"), ("layer", None), ("rms", "TF")],
 )
-def test_c7_padding_never_reaches_valid_outputs(spec, reduce):
+def test_padding_never_reaches_valid_outputs(spec, reduce):
     x = torch.randn(3, 5, 4)
     norm = _randomize(create_norm(spec, 4, layout="BTF", reduce=reduce))
     junk = x.clone()
@@ -341,7 +341,7 @@ def test_c7_padding_never_reaches_valid_outputs(spec, reduce):
 
 
 @pytest.mark.parametrize(("spec", "reduce"), [("group:2", "TF"), ("layer", "TF"), ("instance", "T")])
-def test_c7_masked_norms_match_the_definition(spec, reduce):
+def test_masked_norms_match_the_definition(spec, reduce):
     x = torch.randn(3, 5, 4, dtype=torch.float64)
     norm = create_norm(spec, 4, layout="BTF", reduce=reduce, affine=False)
     groups = None if spec == "instance" else int(spec.partition(":")[2] or 1)
@@ -402,14 +402,14 @@ def test_recurrent_batch_norm_uses_running_stats_when_a_step_has_one_valid_sampl
     assert rbn.num_batches_tracked.tolist() == [1, 1, 0, 0]
 
 
-def test_c8_eps_inside_the_square_root():
+def test_eps_inside_the_square_root():
     y = LayerNorm(2, layout="BF", affine=False)(torch.tensor([[0.0, 0.002]]))
     torch.testing.assert_close(y, torch.tensor([[-0.301511, 0.301511]]), atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("spec", ["layer", "group:2", "instance", "batch"])
-def test_c9_zero_variance_returns_beta_with_finite_gradients(spec, dtype):
+def test_zero_variance_returns_beta_with_finite_gradients(spec, dtype):
     norm = _randomize(create_norm(spec, 4, layout="BCHW", dtype=dtype))
     x = torch.full((3, 4, 2, 2), 5.0, dtype=dtype, requires_grad=True)
     y = norm(x)
@@ -421,7 +421,7 @@ def test_c9_zero_variance_returns_beta_with_finite_gradients(spec, dtype):
     assert all(torch.isfinite(p.grad).all() for p in norm.parameters())
 
 
-def test_c10_large_offset_keeps_the_variance():
+def test_large_offset_keeps_the_variance():
     x = (1e4 + 1e-2 * torch.randn(1, 1024, dtype=torch.float64)).float()  # pitfall 3's input, in fp32
     truth = float(x.double().var(correction=0))
     assert truth == pytest.approx(9.5e-5, rel=0.2)
@@ -447,7 +447,7 @@ def _ulps(got: torch.Tensor, want: torch.Tensor) -> float:
                          [("layer", "BCHW", (4, 8, 5, 5)), ("layer", "BTF", (4, 3, 16)),
                           ("group:4", "BTCHW", (2, 3, 8, 4, 4)), ("batch", "BCHW", (8, 8, 5, 5)),
                           ("batch", "BTF", (4, 6, 16)), ("layer", "BTF", (4, 3, 16))])
-def test_c11_half_precision_within_one_ulp_with_fp32_buffers(dtype, spec, layout, shape):
+def test_half_precision_within_one_ulp_with_fp32_buffers(dtype, spec, layout, shape):
     C = shape[Layout.parse(layout).dim("C")]
     norm32 = _randomize(create_norm(spec, C, layout=layout))
     x = (torch.randn(shape) * 3 + 1).to(dtype)
@@ -459,12 +459,12 @@ def test_c11_half_precision_within_one_ulp_with_fp32_buffers(dtype, spec, layout
         assert half.running_mean.dtype == torch.float32 and half.running_var.dtype == torch.float32
 
 
-def test_c12_rms_known_vector():
+def test_rms_known_vector():
     y = RMSNorm(2, layout="BF", eps=1e-6)(torch.tensor([[3.0, 4.0]]))
     torch.testing.assert_close(y, torch.tensor([[0.848528, 1.131371]]), atol=1e-6, rtol=0)
 
 
-def test_c14_recurrent_batch_norm_statistics_per_step_and_slot_reuse():
+def test_recurrent_batch_norm_statistics_per_step_and_slot_reuse():
     rbn = RecurrentBatchNorm(3, max_steps=2, layout="BC", momentum=1.0, center=False)
     assert rbn.bias is None
     torch.testing.assert_close(rbn.weight.detach(), torch.full((3,), 0.1))
@@ -480,7 +480,7 @@ def test_c14_recurrent_batch_norm_statistics_per_step_and_slot_reuse():
     torch.testing.assert_close(rbn(x, step=7), want)
 
 
-def test_c14_sequence_forward_equals_stepping():
+def test_sequence_forward_equals_stepping():
     x = torch.randn(8, 5, 3, 2, 2)
     seq, step = RecurrentBatchNorm(3, max_steps=3, layout="BTCHW"), RecurrentBatchNorm(3, max_steps=3, layout="BCHW")
     y = seq(x)
@@ -490,7 +490,7 @@ def test_c14_sequence_forward_equals_stepping():
     torch.testing.assert_close(seq.num_batches_tracked, torch.tensor([1, 1, 3]))
 
 
-def test_c15_ln_lstm_gate_normalization():
+def test_ln_lstm_gate_normalization():
     """Ba et al. LN-LSTM: LN over all 4H pre-activations of W_x x and W_h h separately; TF-contrib's per-gate
     variant is group norm with 4 groups on the same 4H vector."""
     B, Hd = 5, 6
@@ -525,196 +525,3 @@ def test_seed_002_tf1_and_keras_layer_norm_vectors():
     torch.testing.assert_close(tf1(x), torch.tensor(SEED_TF1), atol=2e-6, rtol=0)
     torch.testing.assert_close(keras(x), torch.tensor(SEED_KERAS), atol=2e-6, rtol=0)
     assert tf1.axes.stats_shape(tuple(x.shape)) == (4, 2)  # statistics (m, t)
-
-
-# --- the factory ------------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize(
-    ("spec", "cls"),
-    [("none", Identity), ("Layer", LayerNorm), ("GROUP:4", GroupNorm), ("instance", InstanceNorm),
-     ("batch", BatchNorm), ("recurrent_batch:10", RecurrentBatchNorm), ("Recurrent-Batch:3", RecurrentBatchNorm),
-     ("RMS", RMSNorm)],
-)
-def test_create_norm_is_case_insensitive(spec, cls):
-    assert type(create_norm(spec, 8, layout="BCHW")) is cls
-
-
-def test_group_without_count_means_32_clipped_to_a_divisor():
-    assert create_norm("group", 64, layout="BCHW").axes.groups == 32
-    assert create_norm("group", 48, layout="BCHW").axes.groups == 24
-    assert create_norm("group", 7, layout="BCHW").axes.groups == 7
-
-
-def test_unknown_spec_lists_the_valid_names():
-    with pytest.raises(ValueError) as err:
-        create_norm("weight", 8, layout="BCHW")
-    for name in NORM_SPECS:
-        assert name in str(err.value)
-
-
-@pytest.mark.parametrize("spec", ["layer:3", "group:x", "group:0", "batch:3", "recurrent_batch:0"])
-def test_malformed_specs(spec):
-    with pytest.raises(ValueError, match=r"norm spec"):
-        create_norm(spec, 8, layout="BCHW")
-
-
-def test_create_norm_accepts_classes_and_callables():
-    bn = create_norm(nn.BatchNorm2d, 8, layout="BCHW", momentum=0.2)
-    assert isinstance(bn, nn.BatchNorm2d) and bn.momentum == 0.2
-    gn = create_norm(GroupNorm, 8, layout="BTCHW", num_groups=2)
-    assert gn.axes.groups == 2 and gn.layout.spelled == "BTCHW"
-
-
-def test_momentum_and_kwargs_reach_batch_norms():
-    rbn = create_norm("recurrent_batch:4", 8, layout="BC", momentum=None, gamma_init=0.5, center=False)
-    assert rbn.momentum is None and rbn.bias is None and float(rbn.weight.detach()[0]) == 0.5
-
-
-# --- module conventions ------------------------------------------------------------------------------------------
-
-def test_reset_parameters_and_running_stats():
-    bn = _randomize(BatchNorm(4, layout="BCHW"))
-    bn(torch.randn(4, 4, 2, 2))
-    bn.reset_running_stats()
-    assert float(bn.running_mean.abs().sum()) == 0 and float((bn.running_var - 1).abs().sum()) == 0
-    assert int(bn.num_batches_tracked) == 0
-    ln = _randomize(LayerNorm(4, layout="BCHW"))
-    ln.reset_parameters()
-    assert torch.equal(ln.weight.detach(), torch.ones(4)) and torch.equal(ln.bias.detach(), torch.zeros(4))
-
-
-def test_extra_repr_shows_the_axes():
-    assert repr(GroupNorm(8, num_groups=2, layout="BTCHW", reduce="TCHW")) == \
-        "GroupNorm(8, layout='BTCHW', reduce='TCHW', num_groups=2, eps=1e-05)"
-    assert "momentum=0.1" in repr(BatchNorm(8, layout="BTF"))
-    assert "max_steps=5" in repr(RecurrentBatchNorm(8, max_steps=5, layout="BC"))
-
-
-def test_device_and_dtype_keywords():
-    ln = LayerNorm(4, layout="BTF", device="cpu", dtype=torch.float64)
-    assert ln.weight.dtype == torch.float64
-    bn = BatchNorm(4, layout="BTF", dtype=torch.float64)  # running statistics: at least fp32, at least the params'
-    assert bn.weight.dtype == torch.float64 and bn.running_mean.dtype == torch.float64
-    assert bn.half().running_var.dtype == torch.float32 and bn.double().running_var.dtype == torch.float64
-
-
-def test_one_module_works_at_every_resolution():
-    gn = GroupNorm(8, num_groups=2, layout="BCHW")
-    for hw in [(4, 4), (7, 9), (32, 16)]:
-        assert gn(torch.randn(2, 8, *hw)).shape == (2, 8, *hw)
-
-
-# --- bad input gets a clear ValueError -----------------------------------------------------------------------
-
-def test_errors_are_value_errors_naming_expected_and_received():
-    with pytest.raises(ValueError, match=r"expected a 5-D input for layout 'BTCHW', got a 4-D input"):
-        GroupNorm(8, num_groups=2, layout="BTCHW")(torch.randn(2, 8, 4, 4))
-    with pytest.raises(ValueError, match=r"expected 8 channels .* got 6"):
-        LayerNorm(8, layout="BCHW")(torch.randn(2, 6, 4, 4))
-    with pytest.raises(ValueError, match=r"expected num_groups to divide num_channels=10, got num_groups=4"):
-        GroupNorm(10, num_groups=4, layout="BCHW")
-    with pytest.raises(ValueError, match=r"reduce='TH' names axes \['T'\] that are not in layout 'BCHW'"):
-        LayerNorm(8, layout="BCHW", reduce="TH")
-    with pytest.raises(ValueError, match=r"expected a boolean mask of shape \(B, T\) = \(2, 3\) .* got torch.bool \(2, 4\)"):  # noqa: E501
-        LayerNorm(4, layout="BTF")(torch.randn(2, 3, 4), torch.ones(2, 4, dtype=torch.bool))
-    with pytest.raises(ValueError, match=r"expected more than 1 value per channel when training"):
-        BatchNorm(4, layout="BTF")(torch.randn(1, 1, 4))
-    with pytest.raises(ValueError, match=r"must not contain"):
-        InstanceNorm(4, layout="BCHW", reduce="CHW")
-    with pytest.raises(ValueError, match=r"has none"):
-        InstanceNorm(4, layout="BTF")
-    with pytest.raises(ValueError, match=r"needs the time-step index"):
-        RecurrentBatchNorm(4, max_steps=3, layout="BC")(torch.randn(8, 4))
-    with pytest.raises(ValueError, match=r"batch norm reduces every axis but F, i.e. reduce='BT'"):
-        create_norm("batch", 4, layout="BTF", reduce="F")
-    with pytest.raises(ValueError, match=r"reduces every axis but T and C, i.e. reduce='BHW'"):
-        create_norm("recurrent_batch:4", 4, layout="BTCHW", reduce="BTHW")
-    assert create_norm("recurrent_batch:4", 4, layout="BTCHW", reduce="BHW").max_steps == 4
-
-
-# --- the norm protocol and the spec registry -----------------------------------------------------------------
-
-_PROTOCOL_CASES = [("none", "BTCHW"), ("layer", "BTCHW"), ("group:2", "BTCHW"), ("instance", "BTCHW"),
-                   ("batch", "BTCHW"), ("recurrent_batch", "BTCHW"), ("rms", "BTCHW"), ("recurrent_batch", "BCHW")]
-
-
-@pytest.mark.parametrize(("spec", "layout"), _PROTOCOL_CASES)
-def test_every_norm_takes_x_mask_and_step(spec, layout):
-    """One call protocol: forward(x, mask=None, *, step=None); the step only matters to per-step statistics."""
-    from normrnn.norms import Norm
-
-    norm = create_norm(spec, 4, layout=layout).double()
-    assert isinstance(norm, Norm)
-    x = torch.randn(3, 5, 4, 2, 2, dtype=torch.float64) if "T" in layout else torch.randn(3, 4, 2, 2).double()
-    mask = torch.ones(3, 5, dtype=torch.bool) if "T" in layout else torch.ones(3, dtype=torch.bool)
-    step = 0 if "T" in layout else 2
-    full = norm(x, mask, step=step)
-    if spec != "recurrent_batch" or "T" in layout:
-        torch.testing.assert_close(norm(x), full)  # an all-valid mask and step 0 change nothing
-    assert full.shape == x.shape
-
-
-def test_recurrent_batch_without_t_max_has_a_default_and_steps_select_slots():
-    from normrnn.norms import DEFAULT_MAX_STEPS
-
-    rbn = create_norm("recurrent_batch", 3, layout="BC", momentum=1.0)
-    assert rbn.max_steps == DEFAULT_MAX_STEPS and rbn.running_mean.shape == (DEFAULT_MAX_STEPS, 3)
-    x = torch.randn(16, 3) + 5.0
-    rbn(x, step=7)
-    torch.testing.assert_close(rbn.running_mean[7], x.mean(0))  # momentum 1: the slot holds the batch mean
-    assert float(rbn.running_mean[6].abs().sum()) == 0.0  # other slots untouched
-    with pytest.raises(ValueError, match="expected a boolean mask of shape"):
-        rbn(x, 7, step=3)  # a positional int is a mask, never a step
-
-
-def test_a_norm_class_is_the_same_spec_as_its_name():
-    """norm=LayerNorm and norm="layer" build the same per-gate module (they used to diverge)."""
-    from normrnn.cells import gate_norm
-    from normrnn.norms import NormSpec
-
-    assert NormSpec.parse(LayerNorm) == NormSpec.parse("LAYER")
-    by_class, by_name = (gate_norm(s, 6, 4, scope="per_gate", layout="BCHW") for s in (LayerNorm, "layer"))
-    assert repr(by_class) == repr(by_name) == "GroupNorm(24, layout='BCHW', reduce='CHW', num_groups=4, eps=1e-05)"
-    # a foreign callable sees the whole gate tensor: it cannot be split per gate
-    foreign = gate_norm(nn.BatchNorm2d, 6, 4, scope="per_gate", layout="BCHW")
-    assert isinstance(foreign, nn.BatchNorm2d) and foreign.num_features == 24
-
-
-def test_registering_a_norm_is_one_entry():
-    from normrnn.norms import Identity, NormEntry, NormSpec, register_norm
-
-    class Halve(Identity):
-        def forward(self, x, mask=None, *, step=None):
-            return x / 2
-
-    register_norm(NormEntry("halve_test", Halve, shift=False))
-    assert isinstance(create_norm("Halve-Test", 4, layout="BC"), Halve)
-    assert NormSpec.parse("halve_test").name == "halve_test"
-    with pytest.raises(ValueError, match="already registered"):
-        register_norm(NormEntry("layer", Halve))
-
-
-# --- hostile input (robustness review, case 9) --------------------------------------------------------------------
-
-@pytest.mark.parametrize("spec", ["none", "layer", "group:2", "instance", "rms", "batch", "recurrent_batch"])
-@pytest.mark.parametrize("shape", [(0, 3, 4, 2, 2), (2, 0, 4, 2, 2)])
-def test_an_empty_batch_gives_an_empty_output(spec, shape):
-    norm = create_norm(spec, 4, layout="BTCHW")
-    x = torch.randn(shape)
-    batch_stats = spec in ("batch", "recurrent_batch") and not (spec == "recurrent_batch" and shape[1] == 0)
-    if batch_stats:  # training needs values to compute batch statistics: the existing clear error
-        with pytest.raises(ValueError, match="expected more than 1 value per channel when training"):
-            norm(x)
-        norm.eval()
-    y = norm(x)
-    assert y.shape == x.shape and y.numel() == 0
-
-
-def test_reduce_must_name_an_axis_and_masks_must_be_bool():
-    with pytest.raises(ValueError, match="expected reduce to name at least one axis"):
-        LayerNorm(4, layout="BTF", reduce="")
-    x = torch.randn(2, 3, 4)
-    with pytest.raises(ValueError, match=r"expected a boolean mask .* got torch.float32 \(2, 3\)"):
-        BatchNorm(4, layout="BTF")(x, torch.ones(2, 3))
-    with pytest.raises(ValueError, match=r"expected a boolean mask .* got int 1"):
-        LayerNorm(4, layout="BTF")(x, 1)
