@@ -25,6 +25,14 @@ if settings is not None:
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def randomize(module: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial parameters so an affine bug cannot hide behind ones and zeros."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p) * 0.5 + 1.0)
+    return module
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -11,21 +11,13 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from torch import nn
 
-from conftest import reference_norm, reference_rstd
+from conftest import randomize, reference_norm, reference_rstd
 from normrnn import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RecurrentBatchNorm, RMSNorm, create_norm
 from normrnn.norms import compute_stats, plan_kernel
 from normrnn.norms.functional import NormAxes
 from normrnn.norms.layout import Layout
 
 LAYOUTS = ["BTF", "BF", "BCL", "BCHW", "BHWC", "BTCHW", "BTHWC", "BCDHW", "BTCL", "TBF", "BCTHW"]
-
-
-def _randomize(module: nn.Module) -> nn.Module:
-    """Non-trivial parameters so an affine bug cannot hide behind ones and zeros."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn_like(p) * 0.5 + 1.0)
-    return module
 
 
 # --- parity with torch native, one case per preset and layout -----------------------------------------------
@@ -74,7 +66,7 @@ def _native_cases():
                          ids=lambda v: v if isinstance(v, str) else None)
 def test_matches_torch_native(spec, layout, shape, reduce, native):
     C = shape[Layout.parse(layout).dim("C")]
-    norm = _randomize(create_norm(spec, C, layout=layout, reduce=reduce))
+    norm = randomize(create_norm(spec, C, layout=layout, reduce=reduce))
     x = torch.randn(shape) * 3 + 1
     w = norm.weight.detach()
     b = None if getattr(norm, "bias", None) is None else norm.bias.detach()
@@ -135,7 +127,7 @@ def _affine_reference(y, norm, layout):
 def test_every_preset_matches_the_definition(case):
     layout, kind, reduce, groups, shape, seed = case
     C = shape[layout.dim("C")]
-    norm = _randomize(_module(kind, layout, reduce, groups, C))
+    norm = randomize(_module(kind, layout, reduce, groups, C))
     if kind == "instance" and norm.axes.count(shape) == 1:
         norm.eval()  # PyTorch's rule: one element per instance is an error only in training
     x = _input(shape, seed)
@@ -189,21 +181,21 @@ GRAD_CASES = [
 @pytest.mark.parametrize(("spec", "layout", "shape", "kwargs"), GRAD_CASES)
 def test_gradcheck(spec, layout, shape, kwargs):
     C = shape[Layout.parse(layout).dim("C")]
-    norm = _randomize(create_norm(spec, C, layout=layout, **kwargs).double())
+    norm = randomize(create_norm(spec, C, layout=layout, **kwargs).double())
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, *p: norm(x), (x, *norm.parameters()))
 
 
 @pytest.mark.parametrize("spec", ["batch", "layer", "group:2"])
 def test_gradcheck_with_mask(spec):
-    norm = _randomize(create_norm(spec, 4, layout="BTF", reduce=None if spec == "batch" else "TF").double())
+    norm = randomize(create_norm(spec, 4, layout="BTF", reduce=None if spec == "batch" else "TF").double())
     x = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
     mask = torch.arange(5) < torch.tensor([[5], [3], [2]])
     assert torch.autograd.gradcheck(lambda x: norm(x, mask), (x,))
 
 
 def test_gradcheck_recurrent_batch_sequence():
-    rbn = _randomize(RecurrentBatchNorm(3, max_steps=2, layout="BTC").double())
+    rbn = randomize(RecurrentBatchNorm(3, max_steps=2, layout="BTC").double())
     x = torch.randn(4, 3, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: rbn(x), (x,))
 
@@ -290,7 +282,7 @@ def test_parameter_shapes():
 @pytest.mark.parametrize("spec", ["layer", "group:2", "instance", "batch", "rms"])
 def test_nchw_and_nhwc_agree_under_permutation(spec):
     x = torch.randn(3, 4, 5, 6)
-    nchw = _randomize(create_norm(spec, 4, layout="BCHW"))
+    nchw = randomize(create_norm(spec, 4, layout="BCHW"))
     nhwc = create_norm(spec, 4, layout="BHWC")
     nhwc.load_state_dict(nchw.state_dict())
     torch.testing.assert_close(nhwc(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), nchw(x), atol=1e-5, rtol=1e-5)
@@ -334,7 +326,7 @@ def test_masked_batch_norm_equals_batch_norm_over_valid_frames():
 )
 def test_padding_never_reaches_valid_outputs(spec, reduce):
     x = torch.randn(3, 5, 4)
-    norm = _randomize(create_norm(spec, 4, layout="BTF", reduce=reduce))
+    norm = randomize(create_norm(spec, 4, layout="BTF", reduce=reduce))
     junk = x.clone()
     junk[~MASK] = torch.randn(int((~MASK).sum()), 4) * 1e4 + 7
     torch.testing.assert_close(norm(x, MASK)[MASK], norm(junk, MASK)[MASK])
@@ -374,7 +366,7 @@ def masked_cases(draw):
 def test_masks_on_every_layout_with_time(case):
     """A (B, T) mask, whatever the layout's order: valid outputs follow the definition over valid positions."""
     layout, kind, reduce, groups, shape, mask, seed = case
-    norm = _randomize(_module(kind, layout, reduce, groups, 4))
+    norm = randomize(_module(kind, layout, reduce, groups, 4))
     if kind != "batch":
         norm.eval()  # instance norm's one-element rule is a training-mode rule
     x = _input(shape, seed)
@@ -410,7 +402,7 @@ def test_eps_inside_the_square_root():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("spec", ["layer", "group:2", "instance", "batch"])
 def test_zero_variance_returns_beta_with_finite_gradients(spec, dtype):
-    norm = _randomize(create_norm(spec, 4, layout="BCHW", dtype=dtype))
+    norm = randomize(create_norm(spec, 4, layout="BCHW", dtype=dtype))
     x = torch.full((3, 4, 2, 2), 5.0, dtype=dtype, requires_grad=True)
     y = norm(x)
     # fp32 native kernels round the mean of a constant by ~1 ulp, which 1/sqrt(eps) amplifies ~300x.
@@ -449,7 +441,7 @@ def _ulps(got: torch.Tensor, want: torch.Tensor) -> float:
                           ("batch", "BTF", (4, 6, 16)), ("layer", "BTF", (4, 3, 16))])
 def test_half_precision_within_one_ulp_with_fp32_buffers(dtype, spec, layout, shape):
     C = shape[Layout.parse(layout).dim("C")]
-    norm32 = _randomize(create_norm(spec, C, layout=layout))
+    norm32 = randomize(create_norm(spec, C, layout=layout))
     x = (torch.randn(shape) * 3 + 1).to(dtype)
     want = norm32(x.float()).to(dtype)  # the fp32 computation, rounded once
     assert _ulps(norm32(x), want) <= 1.0

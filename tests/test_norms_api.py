@@ -7,17 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import randomize
 from normrnn import BatchNorm, GroupNorm, Identity, InstanceNorm, LayerNorm, RecurrentBatchNorm, RMSNorm, create_norm
 from normrnn.norms import NORM_SPECS
-
-
-def _randomize(module: nn.Module) -> nn.Module:
-    """Non-trivial parameters so an affine bug cannot hide behind ones and zeros."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn_like(p) * 0.5 + 1.0)
-    return module
-
 
 # --- the factory ------------------------------------------------------------------------------------------------
 
@@ -65,12 +57,12 @@ def test_momentum_and_kwargs_reach_batch_norms():
 # --- module conventions ------------------------------------------------------------------------------------------
 
 def test_reset_parameters_and_running_stats():
-    bn = _randomize(BatchNorm(4, layout="BCHW"))
+    bn = randomize(BatchNorm(4, layout="BCHW"))
     bn(torch.randn(4, 4, 2, 2))
     bn.reset_running_stats()
     assert float(bn.running_mean.abs().sum()) == 0 and float((bn.running_var - 1).abs().sum()) == 0
     assert int(bn.num_batches_tracked) == 0
-    ln = _randomize(LayerNorm(4, layout="BCHW"))
+    ln = randomize(LayerNorm(4, layout="BCHW"))
     ln.reset_parameters()
     assert torch.equal(ln.weight.detach(), torch.ones(4)) and torch.equal(ln.bias.detach(), torch.zeros(4))
 
