@@ -214,10 +214,11 @@ def _stability(aggs: list[Aggregate], floor: float | None) -> str:
         return ""
     frontier = stability_frontier(aggs, floor)
     by_key = {(a["topology"], a["depth"], a["norm"], a["lr_mult"]): a for a in aggs}
-    seeds = max(a["runs"] for a in aggs)
+    counts = {a["runs"] for a in aggs}
+    seeds = f"{counts.pop()} seeds each" if len(counts) == 1 else "their number in brackets, as LR halving varies it"
     floor_text = f" nor end at or above the no-learning test MSE {floor:.2f}" if floor is not None else ""
     lines = ["### Stability", "",
-             f"Share of runs ({seeds} seeds each) that diverged, by learning-rate multiplier, and the largest "
+             f"Share of runs ({seeds}) that diverged, by learning-rate multiplier, and the largest "
              f"multiplier whose runs all neither diverge{floor_text}.", "",
              "| topology | depth | norm | " + " | ".join(f"lr × {m:g}" for m in mults) + " | max stable × |",
              "|---|---|---|" + "---|" * (len(mults) + 1)]
@@ -225,7 +226,8 @@ def _stability(aggs: list[Aggregate], floor: float | None) -> str:
         cells = [by_key.get((topo, depth, norm, m)) for m in mults]
         best = frontier.get((norm, topo, depth))
         lines.append(f"| {topo} | {depth} | {norm} | "
-                     + " | ".join("–" if c is None else f"{c['diverged_rate']:.0%}" for c in cells)
+                     + " | ".join("–" if c is None else f"{c['diverged_rate']:.0%}"
+                                + (f" ({c['runs']})" if "brackets" in seeds else "") for c in cells)
                      + f" | {'none' if best is None else f'{best:g}'} |")
     return "\n".join(lines)
 
