@@ -97,6 +97,11 @@ def test_best_lr_is_chosen_by_validation_not_test_and_never_where_a_seed_diverge
     rows += [_row("none", 10.0, 0, 40.0, 40.0), _row("none", 10.0, 1, None, math.nan, diverged=True)]
     (best,) = best_lr(aggregate(rows))
     assert best["lr_mult"] == 3.0 and best["test_mse"] == 70.0
+    # LR halving: the only multiplier run with every seed lost a seed; it is still shown, the divergence with it
+    halved = [_row("none", 1.0, 0, 60.0, 50.0), _row("none", 10.0, 0, 40.0, 40.0),
+              _row("none", 10.0, 1, None, math.nan, diverged=True), _row("none", 10.0, 2, 42.0, 44.0)]
+    (best,) = best_lr(aggregate(halved))
+    assert best["lr_mult"] == 10.0 and best["diverged_rate"] == pytest.approx(1 / 3) and best["test_mse"] == 42.0
 
 
 def test_halving_runs_every_multiplier_on_the_first_seed_then_the_winner_on_the_others() -> None:

@@ -118,20 +118,25 @@ def differ(a: Aggregate, b: Aggregate, key: str = "test_mse") -> str | None:
 def best_lr(aggs: Sequence[Aggregate]) -> list[Aggregate]:
     """Each (norm, topology, depth) at its own best learning-rate multiplier: the one with the lowest mean
     *validation* MSE over seeds (test MSE never chooses). Candidates are the multipliers run with the most seeds
-    (with LR halving, the one that won on the first seed); one at which any seed diverged is not a candidate; a
-    variant with no candidate is left out. Ties go to the smaller multiplier."""
+    (with LR halving, the one that won on the first seed); one at which any seed diverged is not a candidate,
+    unless every candidate had a seed diverge (with halving: the winner of seed 0 diverged on another seed), when
+    the variant is shown there, its ``diverged_rate`` saying so. Ties go to the smaller multiplier."""
     most: dict[tuple, int] = defaultdict(int)
     for a in aggs:
         key = (a["norm"], a["topology"], a["depth"])
         most[key] = max(most[key], a["runs"])
     best: dict[tuple, Aggregate] = {}
-    for a in sorted(aggs, key=lambda a: a["lr_mult"]):
-        key = (a["norm"], a["topology"], a["depth"])
-        if a["runs"] < most[key] or a["diverged_rate"] > 0 or not math.isfinite(a.get("val_mse", math.nan)):
-            continue
-        if key not in best or a["val_mse"] < best[key]["val_mse"]:
-            best[key] = a
-    return list(best.values())
+    for clean in (True, False):  # diverged seeds only where nothing clean is left
+        chosen = set(best)
+        for a in sorted(aggs, key=lambda a: a["lr_mult"]):
+            key = (a["norm"], a["topology"], a["depth"])
+            if (a["runs"] < most[key] or (clean and a["diverged_rate"] > 0) or key in chosen
+                    or not math.isfinite(a.get("val_mse", math.nan))):
+                continue
+            if key not in best or a["val_mse"] < best[key]["val_mse"]:
+                best[key] = a
+    order = {(a["norm"], a["topology"], a["depth"]): i for i, a in enumerate(aggs)}  # the grid's order
+    return sorted(best.values(), key=lambda a: order[(a["norm"], a["topology"], a["depth"])])
 
 
 def main_variants(aggs: Sequence[Aggregate]) -> list[Aggregate]:

@@ -134,15 +134,17 @@ def _best_lr(aggs: list[Aggregate]) -> str:
     base = {(a["norm"], a["topology"], a["depth"]): a for a in aggs if a["lr_mult"] == mults[0]}
     lines = ["### Best learning rate", "",
              f"Each variant at the LR multiplier (of {', '.join(f'{m:g}' for m in mults)}) with the lowest mean "
-             "*validation* MSE over seeds; multipliers at which any seed diverged are not candidates. The test MSE "
+             "*validation* MSE over seeds; multipliers at which any seed diverged are not candidates unless nothing "
+             "else was run with every seed (then the share that diverged is shown). The test MSE "
              f"(mean ± 95% CI) is measured there and never chose anything; lr × {mults[0]:g} is the shared-LR "
              "column. Steps to learn: median (min–max) over seeds, and how many learned.", "",
              f"| topology | depth | norm | best lr × | val MSE | test MSE ↓ | steps to learn | test MSE at lr × "
              f"{mults[0]:g} |", "|---|---|---|---|---|---|---|---|"]
     for a in _main(aggs):
         shared = base.get((a["norm"], a["topology"], a["depth"]))
+        diverged = f" ({a['diverged_rate']:.0%} of seeds diverged)" if a["diverged_rate"] else ""
         lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['lr_mult']:g} | {_fmt(a['val_mse'])} "
-                     f"| {_fmt(a['test_mse'], a['test_mse_ci'])} | {_learned(a)} "
+                     f"| {_fmt(a['test_mse'], a['test_mse_ci'])}{diverged} | {_learned(a)} "
                      f"| {'–' if shared is None else _fmt(shared['test_mse'], shared['test_mse_ci'])} |")
     return "\n".join(lines)
 
@@ -374,7 +376,7 @@ def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | No
     if max(a["runs"] for a in aggs) < 2:
         lines.append("- **One seed per variant, so there is no noise estimate.** The differences below are "
                      "single measurements and none of them is established; run a preset with 3 or more seeds "
-                     "(e.g. `--preset deep`) before drawing conclusions.")
+                     "(e.g. `--preset tuned`) before drawing conclusions.")
     lines += _answers(aggs, floor, cost)
     lines += ["", "Every variant against bias-only:", ""]
     at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
