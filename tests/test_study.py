@@ -181,7 +181,8 @@ def test_report_separates_real_differences_from_noise(tmp_path) -> None:
     md = write_report([tmp_path])
     assert "stacked, depth 2: `layer` test MSE 51.00 vs bias-only 61.00, -16.4% (lower)" in md
     assert "residual, depth 2: `layer` test MSE 66.00 vs bias-only 65.00, +1.5% (within noise)" in md
-    assert "| stacked | 2 | none | 0% | 100% |" in md  # the divergence table: lr × 1, lr × 10
+    assert "| stacked | 2 | none | 0% (3) | 100% (3) |" in md  # the divergence table: lr × 1, lr × 10 (run counts:
+    # they differ, layer ran one seed at lr × 10)
     assert "At lr × 10: `none` (stacked) 100% diverged." in md
     assert "One seed" not in md and "time_vs_bias" not in md
     assert (tmp_path / "stability.png").stat().st_size > 0
