@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["one_of", "positive_int"]
+__all__ = ["first_line", "one_of", "positive_int"]
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message ("" for none): what a one-line error quotes of a deep one."""
+    text = str(error)
+    return text.splitlines()[0] if text else ""
 
 
 def positive_int(name: str, value: object) -> int:

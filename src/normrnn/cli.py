@@ -194,6 +194,7 @@ def _audit(args: argparse.Namespace) -> int:
     """Exit 0: no findings; 1: findings; 2: could not audit (a one-line error, as every CLI error)."""
     import torch
 
+    from ._checks import first_line
     from .audit import audit, parse_shapes
     from .study.factories import check_text, resolve
 
@@ -203,7 +204,7 @@ def _audit(args: argparse.Namespace) -> int:
     try:
         model = factory()
     except Exception as e:
-        raise ValueError(f"could not audit: {args.factory}() raised {type(e).__name__}: {_first_line(e)} "
+        raise ValueError(f"could not audit: {args.factory}() raised {type(e).__name__}: {first_line(e)} "
                          "(the factory is called with no arguments)") from None
     if not isinstance(model, torch.nn.Module):
         raise ValueError(f"could not audit: expected {args.factory}() to return a torch.nn.Module, "
@@ -214,16 +215,12 @@ def _audit(args: argparse.Namespace) -> int:
     try:
         report = audit(model, *inputs, layout=args.layout)
     except Exception as e:  # the model cannot be copied or hooked: whatever it is, the audit did not happen
-        raise ValueError(f"could not audit {args.factory}: {type(e).__name__}: {_first_line(e)}") from None
+        raise ValueError(f"could not audit {args.factory}: {type(e).__name__}: {first_line(e)}") from None
     if report.error:
         raise ValueError(f"could not audit {args.factory}: the forward pass failed: {report.error} (pass one "
                          "--input-shape per forward argument)")
     print(report)
     return 1 if report.findings else 0
-
-
-def _first_line(e: BaseException) -> str:
-    return str(e).splitlines()[0] if str(e) else ""
 
 
 def _timing_flags(p: argparse.ArgumentParser, rounds: int, repeats: int, warmup: int) -> None:

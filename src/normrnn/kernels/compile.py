@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from .._checks import first_line
+
 __all__ = ["CompileFallbackWarning", "CompiledBlock", "configure_compile"]
 
 
@@ -80,7 +82,7 @@ class CompiledBlock:
                 return compiled(*args)
         except (torch._dynamo.exc.TorchDynamoException, torch._dynamo.exc.FailOnRecompileLimitHit) as e:
             # raised while tracing or guarding, before any of the block ran: running it eagerly is safe
-            self.failures[key] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            self.failures[key] = f"{type(e).__name__}: {first_line(e)}"
         warnings.warn(f"normrnn: the compiled {self.name} gate block runs eagerly from now on for {key} "
                       f"({self.failures[key]}); set backend='eager' to silence this, or see "
                       "TORCH_LOGS=recompiles,graph_breaks", CompileFallbackWarning, stacklevel=3)

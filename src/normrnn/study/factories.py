@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset, default_collate
 
+from .._checks import first_line
 from ..data import SequenceDataset
 
 __all__ = ["LOSSES", "batch", "check_text", "factory_name", "loss_function", "resolve", "source_hash", "subset"]
@@ -163,7 +164,7 @@ def check_model(text: str, model: object, x: Tensor, y: Tensor) -> None:
             out = model(x)
     except Exception as e:
         raise ValueError(f"model factory {text}: the forward pass on a batch of shape {tuple(x.shape)} raised "
-                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+                         f"{type(e).__name__}: {first_line(e)}") from None
     if not isinstance(out, Tensor) or out.shape != y.shape:
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(f"model factory {text}: expected an output shaped like the target {tuple(y.shape)}, "

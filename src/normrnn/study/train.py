@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, Dataset, DistributedSampler
 
+from .._checks import first_line
 from .._io import atomic_write
 from ..norms import convert_sync_batchnorm
 from ..profiling import saved_tensor_bytes
@@ -59,7 +60,7 @@ def build_model(config: StudyConfig, spec: RunSpec, factory: ModelFactory | None
         except Exception as e:  # the user's code: name it, in one line
             name = config.model or getattr(factory, "__qualname__", repr(factory))
             raise ValueError(f"model factory {name} raised for {spec.run_id}: {type(e).__name__}: "
-                             f"{str(e).splitlines()[0] if str(e) else ''}") from None
+                             f"{first_line(e)}") from None
     model_config = ModelConfig(cell=config.cell, depth=spec.depth, width=config.width,
                                kernel_size=config.kernel_size, norm=spec.norm, norm_inputs=config.norm_inputs,
                                norm_scope=config.norm_scope, residual=spec.topology == "residual",
