@@ -107,9 +107,9 @@ def _study(args: argparse.Namespace) -> int:
         from .study.runner import check_factories
 
         check_device(config.device)
-        check_factories(config)
+        data = check_factories(config)
         runs = planned_runs(config)
-        print(plan(config, runs if shard_of is None else shard(runs, *shard_of)))
+        print(plan(config, runs if shard_of is None else shard(runs, *shard_of), data))
         return 0
     if args.out is None:
         raise ValueError("expected --out DIR, the study directory (or --plan to see the grid without training)")

@@ -155,8 +155,8 @@ def load_user_data(text: str, split: str, seed: int) -> Dataset:
     return data
 
 
-def check_model(text: str, model: object, x: Tensor, y: Tensor) -> None:
-    """One batch through a user's model: a module whose output is shaped like the target, or a ValueError."""
+def check_model(text: str, model: object, x: Tensor, y: Tensor) -> Tensor:
+    """One batch through a user's model: its output, shaped like the target, or a ValueError."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model factory {text}: expected an nn.Module, got {type(model).__name__}")
     try:
@@ -169,3 +169,4 @@ def check_model(text: str, model: object, x: Tensor, y: Tensor) -> None:
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(f"model factory {text}: expected an output shaped like the target {tuple(y.shape)}, "
                          f"got {got}")
+    return out

@@ -8,13 +8,14 @@ from collections import Counter
 from .config import RunSpec, StudyConfig
 from .cost import measure_cost
 from .runner import load_datasets
+from .train import Datasets
 
 __all__ = ["plan"]
 
 _EVAL_STEP = 1 / 3  # a forward-only evaluation batch costs about a third of a training step
 
 
-def plan(config: StudyConfig, runs: list[RunSpec]) -> str:
+def plan(config: StudyConfig, runs: list[RunSpec], data: Datasets | None = None) -> str:
     """The runs of ``config`` (or ``runs``) and their estimated wall time on this machine.
 
     One model per distinct depth (the shapes that set the cost; norms and topologies change it by ~10%, see
@@ -22,7 +23,7 @@ def plan(config: StudyConfig, runs: list[RunSpec]) -> str:
     ``epochs × steps per epoch`` such steps plus its evaluations. Runs that diverge stop early, so a grid with
     high learning-rate multipliers takes less.
     """
-    data = load_datasets(config)
+    data = load_datasets(config) if data is None else data  # already loaded by the factory check, if any
     shapes = {s.depth: s for s in runs}
     by_depth = {r["depth"]: r["step_ms"] / 1e3
                 for r in measure_cost(config, data, list(shapes.values()), rounds=1, warmup=1)["rows"]}

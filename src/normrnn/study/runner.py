@@ -63,26 +63,29 @@ def reference_predictors(test: Dataset) -> dict[str, dict[str, float | None]]:
             for name, g in no_learning_guesses(x, y).items()}
 
 
-def check_factories(config: StudyConfig) -> None:
+def check_factories(config: StudyConfig) -> Datasets | None:
     """A user's model, data and loss factories, tried before any work: each resolves, the data loads, and one
     batch goes through the first model of the grid with the target's shape and a scalar loss. One-line
-    ``ValueError`` naming the factory otherwise."""
+    ``ValueError`` naming the factory otherwise. Returns the data it loaded (``None``: nothing to check), so
+    that the study does not call a data factory twice."""
     if config.model is None and config.data is None and ":" not in config.loss:
-        return
+        return None
     data = load_datasets(config)
     spec = expand_grid(config)[0]
     x, y = batch(data.train, torch.arange(min(config.batch_size, len(data.train))), torch.device("cpu"))
     model = build_model(config, spec)
     if config.model is not None:
-        check_model(config.model, model, x, y)
-    with torch.no_grad():
-        pred = model(x)
+        pred = check_model(config.model, model, x, y)
+    else:
+        with torch.no_grad():
+            pred = model(x)
     try:
         value = loss_function(config.loss)(pred.float(), y)
     except Exception as e:
         raise ValueError(f"loss {config.loss} raised: {type(e).__name__}: {e}") from None
     if not (isinstance(value, torch.Tensor) and value.numel() == 1):
         raise ValueError(f"loss {config.loss}: expected a scalar tensor, got {value!r}")
+    return data
 
 
 def row_hash(row: dict[str, Any], default: str | None) -> str | None:
@@ -205,8 +208,9 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
             raise ValueError(f"expected nproc=1 inside a process group of {rank.world_size}, got nproc={nproc}")
         _launch_workers(nproc, config, out, runs, shard_of, progress)
         return _rows(out, _phase(config, out, runs, shard_of))
+    checked = None
     if rank.is_main:
-        check_factories(config)  # a broken factory fails here, before anything is written
+        checked = check_factories(config)  # a broken factory fails here, before anything is written
         out.mkdir(parents=True, exist_ok=True)
         _check_directory(config, out)
     barrier(rank)
@@ -216,7 +220,7 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
         todo = broadcast([s for s in _unfinished(out, _phase(config, out, runs, shard_of), config.config_hash)
                           if s.run_id not in tried], rank)
         if data is None:
-            data = _prepare(config, out, rank, need_data=executor == "local" and bool(todo))
+            data = _prepare(config, out, rank, need_data=executor == "local" and bool(todo), loaded=checked)
         if not todo:
             break
         tried |= {s.run_id for s in todo}  # a run another process holds is not waited for
@@ -262,14 +266,15 @@ def _phase(config: StudyConfig, out: Path, runs: Iterable[RunSpec] | None,
     return specs if shard_of is None else shard(specs, *shard_of)
 
 
-def _prepare(config: StudyConfig, out: Path, rank: Rank, *, need_data: bool) -> Datasets | None:
-    """The data (when this process trains, or must write the baselines or the cost table), ``baselines.json``
-    and, once per study, ``cost.json`` over the whole grid."""
+def _prepare(config: StudyConfig, out: Path, rank: Rank, *, need_data: bool,
+             loaded: Datasets | None = None) -> Datasets | None:
+    """The data (when this process trains, or must write the baselines or the cost table; ``loaded`` if the
+    factory check already loaded it), ``baselines.json`` and, once per study, ``cost.json`` over the whole grid."""
     baselines = out / "baselines.json"
     need_cost = rank.is_main and load_cost(out, config.config_hash) is None
     if not (need_data or (rank.is_main and not baselines.exists()) or need_cost):
         return None
-    data = load_datasets(config)
+    data = loaded if loaded is not None else load_datasets(config)
     if rank.is_main and not baselines.exists():
         atomic_write_text(baselines, json.dumps(reference_predictors(data.test), indent=2) + "\n")
     if need_cost:  # once per study, over the whole grid: the report's cost table
