@@ -229,6 +229,9 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
         else:
             _run_locally(config, out, todo, data, progress=progress and rank.is_main, rank=rank,
                          tensorboard=tensorboard)
+    # every rank leaves together: gloo torn down by one rank while another still finishes a collective can
+    # abort that one ("terminate called without an active exception", seen once in CI)
+    barrier(rank)
     return _rows(out, _phase(config, out, runs, shard_of))
 
 
