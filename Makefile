@@ -1,12 +1,12 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   creates .venv if missing, installs normrnn, runs the main job: the quick normalization study
-#   make test   creates .venv if missing, installs with dev extras, runs ruff and pytest
+#   make test   creates .venv if missing, installs with dev extras, runs ruff, mypy and pytest
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 
-.PHONY: demo test lint bench gpu-check clean
+.PHONY: demo test lint typecheck docs bench gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,15 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests
 
-test: lint
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+test: lint typecheck
 	$(BIN)/python -m pytest -q src tests
+
+# the site from docs/ (guides and the API reference from the docstrings) into site/; warnings are errors
+docs: $(VENV)/.installed-dev
+	$(BIN)/mkdocs build --strict --site-dir site
 
 bench: $(VENV)/.installed
 	$(BIN)/normrnn bench norms --json bench-norms.json
@@ -39,4 +46,4 @@ gpu-check:
 	PYTHONPATH=src $(GPU_PYTHON) -m normrnn.bench.gpu --out gpu-check
 
 clean:
-	rm -rf $(VENV) study-quick .pytest_cache .ruff_cache .hypothesis build src/*.egg-info
+	rm -rf $(VENV) study-quick site .pytest_cache .ruff_cache .hypothesis build src/*.egg-info

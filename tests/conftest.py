@@ -79,3 +79,11 @@ def reference_rstd(x: np.ndarray, layout: str, reduce: str, groups: int | None, 
                    rms: bool = False) -> np.ndarray:
     """``1 / sqrt(var + eps)`` per element: how much a rounding error in x is amplified in the output."""
     return _reference(x, layout, reduce, groups, eps, rms, None)[1]
+
+
+def interrupt_after(steps: int):
+    """An ``on_step`` hook for ``train_run`` that stops the run after ``steps`` optimizer steps, as Ctrl-C would."""
+    def hook(done: int) -> None:
+        if done >= steps:
+            raise KeyboardInterrupt(f"interrupted after {done} steps")
+    return hook

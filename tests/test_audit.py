@@ -151,7 +151,7 @@ def test_cli_audit_exit_codes(tmp_path) -> None:
     assert missing.returncode == 2 and "mymodels:nothing: 'mymodels' has no 'nothing'" in missing.stderr
 
 
-def test_the_readme_shows_the_audit_of_its_example() -> None:
+def test_the_audit_guide_shows_the_audit_of_its_example() -> None:
     from pathlib import Path
 
     from examples.audit_convrnn import build
@@ -159,4 +159,4 @@ def test_the_readme_shows_the_audit_of_its_example() -> None:
     root = Path(__file__).resolve().parents[1]
     report = audit(build(), torch.randn(4, 10, 1, 64, 64), layout="BTCHW")
     assert [(f.module, f.kind) for f in report.findings] == [("out_norm", "shared-running-stats")]
-    assert str(report) in (root / "README.md").read_text()
+    assert str(report) in (root / "docs" / "guides" / "audit.md").read_text()

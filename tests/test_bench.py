@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from normrnn.bench import Variant, check_agreement, paired_ratios, time_interleaved
+from normrnn.bench import LayerBenchConfig, Variant, check_agreement, paired_ratios, time_interleaved
 from normrnn.norms import LayerNorm
 
 
@@ -33,3 +33,18 @@ def test_check_agreement_refuses_to_time_a_wrong_result():
     bad = [*good, Variant("wrong", lambda x: F.group_norm(x, 2), reference="native")]
     with pytest.raises(RuntimeError, match="wrong disagrees with native"):
         check_agreement(bad, x)
+
+
+def test_profile_splits_one_step_into_categories_that_add_up() -> None:
+    from normrnn.bench import profile_step
+    from normrnn.bench.profile import categorize
+
+    assert categorize("aten::convolution_backward").startswith("conv backward")
+    assert categorize("aten::cat").startswith("copies") and categorize("aten::something_new") == "other"
+    tiny = LayerBenchConfig(batch=2, in_channels=2, hidden_channels=4, size=(6, 6), steps=3, num_layers=1)
+    rows = profile_step(tiny, norm="group:2", steps=1)
+    by = {r.category: r for r in rows}
+    assert sum(r.share for r in rows) == pytest.approx(1.0)
+    assert by["conv forward"].ms > 0 and by["conv backward (input and weight gradients)"].ms > 0
+    assert by["norm forward and backward"].calls >= 2 * tiny.steps  # one group norm and its backward per step
+    assert [r.ms for r in rows] == sorted((r.ms for r in rows), reverse=True)

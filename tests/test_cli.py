@@ -1,9 +1,11 @@
 import json
+import os
 import subprocess
 import sys
 
 import torch
 
+from normrnn import cli
 from normrnn.cli import main
 
 
@@ -49,6 +51,24 @@ def test_console_script_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "normrnn", "explain", "batch", "--layout", "BTCHW",
                              "--shape", "2,3,4,5,5"], capture_output=True, text=True, check=True)
     assert "statistics   (C,) = (4,)" in result.stdout
+
+
+def test_long_commands_restart_once_with_passive_openmp_wait(monkeypatch):
+    calls = []
+    monkeypatch.setattr(os, "execve", lambda path, args, env: calls.append((path, args, env)))
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(sys, "argv", ["normrnn", "--debug", "train", "--preset", "smoke"])
+    monkeypatch.setattr(cli, "main", lambda argv: 0)  # what runs after the (faked) exec is not this test's subject
+    cli.entry()
+    ((path, args, env),) = calls
+    assert path == sys.executable and args[1:] == ["-m", "normrnn", "--debug", "train", "--preset", "smoke"]
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert not cli.passive_wait_needed(["explain", "layer"], {})  # short commands keep the default
+    assert not cli.passive_wait_needed(["study"], {"OMP_WAIT_POLICY": "ACTIVE"})  # the user's choice stands
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run([sys.executable, "-m", "normrnn", "train", "--help"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "usage: normrnn train" in done.stdout  # restarted once, then ran
 
 
 def test_bench_layers_small_run_checks_against_the_naive_loop(tmp_path, capsys):

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from conftest import interrupt_after
 from normrnn.cli import main
 from normrnn.study import RunSpec, StudyConfig, load_results, run_study, train_run
 from normrnn.study.distributed import Rank, local_batch_size
@@ -74,7 +75,7 @@ def _resume_worker(rank: int, init_file: str, out: str, steps: int) -> None:
     try:
         spec = RunSpec("recurrent_batch", "residual", 2, 0, 1.0)
         with pytest.raises(KeyboardInterrupt):
-            train_run(SMALL, spec, load_datasets(SMALL), _run_dir(out, spec), interrupt_after_steps=steps,
+            train_run(SMALL, spec, load_datasets(SMALL), _run_dir(out, spec), on_step=interrupt_after(steps),
                       rank=Rank(rank, 2))
     finally:
         dist.destroy_process_group()

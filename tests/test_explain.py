@@ -2,7 +2,7 @@ import pytest
 from torch import nn
 
 from normrnn import explain
-from normrnn.norms.explain import parse_shape, tour
+from normrnn.norms.explaining import parse_shape, tour
 
 
 def _verdicts(e):

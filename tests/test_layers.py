@@ -258,7 +258,7 @@ def test_gradcheck_through_a_masked_bidirectional_stack() -> None:
     (lambda m: m(torch.randn(2, 3, 2, 4, 4), [None]), r"one entry per layer \(2\)"),
     (lambda m: m(torch.randn(2, 3, 2, 4, 4), [None, torch.zeros(2, 3, 4, 4)]), r"tuple \(h, c\)"),
     (lambda m: m(torch.randn(2, 3, 2, 4, 4), [None, (torch.zeros(2, 3, 4, 4),) * 2]), r"shape \(2, 4, 4, 4\)"),
-    (lambda m: m(torch.randn(2, 3, 2, 4, 4), mask=torch.ones(2, 4, dtype=torch.bool)), r"shape \(2, 3\)"),
+    (lambda m: m(torch.randn(2, 3, 2, 4, 4), mask=torch.ones(2, 4, dtype=torch.bool)), r"shape \(B, T\) = \(2, 3\)"),
     (lambda m: m(torch.randn(2, 3, 2, 4, 4), mask=torch.ones(2, 3)), "boolean mask"),
     (lambda m: m(torch.randn(2, 3, 2, 4, 4), lengths=[4, 1]), "lengths"),
 ])

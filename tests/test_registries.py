@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from normrnn import audit
+from normrnn.bench import LayerBenchConfig, bench_layers
 from normrnn.cli import build_parser
 from normrnn.kernels import GateBackend, backend_names, registered_backend
 from normrnn.layers import ConvLSTM
@@ -41,9 +43,23 @@ def test_a_user_norm_and_backend_are_accepted_and_listed_everywhere() -> None:
         assert "doubled_test" in norm_spec_names() and "plain_test" in backend_names()
         with pytest.raises(ValueError, match="doubled_test"):  # the unknown-spec message lists it
             NormSpec.parse("nope")
+        torch.manual_seed(0)
         layer = ConvLSTM(2, 4, 3, norm="doubled_test", backend="plain_test")
-        y, _ = layer(torch.randn(2, 3, 2, 5, 5))
-        assert torch.isfinite(y).all()
+        eager = ConvLSTM(2, 4, 3, norm="doubled_test", backend="eager")
+        eager.load_state_dict(layer.state_dict())
+        x = torch.randn(2, 3, 2, 5, 5)
+        norm = layer.cell(0).norm_gates
+        assert isinstance(norm, DoubledInstance)  # the user's class does the normalizing
+        g = torch.randn(2, 16, 5, 5)
+        want = torch.nn.functional.instance_norm(g, weight=norm.weight, bias=norm.bias, eps=norm.eps)
+        torch.testing.assert_close(norm(g), 2 * want)
+        torch.testing.assert_close(layer(x)[0], eager(x)[0])  # a backend that overrides nothing is the eager path
+        report = audit(layer, x, layout="BTCHW")
+        assert [u.cls for u in report.uses] == ["DoubledInstance"] and report.uses[0].reduce == "HW"
+        rows = bench_layers(LayerBenchConfig(batch=2, in_channels=2, hidden_channels=4, size=(5, 5), steps=2,
+                                             num_layers=1, norms=("none", "doubled_test"),
+                                             backends=("plain_test",), rounds=1, warmup=0))
+        assert {"doubled_test", "doubled_test plain_test"} <= {r["norm"] for r in rows}  # checked equal to eager
         config = StudyConfig(norms=("none", "doubled_test"), width=4)
         check_norms_fit(config)
         assert str(explain("doubled_test", layout="BTCHW", shape=(2, 3, 4, 5, 5))).startswith("doubled_test on")

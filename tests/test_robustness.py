@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import interrupt_after
 from normrnn._io import atomic_write_text
 from normrnn.study import RunSpec, StudyConfig, load_config, load_results, run_study, train_run
 from normrnn.study.results import ResultsWarning, append_result
@@ -145,7 +146,7 @@ def test_a_corrupt_checkpoint_is_set_aside_and_its_run_restarts(tmp_path, tiny_d
     want = train_run(TINY, spec, tiny_data, tmp_path / "clean")
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):  # leave a real checkpoint of epoch 1 behind
-        train_run(TINY, spec, tiny_data, run_dir, interrupt_after_steps=4)
+        train_run(TINY, spec, tiny_data, run_dir, on_step=interrupt_after(4))
     path = run_dir / "checkpoint.pt"
     data = path.read_bytes()
     damaged = {"garbage": b"\x00not a checkpoint" * 10, "truncated": data[: len(data) // 2], "empty": b""}[damage]

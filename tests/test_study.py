@@ -13,6 +13,7 @@ import sys
 import pytest
 import torch
 
+from conftest import interrupt_after
 from normrnn.cli import main
 from normrnn.study import (
     RunSpec,
@@ -123,7 +124,7 @@ def test_same_seed_same_metrics_and_resume_equals_uninterrupted(tmp_path, tiny_d
     assert _metrics(full) == _metrics(train_run(TINY, spec, tiny_data, tmp_path / "b"))
     # 3 steps per epoch: interrupt in the middle of epoch 2, after its checkpoint of epoch 1
     with pytest.raises(KeyboardInterrupt):
-        train_run(TINY, spec, tiny_data, tmp_path / "c", interrupt_after_steps=5)
+        train_run(TINY, spec, tiny_data, tmp_path / "c", on_step=interrupt_after(5))
     ckpt = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=True)
     assert ckpt["history"]["epoch"] == 1  # at most the epoch in progress was lost
     resumed = train_run(TINY, spec, tiny_data, tmp_path / "c")

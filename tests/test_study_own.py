@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from conftest import interrupt_after
 from normrnn.layers import ConvLSTM
 from normrnn.study import RunSpec, StudyConfig, load_results, run, run_study, train_run
 from normrnn.study.factories import source_hash
@@ -94,7 +95,7 @@ def test_own_model_and_data_end_to_end_then_resume(usermod) -> None:
     spec = RunSpec("layer", "stacked", 1, 0, 1.0)
     full = train_run(config, spec, data, usermod / "a")
     with pytest.raises(KeyboardInterrupt):
-        train_run(config, spec, data, usermod / "b", interrupt_after_steps=3)
+        train_run(config, spec, data, usermod / "b", on_step=interrupt_after(3))
     resumed = train_run(config, spec, data, usermod / "b")
     assert resumed["test_mse"] == full["test_mse"] and resumed["val_curve"] == full["val_curve"]
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import interrupt_after
 from normrnn.study import RunSpec, StudyConfig, expand_grid, load_results, run_study, train_run
 from normrnn.study.aggregate import aggregate, best_lr, median_range
 from normrnn.study.config import PRESETS, halving_winner, planned_runs
@@ -73,7 +74,7 @@ def test_every_row_records_steps_to_learn_and_gate_saturation_after_each_epoch(t
 def test_a_checkpoint_from_before_saturation_curves_resumes(tmp_path, tiny_data) -> None:
     spec = RunSpec("none", "stacked", 1, 0, 1.0)
     with pytest.raises(KeyboardInterrupt):
-        train_run(TINY, spec, tiny_data, tmp_path / "run", interrupt_after_steps=4)
+        train_run(TINY, spec, tiny_data, tmp_path / "run", on_step=interrupt_after(4))
     path = tmp_path / "run" / "checkpoint.pt"
     ckpt = torch.load(path, weights_only=True)
     del ckpt["history"]["gate_saturation_curve"]  # as written by an older normrnn

@@ -1,6 +1,6 @@
 """normrnn: correct, fast and measurable normalization for recurrent and conv-recurrent networks."""
 
-from .audit import AuditReport, audit
+from .auditing import AuditReport, audit
 from .cells import ConvGRUCell, ConvLSTMCell, GRUCell, LSTMCell
 from .layers import GRU, LSTM, ConvGRU, ConvLSTM
 from .norms import (
@@ -16,7 +16,8 @@ from .norms import (
     explain,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+"""The installed version of normrnn."""
 
 __all__ = [
     "GRU",

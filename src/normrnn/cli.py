@@ -7,14 +7,25 @@ import os
 import sys
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
-__all__ = ["main"]
+if TYPE_CHECKING:  # the CLI imports its subcommands' modules lazily, so "normrnn --help" stays fast
+    from .study import RunSpec, StudyConfig
+    from .study.distributed import Rank
+    from .study.report import Report
+
+__all__ = ["PASSIVE_WAIT_COMMANDS", "entry", "main"]
+
+# the long-running commands; on cores another process also uses, OpenMP threads that spin-wait (libgomp's default)
+# made a ConvLSTM step 1.3x slower than sleeping ones, while on a quiet machine the two are within noise
+# (docs/performance.md, "Shared cores")
+PASSIVE_WAIT_COMMANDS = ("study", "train", "bench")
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .norms.explain import explain, tour
+    from .norms.explaining import explain, tour
 
     if args.tour:
         print(tour())
@@ -30,8 +41,8 @@ def _bench(args: argparse.Namespace) -> int:
     import dataclasses
 
     from .bench import (
-        CELLS,
-        CELLS_QUICK,
+        CELL_BENCH,
+        CELL_BENCH_QUICK,
         LayerBenchConfig,
         NormBenchConfig,
         bench_layers,
@@ -39,7 +50,7 @@ def _bench(args: argparse.Namespace) -> int:
         format_table,
         write_json,
     )
-    from .norms.explain import parse_shape
+    from .norms.explaining import parse_shape
 
     progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.json:
@@ -50,8 +61,8 @@ def _bench(args: argparse.Namespace) -> int:
         config = NormBenchConfig(shape=parse_shape(args.shape), dtype=args.dtype, **timing)
         rows = bench_norms(config, progress=progress)
     elif args.target == "cells":
-        config = dataclasses.replace(CELLS_QUICK if args.quick else CELLS, dtype=args.dtype, device=args.device,
-                                     **timing)
+        config = dataclasses.replace(CELL_BENCH_QUICK if args.quick else CELL_BENCH, dtype=args.dtype,
+                                     device=args.device, **timing)
         if args.backends is not None:
             config = dataclasses.replace(config, backends=tuple(args.backends.split(",")))
         rows = bench_layers(config, progress=progress)
@@ -72,6 +83,19 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_profile(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from ._checks import positive_int
+    from .bench import CELL_BENCH, format_profile, profile_step
+
+    config = dataclasses.replace(CELL_BENCH, threads=args.threads)
+    rows = profile_step(config, norm=args.norm, steps=positive_int("--calls", args.calls),
+                        progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(format_profile(rows))
+    return 0
+
+
 def _check_writable(path: str) -> None:
     """A ``ValueError`` unless a file can be written at ``path`` (its folder exists and is writable)."""
     target = Path(path)
@@ -82,7 +106,7 @@ def _check_writable(path: str) -> None:
         raise ValueError(f"expected --json in a writable folder, but {folder} does not exist or is not writable")
 
 
-def _study_config(args: argparse.Namespace):
+def _study_config(args: argparse.Namespace) -> StudyConfig:
     import dataclasses
 
     from .study import load_config
@@ -154,7 +178,8 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(config, args: argparse.Namespace, runs, shard_of=None):
+def _run(config: StudyConfig, args: argparse.Namespace, runs: list[RunSpec] | None,
+         shard_of: tuple[int, int] | None = None) -> Rank | None:
     """Run ``runs`` into ``--out`` and return this process's rank; None after Ctrl-C. Under torchrun, the
     process joins the group for the runs and leaves it after."""
     import torch.distributed as dist
@@ -184,7 +209,7 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_tables(report) -> None:
+def _print_tables(report: Report) -> None:
     """The report's tables and summary (its parts as data), then where it was written."""
     print("\n\n".join(part for part in (report.tables, report.baselines, report.summary) if part))
     print(f"\nreport: {report.path} (plots, results.csv, results.json beside it)", file=sys.stderr)
@@ -195,7 +220,7 @@ def _audit(args: argparse.Namespace) -> int:
     import torch
 
     from ._checks import first_line
-    from .audit import audit, parse_shapes
+    from .auditing import audit, parse_shapes
     from .study.factories import check_text, resolve
 
     check_text("the factory", args.factory)
@@ -267,26 +292,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"normrnn {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_explain, _add_bench, _add_study, _add_train, _add_audit, _add_report):
+        add(sub)
+    return parser
 
-    p = sub.add_parser("explain", help="say what a norm spec reduces, its statistics, parameters and equivalences")
-    from .kernels import backend_names
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:
     from .norms import norm_spec_names
 
-    backends = ", ".join(b for b in backend_names() if b != "auto")  # the registries now, plug-ins included
-    p.add_argument("spec", nargs="?", help=f"norm spec: {', '.join(norm_spec_names())}")
+    p = sub.add_parser("explain", help="say what a norm spec reduces, its statistics, parameters and equivalences")
+    p.add_argument("spec", nargs="?", help=f"norm spec: {', '.join(norm_spec_names())}")  # the registry now
     p.add_argument("--layout", help="axis letters of the input, e.g. BTF, BCHW, BHWC, BTCHW")
     p.add_argument("--shape", help="input shape, e.g. 4,2,3")
     p.add_argument("--reduce", help="letters to reduce (default: the spec's default)")
     p.add_argument("--tour", action="store_true", help="walk through the seed examples")
     p.set_defaults(func=_explain)
 
+
+# bench layers' model: (flag, default, help); the defaults are bench cells' shape with 2 layers
+_LAYER_SHAPE = (("--batch", 16, "B"), ("--in-channels", 16, "C_in"), ("--hidden-channels", 64, "C per layer"),
+                ("--steps", 10, "T"), ("--kernel-size", 3, "k, odd or even"), ("--num-layers", 2, "stacked layers"))
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from .kernels import backend_names
+
+    backends = ", ".join(b for b in backend_names() if b != "auto")  # the registry now, plug-ins included
     bench = sub.add_parser("bench", help="time normrnn side by side with its references").add_subparsers(
         dest="target", required=True)
     p = bench.add_parser("norms", help="norms vs torch native on the ConvLSTM gate tensor, fwd and fwd+bwd")
     p.add_argument("--shape", default="16,256,32,32", help="B,C,H,W (default: the ConvLSTM gate tensor)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16", "float16"])
     _timing_flags(p, rounds=15, repeats=10, warmup=2)
-    p.set_defaults(func=_bench)
     p = bench.add_parser("cells", help="one ConvLSTM layer (B=16, 16->64, 32x32, k=3, T=10) per norm and gate "
                                        "backend vs bias-only, a naive loop and the conv-only floor; with memory")
     p.add_argument("--quick", action="store_true", help="a tiny shape and one round: checks that it runs")
@@ -294,22 +331,26 @@ def build_parser() -> argparse.ArgumentParser:
                                       "--quick: eager,fused)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     _timing_flags(p, rounds=5, repeats=1, warmup=1)
-    p.set_defaults(func=_bench)
+    p = bench.add_parser("profile", help="where one fwd+bwd of bench cells' ConvLSTM spends its CPU time, by category "
+                                         "(torch.profiler)")
+    p.add_argument("--norm", default="none", help="the layer's norm spec (default: none)")
+    p.add_argument("--calls", type=int, default=2, help="profiled calls, after one untimed (default 2)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p = bench.add_parser("layers", help="stacked ConvLSTM fwd+bwd per norm vs bias-only and a naive loop")
-    p.add_argument("--batch", type=int, default=16, help="B (default 16)")
-    p.add_argument("--in-channels", type=int, default=16, help="C_in (default 16)")
-    p.add_argument("--hidden-channels", type=int, default=64, help="C per layer (default 64)")
+    for flag, default, what in _LAYER_SHAPE:
+        p.add_argument(flag, type=int, default=default, help=f"{what} (default {default})")
     p.add_argument("--size", default="32,32", help="H,W (default 32,32)")
-    p.add_argument("--steps", type=int, default=10, help="T (default 10)")
-    p.add_argument("--kernel-size", type=int, default=3, help="k, odd or even (default 3)")
-    p.add_argument("--num-layers", type=int, default=2, help="stacked layers (default 2)")
     p.add_argument("--norms", default="none,layer,group:8,recurrent_batch:10",
                    help="comma-separated norm specs; 'none' is the reference (default: %(default)s)")
     p.add_argument("--backends", default="eager", help=f"comma-separated gate backends: {backends} "
                                                        "(default: %(default)s)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
     _timing_flags(p, rounds=5, repeats=1, warmup=1)
-    p.set_defaults(func=_bench)
+    for name, p in bench.choices.items():
+        p.set_defaults(func=_bench_profile if name == "profile" else _bench)
+
+
+def _add_study(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="run the normalization ablation grid, then write its report")
     _run_flags(p)
     p.add_argument("--shard", help="run only shard I of N (0-based, e.g. $SLURM_ARRAY_TASK_ID/4); shards may "
@@ -318,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "train and write nothing")
     p.set_defaults(func=_study)
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="one run of a study (one norm, topology, depth, seed, LR multiplier); "
                                      "data-parallel under torchrun or with --nproc")
     _run_flags(p)
@@ -328,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-mult", type=float, help="learning-rate multiplier (default: the study's first)")
     p.set_defaults(func=_train)
 
+
+def _add_audit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="explain and check every normalization layer of your own model "
                                      "(exit code 1 when there are findings)")
     p.add_argument("factory", help="MODULE:FACTORY, a function returning the model (the module is imported from "
@@ -338,16 +383,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", action="store_true", help="audit the model in eval mode (default: training mode)")
     p.set_defaults(func=_audit)
 
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="tables, plots and a summary from one or more study directories")
     p.add_argument("dirs", nargs="+", help="study directories of one study (their results.jsonl are merged)")
     p.add_argument("--out", help="where to write the report (default: the first directory)")
     p.add_argument("--mixed", action="store_true", help="allow directories of different studies: each study gets "
                                                          "its own section, tables, baselines and plots, never pooled")
     p.set_defaults(func=_report)
-    return parser
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
     """Warnings as one line each, as a command-line user wants them."""
     text = str(message).removeprefix("normrnn: ")
     print(f"normrnn: warning: {text}", file=sys.stderr if file is None else file)
@@ -370,5 +417,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = previous
 
 
+def entry() -> int:
+    """The ``normrnn`` program: :func:`main` on ``sys.argv``, with ``OMP_WAIT_POLICY=PASSIVE`` for the commands in
+    :data:`PASSIVE_WAIT_COMMANDS` unless the environment sets a policy itself.
+
+    OpenMP reads the policy once, when torch loads, which has happened by now; so the process replaces itself
+    (``os.execve``, same pid: torchrun and Slurm see no difference) with one that starts with the policy set.
+    """
+    argv = sys.argv[1:]
+    if passive_wait_needed(argv, os.environ):
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+        os.execve(sys.executable, [sys.executable, "-m", "normrnn", *argv], env)
+    return main(argv)
+
+
+def passive_wait_needed(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """Whether :func:`entry` restarts ``normrnn ARGV`` with ``OMP_WAIT_POLICY=PASSIVE``: for a long-running
+    command, when no wait policy is set."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return command in PASSIVE_WAIT_COMMANDS and "OMP_WAIT_POLICY" not in environ
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry())

@@ -94,9 +94,9 @@ def kernel_bandwidth(batch: int = 16, channels: int = 64, size: int = 64, *, rep
 
 
 def _bench_cells() -> list[dict[str, Any]]:
-    from .layers import CELLS, bench_layers
+    from .layers import CELL_BENCH, bench_layers
 
-    config = CELLS.__class__(**{**CELLS.__dict__, "device": "cuda", "size": (64, 64), "hoisted": False,
+    config = CELL_BENCH.__class__(**{**CELL_BENCH.__dict__, "device": "cuda", "size": (64, 64), "hoisted": False,
                                 "backends": ("eager", "compiled", "triton"), "rounds": 10, "repeats": 3,
                                 "warmup": 2})
     return bench_layers(config, progress=lambda line: print(f"  bench: {line}", flush=True))

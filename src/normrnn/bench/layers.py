@@ -14,12 +14,12 @@ from torch import Tensor, nn
 from .._checks import positive_int
 from ..kernels import get_backend
 from ..layers import ConvLSTM
-from ..norms.explain import MAX_ELEMENTS
+from ..norms.explaining import MAX_ELEMENTS
 from ..profiling import cuda_peak_mb, saved_tensor_bytes
 from .reference import ConvOnly, NaiveConvLSTM
 from .timing import check_close, check_timing, paired_ratios, time_interleaved, timing_row
 
-__all__ = ["CELLS", "CELLS_QUICK", "FLOOR", "HOISTED", "NAIVE", "LayerBenchConfig", "bench_layers"]
+__all__ = ["CELL_BENCH", "CELL_BENCH_QUICK", "FLOOR", "HOISTED", "NAIVE", "LayerBenchConfig", "bench_layers"]
 
 NAIVE = "naive reference (conv on [x; h], eager gates)"
 HOISTED = "none, projection=hoisted"
@@ -59,11 +59,11 @@ class LayerBenchConfig:
                              f"{math.prod(gates):,} for batch={self.batch}, steps={self.steps}, size={self.size}")
 
 
-CELLS = LayerBenchConfig(num_layers=1, norms=("none", "layer", "group:8"), backends=("eager", "fused", "compiled"),
-                         floor=True, hoisted=True)
+CELL_BENCH = LayerBenchConfig(num_layers=1, norms=("none", "layer", "group:8"),
+                              backends=("eager", "fused", "compiled"), floor=True, hoisted=True)
 # CI: a tiny shape and one round; no compiled variants, whose first call compiles for about half a minute
-CELLS_QUICK = replace(CELLS, batch=2, in_channels=2, hidden_channels=8, size=(8, 8), steps=3, rounds=1, warmup=0,
-                      backends=("eager", "fused"))
+CELL_BENCH_QUICK = replace(CELL_BENCH, batch=2, in_channels=2, hidden_channels=8, size=(8, 8), steps=3, rounds=1,
+                           warmup=0, backends=("eager", "fused"))
 
 
 def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
@@ -74,8 +74,28 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
     ``ratio_vs_naive`` against :class:`NaiveConvLSTM` and ``ratio_vs_floor`` against :class:`ConvOnly`, all
     medians of per-round paired ratios. ``activation_mb`` is what autograd saves in one forward.
     """
+    device = _check_runnable(config)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    dtype = getattr(torch, config.dtype)
+    g = torch.Generator().manual_seed(0)
+    shape = (config.batch, config.steps, config.in_channels, *config.size)
+    x = torch.randn(shape, generator=g).to(device, dtype)
+    dy = torch.randn(*shape[:2], config.hidden_channels, *config.size, generator=g).to(device, dtype)
+    models = _models(config, x, progress)
+    calls = {name: _fwd_bwd(model, x, dy) for name, model in models.items()}
+    if progress is not None:
+        progress(f"timing {len(models)} variants, fwd+bwd of {config.num_layers} layers x T={config.steps}, "
+                 f"{config.rounds} rounds x {config.repeats} calls")
+    samples = time_interleaved(calls, rounds=config.rounds, repeats=config.repeats, warmup=config.warmup,
+                               groups=[list(models)])
+    memory = {name: saved_tensor_bytes(lambda model=model: model(x)) / 2**20 for name, model in models.items()}
+    peak = {name: cuda_peak_mb(call, device) for name, call in calls.items()} if device.type == "cuda" else {}
+    return [_row(config, name, list(shape), samples, memory, peak, models) for name in models]
+
+
+def _check_runnable(config: LayerBenchConfig) -> torch.device:
+    """The config's device, after the checks that need no model: a ValueError says what is missing."""
     if "none" not in config.norms:
         raise ValueError(f"expected 'none' (the bias-only reference) among the norms, got {config.norms}")
     for backend in config.backends:
@@ -83,10 +103,13 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"expected a CUDA device for device={config.device!r}, but torch sees none")
-    dtype = getattr(torch, config.dtype)
-    g = torch.Generator().manual_seed(0)
-    shape = (config.batch, config.steps, config.in_channels, *config.size)
-    x = torch.randn(shape, generator=g).to(device, dtype)
+    return device
+
+
+def _models(config: LayerBenchConfig, x: Tensor, progress: Callable[[str], None] | None) -> dict[str, nn.Module]:
+    """Every variant, each checked equal to its reference on ``x`` before anything is timed."""
+    build = dict(num_layers=config.num_layers, device=x.device, dtype=x.dtype)
+    C_in, C, k = config.in_channels, config.hidden_channels, config.kernel_size
     models: dict[str, nn.Module] = {}
     for norm in config.norms:
         for backend in dict.fromkeys(("eager", *config.backends)):  # eager first: the reference of the others
@@ -95,9 +118,7 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
             torch.manual_seed(0)
             name = norm if backend == "eager" else f"{norm} {backend}"
             try:
-                models[name] = ConvLSTM(config.in_channels, config.hidden_channels, config.kernel_size,
-                                        num_layers=config.num_layers, norm=norm, backend=backend, device=device,
-                                        dtype=dtype).train()
+                models[name] = ConvLSTM(C_in, C, k, norm=norm, backend=backend, **build).train()
             except ValueError as e:
                 if progress is not None:
                     progress(f"skipping {name}: {e}")
@@ -105,54 +126,46 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
             if backend != "eager":
                 _check_same(models[norm], models[name], x, f"{name} disagrees with {norm}")
     if config.hoisted:
-        models[HOISTED] = ConvLSTM(config.in_channels, config.hidden_channels, config.kernel_size,
-                                   num_layers=config.num_layers, backend="eager", projection="hoisted",
-                                   device=device, dtype=dtype)
+        models[HOISTED] = ConvLSTM(C_in, C, k, backend="eager", projection="hoisted", **build)
         models[HOISTED].load_state_dict(models["none"].state_dict())
         _check_same(models["none"], models[HOISTED], x, "hoisted projection disagrees with the default")
-    models[NAIVE] = NaiveConvLSTM(models["none"]).to(device)
+    models[NAIVE] = NaiveConvLSTM(models["none"]).to(x.device)
     _check_same(models["none"], models[NAIVE], x, "bias-only ConvLSTM disagrees with the naive reference")
     if config.floor:
         models[FLOOR] = ConvOnly(models["none"])
-    dy = torch.randn(*shape[:2], config.hidden_channels, *config.size, generator=g).to(device, dtype)
+    return models
 
-    def call(name: str) -> Callable[[], None]:
-        model = models[name]
 
-        def run() -> None:
-            out = model(x)
-            (out[0] if isinstance(out, tuple) else out).backward(dy)
-            model.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)  # time the kernels, not their launches
-        return run
+def _fwd_bwd(model: nn.Module, x: Tensor, dy: Tensor) -> Callable[[], None]:
+    """One timed call: forward, backward of ``dy``, and (on CUDA) a sync, so the kernels are timed, not queued."""
+    def run() -> None:
+        out = model(x)
+        (out[0] if isinstance(out, tuple) else out).backward(dy)
+        model.zero_grad(set_to_none=True)
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+    return run
 
-    if progress is not None:
-        progress(f"timing {len(models)} variants, fwd+bwd of {config.num_layers} layers x T={config.steps}, "
-                 f"{config.rounds} rounds x {config.repeats} calls")
-    samples = time_interleaved({name: call(name) for name in models}, rounds=config.rounds, repeats=config.repeats,
-                               warmup=config.warmup, groups=[list(models)])
-    memory = {name: saved_tensor_bytes(lambda model=model: model(x)) / 2**20 for name, model in models.items()}
-    peak = {name: cuda_peak_mb(call(name), device) for name in models} if device.type == "cuda" else {}
-    rows: list[dict[str, object]] = []
-    for name in models:
-        row = {
-            "bench": "cells" if config.num_layers == 1 else "layers",
-            "variant": name if name in (NAIVE, FLOOR) else f"normrnn ConvLSTM norm={name}",
-            "norm": name, "mode": "fwd+bwd", "shape": list(shape), "dtype": config.dtype,
-            **timing_row(samples, name, "none"),
-            "ratio_vs_naive": statistics.median(paired_ratios(samples, name, NAIVE)),
-            "activation_mb": memory[name], "memory_ratio": memory[name] / memory["none"],
-        }
-        if config.floor:
-            row["ratio_vs_floor"] = statistics.median(paired_ratios(samples, name, FLOOR))
-        if peak:
-            row["cuda_peak_mb"] = peak[name]
-        backend = name.rpartition(" ")[2] if " " in name and name not in (NAIVE, FLOOR, HOISTED) else None
-        if backend is not None and f"none {backend}" in models:  # bias-only with the same gate backend
-            row["ratio_vs_bias_backend"] = statistics.median(paired_ratios(samples, name, f"none {backend}"))
-        rows.append(row)
-    return rows
+
+def _row(config: LayerBenchConfig, name: str, shape: list[int], samples: dict[str, list[float]],
+         memory: dict[str, float], peak: dict[str, float], models: dict[str, nn.Module]) -> dict[str, object]:
+    """One variant's result: its time, its paired ratios to bias-only, the naive loop and the floor, and memory."""
+    row: dict[str, object] = {
+        "bench": "cells" if config.num_layers == 1 else "layers",
+        "variant": name if name in (NAIVE, FLOOR) else f"normrnn ConvLSTM norm={name}",
+        "norm": name, "mode": "fwd+bwd", "shape": shape, "dtype": config.dtype,
+        **timing_row(samples, name, "none"),
+        "ratio_vs_naive": statistics.median(paired_ratios(samples, name, NAIVE)),
+        "activation_mb": memory[name], "memory_ratio": memory[name] / memory["none"],
+    }
+    if config.floor:
+        row["ratio_vs_floor"] = statistics.median(paired_ratios(samples, name, FLOOR))
+    if peak:
+        row["cuda_peak_mb"] = peak[name]
+    backend = name.rpartition(" ")[2] if " " in name and name not in (NAIVE, FLOOR, HOISTED) else None
+    if backend is not None and f"none {backend}" in models:  # bias-only with the same gate backend
+        row["ratio_vs_bias_backend"] = statistics.median(paired_ratios(samples, name, f"none {backend}"))
+    return row
 
 
 def _check_same(reference: nn.Module, model: nn.Module, x: Tensor, what: str) -> None:

@@ -61,20 +61,28 @@ Schmidhuber 2000) are per-channel weights added after the gate norm: ``i += w_ci
 """
 
 
-from .base import RecurrentCell, gate_norm
+from .base import RecurrentCell
 from .gates import GateProbe, LSTMState, gru_gates, lstm_gates
 from .gru import ConvGRUCell, GRUCell
 from .lstm import ConvLSTMCell, LSTMCell
+from .norms import gate_norm
+from .options import CellOptions, GRUOptions, LSTMOptions
 from .projection import Geometry, step_layout
+from .states import CellState, LayerState
 
 __all__ = [
+    "CellOptions",
+    "CellState",
     "ConvGRUCell",
     "ConvLSTMCell",
     "GRUCell",
+    "GRUOptions",
     "GateProbe",
     "Geometry",
     "LSTMCell",
+    "LSTMOptions",
     "LSTMState",
+    "LayerState",
     "RecurrentCell",
     "gate_norm",
     "gru_gates",

@@ -11,58 +11,27 @@ from torch import Tensor, nn
 
 from .._checks import one_of, positive_int
 from ..kernels import get_backend, resolve_backend
-from ..norms import Norm, NormLike, NormSpec, call_norm, create_norm
+from ..norms import Norm, NormLike, NormSpec, call_norm
+from ..norms.functional import check_mask
 from .gates import GateProbe, NormFn
 from .gates import activation as activation_fn
+from .norms import NORM_INPUTS, NORM_SCOPES, gate_norm, shift_of
 from .projection import Geometry, step_layout
+from .states import CellState, checked_state, freeze
 
-__all__ = ["NORM_INPUTS", "NORM_SCOPES", "PROJECTIONS", "RECURRENT_INITS", "RecurrentCell", "gate_norm"]
+__all__ = ["PROJECTIONS", "RECURRENT_INITS", "RecurrentCell"]
 
-NORM_INPUTS = ("joint", "separate")
-NORM_SCOPES = ("per_gate", "all_gates")
 RECURRENT_INITS = ("orthogonal", "default")
 PROJECTIONS = ("auto", "hoisted", "joint")  # how a layer computes W_x * x and W_h * h (see RecurrentCell)
 
 
-def gate_norm(spec: NormLike, hidden_channels: int, num_gates: int, *, scope: str, layout: str, center: bool = True,
-              **norm_kwargs: Any) -> nn.Module:
-    """One module that normalizes a ``(B, num_gates·C, *S)`` gate tensor, per gate or pooled, in one call.
-
-    Per gate, ``layer`` and ``rms`` get one group per gate and ``group:G`` gets ``num_gates·G`` groups, so
-    no statistic ever spans two gates (:meth:`normrnn.norms.NormSpec.for_gates`). ``center=False`` drops β
-    where the norm has one.
-
-    Example::
-
-        >>> gate_norm("layer", 16, 4, scope="per_gate", layout="BCHW")
-        GroupNorm(64, layout='BCHW', reduce='CHW', num_groups=4, eps=1e-05)
-    """
-    one_of("norm_scope", scope, NORM_SCOPES)
-    parsed = NormSpec.parse(spec)
-    kwargs = dict(norm_kwargs)
-    if not center and parsed.has_shift:
-        kwargs["center"] = False
-    return create_norm(parsed.for_gates(hidden_channels, num_gates, scope=scope), num_gates * hidden_channels,
-                       layout=layout, **kwargs)
-
-
-def _shift(module: nn.Module | None) -> nn.Parameter | None:
-    """The module's learned per-channel shift β, if it has one."""
-    b = getattr(module, "bias", None)
-    return b if isinstance(b, nn.Parameter) and b.dim() == 1 else None
-
-
-def _state_dtype(s: Tensor, like: Tensor, what: str) -> Tensor:
-    """``s`` in the dtype the step computes in: the autocast dtype under autocast, else ``like``'s (checked)."""
-    kind = like.device.type
-    if not s.is_floating_point():
-        raise ValueError(f"expected {what} to be a floating-point tensor like the input ({like.dtype}), got {s.dtype}")
-    if torch.is_autocast_enabled(kind):
-        return s.to(torch.get_autocast_dtype(kind))
-    if s.dtype != like.dtype:
-        raise ValueError(f"expected {what} of dtype {like.dtype}, the input's, got {s.dtype}; cast it with "
-                         ".to(x.dtype)")
-    return s
+def _rates(recurrent_dropout: float, forget_bias: float) -> tuple[float, float]:
+    """The recurrent-dropout rate, in [0, 1), and a finite forget-gate bias, as floats."""
+    if not 0.0 <= recurrent_dropout < 1.0:
+        raise ValueError(f"expected recurrent_dropout in [0, 1), got {recurrent_dropout!r}")
+    if not math.isfinite(float(forget_bias)):
+        raise ValueError(f"expected forget_bias to be a finite number, got {forget_bias!r}")
+    return float(recurrent_dropout), float(forget_bias)
 
 
 class RecurrentCell(nn.Module):
@@ -70,7 +39,39 @@ class RecurrentCell(nn.Module):
 
     Subclasses set the class attributes below, build their joint norms in :meth:`_build_norms` and implement
     :meth:`gate_block`, everything after the projections. :meth:`step` runs that block through the backend
-    the registry picks (:func:`normrnn.kernels.resolve_backend`).
+    the registry picks (:func:`normrnn.kernels.resolve_backend`). Every cell takes the arguments below; each
+    cell class documents its own besides.
+
+    Args:
+        in_channels: C_in, the channels of the input.
+        hidden_channels: C, the channels of the state.
+        kernel_size: an int or one int per spatial axis; odd or even ("same" padding keeps the size).
+        spatial_dims: 1, 2 or 3. Default: ``2``.
+        dilation: the convolution dilation. Default: ``1``.
+        recurrent_dilation: the dilation of ``W_h * h``; Keras dilates only the input convolution, i.e. ``1``.
+            Default: ``dilation``.
+        bias: learn a bias (dropped when a joint gate norm learns β). Default: ``True``.
+        forget_bias: added to the forget (LSTM) or update (GRU) gate's shift at initialization. Default: ``1.0``.
+        norm: a norm spec, normrnn norm class or other callable (:mod:`normrnn.cells`). Default: ``"none"``.
+        norm_inputs: ``"joint"`` or ``"separate"``. Default: ``"joint"``.
+        norm_scope: ``"per_gate"`` or ``"all_gates"``. Default: ``"per_gate"``.
+        norm_kwargs: passed to every norm, e.g. ``{"eps": 1e-3, "sync": True}``. Default: none.
+        backend: how the gate block runs (:mod:`normrnn.kernels`): ``"eager"`` PyTorch ops; ``"compiled"``,
+            ``torch.compile`` of the block, forward and backward, warning once if it cannot stay compiled;
+            ``"fused"`` (LSTM with a joint group/layer gate norm), one autograd op that saves about half the
+            activation memory; ``"auto"``, compiled on CUDA with Triton and eager elsewhere. Default: ``"auto"``.
+        projection: how a layer computes ``W_x * x`` and ``W_h * h``: ``"hoisted"``, ``W_x * x`` for all steps in
+            one batched conv; ``"joint"`` (LSTM with joint norm inputs), one conv of ``[x; h]`` per step;
+            ``"auto"``, joint on CPU where possible, else hoisted. Default: ``"auto"``.
+        recurrent_init: ``"orthogonal"`` (per gate, as Keras) or ``"default"`` (uniform). Default: ``"orthogonal"``.
+        recurrent_dropout: the probability of the variational dropout on ``h``. Default: ``0.0``.
+        padding: of the input convolution, ``"same"`` or ``"valid"`` (Keras' default); the recurrent convolution
+            is always "same", so the state has the input convolution's output size. Default: ``"same"``.
+        stride: of the input convolution (TensorFlow's "same" rule at a stride). Default: ``1``.
+        activation, recurrent_activation: the candidate/output and the gate nonlinearities, from ``"tanh"``,
+            ``"sigmoid"``, ``"relu"``, ``"hard_sigmoid"`` (Keras 3: ``relu6(x + 3) / 6``). Default: ``"tanh"``,
+            ``"sigmoid"``.
+        device, dtype: factory keyword arguments.
     """
 
     kind: str  # "lstm" | "gru": what the gate backends dispatch on
@@ -113,12 +114,7 @@ class RecurrentCell(nn.Module):
                                         stride=stride)
         self.act, self.gate_act = activation_fn(activation), activation_fn(recurrent_activation)
         self.activation, self.recurrent_activation = activation, recurrent_activation
-        if not 0.0 <= recurrent_dropout < 1.0:
-            raise ValueError(f"expected recurrent_dropout in [0, 1), got {recurrent_dropout!r}")
-        self.recurrent_dropout = float(recurrent_dropout)
-        self.forget_bias = float(forget_bias)
-        if not math.isfinite(self.forget_bias):
-            raise ValueError(f"expected forget_bias to be a finite number, got {forget_bias!r}")
+        self.recurrent_dropout, self.forget_bias = _rates(recurrent_dropout, forget_bias)
         spec = NormSpec.parse(norm)  # parsed once: a ValueError for unknown specs
         self.norm_spec = spec.name
         self.normalized = not spec.is_identity
@@ -196,7 +192,7 @@ class RecurrentCell(nn.Module):
 
     def _joint_shift(self) -> Tensor | None:
         """β of the joint gate norm, which then replaces the cell's bias; None when there is none."""
-        return _shift(getattr(self, self.forget_norm, None)) if self.norm_inputs == "joint" else None
+        return shift_of(getattr(self, self.forget_norm, None)) if self.norm_inputs == "joint" else None
 
     def _forget_shift(self) -> Tensor | None:
         """The parameter holding the gate shifts: the cell's bias, or the joint gate norm's β."""
@@ -298,29 +294,18 @@ class RecurrentCell(nn.Module):
             raise ValueError(f"expected {what} with C={self.in_channels} channels at dim 1, got shape "
                              f"{tuple(x.shape)}")
 
-    def initial_state(self, like: Tensor) -> Any:
+    def initial_state(self, like: Tensor) -> CellState:
         """The zero state for a batch shaped like ``like`` ``(B, *, *S)``, in ``like``'s dtype and device."""
         shape = (like.shape[0], self.hidden_channels, *like.shape[2:])
         zeros = [like.new_zeros(shape) for _ in range(self.state_size)]
         return tuple(zeros) if self.state_size > 1 else zeros[0]
 
-    def check_state(self, state: Any, batch: int, spatial: tuple[int, ...], *, what: str = "state",
-                    like: Tensor | None = None) -> Any:
+    def check_state(self, state: object, batch: int, spatial: tuple[int, ...], *, what: str = "state",
+                    like: Tensor | None = None) -> CellState:
         """Raise ``ValueError`` unless ``state`` has this cell's structure and shapes (and, given the input
         ``like``, its dtype); return it. Under autocast the state is cast to the autocast dtype, as every output
         is; outside it a state of another dtype than the input is an error, as in ``torch.nn.LSTM``."""
-        expected = (batch, self.hidden_channels, *spatial)
-        tensors = state if self.state_size > 1 else (state,)
-        if self.state_size > 1 and (not isinstance(state, (tuple, list)) or len(state) != self.state_size):
-            raise ValueError(f"expected {what} to be a tuple (h, c), got {type(state).__name__}"
-                             + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else ""))
-        for name, s in zip("hc", tensors, strict=False):
-            if not isinstance(s, Tensor) or tuple(s.shape) != expected:
-                got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
-                raise ValueError(f"expected {what} {name} of shape {expected} (B, C, *S), got {got}")
-        if like is not None:
-            tensors = tuple(_state_dtype(s, like, f"{what} {name}") for name, s in zip("hc", tensors, strict=False))
-        return tuple(tensors) if self.state_size > 1 else tensors[0]
+        return checked_state(state, self.state_size, (batch, self.hidden_channels, *spatial), what=what, like=like)
 
     def recurrent_dropout_mask(self, like: Tensor) -> Tensor | None:
         """One variational dropout mask on ``h`` for a whole sequence (Gal & Ghahramani 2016), or None."""
@@ -329,20 +314,13 @@ class RecurrentCell(nn.Module):
         keep = 1.0 - self.recurrent_dropout
         return torch.bernoulli(torch.full_like(like, keep)) / keep
 
-    def _freeze(self, new: Any, old: Any, mask: Tensor | None) -> Any:
+    def _freeze(self, new: CellState, old: CellState, mask: Tensor | None) -> CellState:
         """The new state where the (B,) mask is True, the old one elsewhere, in the state's own dtype."""
         if self.state_size > 1:
-            return tuple(self._freeze_one(n, o, mask) for n, o in zip(new, old, strict=True))
-        return self._freeze_one(new, old, mask)
+            return tuple(freeze(n, o, mask) for n, o in zip(new, old, strict=True))
+        return freeze(new, old, mask)
 
-    @staticmethod
-    def _freeze_one(new: Tensor, old: Tensor, mask: Tensor | None) -> Tensor:
-        new = new.to(old.dtype)
-        if mask is None:
-            return new
-        return torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old)
-
-    def output(self, state: Any) -> Tensor:
+    def output(self, state: CellState) -> Tensor:
         """The hidden state ``h`` of a state."""
         return state[0] if self.state_size > 1 else state
 
@@ -371,13 +349,14 @@ class RecurrentCell(nn.Module):
         call needs it: a gate probe, or data-dependent statistics under ``torch.compile``)."""
         return resolve_backend(self.backend, self, device, mask).name
 
-    def gate_block(self, gx: Tensor, gh: Tensor | None, state: Any, t: int, mask: Tensor | None) -> Any:
+    def gate_block(self, gx: Tensor, gh: Tensor | None, state: CellState, t: int,
+                   mask: Tensor | None) -> CellState:
         """Everything after the projections, eagerly: the part a gate backend replaces. ``gh`` is None when
         ``gx`` already holds both projections (:meth:`project_joint`)."""
         raise NotImplementedError
 
-    def step(self, gx: Tensor, state: Any, *, t: int = 0, mask: Tensor | None = None,
-             recurrent_mask: Tensor | None = None, joint: bool = False) -> Any:
+    def step(self, gx: Tensor, state: CellState, *, t: int = 0, mask: Tensor | None = None,
+             recurrent_mask: Tensor | None = None, joint: bool = False) -> CellState:
         """One step from the projected input and the state to the new state, frozen where ``mask`` is False.
 
         ``gx`` is ``project_input(x_t)``, ``(B, G·C, *S)``; with ``joint=True`` it is ``project_joint(x_t, h)``,
@@ -387,7 +366,8 @@ class RecurrentCell(nn.Module):
         new = resolve_backend(self.backend, self, gx.device, mask)(self, gx, gh, state, t, mask)
         return self._freeze(new, state, mask)
 
-    def forward(self, x: Tensor, state: Any = None, *, t: int = 0, mask: Tensor | None = None) -> Any:
+    def forward(self, x: Tensor, state: CellState | None = None, *, t: int = 0,
+                mask: Tensor | None = None) -> CellState:
         """One step: ``x`` ``(B, C_in, *S)`` and the state (zeros when ``None``) to the new state.
 
         ``t`` is the time-step index (used by ``recurrent_batch`` norms); ``mask`` ``(B,)`` marks valid
@@ -398,10 +378,8 @@ class RecurrentCell(nn.Module):
         gx = self.project_input(x)  # (B, G·C, *S'), S' = S unless the input conv resamples
         B, spatial = x.shape[0], tuple(gx.shape[2:])
         state = self.initial_state(gx) if state is None else self.check_state(state, B, spatial, like=x)
-        if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool
-                                 or tuple(mask.shape) != (B,)):
-            got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
-            raise ValueError(f"expected a boolean mask of shape ({B},) (B,), got {got}")
+        if mask is not None:
+            check_mask(mask, f"(B,) = ({B},)", (B,))
         return self.step(gx, state, t=t, mask=mask)
 
     def extra_repr(self) -> str:
@@ -449,36 +427,3 @@ class Dense(RecurrentCell):
 
     def __init__(self, in_channels: int, hidden_channels: int, **kwargs: Any) -> None:
         super().__init__(in_channels, hidden_channels, 1, spatial_dims=0, **kwargs)
-
-
-CELL_DOC_ARGS = """
-    Args:
-        in_channels: C_in, the channels of the input.
-        hidden_channels: C, the channels of the state.
-        kernel_size: an int or one int per spatial axis; odd or even ("same" padding keeps the size).
-        spatial_dims: 1, 2 or 3. Default: ``2``.
-        dilation: the convolution dilation. Default: ``1``.
-        recurrent_dilation: the dilation of ``W_h * h``; Keras dilates only the input convolution, i.e. ``1``.
-            Default: ``dilation``.
-        bias: learn a bias (dropped when a joint gate norm learns β). Default: ``True``.
-        forget_bias: added to the forget (LSTM) or update (GRU) gate's shift at initialization. Default: ``1.0``.
-        norm: a norm spec, normrnn norm class or other callable (:mod:`normrnn.cells`). Default: ``"none"``.
-        norm_inputs: ``"joint"`` or ``"separate"``. Default: ``"joint"``.
-        norm_scope: ``"per_gate"`` or ``"all_gates"``. Default: ``"per_gate"``.
-        norm_kwargs: passed to every norm, e.g. ``{"eps": 1e-3, "sync": True}``. Default: none.
-        backend: how the gate block runs (:mod:`normrnn.kernels`): ``"eager"`` PyTorch ops; ``"compiled"``,
-            ``torch.compile`` of the block, forward and backward, warning once if it cannot stay compiled;
-            ``"fused"`` (LSTM with a joint group/layer gate norm), one autograd op that saves about half the
-            activation memory; ``"auto"``, compiled on CUDA with Triton and eager elsewhere. Default: ``"auto"``.
-        projection: how a layer computes ``W_x * x`` and ``W_h * h``: ``"hoisted"``, ``W_x * x`` for all steps in
-            one batched conv; ``"joint"`` (LSTM with joint norm inputs), one conv of ``[x; h]`` per step;
-            ``"auto"``, joint on CPU where possible, else hoisted. Default: ``"auto"``.
-        recurrent_init: ``"orthogonal"`` (per gate, as Keras) or ``"default"`` (uniform). Default: ``"orthogonal"``.
-        recurrent_dropout: the probability of the variational dropout on ``h``. Default: ``0.0``.
-        padding: of the input convolution, ``"same"`` or ``"valid"`` (Keras' default); the recurrent convolution
-            is always "same", so the state has the input convolution's output size. Default: ``"same"``.
-        stride: of the input convolution (TensorFlow's "same" rule at a stride). Default: ``1``.
-        activation, recurrent_activation: the candidate/output and the gate nonlinearities, from ``"tanh"``,
-            ``"sigmoid"``, ``"relu"``, ``"hard_sigmoid"`` (Keras 3: ``relu6(x + 3) / 6``). Default: ``"tanh"``,
-            ``"sigmoid"``.
-        device, dtype: factory keyword arguments."""

@@ -15,8 +15,10 @@ from torch import Tensor
 __all__ = ["ACTIVATIONS", "GateProbe", "LSTMState", "NormFn", "activation", "gru_gates", "lstm_gates"]
 
 LSTMState = tuple[Tensor, Tensor]  # (h, c), each (B, C, *spatial)
+"""An LSTM state ``(h, c)``, each ``(B, C, *S)``."""
 NormFn = Callable[[Tensor], Tensor]
 GateProbe = Callable[[tuple[Tensor, ...]], None]  # receives the sigmoid gates of one step
+"""A callback that receives the sigmoid gates of one step (e.g. to measure their saturation)."""
 Activation = Callable[[Tensor], Tensor]
 
 
@@ -99,6 +101,13 @@ def lstm_gates(
         pre = norm(pre)
     if bias is not None:
         pre = pre + _channel_view(bias, pre)
+    return _lstm_update(pre, c, (w_ci, w_cf, w_co), cell_norm, norm_cell, probe, act, gate_act)
+
+
+def _lstm_update(pre: Tensor, c: Tensor, peepholes: tuple[Tensor | None, ...], cell_norm: NormFn | None,
+                 norm_cell: str, probe: GateProbe | None, act: Activation, gate_act: Activation) -> LSTMState:
+    """:func:`lstm_gates` after the norm and the bias: the gates, the new cell state and ``h``."""
+    w_ci, w_cf, w_co = peepholes
     i, f, g, o = pre.chunk(4, dim=1)  # each (B, C, *S)
     if w_ci is not None:
         i = i + w_ci * c

@@ -3,14 +3,18 @@ PyTorch/cuDNN, or "reset before" (``reset_after=False``: Keras' option, the TF1 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from ..norms import NormSpec
-from .base import CELL_DOC_ARGS, Conv, Dense, RecurrentCell
+from .base import Conv, Dense, RecurrentCell
 from .gates import gru_gates
+from .options import CellOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["ConvGRUCell", "GRUCell"]
 
@@ -24,7 +28,7 @@ class _GRUBase(RecurrentCell):
     state_size = 1
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...] = 1, *,
-                 reset_after: bool = True, **kwargs: Any) -> None:
+                 reset_after: bool = True, **kwargs: Unpack[CellOptions]) -> None:
         self.reset_after = bool(reset_after)
         if not self.reset_after and kwargs.get("recurrent_dropout", 0.0):
             raise ValueError("expected recurrent_dropout=0 with reset_after=False (not implemented for that form)")
@@ -50,7 +54,8 @@ class _GRUBase(RecurrentCell):
             self.norm_rz = self._make_norm(spec, 2, center=True, factory=factory)
             self.norm_n = self._make_norm(spec, 1, center=True, factory=factory)
 
-    def gate_block(self, gx: Tensor, gh: Tensor | None, state: Tensor, t: int, mask: Tensor | None) -> Tensor:
+    def gate_block(self, gx: Tensor, gh: Tensor | None, state: Tensor, t: int,  # type: ignore[override]
+                   mask: Tensor | None) -> Tensor:
         """Everything after the two projections, eagerly (:func:`gru_gates`): the part a gate backend replaces."""
         norm_rz = norm_n = None
         if self.norm_inputs == "separate":
@@ -66,7 +71,7 @@ class _GRUBase(RecurrentCell):
 
 
 class ConvGRUCell(Conv, _GRUBase):
-    __doc__ = r"""One ConvGRU step (Ballas et al. 2016, arXiv:1511.06432) in the "reset after" form of PyTorch/cuDNN.
+    r"""One ConvGRU step (Ballas et al. 2016, arXiv:1511.06432) in the "reset after" form of PyTorch/cuDNN.
 
     .. math::
         [r, z] = \sigma(\mathrm{norm}(W_{x,rz} * x_t + W_{h,rz} * h_{t-1}) + b_{rz}), \qquad
@@ -75,7 +80,10 @@ class ConvGRUCell(Conv, _GRUBase):
         h_t = (1 - z) \odot n + z \odot h_{t-1}
 
     Gate order ``r, z, n``; see :func:`gru_gates`. ``forget_bias`` goes to the update gate ``z``.
-""" + CELL_DOC_ARGS + r"""
+
+    Takes every argument of :class:`~normrnn.cells.base.RecurrentCell` (see there); besides:
+
+    Args:
         reset_after: ``False`` computes the candidate from ``W_xn * x + W_hn * (r ⊙ h)`` ("reset before", Keras
             ``reset_after=False``, the TF1 ConvGRU cell), with no separate ``bias_hn``. Default: ``True``.
 
@@ -97,9 +105,9 @@ class GRUCell(Dense, _GRUBase):
     ``weight_x`` = ``weight_ih``, ``weight_h`` = ``weight_hh``, ``bias`` = ``bias_ih`` plus the ``r, z``
     part of ``bias_hh``, and ``bias_hn`` = its ``n`` part.
 
-    Args:
-        in_channels, hidden_channels, bias, forget_bias, norm, norm_inputs, norm_scope, norm_kwargs,
-        recurrent_init, recurrent_dropout, device, dtype: as in :class:`ConvGRUCell`.
+    It takes the arguments of :class:`ConvGRUCell` that do not concern convolutions (``in_channels``,
+    ``hidden_channels``, ``bias``, ``forget_bias``, the norm options, ``recurrent_init``, ``recurrent_dropout``,
+    ``reset_after``, ``device``, ``dtype``).
 
     Shape:
         - Input: ``x`` ``(B, C_in)``; state ``h`` ``(B, C)``.

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from .._checks import one_of
 from ..norms import NormSpec, create_norm
-from .base import CELL_DOC_ARGS, Conv, Dense, RecurrentCell
+from .base import Conv, Dense, RecurrentCell
 from .gates import LSTMState, lstm_gates
+from .options import CellOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["NORM_CELL", "PEEPHOLES", "PEEPHOLE_PLACEMENTS", "ConvLSTMCell", "LSTMCell"]
 
@@ -29,7 +33,8 @@ class _LSTMBase(RecurrentCell):
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...] = 1, *,
                  peephole: bool | str = False, peephole_size: tuple[int, ...] | None = None,
-                 peephole_placement: str = "after_norm", norm_cell: str = "none", **kwargs: Any) -> None:
+                 peephole_placement: str = "after_norm", norm_cell: str = "none",
+                 **kwargs: Unpack[CellOptions]) -> None:
         if peephole not in PEEPHOLES:
             raise ValueError(f"expected peephole to be one of {PEEPHOLES}, got {peephole!r}")
         self.norm_cell = one_of("norm_cell", norm_cell, NORM_CELL)
@@ -66,7 +71,8 @@ class _LSTMBase(RecurrentCell):
             self.cell_norm = create_norm(spec, self.hidden_channels, layout=self.layout, **factory,
                                          **self._norm_kwargs)
 
-    def gate_block(self, gx: Tensor, gh: Tensor | None, state: LSTMState, t: int, mask: Tensor | None) -> LSTMState:
+    def gate_block(self, gx: Tensor, gh: Tensor | None, state: LSTMState, t: int,  # type: ignore[override]
+                   mask: Tensor | None) -> LSTMState:
         """Everything after the projections, eagerly (:func:`lstm_gates`): the part a gate backend replaces.
         ``gh`` is None when ``gx`` already holds both projections."""
         if self.norm_inputs == "separate":
@@ -95,7 +101,7 @@ class _LSTMBase(RecurrentCell):
 
 
 class ConvLSTMCell(Conv, _LSTMBase):
-    __doc__ = r"""One ConvLSTM step (Shi et al. 2015, arXiv:1506.04214), with optional normalization and peepholes.
+    r"""One ConvLSTM step (Shi et al. 2015, arXiv:1506.04214), with optional normalization and peepholes.
 
     .. math::
         [i, f, g, o] = \mathrm{norm}(W_x * x_t + W_h * h_{t-1}) + b, \qquad
@@ -104,7 +110,10 @@ class ConvLSTMCell(Conv, _LSTMBase):
 
     Gate order ``i, f, g, o``; see :mod:`normrnn.cells` for the placement options and :func:`lstm_gates`
     for the full gate math.
-""" + CELL_DOC_ARGS + r"""
+
+    Takes every argument of :class:`~normrnn.cells.base.RecurrentCell` (see there); besides:
+
+    Args:
         peephole: ``True``/``"channel"``, per-channel peephole weights (any resolution), or ``"elementwise"``,
             weights per channel and position (the TF1 cell's; needs ``peephole_size``). Default: ``False``.
         peephole_size: the state's spatial size for elementwise peepholes. Default: ``None``.
@@ -133,9 +142,9 @@ class LSTMCell(Dense, _LSTMBase):
     ``torch.nn.LSTMCell`` (``weight_x`` = ``weight_ih``, ``weight_h`` = ``weight_hh``, ``bias`` =
     ``bias_ih + bias_hh``). ``norm="layer"`` per gate is the LN-LSTM of Ba et al. 2016.
 
-    Args:
-        in_channels, hidden_channels, bias, forget_bias, norm, norm_inputs, norm_scope, norm_kwargs,
-        recurrent_init, recurrent_dropout, peephole, norm_cell, device, dtype: as in :class:`ConvLSTMCell`.
+    It takes the arguments of :class:`ConvLSTMCell` that do not concern convolutions (``in_channels``,
+    ``hidden_channels``, ``bias``, ``forget_bias``, the norm options, ``recurrent_init``, ``recurrent_dropout``,
+    ``peephole``, ``norm_cell``, ``device``, ``dtype``).
 
     Shape:
         - Input: ``x`` ``(B, C_in)``; state ``(h, c)``, each ``(B, C)``.

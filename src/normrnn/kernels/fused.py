@@ -23,6 +23,7 @@ then the native group-norm backward maps :math:`\bar a` to the gradients of pre,
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -44,7 +45,7 @@ def _gates(a: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor
 
 class _FusedLSTMGates(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, pre: Tensor, c: Tensor, weight: Tensor, bias: Tensor, groups: int,  # type: ignore[override]
+    def forward(ctx: Any, pre: Tensor, c: Tensor, weight: Tensor, bias: Tensor, groups: int,  # type: ignore[override]
                 eps: float) -> tuple[Tensor, Tensor]:
         N, C, HxW = _flat(pre)
         a, mean, rstd = torch.native_group_norm(pre, weight, bias, N, C, HxW, groups, eps)
@@ -54,7 +55,7 @@ class _FusedLSTMGates(torch.autograd.Function):
         return o * tanh_c, c_new
 
     @staticmethod
-    def backward(ctx, dh: Tensor, dc_new: Tensor):  # type: ignore[override]
+    def backward(ctx: Any, dh: Tensor, dc_new: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         pre, c, weight, bias, mean, rstd = ctx.saved_tensors
         N, C, HxW = _flat(pre)
         G = ctx.groups

@@ -20,7 +20,7 @@ import contextlib
 import functools
 import importlib.util
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -28,6 +28,10 @@ from torch import Tensor
 from .._checks import one_of
 from .compile import CompiledBlock
 from .fused import fused_lstm_gates
+
+if TYPE_CHECKING:  # cells import this module, so only the type checker imports them here
+    from ..cells import RecurrentCell
+    from ..cells.states import CellState
 
 __all__ = ["GateBackend", "TritonBackend", "auto_backend", "backend_names", "get_backend", "register_backend",
            "registered_backend", "resolve_backend", "unregister_backend"]
@@ -49,15 +53,16 @@ class GateBackend:
         """Whether ``"auto"`` may pick this backend on ``device``."""
         return True
 
-    def unsupported(self, cell: Any) -> str | None:
+    def unsupported(self, cell: RecurrentCell) -> str | None:
         """Why this backend cannot run ``cell`` at all, or ``None`` when it can."""
         return None
 
-    def falls_back(self, cell: Any, mask: Tensor | None) -> bool:
+    def falls_back(self, cell: RecurrentCell, mask: Tensor | None) -> bool:
         """Whether this call must run eagerly instead (data-dependent or cross-process work)."""
         return False
 
-    def __call__(self, cell: Any, gx: Tensor, gh: Tensor | None, state: Any, t: int, mask: Tensor | None) -> Any:
+    def __call__(self, cell: RecurrentCell, gx: Tensor, gh: Tensor | None, state: CellState, t: int,
+                 mask: Tensor | None) -> CellState:
         return cell.gate_block(gx, gh, state, t, mask)
 
     def __repr__(self) -> str:
@@ -68,7 +73,7 @@ class EagerBackend(GateBackend):
     """PyTorch ops, one after another: the reference every other backend is tested against."""
 
 
-def _gate_block(cell: Any, *args: Any) -> Any:
+def _gate_block(cell: RecurrentCell, *args: Any) -> CellState:
     return cell.gate_block(*args)
 
 
@@ -89,11 +94,12 @@ class CompiledBackend(GateBackend):
     def prefers(self, device: torch.device) -> bool:
         return device.type == "cuda" and has_triton()
 
-    def falls_back(self, cell: Any, mask: Tensor | None) -> bool:
+    def falls_back(self, cell: RecurrentCell, mask: Tensor | None) -> bool:
         # masked or synced batch statistics: data-dependent counts and collectives, eager by design
         return not cell.traceable(masked=mask is not None)
 
-    def __call__(self, cell: Any, gx: Tensor, gh: Tensor | None, state: Any, t: int, mask: Tensor | None) -> Any:
+    def __call__(self, cell: RecurrentCell, gx: Tensor, gh: Tensor | None, state: CellState, t: int,
+                 mask: Tensor | None) -> CellState:
         return self.block(cell.compile_key(), cell, gx, gh, state, t, mask)
 
 
@@ -107,7 +113,7 @@ class FusedBackend(GateBackend):
     def prefers(self, device: torch.device) -> bool:
         return False
 
-    def unsupported(self, cell: Any) -> str | None:
+    def unsupported(self, cell: RecurrentCell) -> str | None:
         why = _lstm_block_unsupported(cell, "fused")
         norm = getattr(cell, "norm_gates", None)
         if why is None and getattr(norm, "as_group_norm", lambda: None)() is None:
@@ -115,13 +121,14 @@ class FusedBackend(GateBackend):
                    f"got norm={cell.norm_spec!r}")
         return why
 
-    def __call__(self, cell: Any, gx: Tensor, gh: Tensor | None, state: Any, t: int, mask: Tensor | None) -> Any:
+    def __call__(self, cell: RecurrentCell, gx: Tensor, gh: Tensor | None, state: CellState, t: int,
+                 mask: Tensor | None) -> CellState:
         g = cell.norm_gates.as_group_norm()
         pre = gx if gh is None else gx + gh
         return fused_lstm_gates(pre, state[1], g.weight, g.bias, groups=g.groups, eps=g.eps)
 
 
-def _lstm_block_unsupported(cell: Any, what: str) -> str | None:
+def _lstm_block_unsupported(cell: RecurrentCell, what: str) -> str | None:
     """Why an LSTM-only fused block cannot run ``cell`` (beyond its norm), or ``None``."""
     if cell.kind != "lstm":
         return f"there is no {what} {cell.kind.upper()} block yet"
@@ -148,7 +155,7 @@ class TritonBackend(GateBackend):
     def prefers(self, device: torch.device) -> bool:
         return False
 
-    def unsupported(self, cell: Any) -> str | None:
+    def unsupported(self, cell: RecurrentCell) -> str | None:
         from .triton import triton_unavailable
 
         why = triton_unavailable() or _lstm_block_unsupported(cell, "Triton")
@@ -157,7 +164,8 @@ class TritonBackend(GateBackend):
                    f"(none, layer, group:G, rms), got norm={cell.norm_spec!r}")
         return why
 
-    def __call__(self, cell: Any, gx: Tensor, gh: Tensor | None, state: Any, t: int, mask: Tensor | None) -> Any:
+    def __call__(self, cell: RecurrentCell, gx: Tensor, gh: Tensor | None, state: CellState, t: int,
+                 mask: Tensor | None) -> CellState:
         from .triton import triton_lstm_gates
 
         pre = gx if gh is None else gx + gh
@@ -168,7 +176,7 @@ class TritonBackend(GateBackend):
         return triton_lstm_gates(pre, state[1], view.weight, shift, groups=view.groups, eps=view.eps, rms=view.rms)
 
 
-def _grouped_stats(cell: Any) -> Any:
+def _grouped_stats(cell: RecurrentCell) -> Any:
     """The joint gate norm as per-(sample, group) statistics (:class:`normrnn.norms.GroupedStatsView`), or None."""
     norm = getattr(cell, "norm_gates", None)
     return getattr(norm, "as_grouped_stats", lambda: None)()
@@ -229,7 +237,7 @@ def get_backend(name: str) -> GateBackend:
     return _BACKENDS[name] if name != "auto" else EAGER
 
 
-def auto_backend(device: torch.device, cell: Any = None) -> str:
+def auto_backend(device: torch.device, cell: RecurrentCell | None = None) -> str:
     """The name ``"auto"`` resolves to on ``device`` (for ``cell``, when given): compiled on CUDA with Triton,
     eager elsewhere."""
     for backend in _RANKED:
@@ -238,7 +246,7 @@ def auto_backend(device: torch.device, cell: Any = None) -> str:
     return EAGER.name
 
 
-def resolve_backend(name: str, cell: Any, device: torch.device, mask: Tensor | None = None) -> GateBackend:
+def resolve_backend(name: str, cell: RecurrentCell, device: torch.device, mask: Tensor | None = None) -> GateBackend:
     """The backend that runs this call of ``cell``'s gate block: ``name`` with ``"auto"`` resolved, and eager
     where the call needs it (a gate probe observes eager gates; a backend may leave a call to eager)."""
     if cell.gate_probe is not None:

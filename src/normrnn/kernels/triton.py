@@ -33,6 +33,8 @@ import importlib.util
 import math
 import os
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -57,7 +59,7 @@ def triton_unavailable(device: torch.device | None = None) -> str | None:
     return None
 
 
-def _kernels():
+def _kernels() -> ModuleType:
     """The kernels module, imported on first use (importing normrnn never imports Triton)."""
     from . import _triton_kernels
 
@@ -90,7 +92,7 @@ def _statistics(pre: Tensor, norm: _Norm, fp64: bool) -> tuple[Tensor, Tensor]:
 
 class _TritonLSTMGates(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, pre: Tensor, c: Tensor, weight: Tensor | None, shift: Tensor | None,  # type: ignore[override]
+    def forward(ctx: Any, pre: Tensor, c: Tensor, weight: Tensor | None, shift: Tensor | None,  # type: ignore[override]
                 norm: _Norm) -> tuple[Tensor, Tensor]:
         forward_kernel = _kernels().forward
         B, C4, S = pre.shape
@@ -112,7 +114,7 @@ class _TritonLSTMGates(torch.autograd.Function):
         return h, c_new
 
     @staticmethod
-    def backward(ctx, dh: Tensor, dc_new: Tensor | None):  # type: ignore[override]
+    def backward(ctx: Any, dh: Tensor, dc_new: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         gates_kernel, norm_kernel = _kernels().backward_gates, _kernels().backward_norm
         pre, c, weight, shift, mean, rstd = ctx.saved_tensors
         norm: _Norm = ctx.norm

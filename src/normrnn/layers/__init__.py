@@ -23,40 +23,56 @@ Nothing depends on the spatial size, so one module runs at any resolution.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 from torch import Tensor, nn
 
 from ..cells import ConvGRUCell, ConvLSTMCell, GRUCell, LSTMCell
+from ..cells.options import GRUOptions, LSTMOptions
 from .recurrence import Recurrence, reverse_order, run_direction
 from .stack import RecurrentLayer
 
-__all__ = ["GRU", "LSTM", "ConvGRU", "ConvLSTM", "Recurrence", "RecurrentLayer", "reverse_order", "run_direction"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["GRU", "LSTM", "ConvGRU", "ConvLSTM", "GRULayerOptions", "LSTMLayerOptions", "LayerOptions", "Recurrence",
+           "RecurrentLayer", "reverse_order", "run_direction"]
 
 
-_LAYER_ARGS = """
-    Args:
-        in_channels: C_in.
-        hidden_channels: C, an int or one int per layer.
-        num_layers: the number of stacked layers. Default: ``1``.
-        residual: add each layer's input to its output, through a 1×1 projection if the channels differ.
-            Default: ``False``.
-        bidirectional: add a backward direction per layer. Default: ``False``.
-        merge: how the two directions combine, ``"concat"`` (2C channels) or ``"sum"``. Default: ``"concat"``.
-        batch_first: ``(B, T, …)`` input and output; ``False`` for ``(T, B, …)``. Default: ``True``.
-        dropout: dropout on the input of every layer after the first. Default: ``0.0``.
-        recurrent_dropout: variational dropout on ``h``, one mask per sequence. Default: ``0.0``.
-        norm, norm_inputs, norm_scope, forget_bias, bias, norm_kwargs, recurrent_init, device, dtype, and the
-            cell's own options: passed to every cell (see :mod:`normrnn.cells`)."""
+class LayerOptions(TypedDict, total=False):
+    """A layer's own keyword options (see :class:`RecurrentLayer`)."""
+
+    num_layers: int
+    residual: bool
+    bidirectional: bool
+    merge: str
+    go_backwards: bool
+    batch_first: bool
+    dropout: float
+    recurrent_dropout: float
+    device: torch.device | str | None
+    dtype: torch.dtype | None
+
+
+class LSTMLayerOptions(LayerOptions, LSTMOptions, total=False):
+    """A (Conv)LSTM layer's keyword options: the layer's and every cell's."""
+
+
+class GRULayerOptions(LayerOptions, GRUOptions, total=False):
+    """A (Conv)GRU layer's keyword options: the layer's and every cell's."""
+
 
 
 class ConvLSTM(RecurrentLayer):
-    __doc__ = r"""A stack of ConvLSTM layers over ``(B, T, C, *S)`` sequences (Shi et al. 2015, arXiv:1506.04214).
+    r"""A stack of ConvLSTM layers over ``(B, T, C, *S)`` sequences (Shi et al. 2015, arXiv:1506.04214).
 
     Each layer runs :class:`normrnn.cells.ConvLSTMCell` over time:
     :math:`(h_t, c_t) = \mathrm{cell}(x_t, (h_{t-1}, c_{t-1}))`. Gate order ``i, f, g, o``.
-""" + _LAYER_ARGS + r"""
+
+    Takes every argument of :class:`RecurrentLayer` (see there); besides:
+
+    Args:
         kernel_size: an int or one per spatial axis, odd or even.
         spatial_dims: 1, 2 or 3. Default: ``2``.
         peephole, norm_cell, dilation: see :class:`normrnn.cells.ConvLSTMCell`.
@@ -76,16 +92,19 @@ class ConvLSTM(RecurrentLayer):
     cell_class = ConvLSTMCell
 
     def __init__(self, in_channels: int, hidden_channels: int | Sequence[int], kernel_size: int | tuple[int, ...],
-                 *, spatial_dims: int = 2, **kwargs: Any) -> None:
+                 *, spatial_dims: int = 2, **kwargs: Unpack[LSTMLayerOptions]) -> None:
         super().__init__(in_channels, hidden_channels, kernel_size, spatial_dims=spatial_dims, **kwargs)
 
 
 class ConvGRU(RecurrentLayer):
-    __doc__ = r"""A stack of ConvGRU layers over ``(B, T, C, *S)`` sequences (Ballas et al. 2016, arXiv:1511.06432).
+    r"""A stack of ConvGRU layers over ``(B, T, C, *S)`` sequences (Ballas et al. 2016, arXiv:1511.06432).
 
     Each layer runs :class:`normrnn.cells.ConvGRUCell` over time: :math:`h_t = \mathrm{cell}(x_t, h_{t-1})`.
     Gate order ``r, z, n``.
-""" + _LAYER_ARGS + r"""
+
+    Takes every argument of :class:`RecurrentLayer` (see there); besides:
+
+    Args:
         kernel_size: an int or one per spatial axis, odd or even.
         spatial_dims: 1, 2 or 3. Default: ``2``.
 
@@ -103,7 +122,7 @@ class ConvGRU(RecurrentLayer):
     cell_class = ConvGRUCell
 
     def __init__(self, in_channels: int, hidden_channels: int | Sequence[int], kernel_size: int | tuple[int, ...],
-                 *, spatial_dims: int = 2, **kwargs: Any) -> None:
+                 *, spatial_dims: int = 2, **kwargs: Unpack[GRULayerOptions]) -> None:
         super().__init__(in_channels, hidden_channels, kernel_size, spatial_dims=spatial_dims, **kwargs)
 
 
@@ -132,12 +151,14 @@ class _TorchRNNKeys:
 
 
 class LSTM(_TorchRNNKeys, RecurrentLayer):
-    __doc__ = r"""A stack of LSTM layers over ``(B, T, C)`` sequences with normalization, peepholes, residuals, masks.
+    r"""A stack of LSTM layers over ``(B, T, C)`` sequences with normalization, peepholes, residuals, masks.
 
     With ``norm="none"`` it computes exactly what ``torch.nn.LSTM`` does, and ``load_state_dict`` accepts
     a ``torch.nn.LSTM`` state dict (``bias = bias_ih + bias_hh``). ``norm="layer"`` gives the LN-LSTM of
     Ba et al. 2016 (arXiv:1607.06450).
-    """ + _LAYER_ARGS + r"""
+        Takes every argument of :class:`RecurrentLayer` (see there); besides:
+
+    Args:
         peephole, norm_cell: see :class:`normrnn.cells.LSTMCell`.
 
     Shape:
@@ -156,16 +177,17 @@ class LSTM(_TorchRNNKeys, RecurrentLayer):
 
     cell_class = LSTMCell
 
-    def __init__(self, in_channels: int, hidden_channels: int | Sequence[int], **kwargs: Any) -> None:
+    def __init__(self, in_channels: int, hidden_channels: int | Sequence[int],
+                 **kwargs: Unpack[LSTMLayerOptions]) -> None:
         super().__init__(in_channels, hidden_channels, None, spatial_dims=0, **kwargs)
         self.register_load_state_dict_pre_hook(self._load_torch_keys)
 
 
 class GRU(_TorchRNNKeys, RecurrentLayer):
-    __doc__ = r"""A stack of GRU layers over ``(B, T, C)`` sequences, with normalization, residuals and masks.
+    r"""A stack of GRU layers over ``(B, T, C)`` sequences, with normalization, residuals and masks.
 
     With ``norm="none"`` it equals ``torch.nn.GRU``, and ``load_state_dict`` accepts its state dict.
-    """ + _LAYER_ARGS + r"""
+        Takes every argument of :class:`RecurrentLayer` (see there).
 
     Shape:
         - Input: ``(B, T, C_in)``; state: per layer ``h`` ``(B, C)``.
@@ -180,7 +202,8 @@ class GRU(_TorchRNNKeys, RecurrentLayer):
 
     cell_class = GRUCell
 
-    def __init__(self, in_channels: int, hidden_channels: int | Sequence[int], **kwargs: Any) -> None:
+    def __init__(self, in_channels: int, hidden_channels: int | Sequence[int],
+                 **kwargs: Unpack[GRULayerOptions]) -> None:
         super().__init__(in_channels, hidden_channels, None, spatial_dims=0, **kwargs)
         self.register_load_state_dict_pre_hook(self._load_torch_keys)
 

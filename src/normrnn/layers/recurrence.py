@@ -7,12 +7,11 @@ their outputs. Masks and states arrive validated: :class:`normrnn.layers.Recurre
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from ..cells import RecurrentCell
+from ..cells.states import CellState, LayerState
 
 __all__ = ["MERGES", "Recurrence", "reverse_order", "run_direction"]
 
@@ -51,8 +50,8 @@ def _take(x: Tensor, order: Tensor | None) -> Tensor:
     return x[torch.arange(x.shape[0], device=x.device)[:, None], order]
 
 
-def run_direction(cell: RecurrentCell, x: Tensor, state: Any, mask: Tensor | None, *,
-                  reverse: bool = False) -> tuple[Tensor, Any]:
+def run_direction(cell: RecurrentCell, x: Tensor, state: CellState | None, mask: Tensor | None, *,
+                  reverse: bool = False) -> tuple[Tensor, CellState]:
     """Run ``cell`` over ``x`` ``(B, T, C, *S)``, backwards from each sequence's own end when ``reverse``.
 
     Returns the outputs ``(B, T, C_h, *S)`` in the input's time order and the final state.
@@ -115,7 +114,7 @@ class Recurrence(nn.ModuleList):
         C = self[0].hidden_channels
         return 2 * C if self.bidirectional and self.merge == "concat" else C
 
-    def forward(self, x: Tensor, state: Any, mask: Tensor | None) -> tuple[Tensor, Any]:
+    def forward(self, x: Tensor, state: LayerState | None, mask: Tensor | None) -> tuple[Tensor, LayerState]:
         if self.go_backwards:  # Keras' go_backwards: read the steps last to first, output them in that order
             return run_direction(self[0], x.flip(1), state, None if mask is None else mask.flip(1))
         if not self.bidirectional:

@@ -12,6 +12,8 @@ from torch import Tensor, nn
 
 from .._checks import one_of, positive_int
 from ..cells import RecurrentCell, step_layout
+from ..cells.states import LayerState
+from ..norms.functional import check_mask
 from .recurrence import MERGES, Recurrence
 
 __all__ = ["RecurrentLayer"]
@@ -28,7 +30,26 @@ def _channels_list(hidden_channels: int | Sequence[int], num_layers: int) -> lis
 
 
 class RecurrentLayer(nn.Module):
-    """Base of the sequence layers; subclasses pick the cell class and whether it is convolutional."""
+    """Base of the sequence layers; subclasses pick the cell class and whether it is convolutional. Every layer
+    takes the arguments below; each layer class documents its own besides.
+
+    Args:
+        in_channels: C_in.
+        hidden_channels: C, an int or one int per layer.
+        num_layers: the number of stacked layers. Default: ``1``.
+        residual: add each layer's input to its output, through a 1×1 projection if the channels differ.
+            Default: ``False``.
+        bidirectional: add a backward direction per layer. Default: ``False``.
+        merge: how the two directions combine, ``"concat"`` (2C channels) or ``"sum"``. Default: ``"concat"``.
+        batch_first: ``(B, T, …)`` input and output; ``False`` for ``(T, B, …)``. Default: ``True``.
+        dropout: dropout on the input of every layer after the first. Default: ``0.0``.
+        recurrent_dropout: variational dropout on ``h``, one mask per sequence. Default: ``0.0``.
+        device: the parameters' device. Default: ``None``.
+        dtype: the parameters' dtype. Default: ``None``.
+        **cell_kwargs: the cell's options (``norm``, ``norm_inputs``, ``norm_scope``, ``forget_bias``, ``bias``,
+            ``norm_kwargs``, ``recurrent_init``, and the cell class's own), passed to every cell
+            (:class:`~normrnn.cells.base.RecurrentCell`).
+    """
 
     cell_class: type[RecurrentCell]
 
@@ -153,12 +174,10 @@ class RecurrentLayer(nn.Module):
             return torch.arange(T, device=device) < lengths[:, None]  # (B, T)
         if mask is None:
             return None
-        if not isinstance(mask, Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != (B, T):
-            got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
-            raise ValueError(f"expected a boolean mask of shape ({B}, {T}) (B, T), True where valid; got {got}")
-        return mask
+        return check_mask(mask, f"(B, T) = ({B}, {T})", (B, T))
 
-    def _check_states(self, state: Sequence[Any] | None, B: int, spatial: tuple[int, ...], like: Tensor) -> list[Any]:
+    def _check_states(self, state: Sequence[LayerState | None] | None, B: int, spatial: tuple[int, ...],
+                      like: Tensor) -> list[LayerState | None]:
         if state is None:
             return [None] * self.num_layers
         if not isinstance(state, (list, tuple)) or len(state) != self.num_layers:
@@ -191,11 +210,11 @@ class RecurrentLayer(nn.Module):
     def forward(
         self,
         x: Tensor,
-        state: Sequence[Any] | None = None,
+        state: Sequence[LayerState | None] | None = None,
         mask: Tensor | None = None,
         *,
         lengths: Tensor | Sequence[int] | None = None,
-    ) -> tuple[Tensor, list[Any]]:
+    ) -> tuple[Tensor, list[LayerState]]:
         """Run the stack over a sequence.
 
         Args:
@@ -219,7 +238,7 @@ class RecurrentLayer(nn.Module):
         valid = None if mask is None else mask.view(B, T, *([1] * (x.dim() - 2)))  # (B, T, 1, ...)
         if valid is not None:  # padding never enters the graph: NaN there would poison every gradient
             x = x.masked_fill(~valid, 0)
-        finals: list[Any] = []
+        finals: list[LayerState] = []
         for k, layer in enumerate(self.layers):
             inp = x
             if k > 0 and self.dropout:

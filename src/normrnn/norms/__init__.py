@@ -7,6 +7,7 @@ layout letters (:mod:`normrnn.norms.layout`), behind one call protocol (:mod:`no
 import other frameworks' layers. This package imports nothing else from normrnn.
 """
 
+from . import modules as _per_sample  # noqa: F401  first, so the per-sample norms lead every list of spec names
 from .base import Description, GroupedStatsView, GroupNormView, Norm, call_norm
 from .batch import DEFAULT_MAX_STEPS, BatchNorm, RecurrentBatchNorm
 from .convert import from_flax, from_keras, from_tf1_layer_norm, from_torch
@@ -17,21 +18,23 @@ from .create import (
     NormSpec,
     create_norm,
     default_groups,
+    find_norm,
     norm_entries,
     norm_spec_names,
     register_norm,
     registered_norm,
     unregister_norm,
 )
-from .explain import explain
+from .explaining import explain
 from .functional import KernelPlan, NormAxes, compute_stats, norm_forward, normalize, plan_kernel
 from .layout import Layout
-from .modules import GroupNorm, Identity, InstanceNorm, LayerNorm, RMSNorm
+from .modules import AxisNorm, GroupNorm, Identity, InstanceNorm, LayerNorm, RMSNorm
 from .sync import convert_sync_batchnorm
 
 __all__ = [
     "DEFAULT_MAX_STEPS",
     "NORM_SPECS",
+    "AxisNorm",
     "BatchNorm",
     "Description",
     "GroupNorm",
@@ -55,6 +58,7 @@ __all__ = [
     "create_norm",
     "default_groups",
     "explain",
+    "find_norm",
     "from_flax",
     "from_keras",
     "from_tf1_layer_norm",

@@ -26,11 +26,13 @@ from .functional import (
     plan_kernel,
 )
 from .layout import Layout
+from .registry import NormEntry, register_norm
 from .sync import cross_process_sum
 
 __all__ = ["DEFAULT_MAX_STEPS", "BatchNorm", "RecurrentBatchNorm"]
 
 DEFAULT_MAX_STEPS = 100  # T_max of "recurrent_batch" without ":T": later steps share the last slot (Cooijmans et al.)
+"""``T_max`` of ``"recurrent_batch"`` without ``":T"``: steps from it on share the last slot of statistics."""
 
 
 class BatchNorm(Norm):
@@ -412,3 +414,7 @@ class RecurrentBatchNorm(BatchNorm):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, max_steps={self.max_steps}, gamma_init={self.gamma_init}"
+
+
+register_norm(NormEntry("batch", BatchNorm))
+register_norm(NormEntry("recurrent_batch", RecurrentBatchNorm, arg="max_steps"))

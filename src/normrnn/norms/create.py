@@ -7,23 +7,35 @@ A normrnn norm class (``LayerNorm``) is the same spec as its name (``"layer"``).
 ``spec(num_channels, **kwargs)`` with the keyword arguments its signature accepts, and a recurrent cell gives
 it the whole gate tensor (it cannot know how to split it per gate).
 
-To add a norm: write its class (derived from :class:`normrnn.norms.base.Norm`) and one :func:`register_norm`
-line for it, in the same file.
+To add a norm: write its class (derived from :class:`normrnn.norms.base.Norm`, or
+:class:`normrnn.norms.AxisNorm` for per-sample statistics) and one :func:`register_norm` line beside it, as
+the built-ins do (:mod:`normrnn.norms.registry`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
 from torch import nn
 
-from .batch import BatchNorm, RecurrentBatchNorm
+from .batch import BatchNorm
 from .layout import Layout
-from .modules import GroupNorm, Identity, InstanceNorm, LayerNorm, RMSNorm
+from .modules import Identity
+from .registry import (
+    NormEntry,
+    default_groups,
+    find_norm,
+    norm_entries,
+    norm_of_class,
+    norm_spec_names,
+    register_norm,
+    registered_norm,
+    spec_key,
+    unregister_norm,
+)
 
 __all__ = [
     "NORM_SPECS",
@@ -32,6 +44,7 @@ __all__ = [
     "NormSpec",
     "create_norm",
     "default_groups",
+    "find_norm",
     "norm_entries",
     "norm_spec_names",
     "register_norm",
@@ -41,122 +54,11 @@ __all__ = [
 ]
 
 
-def default_groups(num_channels: int, max_groups: int = 32) -> int:
-    """The largest divisor of ``num_channels`` that is at most ``max_groups`` (the GN paper's 32)."""
-    return max(g for g in range(1, min(max_groups, num_channels) + 1) if num_channels % g == 0)
-
-
-@dataclass(frozen=True)
-class NormEntry:
-    """One registered norm: its class, its ``":N"`` argument, and what recurrent cells need to know.
-
-    ``gate_groups(arg, C)`` is the number of channel groups one gate of ``C`` channels gets when a cell
-    normalizes each gate on its own (``None``: the statistics are per channel already, so per gate is free);
-    the grouped form is then built by the entry named ``grouped_as`` with ``num_groups = gates · groups``.
-    """
-
-    name: str  # canonical spelling, e.g. "recurrent_batch"
-    cls: type[nn.Module]
-    arg: str | None = None  # the keyword that ":N" sets, e.g. "num_groups"
-    default: Callable[[int], int] | None = None  # the argument's value from C when the spec has no ":N"
-    gate_groups: Callable[[int | None, int], int] | None = None  # per-gate groups, see above
-    grouped_as: str | None = None  # the entry that builds the per-gate grouped form
-    shift: bool = True  # learns a shift β (cells drop it with center=False where their bias is the shift)
-    aliases: tuple[str, ...] = ()
-    arg_label: str | None = None  # how messages name the ":N" argument; default: G, T_MAX, or the keyword
-
-    @property
-    def usage(self) -> str:
-        """How an error message lists this entry, e.g. ``group[:G]``."""
-        if self.arg is None:
-            return self.name
-        label = self.arg_label or {"num_groups": "G", "max_steps": "T_MAX"}.get(self.arg, self.arg.upper())
-        return f"{self.name}[:{label}]"
-
-
-_REGISTRY: dict[str, NormEntry] = {}  # spec_key -> entry, aliases included
-_BY_CLASS: dict[type, NormEntry] = {}
-
-
-def spec_key(name: str) -> str:
-    """A spec name in canonical form: case, ``_`` and ``-`` ignored (``"Recurrent-Batch"`` → ``"recurrentbatch"``)."""
-    return name.strip().lower().replace("_", "").replace("-", "")
-
-
-def _spans_channels(entry: NormEntry) -> bool:
-    """Whether the entry's norm, built with its defaults, keeps statistics over C (so all four gates of a cell
-    would share them unless the entry says how to group it per gate)."""
-    try:
-        kwargs = {entry.arg: entry.default(4)} if entry.arg and entry.default else {}
-        module = entry.cls(4, layout="BCL", **kwargs)
-        return "C" in module.describe((2, 4, 3)).reduce
-    except Exception:  # a norm that cannot be built or described this way: nothing to tell
-        return False
-
-
-def register_norm(entry: NormEntry) -> NormEntry:
-    """Add ``entry`` to the registry under its name and aliases; a name taken twice is an error, and so is a norm
-    whose statistics span the channels registered without ``gate_groups`` (cells would pool one statistic over
-    all four gates while saying ``norm_scope='per_gate'``)."""
-    if entry.gate_groups is None and _spans_channels(entry):
-        raise ValueError(f"norm {entry.name!r} keeps statistics over the channels, so a cell that normalizes each "
-                         "gate apart must know how to split them: give NormEntry(gate_groups=lambda arg, C: "
-                         "<groups per gate>, grouped_as=<an entry taking num_groups>), as 'layer' does")
-    for name in (entry.name, *entry.aliases):
-        key = spec_key(name)
-        if key in _REGISTRY and _REGISTRY[key] != entry:
-            raise ValueError(f"norm spec name {name!r} is already registered for {_REGISTRY[key].cls.__name__}")
-        _REGISTRY[key] = entry
-    _BY_CLASS[entry.cls] = entry
-    return entry
-
-
-def unregister_norm(name: str) -> NormEntry:
-    """Remove the entry registered as ``name`` (and its aliases); returns it. For tests and plugins that
-    register temporarily (see :func:`registered_norm`)."""
-    entry = _REGISTRY.get(spec_key(name))
-    if entry is None:
-        raise ValueError(f"no norm is registered as {name!r}; registered: {', '.join(norm_spec_names())}")
-    for key in [k for k, e in _REGISTRY.items() if e is entry]:
-        del _REGISTRY[key]
-    _BY_CLASS.pop(entry.cls, None)
-    return entry
-
-
-@contextlib.contextmanager
-def registered_norm(entry: NormEntry) -> Iterator[NormEntry]:
-    """Register ``entry`` for the duration of a ``with`` block."""
-    register_norm(entry)
-    try:
-        yield entry
-    finally:
-        unregister_norm(entry.name)
-
-
-def norm_entries() -> list[NormEntry]:
-    """Every registered norm, once each, in registration order."""
-    return list(dict.fromkeys(_REGISTRY.values()))
-
-
-def norm_spec_names() -> tuple[str, ...]:
-    """The valid spec names as error messages list them, e.g. ``group[:G]``; computed now, so norms registered
-    after import are in."""
-    return tuple(e.usage for e in norm_entries())
-
-
-register_norm(NormEntry("none", Identity, shift=False, aliases=("identity",)))
-register_norm(NormEntry("layer", LayerNorm, gate_groups=lambda arg, C: 1, grouped_as="group"))
-register_norm(NormEntry("group", GroupNorm, arg="num_groups", default=default_groups,
-                        gate_groups=lambda arg, C: default_groups(C) if arg is None else arg, grouped_as="group"))
-register_norm(NormEntry("instance", InstanceNorm))
-register_norm(NormEntry("batch", BatchNorm))
-register_norm(NormEntry("recurrent_batch", RecurrentBatchNorm, arg="max_steps"))
-register_norm(NormEntry("rms", RMSNorm, gate_groups=lambda arg, C: 1, grouped_as="rms", shift=False))
-
-#: The built-in spec names, as an error message lists them (a snapshot at import: use norm_spec_names()).
 NORM_SPECS = norm_spec_names()
+"""The built-in spec names as error messages list them: a snapshot at import; :func:`norm_spec_names` is current."""
 
 NormLike = Union[str, "NormSpec", Callable[..., nn.Module]]  # a spec string, a parsed spec, a class or a factory
+"""What ``norm=`` accepts: a spec string, a parsed :class:`NormSpec`, a normrnn norm class or any factory."""
 
 
 def _accepted(fn: Callable[..., nn.Module], kwargs: dict[str, object]) -> dict[str, object]:
@@ -195,8 +97,8 @@ class NormSpec:
             return spec
         if isinstance(spec, str):
             return cls._parse_string(spec)
-        if isinstance(spec, type) and spec in _BY_CLASS:
-            return cls(_BY_CLASS[spec])
+        if isinstance(spec, type) and norm_of_class(spec) is not None:
+            return cls(norm_of_class(spec))
         if isinstance(spec, nn.Module):  # callable, but it would be called as a factory and fail deep in torch
             raise ValueError(f"expected a norm spec string, class or factory, got the module instance {spec!r}; "
                              f"pass its class or a factory such as functools.partial({type(spec).__name__}, ...), "
@@ -208,7 +110,7 @@ class NormSpec:
     @classmethod
     def _parse_string(cls, spec: str) -> NormSpec:
         name, sep, arg = spec.strip().partition(":")
-        entry = _REGISTRY.get(spec_key(name))
+        entry = find_norm(name)
         if entry is None:
             raise ValueError(f"unknown norm spec {spec!r}; expected one of {', '.join(norm_spec_names())}")
         if not sep:
@@ -248,15 +150,15 @@ class NormSpec:
         if hidden_channels % groups:
             raise ValueError(f"norm {self.name!r}: expected the groups to divide hidden_channels={hidden_channels}, "
                              f"got {groups} groups per gate")
-        grouped = _REGISTRY[spec_key(self.entry.grouped_as)]
+        grouped = find_norm(self.entry.grouped_as)
         return replace(self, entry=grouped, arg=None, kwargs={"num_groups": num_gates * groups})
 
     def build(self, num_channels: int, *, layout: str | Layout, **kwargs: Any) -> nn.Module:
         """The module for ``num_channels`` channels in ``layout``; ``kwargs`` go to its constructor."""
         if self.entry is None:
             return self.factory(num_channels, **_accepted(self.factory, {"layout": layout, **kwargs}))
-        if self.entry.cls is Identity:
-            return Identity(num_channels)
+        if issubclass(self.entry.cls, Identity):  # no statistics, so the norms' arguments mean nothing to it
+            return self.entry.cls(num_channels, **_accepted(self.entry.cls, {"layout": layout, **kwargs}))
         options = {**kwargs, **self.kwargs}
         if self.entry.arg is not None:
             if self.arg is not None:

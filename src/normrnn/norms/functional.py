@@ -32,6 +32,7 @@ __all__ = [
     "NormAxes",
     "Stats",
     "apply_affine",
+    "check_mask",
     "compute_stats",
     "mask_view",
     "norm_forward",
@@ -115,6 +116,38 @@ def _grouped(x: Tensor, axes: NormAxes) -> tuple[Tensor, list[int]]:
     return xg, [d + 1 if d > cdim else d for d in dims] + [cdim + 1]
 
 
+def _native_norm(x: Tensor, axes: NormAxes, plan: KernelPlan, weight: Tensor | None, bias: Tensor | None,
+                 param_axes: str, eps: float) -> Tensor:
+    """:func:`norm_forward` through the native kernel ``plan`` names (batch, layer, RMS or group norm), with the
+    affine parameters fused when given."""
+    layout = axes.layout
+    if plan.kernel == "batch_norm":
+        x3 = channels_second(x, layout.dim("C"))  # (N, C, *)
+        return F.batch_norm(x3, None, None, weight, bias, True, 0.0, eps).reshape(x.shape)
+    if plan.kernel in ("layer_norm", "rms_norm"):
+        trailing = layout.letters[layout.ndim - len(axes.reduce) :]
+        shape = layout.sizes(x.shape, trailing)
+        if param_axes != axes.reduce:  # per-channel parameters, spread over the trailing axes
+            weight, bias = (_channel_param(p, layout, trailing, x) for p in (weight, bias))
+        if plan.kernel == "layer_norm":
+            return F.layer_norm(x, shape, weight, bias, eps)
+        return F.rms_norm(x, shape, weight, eps)
+    xp = x if plan.permute is None else x.permute(plan.permute)
+    cdim = layout.dim("C") if plan.permute is None else plan.permute.index(layout.dim("C"))
+    groups = axes.groups if axes.groups is not None else xp.shape[cdim]
+    y = F.group_norm(channels_second(xp, cdim), groups, weight, bias, eps).reshape(xp.shape)
+    return y if plan.permute is None else y.permute(_inverse(plan.permute))
+
+
+def check_mask(mask: object, named: str, expected: tuple[int, ...], context: str = "") -> Tensor:
+    """``mask`` if it is a bool tensor of shape ``expected`` (spelled ``named``, e.g. ``"(B, T) = (4, 2)"``);
+    else the one ``ValueError`` every mask check raises."""
+    if not isinstance(mask, Tensor) or tuple(mask.shape) != expected or mask.dtype != torch.bool:
+        got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, Tensor) else f"{type(mask).__name__} {mask!r}"
+        raise ValueError(f"expected a boolean mask of shape {named}{context}, True where valid; got {got}")
+    return mask
+
+
 def mask_view(mask: Tensor, layout: Layout, shape: tuple[int, ...]) -> Tensor:
     """Check a ``(B, T)`` mask (``(B,)`` for layouts without T) and return it broadcastable to ``shape``.
 
@@ -123,12 +156,8 @@ def mask_view(mask: Tensor, layout: Layout, shape: tuple[int, ...]) -> Tensor:
     """
     letters = "BT" if layout.has("T") else "B"
     expected = layout.sizes(shape, letters)
-    if not isinstance(mask, Tensor) or tuple(mask.shape) != expected or mask.dtype != torch.bool:
-        got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, Tensor) else f"{type(mask).__name__} {mask!r}"
-        raise ValueError(
-            f"expected a boolean mask of shape {layout.describe(letters, expected)} for input of shape {tuple(shape)} "
-            f"with layout {layout.spelled!r}, True where valid; got {got}"
-        )
+    check_mask(mask, layout.describe(letters, expected), expected,
+               f" for input of shape {tuple(shape)} with layout {layout.spelled!r}")
     if letters == "BT" and layout.dim("T") < layout.dim("B"):
         mask = mask.transpose(0, 1)  # (T, B), the layout's order
     view = [shape[layout.dim(c)] if c in letters else 1 for c in layout.letters]
@@ -321,34 +350,11 @@ def norm_forward(
         plan = KernelPlan("generic")  # F.rms_norm silently drops to a slow composite on mixed dtypes
     if plan.kernel in ("group_norm", "batch_norm") and x.numel() == (axes.groups or x.shape[layout.dim("C")]):
         plan = KernelPlan("generic")  # the native kernels refuse one element per group (or channel) in total
-    fused = plan.fused_affine
+    fused = plan.fused_affine and plan.kernel != "generic"
     if plan.kernel == "generic":
         y = normalize(x, compute_stats(x, axes, mask=mask, rms=rms), axes, eps)
-        fused = False
-    elif plan.kernel == "batch_norm":
-        w, b = (weight, bias) if fused else (None, None)
-        x3 = channels_second(x, layout.dim("C"))  # (N, C, *)
-        y = F.batch_norm(x3, None, None, w, b, True, 0.0, eps).reshape(x.shape)
-    elif plan.kernel in ("layer_norm", "rms_norm"):
-        trailing = layout.letters[layout.ndim - len(axes.reduce) :]
-        shape = layout.sizes(x.shape, trailing)
-        w = b = None
-        if fused:
-            w = weight if param_axes == axes.reduce else _channel_param(weight, layout, trailing, x)
-            b = bias if param_axes == axes.reduce else _channel_param(bias, layout, trailing, x)
-        if plan.kernel == "layer_norm":
-            y = F.layer_norm(x, shape, w, b, eps)
-        else:
-            y = F.rms_norm(x, shape, w, eps)
     else:
-        xp = x if plan.permute is None else x.permute(plan.permute)
-        cdim = layout.dim("C") if plan.permute is None else plan.permute.index(layout.dim("C"))
-        C = xp.shape[cdim]
-        groups = axes.groups if axes.groups is not None else C
-        w, b = (weight, bias) if fused else (None, None)
-        y = F.group_norm(channels_second(xp, cdim), groups, w, b, eps).reshape(xp.shape)
-        if plan.permute is not None:
-            y = y.permute(_inverse(plan.permute))
+        y = _native_norm(x, axes, plan, weight if fused else None, bias if fused else None, param_axes, eps)
     if not fused:
         y = apply_affine(y, param_view(weight, layout, param_axes), param_view(bias, layout, param_axes))
     return y if y.dtype == x.dtype else y.to(x.dtype)

@@ -25,8 +25,9 @@ from .._checks import positive_int
 from .base import Description, GroupedStatsView, GroupNormView, Norm
 from .functional import NormAxes, norm_forward, plan_kernel
 from .layout import Layout
+from .registry import NormEntry, default_groups, register_norm
 
-__all__ = ["GroupNorm", "Identity", "InstanceNorm", "LayerNorm", "RMSNorm"]
+__all__ = ["AxisNorm", "GroupNorm", "Identity", "InstanceNorm", "LayerNorm", "RMSNorm"]
 
 
 def _default_reduce(layout: Layout) -> str:
@@ -34,7 +35,7 @@ def _default_reduce(layout: Layout) -> str:
     return "".join(c for c in layout.letters if c not in "BT")
 
 
-class _AxisNorm(Norm):
+class AxisNorm(Norm):
     """Base of the stateless norms: ``y = (x - mean_R(x)) / sqrt(var_R(x) + eps) * weight + bias``.
 
     Parameters live over ``param_axes`` (the channel by default, so one module works at every
@@ -173,7 +174,7 @@ class _AxisNorm(Norm):
         return s
 
 
-class LayerNorm(_AxisNorm):
+class LayerNorm(AxisNorm):
     r"""Layer normalization over explicit axes (Ba, Kiros & Hinton 2016, arXiv:1607.06450).
 
     .. math::
@@ -231,7 +232,7 @@ class LayerNorm(_AxisNorm):
                          device=device, dtype=dtype)
 
 
-class GroupNorm(_AxisNorm):
+class GroupNorm(AxisNorm):
     r"""Group normalization over explicit axes (Wu & He 2018, arXiv:1803.08494).
 
     .. math::
@@ -287,7 +288,7 @@ class GroupNorm(_AxisNorm):
                          device=device, dtype=dtype)
 
 
-class InstanceNorm(_AxisNorm):
+class InstanceNorm(AxisNorm):
     r"""Instance normalization: per sample, time step and channel (Ulyanov et al. 2016, arXiv:1607.08022).
 
     .. math::
@@ -349,7 +350,7 @@ class InstanceNorm(_AxisNorm):
         return super().forward(x, mask)
 
 
-class RMSNorm(_AxisNorm):
+class RMSNorm(AxisNorm):
     r"""Root-mean-square normalization: scale only, no centering (Zhang & Sennrich 2019, arXiv:1910.07467).
 
     .. math::
@@ -406,7 +407,8 @@ class RMSNorm(_AxisNorm):
 
 
 class Identity(Norm):
-    """No normalization (spec ``"none"``). Accepts and ignores norm arguments so any spec can become it.
+    """No normalization (spec ``"none"``). ``create_norm("none", ...)`` drops the other norms' arguments; called
+    directly, it takes only the channel count and PyTorch's ``device``/``dtype`` (ignored: it has no tensors).
 
     Example::
 
@@ -415,7 +417,8 @@ class Identity(Norm):
         True
     """
 
-    def __init__(self, num_channels: int | None = None, **kwargs: object) -> None:
+    def __init__(self, num_channels: int | None = None, *, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.num_channels = num_channels
 
@@ -424,3 +427,12 @@ class Identity(Norm):
 
     def describe(self, shape: Sequence[int]) -> Description:
         return Description("", "", (), 1, "", (), "none")
+
+
+# the per-sample norms lead every list of spec names (normrnn.norms imports this module first)
+register_norm(NormEntry("none", Identity, shift=False, aliases=("identity",)))
+register_norm(NormEntry("layer", LayerNorm, gate_groups=lambda arg, C: 1, grouped_as="group"))
+register_norm(NormEntry("group", GroupNorm, arg="num_groups", default=default_groups,
+                        gate_groups=lambda arg, C: default_groups(C) if arg is None else arg, grouped_as="group"))
+register_norm(NormEntry("instance", InstanceNorm))
+register_norm(NormEntry("rms", RMSNorm, gate_groups=lambda arg, C: 1, grouped_as="rms", shift=False))

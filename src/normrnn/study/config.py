@@ -30,7 +30,7 @@ __all__ = ["DEFAULT_NORMS", "PRESETS", "RunSpec", "StudyConfig", "check_device",
 DEFAULT_NORMS = ("none", "layer", "group:8", "recurrent_batch", "instance", "rms")
 STUDY_NORMS = ("none", "layer", "group:8", "recurrent_batch")  # bias-only, per-sample, grouped, batch statistics
 TOPOLOGIES = ("stacked", "residual")
-CELLS = ("convlstm", "convgru")
+CELL_KINDS = ("convlstm", "convgru")
 HEADS = ("sigmoid", "linear")  # the forecaster's output: squashed into [0, 1], or left as is
 SCHEDULES = ("onecycle", "cosine", "constant")
 # keys added after studies were already on disk: at these values (what those studies ran) they stay out of the
@@ -127,7 +127,7 @@ _SCALAR_CHECKS: dict[str, Callable[[str, object], None]] = {
     "val_samples": lambda k, v: _int(k, v, minimum=1),
     "test_samples": lambda k, v: _int(k, v, minimum=1),
     "data_seed": lambda k, v: _int(k, v, minimum=0, maximum=MAX_SEED),
-    "cell": lambda k, v: _choice(k, v, CELLS),
+    "cell": lambda k, v: _choice(k, v, CELL_KINDS),
     "width": lambda k, v: _int(k, v, minimum=1),
     "kernel_size": lambda k, v: _int(k, v, minimum=1),
     "patch": lambda k, v: _int(k, v, minimum=1),
@@ -287,6 +287,8 @@ PRESETS: dict[str, StudyConfig] = {
                         test_samples=2000, epochs=50, batch_size=16, depths=(2, 4), seeds=(0, 1, 2),
                         lr_mults=(1.0, 3.0, 10.0), device="cuda", bf16=True, lr=1e-3),
 }
+"""The named study grids, ``--preset NAME``: ``smoke`` (CI), ``quick`` (``make demo``), ``tuned``, ``deep``,
+``stability``, ``standard``, ``gpu`` and ``full``."""
 
 
 def load_config(preset: str | None = None, path: str | Path | None = None) -> StudyConfig:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def measure_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], *, ro
     variants = {(s.norm, s.topology, s.depth): s for s in runs}
     models = {key: build_model(config, RunSpec(*key, seed=0, lr_mult=1.0)).to(device) for key in variants}
 
-    def step(model: torch.nn.Module):
+    def step(model: torch.nn.Module) -> Callable[[], None]:
         def run() -> None:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                 pred = model(x)

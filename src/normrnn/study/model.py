@@ -17,7 +17,7 @@ from ..layers import ConvGRU, ConvLSTM
 
 __all__ = ["Forecaster", "ModelConfig"]
 
-CELLS = {"convlstm": ConvLSTM, "convgru": ConvGRU}
+CELL_LAYERS = {"convlstm": ConvLSTM, "convgru": ConvGRU}
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,14 @@ class Forecaster(nn.Module):
 
     def __init__(self, config: ModelConfig, *, frames_in: int = 10, frames_out: int = 10) -> None:
         super().__init__()
-        if config.cell not in CELLS:
-            raise ValueError(f"expected cell to be one of {', '.join(CELLS)}, got {config.cell!r}")
+        if config.cell not in CELL_LAYERS:
+            raise ValueError(f"expected cell to be one of {', '.join(CELL_LAYERS)}, got {config.cell!r}")
         if config.head not in ("sigmoid", "linear"):
             raise ValueError(f"expected head to be 'sigmoid' or 'linear', got {config.head!r}")
         self.config = config
         self.frames_out = frames_out
         c = config.channels * config.patch**2
-        layer = CELLS[config.cell]
+        layer = CELL_LAYERS[config.cell]
         options = {"num_layers": config.depth, "norm": config.norm, "norm_inputs": config.norm_inputs,
                    "norm_scope": config.norm_scope, "residual": config.residual,
                    "forget_bias": config.forget_bias, "recurrent_init": config.recurrent_init}

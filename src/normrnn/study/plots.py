@@ -22,7 +22,7 @@ MSE_LABEL = "MSE per frame (summed over pixels)"
 Floor = tuple[str, float] | None  # (name, test MSE) of the best no-learning predictor
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")

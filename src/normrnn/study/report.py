@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
-from .aggregate import Aggregate, aggregate, differ, main_variants, mean_ci, median_range, stability_frontier
+from .aggregate import Aggregate, aggregate, differ, mean_ci, stability_frontier
 from .cost import load_cost
-from .metrics import LEARN_FRACTION, LEARN_WINDOW, SATURATED
-from .plots import MSE_LABEL, plot_all
+from .plots import plot_all
 from .results import ResultsWarning, load_results
+from .tables import all_tables, baselines_table, fmt, main_only, verdict
 
 __all__ = ["Report", "aggregate", "mean_ci", "summarize", "write_report"]
 
@@ -91,185 +91,6 @@ def _merge(groups: list[tuple[Path, list[dict[str, Any]]]]) -> list[dict[str, An
     return list(rows.values())
 
 
-def _fmt(value: float | None, ci: float | None = None, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:.{digits}f}" + ("" if ci is None else f" ± {ci:.{digits}f}")
-
-
-def _base(aggs: list[Aggregate]) -> list[Aggregate]:
-    """The variants at the lowest LR multiplier: the study's main grid."""
-    base = min(a["lr_mult"] for a in aggs)
-    return sorted((a for a in aggs if a["lr_mult"] == base), key=lambda a: (a["topology"], a["depth"]))
-
-
-def _main(aggs: list[Aggregate]) -> list[Aggregate]:
-    """Each variant at its own best LR when the grid has several multipliers (else the grid), sorted."""
-    return sorted(main_variants(aggs), key=lambda a: (a["topology"], a["depth"]))
-
-
-def _at_best(aggs: list[Aggregate]) -> str:
-    """A heading suffix saying at which learning rate a table's variants are."""
-    return ", each at its best LR" if len({a["lr_mult"] for a in aggs}) > 1 else ""
-
-
-def _steps(value: float | None) -> str:
-    return "never" if value is None else f"{value:.0f}"
-
-
-def _learned(a: Aggregate) -> str:
-    """Median steps to learn with its min–max, and how many runs learned, e.g. ``120 (80–never), 2/3``."""
-    values = a["steps_to_learn"]
-    if not values:
-        return "–"
-    middle, lo, hi = median_range(values)
-    learned = sum(v is not None for v in values)
-    return f"{_steps(middle)} ({_steps(lo)}–{_steps(hi)}), {learned}/{len(values)}"
-
-
-def _best_lr(aggs: list[Aggregate]) -> str:
-    mults = sorted({a["lr_mult"] for a in aggs})
-    if len(mults) < 2:
-        return ""
-    base = {(a["norm"], a["topology"], a["depth"]): a for a in aggs if a["lr_mult"] == mults[0]}
-    lines = ["### Best learning rate", "",
-             f"Each variant at the LR multiplier (of {', '.join(f'{m:g}' for m in mults)}) with the lowest mean "
-             "*validation* MSE over seeds; multipliers at which any seed diverged are not candidates unless nothing "
-             "else was run with every seed (then the share that diverged is shown). The test MSE "
-             f"(mean ± 95% CI) is measured there and never chose anything; lr × {mults[0]:g} is the shared-LR "
-             "column. Steps to learn: median (min–max) over seeds, and how many learned.", "",
-             f"| topology | depth | norm | best lr × | val MSE | test MSE ↓ | steps to learn | test MSE at lr × "
-             f"{mults[0]:g} |", "|---|---|---|---|---|---|---|---|"]
-    for a in _main(aggs):
-        shared = base.get((a["norm"], a["topology"], a["depth"]))
-        diverged = f" ({a['diverged_rate']:.0%} of seeds diverged)" if a["diverged_rate"] else ""
-        lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['lr_mult']:g} | {_fmt(a['val_mse'])} "
-                     f"| {_fmt(a['test_mse'], a['test_mse_ci'])}{diverged} | {_learned(a)} "
-                     f"| {'–' if shared is None else _fmt(shared['test_mse'], shared['test_mse_ci'])} |")
-    return "\n".join(lines)
-
-
-def _time_to_learn(aggs: list[Aggregate]) -> str:
-    main = [a for a in _main(aggs) if a["steps_to_learn"]]
-    if not main:
-        return ""
-    lines = [f"### Time to learn{_at_best(aggs)}", "",
-             f"Optimizer steps until the trailing mean of {LEARN_WINDOW} training losses falls below "
-             f"{LEARN_FRACTION:g} × the best no-learning predictor's loss on the training data; \"never\" if it did "
-             "not within the run. Median over seeds, with min–max: for n seeds that range covers the median with "
-             "probability 1 − 2^(1−n) (75% for 3). Saturated gates: the share of sigmoid gates within "
-             f"{SATURATED:g} of 0 or 1 on the validation set after the first and the last epoch.", "",
-             "| topology | depth | norm | lr × | median steps | min–max | learned | saturated gates, first → last "
-             "epoch |", "|---|---|---|---|---|---|---|---|"]
-    for a in main:
-        middle, lo, hi = median_range(a["steps_to_learn"])
-        curve = a.get("saturation_curve") or []
-        sat = f"{100 * curve[0]:.1f}% → {100 * curve[-1]:.1f}%" if curve else "–"
-        learned = sum(v is not None for v in a["steps_to_learn"])
-        lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['lr_mult']:g} | {_steps(middle)} "
-                     f"| {_steps(lo)}–{_steps(hi)} | {learned}/{len(a['steps_to_learn'])} | {sat} |")
-    return "\n".join(lines)
-
-
-def _accuracy(aggs: list[Aggregate]) -> str:
-    base = min(a["lr_mult"] for a in aggs)
-    frames = any(math.isfinite(a["test_ssim"]) for a in aggs)  # SSIM and PSNR only for frame targets
-    lines = [f"### Accuracy and gate health (lr × {base:g}; mean ± 95% CI over seeds)", "",
-             f"Test {MSE_LABEL if frames else 'MSE per element'}, lower is better. Step time is the median of each "
-             "run's own steps; runs ran one after another, so it is noisy: the Cost section has the paired "
-             "measurement.", "",
-             "| topology | depth | norm | runs | test MSE ↓ | test MAE ↓ | " + ("SSIM ↑ | PSNR ↑ | " if frames else "")
-             + "diverged | step time ÷ bias-only (sequential) | peak MB | saturated gates | loss spikes |",
-             "|---|---|---|---|---|---|" + ("---|---|" if frames else "") + "---|---|---|---|---|"]
-    for a in _base(aggs):
-        quality = (f"{_fmt(a['test_ssim'], a['test_ssim_ci'], 3)} | {_fmt(a['test_psnr'], a['test_psnr_ci'])} | "
-                   if frames else "")
-        sat = "–" if not math.isfinite(a["gate_saturation"]) else f"{100 * a['gate_saturation']:.1f}%"
-        lines.append(
-            f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['runs']} | {_fmt(a['test_mse'], a['test_mse_ci'])} "
-            f"| {_fmt(a['test_mae'], a['test_mae_ci'])} | {quality}{a['diverged_rate']:.0%} "
-            f"| {_fmt(a['time_vs_bias'])} | {_fmt(a['peak_mem_mb'], digits=1)} | {sat} | {a['loss_spikes']:.1f} |")
-    return "\n".join(lines)
-
-
-def _depth(aggs: list[Aggregate]) -> str:
-    main = _main(aggs)
-    depths = sorted({a["depth"] for a in main})
-    if len(depths) < 2:
-        return ""
-    at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
-    lines = [f"### Depth{_at_best(aggs)}", "", f"Test {MSE_LABEL} (mean ± 95% CI) by number of stacked layers.", "",
-             "| topology | norm | " + " | ".join(f"depth {d}" for d in depths) + " |",
-             "|---|---|" + "---|" * len(depths)]
-    for topo, norm in dict.fromkeys((a["topology"], a["norm"]) for a in main):
-        cells = [at.get((norm, topo, d)) for d in depths]
-        lines.append(f"| {topo} | {norm} | " + " | ".join(
-            "–" if c is None else _fmt(c["test_mse"], c["test_mse_ci"]) + (f" ({c['diverged_rate']:.0%} div.)"
-                                                                          if c["diverged_rate"] else "")
-            for c in cells) + " |")
-    return "\n".join(lines)
-
-
-def _stability(aggs: list[Aggregate], floor: float | None) -> str:
-    mults = sorted({a["lr_mult"] for a in aggs})
-    if len(mults) < 2:
-        return ""
-    frontier = stability_frontier(aggs, floor)
-    by_key = {(a["topology"], a["depth"], a["norm"], a["lr_mult"]): a for a in aggs}
-    counts = {a["runs"] for a in aggs}
-    seeds = f"{counts.pop()} seeds each" if len(counts) == 1 else "their number in brackets, as LR halving varies it"
-    floor_text = f" nor end at or above the no-learning test MSE {floor:.2f}" if floor is not None else ""
-    lines = ["### Stability", "",
-             f"Share of runs ({seeds}) that diverged, by learning-rate multiplier, and the largest "
-             f"multiplier whose runs all neither diverge{floor_text}.", "",
-             "| topology | depth | norm | " + " | ".join(f"lr × {m:g}" for m in mults) + " | max stable × |",
-             "|---|---|---|" + "---|" * (len(mults) + 1)]
-    for topo, depth, norm in dict.fromkeys((a["topology"], a["depth"], a["norm"]) for a in aggs):
-        cells = [by_key.get((topo, depth, norm, m)) for m in mults]
-        best = frontier.get((norm, topo, depth))
-        lines.append(f"| {topo} | {depth} | {norm} | "
-                     + " | ".join("–" if c is None else f"{c['diverged_rate']:.0%}"
-                                + (f" ({c['runs']})" if "brackets" in seeds else "") for c in cells)
-                     + f" | {'none' if best is None else f'{best:g}'} |")
-    return "\n".join(lines)
-
-
-def _generalization(aggs: list[Aggregate]) -> str:
-    main = [a for a in _main(aggs) if math.isfinite(a.get("train_mse", math.nan))]
-    if not main:
-        return ""
-    lines = [f"### Generalization{_at_best(aggs)}", "",
-             f"Train {MSE_LABEL} on a fixed part of the training set (as many sequences as the test set, eval "
-             "mode), test MSE, and the gap test − train (mean ± 95% CI over seeds). A norm that \"helps training "
-             "but hurts test accuracy\" has a lower train MSE and a larger gap.", "",
-             "| topology | depth | norm | train MSE | test MSE | gap (test − train) |", "|---|---|---|---|---|---|"]
-    for a in main:
-        lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | {_fmt(a['train_mse'], a['train_mse_ci'])} "
-                     f"| {_fmt(a['test_mse'], a['test_mse_ci'])} | {_fmt(a['gap'], a['gap_ci'])} |")
-    return "\n".join(lines)
-
-
-def _cost(cost: dict[str, Any] | None) -> str:
-    if cost is None:
-        return ("### Cost\n\nNo paired cost measurement (`cost.json`) in this directory: only the sequential step "
-                "times above, which are noisy.")
-    lines = ["### Cost", "",
-             f"One training step (forward + backward, batch {cost['batch_size']}) of each variant's model at the "
-             f"study's shapes, timed in {cost['rounds']} interleaved rounds with bias-only of the same topology and "
-             f"depth beside it ({cost['threads']} threads): the median ratio and its min–max over rounds.", "",
-             "| topology | depth | norm | step ms | ÷ bias-only | min–max |", "|---|---|---|---|---|---|"]
-    for r in sorted(cost["rows"], key=lambda r: (r["topology"], r["depth"])):
-        span = "–" if r["ratio"] is None else f"{r['ratio_min']:.2f}–{r['ratio_max']:.2f}"
-        lines.append(f"| {r['topology']} | {r['depth']} | {r['norm']} | {r['step_ms']:.1f} | {_fmt(r['ratio'])} "
-                     f"| {span} |")
-    return "\n".join(lines)
-
-
-def _tables(aggs: list[Aggregate], floor: float | None = None, cost: dict[str, Any] | None = None) -> str:
-    return "\n\n".join(p for p in (_best_lr(aggs), _accuracy(aggs), _time_to_learn(aggs), _depth(aggs),
-                                    _stability(aggs, floor), _generalization(aggs), _cost(cost)) if p)
-
-
 def _load_baselines(directories: Sequence[str | Path]) -> dict[str, dict[str, float]]:
     path = next((Path(d) / "baselines.json" for d in directories if (Path(d) / "baselines.json").exists()), None)
     if path is None:
@@ -284,30 +105,10 @@ def _load_baselines(directories: Sequence[str | Path]) -> dict[str, dict[str, fl
     return baselines
 
 
-def _baselines(rows: dict[str, dict[str, float]]) -> str:
-    if not rows:
-        return ""
-    frames = any(m.get("test_ssim") is not None for m in rows.values())
-    lines = ["### Reference predictors on the same test set (no learning)", "",
-             "| predictor | test MSE | test MAE |" + (" SSIM | PSNR |" if frames else ""),
-             "|---|---|---|" + ("---|---|" if frames else "")]
-    for name, m in rows.items():
-        quality = f" {_fmt(m['test_ssim'], digits=3)} | {_fmt(m['test_psnr'])} |" if frames else ""
-        lines.append(f"| {name} | {m['test_mse']:.2f} | {m['test_mae']:.2f} |{quality}")
-    best = min(rows, key=lambda k: rows[k]["test_mse"])
-    lines += ["", f"A model whose test MSE is not below {rows[best]['test_mse']:.2f} ({best}) has learned nothing."]
-    return "\n".join(lines)
-
-
-def _verdict(a: Aggregate, b: Aggregate, key: str = "test_mse") -> str:
-    v = differ(a, b, key)
-    return f" ({v})" if v else " (one seed: no noise estimate)"
-
-
 def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | None) -> list[str]:
     """One sentence per seed question, from the numbers at the study's deepest depth (each variant at its best
     LR when the grid has several)."""
-    main = _main(aggs)
+    main = main_only(aggs)
     at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
     deepest = max(a["depth"] for a in main)
     out = []
@@ -315,11 +116,11 @@ def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | 
                            ("residual", "With skip connections (residual)")):
         ln, none = at.get(("layer", topo, deepest)), at.get(("none", topo, deepest))
         if ln and none and math.isfinite(ln["test_mse"]) and math.isfinite(none["test_mse"]):
-            ours, theirs = _fmt(ln["test_mse"], ln["test_mse_ci"]), _fmt(none["test_mse"], none["test_mse_ci"])
+            ours, theirs = fmt(ln["test_mse"], ln["test_mse_ci"]), fmt(none["test_mse"], none["test_mse_ci"])
             several = len({a["lr_mult"] for a in aggs}) > 1
             lr = (lambda a: f" at its best lr × {a['lr_mult']:g}") if several else (lambda a: "")
             out.append(f"- **{question}?** At depth {deepest} ({topo}), `layer`{lr(ln)} test MSE {ours} vs bias-only"
-                       f"{lr(none)} {theirs}{_verdict(ln, none)}.")
+                       f"{lr(none)} {theirs}{verdict(ln, none)}.")
     if len({a["lr_mult"] for a in aggs}) > 1:
         frontier = stability_frontier(aggs, floor)
         depth = min(a["depth"] for a in aggs)
@@ -338,16 +139,16 @@ def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | 
     if pairs:
         a, b = max(pairs, key=lambda p: p[0]["depth"])
         out.append(f"- **Does layer norm help training but hurt test accuracy?** At depth {a['depth']} "
-                   f"({a['topology']}): train MSE {_fmt(a['train_mse'])} vs bias-only {_fmt(b['train_mse'])}, gap "
-                   f"{_fmt(a['gap'], a['gap_ci'])} vs {_fmt(b['gap'], b['gap_ci'])}{_verdict(a, b, 'gap')}; test MSE "
-                   f"{_fmt(a['test_mse'])} vs {_fmt(b['test_mse'])}{_verdict(a, b)}.")
+                   f"({a['topology']}): train MSE {fmt(a['train_mse'])} vs bias-only {fmt(b['train_mse'])}, gap "
+                   f"{fmt(a['gap'], a['gap_ci'])} vs {fmt(b['gap'], b['gap_ci'])}{verdict(a, b, 'gap')}; test MSE "
+                   f"{fmt(a['test_mse'])} vs {fmt(b['test_mse'])}{verdict(a, b)}.")
     group = [a for a in main if a["norm"].startswith("group") and a["depth"] == deepest]
     for g in group:
         ln_ = at.get(("layer", g["topology"], deepest))
         if ln_ and math.isfinite(g["test_mse"]) and math.isfinite(ln_["test_mse"]):
             out.append(f"- **Is group norm better than layer norm?** {g['topology']}, depth {deepest}: `{g['norm']}` "
-                       f"{_fmt(g['test_mse'], g['test_mse_ci'])} vs `layer` {_fmt(ln_['test_mse'], ln_['test_mse_ci'])}"
-                       f"{_verdict(g, ln_)}.")
+                       f"{fmt(g['test_mse'], g['test_mse_ci'])} vs `layer` {fmt(ln_['test_mse'], ln_['test_mse_ci'])}"
+                       f"{verdict(g, ln_)}.")
     if cost is not None:
         ratios = defaultdict(list)
         for r in cost["rows"]:
@@ -364,7 +165,7 @@ def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | No
               cost: dict[str, Any] | None = None) -> str:
     """Plain-language answers to the seed's questions, from the numbers (each variant at its best LR when the
     grid has several multipliers)."""
-    main = _main(aggs)
+    main = main_only(aggs)
     lines = ["### What the numbers say", ""]
     floor = None
     if baselines:
@@ -446,7 +247,7 @@ def write_report(directories: Sequence[str | Path], out: str | Path | None = Non
         prefix = f"{study_rows[0].get('study')}-{h}-" if len(studies) > 1 else ""
         plots = plot_all(aggs, out, floor, cost, prefix)
         heading = f"## Study {label}, from {', '.join(str(d) for d, _ in groups)}\n\n" if len(studies) > 1 else ""
-        parts.append((heading + _tables(aggs, None if floor is None else floor[1], cost), _baselines(baselines),
+        parts.append((heading + all_tables(aggs, None if floor is None else floor[1], cost), baselines_table(baselines),
                       summarize(aggs, baselines, cost), plots))
     names = ", ".join(sorted({str(r.get("study")) for r in rows}))
     title = "\n\n".join([

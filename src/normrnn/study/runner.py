@@ -208,6 +208,18 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
             raise ValueError(f"expected nproc=1 inside a process group of {rank.world_size}, got nproc={nproc}")
         _launch_workers(nproc, config, out, runs, shard_of, progress)
         return _rows(out, _phase(config, out, runs, shard_of))
+    _run_phases(config, out, rank, runs, shard_of, executor=executor, progress=progress, ray_address=ray_address,
+                tensorboard=tensorboard)
+    # every rank leaves together: gloo torn down by one rank while another still finishes a collective can
+    # abort that one ("terminate called without an active exception", seen once in CI)
+    barrier(rank)
+    return _rows(out, _phase(config, out, runs, shard_of))
+
+
+def _run_phases(config: StudyConfig, out: Path, rank: Rank, runs: Iterable[RunSpec] | None,
+                shard_of: tuple[int, int] | None, *, executor: str, progress: bool, ray_address: str | None,
+                tensorboard: bool) -> None:
+    """Train this process's unfinished runs, phase by phase (a halving search adds phases as runs finish)."""
     checked = None
     if rank.is_main:
         checked = check_factories(config)  # a broken factory fails here, before anything is written
@@ -229,10 +241,6 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
         else:
             _run_locally(config, out, todo, data, progress=progress and rank.is_main, rank=rank,
                          tensorboard=tensorboard)
-    # every rank leaves together: gloo torn down by one rank while another still finishes a collective can
-    # abort that one ("terminate called without an active exception", seen once in CI)
-    barrier(rank)
-    return _rows(out, _phase(config, out, runs, shard_of))
 
 
 def run(config: StudyConfig, out: str | Path, *, model: Callable[..., Any] | str | None = None,
@@ -417,7 +425,7 @@ def _run_on_ray(config: StudyConfig, out: Path, todo: list[RunSpec], *, progress
             ray.shutdown()
 
 
-def _progress(total: int, *, enabled: bool, unit: str = "epoch"):
+def _progress(total: int, *, enabled: bool, unit: str = "epoch") -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit=unit, disable=not enabled, dynamic_ncols=True, desc="study")

@@ -160,7 +160,8 @@ def train_subset(data: Datasets) -> Dataset:
     return subset(data.train, min(len(data.train), len(data.test)))
 
 
-def _make_scheduler(config: StudyConfig, opt: torch.optim.Optimizer, lr: float, total: int):
+def _make_scheduler(config: StudyConfig, opt: torch.optim.Optimizer, lr: float,
+                    total: int) -> torch.optim.lr_scheduler.LRScheduler:
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1),
                                                    pct_start=config.warmup)
@@ -176,7 +177,7 @@ def train_run(
     run_dir: Path,
     *,
     on_epoch: Callable[[int], None] | None = None,
-    interrupt_after_steps: int | None = None,
+    on_step: Callable[[int], None] | None = None,
     rank: Rank | None = None,
     tensorboard: bool = False,
     model_factory: ModelFactory | None = None,
@@ -184,10 +185,10 @@ def train_run(
     """Train one run, resuming from ``run_dir/checkpoint.pt`` if it is there, and return its result row.
 
     A checkpoint is written atomically after every epoch, so an interrupted run loses at most the epoch in
-    progress. ``interrupt_after_steps`` raises ``KeyboardInterrupt`` after that many steps of this call,
-    as Ctrl-C would (for tests). A diverged run stops early and is returned as a result. ``tensorboard`` logs the
-    run to ``run_dir/tensorboard`` (:mod:`normrnn.study.tensorboard`). ``model_factory`` builds the model in
-    place of normrnn's :class:`Forecaster` (see :func:`build_model`).
+    progress. ``on_epoch(epochs_done)`` runs after each checkpoint, ``on_step(steps_done)`` after each optimizer
+    step (an exception there stops the run as Ctrl-C would). A diverged run stops early and is returned as a
+    result. ``tensorboard`` logs the run to ``run_dir/tensorboard`` (:mod:`normrnn.study.tensorboard`).
+    ``model_factory`` builds the model in place of normrnn's :class:`Forecaster` (see :func:`build_model`).
 
     In a process group (``rank``, default: :func:`~normrnn.study.distributed.current`) the model is wrapped in
     ``DistributedDataParallel`` with cross-rank batch statistics, each rank trains on its share of every global
@@ -198,105 +199,160 @@ def train_run(
     rank = current() if rank is None else rank
     device = rank.device(config.device)
     run_dir.mkdir(parents=True, exist_ok=True)
-    lr = config.lr * spec.lr_mult
     sampler = _sampler(len(data.train), spec.seed, rank)
     local_batch = local_batch_size(config.batch_size, rank.world_size)
-    steps_per_epoch = math.ceil(len(sampler) / local_batch)
-
-    def fresh() -> tuple[nn.Module, torch.optim.Optimizer, Any, dict[str, Any]]:
-        model = build_model(config, spec, model_factory).to(device)
-        if rank.active:
-            convert_sync_batchnorm(model)
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
-        sched = _make_scheduler(config, opt, lr, config.epochs * steps_per_epoch)
-        return model, opt, sched, {"loss": [], "grad_norm": [], "step_time": [], "train_curve": [], "val_curve": [],
-                                   "gate_saturation_curve": [], "diverged_step": None, "epoch": 0}
-
-    loss_fn = loss_function(config.loss)
-    model, opt, sched, history = fresh()
-    ckpt_path = run_dir / "checkpoint.pt"
-    # rank 0 reads the checkpoint and hands it to the others, which need not share its file system
-    ckpt = broadcast(read_checkpoint(ckpt_path, config.config_hash) if rank.is_main else None, rank)
-    if ckpt is not None:
-        try:
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            history = ckpt["history"]
-            history.setdefault("gate_saturation_curve", [])  # checkpoints written before it was recorded
-        except (RuntimeError, KeyError, ValueError, TypeError) as e:
-            if rank.is_main:
-                set_aside(ckpt_path, f"it does not fit this run: {str(e).splitlines()[0] if str(e) else e!r}")
-            model, opt, sched, history = fresh()
-    net = _data_parallel(model, device) if rank.active else model
+    total_steps = config.epochs * math.ceil(len(sampler) / local_batch)
+    state = _resume(lambda: _start(config, spec, model_factory, device, rank, total_steps),
+                    run_dir / "checkpoint.pt", config.config_hash, rank)
+    history = state.history
     logger = RunLogger(run_dir, purge_step=len(history["loss"])) if tensorboard and rank.is_main else None
-    memory = None
-    steps_this_call = 0
-    first_loss = history["loss"][0] if history["loss"] else None
+    loop = _Loop(config, spec, data, device, rank, sampler, local_batch, loss_function(config.loss),
+                 _data_parallel(state.model, device) if rank.active else state.model, logger, on_step)
     while history["epoch"] < config.epochs and history["diverged_step"] is None:
-        epoch = history["epoch"]
-        torch.manual_seed(_step_seed(spec.seed, epoch, rank.rank))  # dropout etc.: per rank, per epoch
-        epoch_losses = []
-        for idx in _batches(sampler, local_batch, epoch):
-            x, y = batch(data.train, idx, device)
-            if memory is None:
-                memory = _peak_memory(model, x, y, device)
-            start = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-                pred = net(x)
-            loss = loss_fn(pred.float(), y)
-            loss.backward()
-            grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), config.clip or math.inf))  # 0: no clip
-            value = global_mean(loss.detach(), len(idx), rank)  # the loss of the global batch
-            first_loss = value if first_loss is None else first_loss
-            step = len(history["loss"])
-            if not (math.isfinite(value) and math.isfinite(grad_norm)) or value > config.divergence_bound * first_loss:
-                history["diverged_step"] = step
-                history["loss"].append(value if math.isfinite(value) else None)
-                break
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            history["step_time"].append(time.perf_counter() - start)
-            history["loss"].append(value)
-            history["grad_norm"].append(grad_norm)
-            if logger is not None:
-                logger.step(step, value, grad_norm)
-            epoch_losses.append(value)
-            steps_this_call += 1
-            if interrupt_after_steps is not None and steps_this_call >= interrupt_after_steps:
-                raise KeyboardInterrupt(f"interrupted after {steps_this_call} steps (test hook)")
-        if history["diverged_step"] is not None:
+        losses = _train_epoch(loop, state)
+        if losses is None or not _end_epoch(loop, state, losses, run_dir / "checkpoint.pt"):
             break
-        val = evaluate(model, data.val, batch_size=config.batch_size, device=device, bf16=config.bf16, gates=True,
-                       loss=config.loss)
-        if not math.isfinite(val["mse"]):  # the epoch's last step diverged: it shows only now
-            history["diverged_step"] = len(history["loss"])
-            break
-        history["train_curve"].append(statistics.fmean(epoch_losses))
-        history["val_curve"].append(val["mse"])
-        if val["gate_saturation"]:
-            history["gate_saturation_curve"].append(statistics.fmean(val["gate_saturation"]))
-        history["epoch"] = epoch + 1
-        if rank.is_main:
-            checkpoint = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "history": history, "config_hash": config.config_hash}
-            atomic_write(ckpt_path, lambda f: torch.save(checkpoint, f))
-        if logger is not None:
-            logger.epoch(epoch + 1, history["val_curve"][-1], model,
-                         batch(data.val, torch.arange(min(config.batch_size, len(data.val))), device)[0])
         if on_epoch is not None:
-            on_epoch(epoch + 1)
-    if memory is None:  # resumed after the last epoch: measure on one batch
-        x, y = batch(data.train, torch.arange(min(local_batch, len(data.train))), device)
-        memory = _peak_memory(model, x, y, device)
+            on_epoch(history["epoch"])
+    if loop.memory is None:  # resumed after the last epoch: measure on one batch
+        loop.memory = _peak_memory(state.model, *batch(data.train, torch.arange(min(local_batch, len(data.train))),
+                                                       device), device)
     if logger is not None:
         logger.close()
-    row = _result_row(config, spec, model, data, history, memory, device)
+    row = _result_row(config, spec, state.model, data, history, loop.memory, device)
     row["processes"] = rank.world_size
     return row
+
+
+@dataclass
+class _State:
+    """What a checkpoint holds: the model, its optimizer and schedule, and the history of the run."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    history: dict[str, Any]
+
+
+@dataclass
+class _Loop:
+    """What every step of one run uses, and the little it measures on the way."""
+
+    config: StudyConfig
+    spec: RunSpec
+    data: Datasets
+    device: torch.device
+    rank: Rank
+    sampler: DistributedSampler
+    local_batch: int
+    loss_fn: Callable[[Tensor, Tensor], Tensor]
+    net: nn.Module  # the model, or its DistributedDataParallel wrapper
+    logger: RunLogger | None
+    on_step: Callable[[int], None] | None
+    memory: float | None = None  # peak training MB, measured on the first batch of this call
+
+
+def _start(config: StudyConfig, spec: RunSpec, factory: ModelFactory | None, device: torch.device, rank: Rank,
+           total_steps: int) -> _State:
+    """A fresh run: the model from its seed, AdamW, the schedule and an empty history."""
+    lr = config.lr * spec.lr_mult
+    model = build_model(config, spec, factory).to(device)
+    if rank.active:
+        convert_sync_batchnorm(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
+    history = {"loss": [], "grad_norm": [], "step_time": [], "train_curve": [], "val_curve": [],
+               "gate_saturation_curve": [], "diverged_step": None, "epoch": 0}
+    return _State(model, opt, _make_scheduler(config, opt, lr, total_steps), history)
+
+
+def _resume(start: Callable[[], _State], path: Path, config_hash: str, rank: Rank) -> _State:
+    """``start()`` with the checkpoint at ``path`` loaded; a checkpoint that does not fit is set aside."""
+    state = start()
+    # rank 0 reads the checkpoint and hands it to the others, which need not share its file system
+    ckpt = broadcast(read_checkpoint(path, config_hash) if rank.is_main else None, rank)
+    if ckpt is None:
+        return state
+    try:
+        state.model.load_state_dict(ckpt["model"])
+        state.opt.load_state_dict(ckpt["optimizer"])
+        state.sched.load_state_dict(ckpt["scheduler"])
+        state.history = ckpt["history"]
+        state.history.setdefault("gate_saturation_curve", [])  # checkpoints written before it was recorded
+        return state
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        if rank.is_main:
+            set_aside(path, f"it does not fit this run: {first_line(e) or repr(e)}")
+        return start()
+
+
+def _train_epoch(loop: _Loop, state: _State) -> list[float] | None:
+    """One epoch of optimizer steps: their losses, or None when the run diverged (the history says where)."""
+    epoch = state.history["epoch"]
+    torch.manual_seed(_step_seed(loop.spec.seed, epoch, loop.rank.rank))  # dropout etc.: per rank, per epoch
+    losses = []
+    for idx in _batches(loop.sampler, loop.local_batch, epoch):
+        x, y = batch(loop.data.train, idx, loop.device)
+        if loop.memory is None:
+            loop.memory = _peak_memory(state.model, x, y, loop.device)
+        value = _step(loop, state, x, y, len(idx))
+        if value is None:
+            return None
+        losses.append(value)
+    return losses
+
+
+def _step(loop: _Loop, state: _State, x: Tensor, y: Tensor, n: int) -> float | None:
+    """One optimizer step on ``n`` samples: the global batch's loss, or None when it diverged."""
+    config, history = loop.config, state.history
+    start = time.perf_counter()
+    with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=config.bf16):
+        pred = loop.net(x)
+    loss = loop.loss_fn(pred.float(), y)
+    loss.backward()
+    grad_norm = float(nn.utils.clip_grad_norm_(state.model.parameters(), config.clip or math.inf))  # 0: no clip
+    value = global_mean(loss.detach(), n, loop.rank)  # the loss of the global batch
+    first = history["loss"][0] if history["loss"] else value
+    if not (math.isfinite(value) and math.isfinite(grad_norm)) or value > config.divergence_bound * first:
+        history["diverged_step"] = len(history["loss"])
+        history["loss"].append(value if math.isfinite(value) else None)
+        return None
+    state.opt.step()
+    state.sched.step()
+    state.opt.zero_grad(set_to_none=True)
+    if loop.device.type == "cuda":
+        torch.cuda.synchronize()
+    history["step_time"].append(time.perf_counter() - start)
+    history["loss"].append(value)
+    history["grad_norm"].append(grad_norm)
+    if loop.logger is not None:
+        loop.logger.step(len(history["loss"]) - 1, value, grad_norm)
+    if loop.on_step is not None:
+        loop.on_step(len(history["loss"]))
+    return value
+
+
+def _end_epoch(loop: _Loop, state: _State, losses: list[float], path: Path) -> bool:
+    """Validate, record the epoch and checkpoint it; False when its last step diverged, which shows only here."""
+    config, history, model = loop.config, state.history, state.model
+    val = evaluate(model, loop.data.val, batch_size=config.batch_size, device=loop.device, bf16=config.bf16,
+                   gates=True, loss=config.loss)
+    if not math.isfinite(val["mse"]):
+        history["diverged_step"] = len(history["loss"])
+        return False
+    history["train_curve"].append(statistics.fmean(losses))
+    history["val_curve"].append(val["mse"])
+    if val["gate_saturation"]:
+        history["gate_saturation_curve"].append(statistics.fmean(val["gate_saturation"]))
+    history["epoch"] += 1
+    if loop.rank.is_main:
+        checkpoint = {"model": model.state_dict(), "optimizer": state.opt.state_dict(),
+                      "scheduler": state.sched.state_dict(), "history": history, "config_hash": config.config_hash}
+        atomic_write(path, lambda f: torch.save(checkpoint, f))
+    if loop.logger is not None:
+        first_batch = torch.arange(min(config.batch_size, len(loop.data.val)))
+        loop.logger.epoch(history["epoch"], history["val_curve"][-1], model,
+                          batch(loop.data.val, first_batch, loop.device)[0])
+    return True
 
 
 class CheckpointWarning(UserWarning):

@@ -1,4 +1,5 @@
-"""``normrnn.audit``: what every normalization layer of your own model reduces, and the mistakes among them.
+"""``normrnn.audit`` (this module: ``normrnn.auditing``): what every normalization layer of your own model reduces,
+and the mistakes among them.
 
 One forward pass with hooks on every norm module (``torch.nn`` LayerNorm, GroupNorm, BatchNorm1d/2d/3d,
 SyncBatchNorm, InstanceNorm1d/2d/3d, RMSNorm, and every normrnn norm) records the shapes each one sees, how
@@ -310,6 +311,6 @@ def _check(module: nn.Module, use: NormUse) -> list[Finding]:
 
 def parse_shapes(texts: Sequence[str]) -> list[tuple[int, ...]]:
     """``["4,10,1,64,64"]`` -> ``[(4, 10, 1, 64, 64)]`` for the CLI's ``--input-shape``."""
-    from .norms.explain import parse_shape
+    from .norms.explaining import parse_shape
 
     return [parse_shape(t) for t in texts]

@@ -1,0 +1,54 @@
+"""A cell's state: checking one handed in, and keeping the old one where a step is masked."""
+
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+from torch import Tensor
+
+__all__ = ["CellState", "LayerState", "checked_state", "freeze"]
+
+CellState = Union[Tensor, tuple[Tensor, Tensor]]
+"""A cell's state: ``h`` (GRU) or ``(h, c)`` (LSTM), each ``(B, C, *S)``."""
+
+LayerState = Union[CellState, tuple[CellState, CellState]]
+"""One layer's state: its cell's, or ``(forward, backward)`` for a bidirectional layer."""
+
+
+def checked_state(state: object, size: int, expected: tuple[int, ...], *, what: str = "state",
+                  like: Tensor | None = None) -> CellState:
+    """``state``, a tensor ``h`` (``size`` 1) or a tuple ``(h, c)``, each of shape ``expected``; a ``ValueError``
+    says what does not fit. Given the input ``like``, each is checked (and cast under autocast) to its dtype."""
+    tensors = state if size > 1 else (state,)
+    if size > 1 and (not isinstance(state, (tuple, list)) or len(state) != size):
+        raise ValueError(f"expected {what} to be a tuple (h, c), got {type(state).__name__}"
+                         + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else ""))
+    for name, s in zip("hc", tensors, strict=False):
+        if not isinstance(s, Tensor) or tuple(s.shape) != expected:
+            got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
+            raise ValueError(f"expected {what} {name} of shape {expected} (B, C, *S), got {got}")
+    if like is not None:
+        tensors = tuple(_state_dtype(s, like, f"{what} {name}") for name, s in zip("hc", tensors, strict=False))
+    return tuple(tensors) if size > 1 else tensors[0]
+
+
+def freeze(new: Tensor, old: Tensor, mask: Tensor | None) -> Tensor:
+    """``new`` where the ``(B,)`` mask is True, ``old`` elsewhere, in ``old``'s dtype."""
+    new = new.to(old.dtype)
+    if mask is None:
+        return new
+    return torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old)
+
+
+def _state_dtype(s: Tensor, like: Tensor, what: str) -> Tensor:
+    """``s`` in the dtype the step computes in: the autocast dtype under autocast, else ``like``'s (checked)."""
+    kind = like.device.type
+    if not s.is_floating_point():
+        raise ValueError(f"expected {what} to be a floating-point tensor like the input ({like.dtype}), got {s.dtype}")
+    if torch.is_autocast_enabled(kind):
+        return s.to(torch.get_autocast_dtype(kind))
+    if s.dtype != like.dtype:
+        raise ValueError(f"expected {what} of dtype {like.dtype}, the input's, got {s.dtype}; cast it with "
+                         ".to(x.dtype)")
+    return s

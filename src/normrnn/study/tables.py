@@ -1,0 +1,212 @@
+"""The report's tables, one function per section: Accuracy, Best learning rate, Time to learn, Depth, Stability,
+Generalization, Cost and the no-learning baselines, as markdown."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .aggregate import Aggregate, differ, main_variants, median_range, stability_frontier
+from .metrics import LEARN_FRACTION, LEARN_WINDOW, SATURATED
+from .plots import MSE_LABEL
+
+__all__ = ["all_tables", "baselines_table", "fmt", "main_only", "verdict"]
+
+
+def fmt(value: float | None, ci: float | None = None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}" + ("" if ci is None else f" ± {ci:.{digits}f}")
+
+
+def _base(aggs: list[Aggregate]) -> list[Aggregate]:
+    """The variants at the lowest LR multiplier: the study's main grid."""
+    base = min(a["lr_mult"] for a in aggs)
+    return sorted((a for a in aggs if a["lr_mult"] == base), key=lambda a: (a["topology"], a["depth"]))
+
+
+def main_only(aggs: list[Aggregate]) -> list[Aggregate]:
+    """Each variant at its own best LR when the grid has several multipliers (else the grid), sorted."""
+    return sorted(main_variants(aggs), key=lambda a: (a["topology"], a["depth"]))
+
+
+def _at_best(aggs: list[Aggregate]) -> str:
+    """A heading suffix saying at which learning rate a table's variants are."""
+    return ", each at its best LR" if len({a["lr_mult"] for a in aggs}) > 1 else ""
+
+
+def _steps(value: float | None) -> str:
+    return "never" if value is None else f"{value:.0f}"
+
+
+def _learned(a: Aggregate) -> str:
+    """Median steps to learn with its min–max, and how many runs learned, e.g. ``120 (80–never), 2/3``."""
+    values = a["steps_to_learn"]
+    if not values:
+        return "–"
+    middle, lo, hi = median_range(values)
+    learned = sum(v is not None for v in values)
+    return f"{_steps(middle)} ({_steps(lo)}–{_steps(hi)}), {learned}/{len(values)}"
+
+
+def _best_lr(aggs: list[Aggregate]) -> str:
+    mults = sorted({a["lr_mult"] for a in aggs})
+    if len(mults) < 2:
+        return ""
+    base = {(a["norm"], a["topology"], a["depth"]): a for a in aggs if a["lr_mult"] == mults[0]}
+    lines = ["### Best learning rate", "",
+             f"Each variant at the LR multiplier (of {', '.join(f'{m:g}' for m in mults)}) with the lowest mean "
+             "*validation* MSE over seeds; multipliers at which any seed diverged are not candidates unless nothing "
+             "else was run with every seed (then the share that diverged is shown). The test MSE "
+             f"(mean ± 95% CI) is measured there and never chose anything; lr × {mults[0]:g} is the shared-LR "
+             "column. Steps to learn: median (min–max) over seeds, and how many learned.", "",
+             f"| topology | depth | norm | best lr × | val MSE | test MSE ↓ | steps to learn | test MSE at lr × "
+             f"{mults[0]:g} |", "|---|---|---|---|---|---|---|---|"]
+    for a in main_only(aggs):
+        shared = base.get((a["norm"], a["topology"], a["depth"]))
+        diverged = f" ({a['diverged_rate']:.0%} of seeds diverged)" if a["diverged_rate"] else ""
+        lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['lr_mult']:g} | {fmt(a['val_mse'])} "
+                     f"| {fmt(a['test_mse'], a['test_mse_ci'])}{diverged} | {_learned(a)} "
+                     f"| {'–' if shared is None else fmt(shared['test_mse'], shared['test_mse_ci'])} |")
+    return "\n".join(lines)
+
+
+def _time_to_learn(aggs: list[Aggregate]) -> str:
+    main = [a for a in main_only(aggs) if a["steps_to_learn"]]
+    if not main:
+        return ""
+    lines = [f"### Time to learn{_at_best(aggs)}", "",
+             f"Optimizer steps until the trailing mean of {LEARN_WINDOW} training losses falls below "
+             f"{LEARN_FRACTION:g} × the best no-learning predictor's loss on the training data; \"never\" if it did "
+             "not within the run. Median over seeds, with min–max: for n seeds that range covers the median with "
+             "probability 1 − 2^(1−n) (75% for 3). Saturated gates: the share of sigmoid gates within "
+             f"{SATURATED:g} of 0 or 1 on the validation set after the first and the last epoch.", "",
+             "| topology | depth | norm | lr × | median steps | min–max | learned | saturated gates, first → last "
+             "epoch |", "|---|---|---|---|---|---|---|---|"]
+    for a in main:
+        middle, lo, hi = median_range(a["steps_to_learn"])
+        curve = a.get("saturation_curve") or []
+        sat = f"{100 * curve[0]:.1f}% → {100 * curve[-1]:.1f}%" if curve else "–"
+        learned = sum(v is not None for v in a["steps_to_learn"])
+        lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['lr_mult']:g} | {_steps(middle)} "
+                     f"| {_steps(lo)}–{_steps(hi)} | {learned}/{len(a['steps_to_learn'])} | {sat} |")
+    return "\n".join(lines)
+
+
+def _accuracy(aggs: list[Aggregate]) -> str:
+    base = min(a["lr_mult"] for a in aggs)
+    frames = any(math.isfinite(a["test_ssim"]) for a in aggs)  # SSIM and PSNR only for frame targets
+    lines = [f"### Accuracy and gate health (lr × {base:g}; mean ± 95% CI over seeds)", "",
+             f"Test {MSE_LABEL if frames else 'MSE per element'}, lower is better. Step time is the median of each "
+             "run's own steps; runs ran one after another, so it is noisy: the Cost section has the paired "
+             "measurement.", "",
+             "| topology | depth | norm | runs | test MSE ↓ | test MAE ↓ | " + ("SSIM ↑ | PSNR ↑ | " if frames else "")
+             + "diverged | step time ÷ bias-only (sequential) | peak MB | saturated gates | loss spikes |",
+             "|---|---|---|---|---|---|" + ("---|---|" if frames else "") + "---|---|---|---|---|"]
+    for a in _base(aggs):
+        quality = (f"{fmt(a['test_ssim'], a['test_ssim_ci'], 3)} | {fmt(a['test_psnr'], a['test_psnr_ci'])} | "
+                   if frames else "")
+        sat = "–" if not math.isfinite(a["gate_saturation"]) else f"{100 * a['gate_saturation']:.1f}%"
+        lines.append(
+            f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['runs']} | {fmt(a['test_mse'], a['test_mse_ci'])} "
+            f"| {fmt(a['test_mae'], a['test_mae_ci'])} | {quality}{a['diverged_rate']:.0%} "
+            f"| {fmt(a['time_vs_bias'])} | {fmt(a['peak_mem_mb'], digits=1)} | {sat} | {a['loss_spikes']:.1f} |")
+    return "\n".join(lines)
+
+
+def _depth(aggs: list[Aggregate]) -> str:
+    main = main_only(aggs)
+    depths = sorted({a["depth"] for a in main})
+    if len(depths) < 2:
+        return ""
+    at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
+    lines = [f"### Depth{_at_best(aggs)}", "", f"Test {MSE_LABEL} (mean ± 95% CI) by number of stacked layers.", "",
+             "| topology | norm | " + " | ".join(f"depth {d}" for d in depths) + " |",
+             "|---|---|" + "---|" * len(depths)]
+    for topo, norm in dict.fromkeys((a["topology"], a["norm"]) for a in main):
+        cells = [at.get((norm, topo, d)) for d in depths]
+        lines.append(f"| {topo} | {norm} | " + " | ".join(
+            "–" if c is None else fmt(c["test_mse"], c["test_mse_ci"]) + (f" ({c['diverged_rate']:.0%} div.)"
+                                                                          if c["diverged_rate"] else "")
+            for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _stability(aggs: list[Aggregate], floor: float | None) -> str:
+    mults = sorted({a["lr_mult"] for a in aggs})
+    if len(mults) < 2:
+        return ""
+    frontier = stability_frontier(aggs, floor)
+    by_key = {(a["topology"], a["depth"], a["norm"], a["lr_mult"]): a for a in aggs}
+    counts = {a["runs"] for a in aggs}
+    seeds = f"{counts.pop()} seeds each" if len(counts) == 1 else "their number in brackets, as LR halving varies it"
+    floor_text = f" nor end at or above the no-learning test MSE {floor:.2f}" if floor is not None else ""
+    lines = ["### Stability", "",
+             f"Share of runs ({seeds}) that diverged, by learning-rate multiplier, and the largest "
+             f"multiplier whose runs all neither diverge{floor_text}.", "",
+             "| topology | depth | norm | " + " | ".join(f"lr × {m:g}" for m in mults) + " | max stable × |",
+             "|---|---|---|" + "---|" * (len(mults) + 1)]
+    for topo, depth, norm in dict.fromkeys((a["topology"], a["depth"], a["norm"]) for a in aggs):
+        cells = [by_key.get((topo, depth, norm, m)) for m in mults]
+        best = frontier.get((norm, topo, depth))
+        lines.append(f"| {topo} | {depth} | {norm} | "
+                     + " | ".join("–" if c is None else f"{c['diverged_rate']:.0%}"
+                                + (f" ({c['runs']})" if "brackets" in seeds else "") for c in cells)
+                     + f" | {'none' if best is None else f'{best:g}'} |")
+    return "\n".join(lines)
+
+
+def _generalization(aggs: list[Aggregate]) -> str:
+    main = [a for a in main_only(aggs) if math.isfinite(a.get("train_mse", math.nan))]
+    if not main:
+        return ""
+    lines = [f"### Generalization{_at_best(aggs)}", "",
+             f"Train {MSE_LABEL} on a fixed part of the training set (as many sequences as the test set, eval "
+             "mode), test MSE, and the gap test − train (mean ± 95% CI over seeds). A norm that \"helps training "
+             "but hurts test accuracy\" has a lower train MSE and a larger gap.", "",
+             "| topology | depth | norm | train MSE | test MSE | gap (test − train) |", "|---|---|---|---|---|---|"]
+    for a in main:
+        lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | {fmt(a['train_mse'], a['train_mse_ci'])} "
+                     f"| {fmt(a['test_mse'], a['test_mse_ci'])} | {fmt(a['gap'], a['gap_ci'])} |")
+    return "\n".join(lines)
+
+
+def _cost(cost: dict[str, Any] | None) -> str:
+    if cost is None:
+        return ("### Cost\n\nNo paired cost measurement (`cost.json`) in this directory: only the sequential step "
+                "times above, which are noisy.")
+    lines = ["### Cost", "",
+             f"One training step (forward + backward, batch {cost['batch_size']}) of each variant's model at the "
+             f"study's shapes, timed in {cost['rounds']} interleaved rounds with bias-only of the same topology and "
+             f"depth beside it ({cost['threads']} threads): the median ratio and its min–max over rounds.", "",
+             "| topology | depth | norm | step ms | ÷ bias-only | min–max |", "|---|---|---|---|---|---|"]
+    for r in sorted(cost["rows"], key=lambda r: (r["topology"], r["depth"])):
+        span = "–" if r["ratio"] is None else f"{r['ratio_min']:.2f}–{r['ratio_max']:.2f}"
+        lines.append(f"| {r['topology']} | {r['depth']} | {r['norm']} | {r['step_ms']:.1f} | {fmt(r['ratio'])} "
+                     f"| {span} |")
+    return "\n".join(lines)
+
+
+def all_tables(aggs: list[Aggregate], floor: float | None = None, cost: dict[str, Any] | None = None) -> str:
+    return "\n\n".join(p for p in (_best_lr(aggs), _accuracy(aggs), _time_to_learn(aggs), _depth(aggs),
+                                    _stability(aggs, floor), _generalization(aggs), _cost(cost)) if p)
+
+
+def baselines_table(rows: dict[str, dict[str, float]]) -> str:
+    if not rows:
+        return ""
+    frames = any(m.get("test_ssim") is not None for m in rows.values())
+    lines = ["### Reference predictors on the same test set (no learning)", "",
+             "| predictor | test MSE | test MAE |" + (" SSIM | PSNR |" if frames else ""),
+             "|---|---|---|" + ("---|---|" if frames else "")]
+    for name, m in rows.items():
+        quality = f" {fmt(m['test_ssim'], digits=3)} | {fmt(m['test_psnr'])} |" if frames else ""
+        lines.append(f"| {name} | {m['test_mse']:.2f} | {m['test_mae']:.2f} |{quality}")
+    best = min(rows, key=lambda k: rows[k]["test_mse"])
+    lines += ["", f"A model whose test MSE is not below {rows[best]['test_mse']:.2f} ({best}) has learned nothing."]
+    return "\n".join(lines)
+
+
+def verdict(a: Aggregate, b: Aggregate, key: str = "test_mse") -> str:
+    v = differ(a, b, key)
+    return f" ({v})" if v else " (one seed: no noise estimate)"
