@@ -1,20 +1,47 @@
 """normrnn: correct, fast and measurable normalization for recurrent and conv-recurrent networks."""
 
-from .auditing import AuditReport, audit
-from .cells import ConvGRUCell, ConvLSTMCell, GRUCell, LSTMCell
-from .layers import GRU, LSTM, ConvGRU, ConvLSTM
-from .norms import (
-    BatchNorm,
-    GroupNorm,
-    Identity,
-    InstanceNorm,
-    LayerNorm,
-    Layout,
-    RecurrentBatchNorm,
-    RMSNorm,
-    create_norm,
-    explain,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers and the docs see; at run time each name loads on first use (below)
+    from .auditing import AuditReport, audit
+    from .cells import ConvGRUCell, ConvLSTMCell, GRUCell, LSTMCell
+    from .layers import GRU, LSTM, ConvGRU, ConvLSTM
+    from .norms import (
+        BatchNorm,
+        GroupNorm,
+        Identity,
+        InstanceNorm,
+        LayerNorm,
+        Layout,
+        RecurrentBatchNorm,
+        RMSNorm,
+        create_norm,
+        explain,
+    )
+
+# Importing normrnn does not import torch: the ``normrnn`` command decides OpenMP's wait policy before torch loads
+# (normrnn.cli.entry), and "normrnn --help" stays fast. Each name is imported from its subpackage on first use.
+_HOME = {"AuditReport": "auditing", "audit": "auditing", "ConvGRUCell": "cells", "ConvLSTMCell": "cells",
+         "GRUCell": "cells", "LSTMCell": "cells", "GRU": "layers", "LSTM": "layers", "ConvGRU": "layers",
+         "ConvLSTM": "layers", "BatchNorm": "norms", "GroupNorm": "norms", "Identity": "norms", "InstanceNorm": "norms",
+         "LayerNorm": "norms", "Layout": "norms", "RecurrentBatchNorm": "norms", "RMSNorm": "norms",
+         "create_norm": "norms", "explain": "norms"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'normrnn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOME])
+
 
 __version__ = "0.2.0"
 """The installed version of normrnn."""

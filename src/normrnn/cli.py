@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the CLI imports its subcommands' modules lazily, so "normrn
 __all__ = ["PASSIVE_WAIT_COMMANDS", "entry", "main"]
 
 # the long-running commands; on cores another process also uses, OpenMP threads that spin-wait (libgomp's default)
-# made a ConvLSTM step 1.3x slower than sleeping ones, while on a quiet machine the two are within noise
+# made a ConvLSTM step 1.2-1.5x slower than sleeping ones, while on a quiet machine the two are within noise
 # (docs/performance.md, "Shared cores")
 PASSIVE_WAIT_COMMANDS = ("study", "train", "bench")
 

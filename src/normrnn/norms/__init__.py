@@ -26,7 +26,7 @@ from .create import (
     unregister_norm,
 )
 from .explaining import explain
-from .functional import KernelPlan, NormAxes, compute_stats, norm_forward, normalize, plan_kernel
+from .functional import KernelPlan, NormAxes, compute_stats, grouped_view, norm_forward, normalize, plan_kernel
 from .layout import Layout
 from .modules import AxisNorm, GroupNorm, Identity, InstanceNorm, LayerNorm, RMSNorm
 from .sync import convert_sync_batchnorm
@@ -63,6 +63,7 @@ __all__ = [
     "from_keras",
     "from_tf1_layer_norm",
     "from_torch",
+    "grouped_view",
     "norm_entries",
     "norm_forward",
     "norm_spec_names",

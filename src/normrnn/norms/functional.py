@@ -34,6 +34,7 @@ __all__ = [
     "apply_affine",
     "check_mask",
     "compute_stats",
+    "grouped_view",
     "mask_view",
     "norm_forward",
     "normalize",
@@ -104,8 +105,17 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float32 if x.dtype in _HALF else x.dtype
 
 
-def _grouped(x: Tensor, axes: NormAxes) -> tuple[Tensor, list[int]]:
-    """View ``x`` with channels split into groups, and list the dims to reduce in that view."""
+def grouped_view(x: Tensor, axes: NormAxes) -> tuple[Tensor, list[int]]:
+    """``x`` viewed with its channels split into ``axes.groups`` groups (no copy), and the dims of that view a
+    statistic reduces: the helper a norm author needs to reduce per group the way :func:`compute_stats` does.
+
+    Example::
+
+        >>> axes = NormAxes(Layout.parse("BCHW"), "CHW", groups=2)
+        >>> xg, dims = grouped_view(torch.zeros(4, 6, 5, 5), axes)
+        >>> tuple(xg.shape), dims
+        ((4, 2, 3, 5, 5), [3, 4, 2])
+    """
     layout = axes.layout
     cdim = layout.dim("C")
     dims = [layout.dim(c) for c in axes.reduce if c != "C"]
@@ -183,7 +193,7 @@ def compute_stats(
         all_reduce: sums a tensor across processes (differentiably) for cross-process statistics.
             Default: ``None``.
     """
-    xg, dims = _grouped(x.to(_compute_dtype(x)), axes)
+    xg, dims = grouped_view(x.to(_compute_dtype(x)), axes)
     valid = None
     if mask is not None:
         valid = mask if axes.groups is None else mask.unsqueeze(axes.layout.dim("C") + 1)
@@ -215,7 +225,7 @@ def compute_stats(
 
 def normalize(x: Tensor, stats: Stats, axes: NormAxes, eps: float) -> Tensor:
     """``(x - mean) / sqrt(var + eps)`` in the compute dtype, returned in ``x``'s (ungrouped) shape."""
-    xg, _ = _grouped(x.to(_compute_dtype(x)), axes)
+    xg, _ = grouped_view(x.to(_compute_dtype(x)), axes)
     centered = xg if stats.mean is None else xg - stats.mean
     return (centered * torch.rsqrt(stats.var + eps)).reshape(x.shape)
 
