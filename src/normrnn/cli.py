@@ -421,13 +421,17 @@ def entry() -> int:
     """The ``normrnn`` program: :func:`main` on ``sys.argv``, with ``OMP_WAIT_POLICY=PASSIVE`` for the commands in
     :data:`PASSIVE_WAIT_COMMANDS` unless the environment sets a policy itself.
 
-    OpenMP reads the policy once, when torch loads, which has happened by now; so the process replaces itself
-    (``os.execve``, same pid: torchrun and Slurm see no difference) with one that starts with the policy set.
+    OpenMP reads the policy once, when torch loads. ``import normrnn`` does not load torch, so the policy is set
+    before it does; if torch is loaded already (``normrnn`` called from a process that imported it), the process
+    replaces itself (``os.execve``, same pid: torchrun and Slurm see no difference) with one that starts with it.
+    Child processes (``--nproc``, torchrun's workers) inherit it.
     """
     argv = sys.argv[1:]
     if passive_wait_needed(argv, os.environ):
-        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-        os.execve(sys.executable, [sys.executable, "-m", "normrnn", *argv], env)
+        if "torch" in sys.modules:  # too late for this process: OpenMP has read its environment
+            os.execve(sys.executable, [sys.executable, "-m", "normrnn", *argv],
+                      {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     return main(argv)
 
 
