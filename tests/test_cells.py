@@ -101,7 +101,7 @@ def _reference_step(cell: ConvLSTMCell, x, h, c, *, per_gate: bool, separate: bo
         w_ci, w_cf, w_co = (w.view(1, -1, 1, 1) for w in cell.weight_peephole)
         i, f = i + w_ci * c, f + w_cf * c
     c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    cn = cell.cell_norm
+    cn = cell.state_norm
     if cell.norm_cell == "carried":
         c_new = _ln(c_new) * cn.weight.view(1, -1, 1, 1) + cn.bias.view(1, -1, 1, 1)
     if cell.peephole:
@@ -349,3 +349,16 @@ def test_peepholes_before_the_norm_keep_gradients_exact() -> None:
     x = torch.randn(2, 2, 3, 3, dtype=torch.float64, requires_grad=True)
     state = tuple(torch.randn(2, 2, 3, 3, dtype=torch.float64, requires_grad=True) for _ in range(2))
     assert torch.autograd.gradcheck(lambda x, h, c: cell(x, (h, c)), (x, *state))
+
+
+def test_a_checkpoint_that_names_the_state_norm_cell_norm_still_loads() -> None:
+    """0.1 called the cell-state norm module ``cell_norm``; its checkpoints load into ``state_norm``."""
+    from normrnn.layers import ConvLSTM
+
+    old = _randomize(ConvLSTM(2, 4, 3, norm="layer", norm_cell="output", num_layers=2))
+    renamed = {k.replace(".state_norm.", ".cell_norm."): v for k, v in old.state_dict().items()}
+    assert any(".cell_norm." in k for k in renamed)
+    new = ConvLSTM(2, 4, 3, norm="layer", norm_cell="output", num_layers=2)
+    new.load_state_dict(renamed)  # strict: every key found
+    x = torch.randn(2, 3, 2, 5, 5)
+    torch.testing.assert_close(new(x)[0], old(x)[0])

@@ -229,7 +229,7 @@ def from_tf1_convlstm_cell(variables: Mapping[str, Any], *, normalize: bool = Tr
         (gj, bj), (gi, bi), (gf, bf), (go, bo), (gc, bc) = _tf1_layer_norms(variables, "", 5)
         load_arrays(cell.norm_gates, weight=np.concatenate([gi, gf, gj, go]),
                     bias=np.concatenate([bi, bf + forget_bias, bj, bo]))  # the constant forget bias joins β_f
-        load_arrays(cell.cell_norm, weight=gc, bias=bc)
+        load_arrays(cell.state_norm, weight=gc, bias=bc)
     else:
         bias = _tf1_blocks(arrays["bias"], _TF1_LSTM_ORDER).copy()
         bias[C : 2 * C] += forget_bias

@@ -54,7 +54,7 @@ def lstm_gates(
     norm: NormFn | None = None,
     bias: Tensor | None = None,
     peephole: Tensor | None = None,
-    cell_norm: NormFn | None = None,
+    state_norm: NormFn | None = None,
     norm_cell: str = "none",
     probe: GateProbe | None = None,
     act: Activation = torch.tanh,
@@ -81,7 +81,7 @@ def lstm_gates(
         norm: the gate norm, applied first. Default: none.
         bias: ``(4C,)`` added after the norm. Default: none.
         peephole: ``(3, C)`` weights for ``i``, ``f``, ``o``, or ``(3, C, *S)`` elementwise ones. Default: none.
-        cell_norm, norm_cell: the cell-state norm and where it applies. Default: none.
+        state_norm, norm_cell: the cell-state norm and where it applies. Default: none.
         probe: called with the sigmoid gates ``(i, f, o)``, e.g. to measure saturation. Default: none.
         act, gate_act: the candidate/output and the gate nonlinearities (:data:`ACTIVATIONS`). Default: ``tanh``,
             ``sigmoid``.
@@ -95,16 +95,16 @@ def lstm_gates(
     if peephole is not None:
         w_ci, w_cf, w_co = (_channel_view(w, c) for w in peephole)
     if peephole_before_norm:
-        return _lstm_peepholes_first(pre, c, norm, bias, (w_ci, w_cf, w_co), cell_norm, norm_cell, probe, act,
+        return _lstm_peepholes_first(pre, c, norm, bias, (w_ci, w_cf, w_co), state_norm, norm_cell, probe, act,
                                      gate_act)
     if norm is not None:
         pre = norm(pre)
     if bias is not None:
         pre = pre + _channel_view(bias, pre)
-    return _lstm_update(pre, c, (w_ci, w_cf, w_co), cell_norm, norm_cell, probe, act, gate_act)
+    return _lstm_update(pre, c, (w_ci, w_cf, w_co), state_norm, norm_cell, probe, act, gate_act)
 
 
-def _lstm_update(pre: Tensor, c: Tensor, peepholes: tuple[Tensor | None, ...], cell_norm: NormFn | None,
+def _lstm_update(pre: Tensor, c: Tensor, peepholes: tuple[Tensor | None, ...], state_norm: NormFn | None,
                  norm_cell: str, probe: GateProbe | None, act: Activation, gate_act: Activation) -> LSTMState:
     """:func:`lstm_gates` after the norm and the bias: the gates, the new cell state and ``h``."""
     w_ci, w_cf, w_co = peepholes
@@ -114,19 +114,19 @@ def _lstm_update(pre: Tensor, c: Tensor, peepholes: tuple[Tensor | None, ...], c
         f = f + w_cf * c
     i, f = gate_act(i), gate_act(f)
     c_new = f * c + i * act(g)
-    if norm_cell == "carried" and cell_norm is not None:
-        c_new = cell_norm(c_new)
+    if norm_cell == "carried" and state_norm is not None:
+        c_new = state_norm(c_new)
     if w_co is not None:
         o = o + w_co * c_new
     o = gate_act(o)
     if probe is not None:
         probe((i, f, o))
-    shown = cell_norm(c_new) if norm_cell == "output" and cell_norm is not None else c_new
+    shown = state_norm(c_new) if norm_cell == "output" and state_norm is not None else c_new
     return o * act(shown), c_new
 
 
 def _lstm_peepholes_first(pre: Tensor, c: Tensor, norm: NormFn | None, bias: Tensor | None,
-                          peepholes: tuple[Tensor | None, ...], cell_norm: NormFn | None, norm_cell: str,
+                          peepholes: tuple[Tensor | None, ...], state_norm: NormFn | None, norm_cell: str,
                           probe: GateProbe | None, act: Activation, gate_act: Activation) -> LSTMState:
     """:func:`lstm_gates` with the peepholes before the norm (TF1 order); the output gate is normalized last."""
     w_ci, w_cf, w_co = peepholes
@@ -146,11 +146,11 @@ def _lstm_peepholes_first(pre: Tensor, c: Tensor, norm: NormFn | None, bias: Ten
         o = o + w_co * c_new  # the raw new cell state
     C = c.shape[1]
     o = gate_act(normalized(torch.cat([raw[:, : 3 * C], o], dim=1))[:, 3 * C :])
-    if norm_cell == "carried" and cell_norm is not None:
-        c_new = cell_norm(c_new)
+    if norm_cell == "carried" and state_norm is not None:
+        c_new = state_norm(c_new)
     if probe is not None:
         probe((i, f, o))
-    shown = cell_norm(c_new) if norm_cell == "output" and cell_norm is not None else c_new
+    shown = state_norm(c_new) if norm_cell == "output" and state_norm is not None else c_new
     return o * act(shown), c_new
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -45,6 +45,7 @@ class _LSTMBase(RecurrentCell):
                              f"got peephole={peephole!r}, peephole_size={peephole_size!r}")
         self.peephole_size = None if peephole_size is None else tuple(int(v) for v in peephole_size)
         super().__init__(in_channels, hidden_channels, kernel_size, **kwargs)
+        self.register_load_state_dict_pre_hook(self._renamed_state_norm)
         if self.peephole_placement == "before_norm":
             self._check_peepholes_first()
 
@@ -58,6 +59,13 @@ class _LSTMBase(RecurrentCell):
                              f"statistics; got norm={self.norm_spec!r}, norm_inputs={self.norm_inputs!r}, "
                              f"norm_scope={self.norm_scope!r}")
 
+    @staticmethod
+    def _renamed_state_norm(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+        """Checkpoints of normrnn 0.1 call the cell-state norm ``cell_norm``: load them under its new name."""
+        old = prefix + "cell_norm."
+        for key in [k for k in state_dict if k.startswith(old)]:
+            state_dict[prefix + "state_norm." + key[len(old):]] = state_dict.pop(key)
+
     def _build_extra_params(self, *, bias: bool, factory: dict) -> None:
         shape = (3, self.hidden_channels, *(self.peephole_size or ()))  # (3, C) or elementwise (3, C, *S)
         self.weight_peephole = nn.Parameter(torch.empty(shape, **factory)) if self.peephole else None
@@ -66,9 +74,9 @@ class _LSTMBase(RecurrentCell):
         super()._build_norms(spec, factory)
         if self.norm_inputs == "joint":
             self.norm_gates = self._make_norm(spec, 4, center=True, factory=factory)
-        self.cell_norm = None
+        self.state_norm = None
         if self.norm_cell != "none":
-            self.cell_norm = create_norm(spec, self.hidden_channels, layout=self.layout, **factory,
+            self.state_norm = create_norm(spec, self.hidden_channels, layout=self.layout, **factory,
                                          **self._norm_kwargs)
 
     def gate_block(self, gx: Tensor, gh: Tensor | None, state: LSTMState, t: int,  # type: ignore[override]
@@ -83,7 +91,7 @@ class _LSTMBase(RecurrentCell):
             norm = self.bind_norm(self.norm_gates, t, mask) if self.normalized else None
         return lstm_gates(
             pre, state[1], norm=norm, bias=self.gate_bias, peephole=self.weight_peephole,
-            cell_norm=self.bind_norm(self.cell_norm, t, mask), norm_cell=self.norm_cell, probe=self.gate_probe,
+            state_norm=self.bind_norm(self.state_norm, t, mask), norm_cell=self.norm_cell, probe=self.gate_probe,
             act=self.act, gate_act=self.gate_act, peephole_before_norm=self.peephole_placement == "before_norm",
         )
 
