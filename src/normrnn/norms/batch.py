@@ -7,24 +7,15 @@ their sums across processes (:mod:`normrnn.norms.sync`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import one_of, positive_int
 from .base import Description, Norm, check_step
-from .functional import (
-    NormAxes,
-    apply_affine,
-    channels_second,
-    compute_stats,
-    mask_view,
-    normalize,
-    param_view,
-    plan_kernel,
-)
+from .functional import NormAxes, RunningStats, mask_view, norm_forward, plan_kernel
 from .layout import Layout
 from .registry import NormEntry, register_norm
 from .sync import cross_process_sum
@@ -205,50 +196,34 @@ class BatchNorm(Norm):
                     None if self.bias is None else self.bias.float())
         return self.weight, self.bias
 
-    def _normalize(self, x: Tensor, layout: Layout, axes: NormAxes, mask: Tensor | None, slot: int | None,
+    def _normalize(self, x: Tensor, axes: NormAxes, mask: Tensor | None, slot: int | None,
                    use_batch_stats: bool) -> Tensor:
-        """Batch-normalize one tensor whose layout has no time-step slots of its own."""
+        """Batch-normalize one tensor whose layout has no time-step slots of its own, through :func:`norm_forward`
+        with this module's running averages (slot ``slot``); ``mask`` is the raw ``(B, T)`` or ``(B,)`` mask."""
         if x.numel() == 0:  # an empty batch: no statistics to compute, nothing to normalize
             if use_batch_stats:
                 self._check_count(0, x)
             return x.clone()
-        if mask is not None:  # padding never enters the graph (NaN there would reach every gradient)
-            x = x.masked_fill(~mask, 0)
-        C = self.num_channels
-        cdim = layout.dim("C")
-        x3 = channels_second(x, cdim)  # (N, C, *): every axis but C is reduced
         weight, bias = self._float_params(x)
-        stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        return norm_forward(x, axes, weight=weight, bias=bias, eps=self.eps, mask=mask, plan=self.plan,
+                            all_reduce=self._all_reduce() if use_batch_stats else None,
+                            running=self._running_stats(x, slot, use_batch_stats, mask))
+
+    def _running_stats(self, x: Tensor, slot: int | None, use_batch_stats: bool,
+                       mask: Tensor | None) -> RunningStats:
+        """What :func:`norm_forward` does with the running averages of ``slot`` for this call."""
         if not use_batch_stats:
             mean, var, _ = self._running(slot)
-            y3 = F.batch_norm(x3, mean.to(stat_dtype), var.to(stat_dtype), weight, bias, False, 0.0, self.eps)
-            return y3.reshape(x.shape)
-        update = self.training and self.track_running_stats
-        all_reduce = self._all_reduce()
-        if mask is None and all_reduce is None:
-            n = axes.count(tuple(x.shape))
-            self._check_count(n, x)
-            if not update:
-                return F.batch_norm(x3, None, None, weight, bias, True, 0.0, self.eps).reshape(x.shape)
-            if self.var_estimator == "unbiased" and stat_dtype == torch.float32:
-                # PyTorch's own rule: let the kernel update the fp32 buffers (a row of them for a time slot).
-                mean, var, count = self._running(slot)
-                factor = self._advance(count)
-                return F.batch_norm(x3, mean, var, weight, bias, True, factor, self.eps).reshape(x.shape)
-            # momentum=1 makes the native kernel hand back the batch mean and unbiased variance for free.
-            mean = torch.zeros(C, device=x.device, dtype=stat_dtype)
-            var = torch.ones(C, device=x.device, dtype=stat_dtype)
-            y = F.batch_norm(x3, mean, var, weight, bias, True, 1.0, self.eps).reshape(x.shape)
-            self._update_running(slot, mean, var, float(n))
-            return y
-        stats = compute_stats(x, axes, mask=mask, all_reduce=all_reduce)
-        n = float(stats.count.reshape(-1)[0])
-        self._check_count(n, x)
-        y = normalize(x, stats, axes, self.eps)
-        y = apply_affine(y, param_view(weight, layout, "C"), param_view(bias, layout, "C"))
-        if update:
-            self._update_running(slot, stats.mean.reshape(C), stats.var.reshape(C) * (n / (n - 1)), n)
-        return y.to(x.dtype)
+            return RunningStats(mean, var, use=True)
+        check = functools.partial(self._check_count, x=x)
+        if not (self.training and self.track_running_stats):
+            return RunningStats(check=check)
+        mean, var, count = self._running(slot)
+        in_kernel = None
+        if self.var_estimator == "unbiased" and x.dtype != torch.float64 and mask is None and not self.sync:
+            in_kernel = functools.partial(self._advance, count)  # PyTorch's own rule: the kernel updates the buffers
+        return RunningStats(mean, var, check=check, update=functools.partial(self._update_running, slot),
+                            in_kernel=in_kernel)
 
     def _check_count(self, n: float, x: Tensor) -> None:
         if n <= 1:
@@ -264,12 +239,12 @@ class BatchNorm(Norm):
         self.layout.check(x, self.num_channels)
         use_batch_stats = self._uses_batch_stats()
         if mask is not None:
-            mask = mask_view(mask, self.layout, tuple(x.shape))
-            if use_batch_stats and self._too_few_valid(x, mask):
-                if not bool(mask.any()) and not self.track_running_stats:
-                    return x.masked_fill(~mask, 0)  # nothing valid to normalize (a fully padded step)
+            viewed = mask_view(mask, self.layout, tuple(x.shape))
+            if use_batch_stats and self._too_few_valid(x, viewed):
+                if not bool(viewed.any()) and not self.track_running_stats:
+                    return x.masked_fill(~viewed, 0)  # nothing valid to normalize (a fully padded step)
                 use_batch_stats = not self.track_running_stats  # skip these statistics: the running ones serve
-        return self._normalize(x, self.layout, self.axes, mask, None, use_batch_stats)
+        return self._normalize(x, self.axes, mask, None, use_batch_stats)
 
     def _too_few_valid(self, x: Tensor, mask: Tensor) -> bool:
         """Whether the mask leaves at most one value per channel (a fully padded step, say)."""
@@ -392,12 +367,10 @@ class RecurrentBatchNorm(BatchNorm):
 
     def _step(self, x: Tensor, t: int, mask: Tensor | None) -> Tensor:
         use_batch_stats = self._uses_batch_stats()
-        if mask is not None:
-            mask = mask_view(mask, self.step_layout, tuple(x.shape))
         if mask is not None and use_batch_stats and self.track_running_stats:
-            if self._too_few_valid(x, mask):
+            if self._too_few_valid(x, mask_view(mask, self.step_layout, tuple(x.shape))):
                 use_batch_stats = False  # too few valid samples at this step: fall back to the running stats
-        return self._normalize(x, self.step_layout, self.axes, mask, self.slot(t), use_batch_stats)
+        return self._normalize(x, self.axes, mask, self.slot(t), use_batch_stats)
 
     def describe(self, shape: Sequence[int]) -> Description:
         shape, layout = tuple(shape), self.layout

@@ -30,6 +30,7 @@ from .layout import Layout
 __all__ = [
     "KernelPlan",
     "NormAxes",
+    "RunningStats",
     "Stats",
     "apply_affine",
     "check_mask",
@@ -99,6 +100,24 @@ class Stats:
     mean: Tensor | None  # (x-shaped with reduced dims kept as 1; channels unflattened to (G, C/G) if grouped)
     var: Tensor  # biased variance, or mean square for RMS
     count: Tensor  # elements per statistic after masking, same shape as var
+
+
+@dataclass(frozen=True)
+class RunningStats:
+    """A batch norm's running averages, and what :func:`norm_forward` does with them (batch axes only).
+
+    ``use``: normalize with ``mean`` and ``var`` (inference). Otherwise the batch's statistics normalize: ``check``
+    sees their count first, and the running-statistics hook ``update`` gets the batch mean, its unbiased variance
+    and the count. ``in_kernel`` (PyTorch's rule: fp32 buffers, unbiased estimator, no mask or sync) returns the
+    batch's weight instead, and the native kernel updates ``mean`` and ``var`` in place.
+    """
+
+    mean: Tensor | None = None
+    var: Tensor | None = None
+    use: bool = False
+    check: Callable[[float], None] | None = None
+    update: Callable[[Tensor, Tensor, float], None] | None = None
+    in_kernel: Callable[[], float] | None = None
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -326,6 +345,42 @@ def _channel_param(p: Tensor | None, layout: Layout, letters: str, x: Tensor) ->
     return p.reshape(shape).expand(layout.sizes(x.shape, letters))
 
 
+def _batch_norm(x: Tensor, axes: NormAxes, weight: Tensor | None, bias: Tensor | None, eps: float,
+                mask: Tensor | None, all_reduce: Callable[[Tensor], Tensor] | None, running: RunningStats) -> Tensor:
+    """:func:`norm_forward` with batch statistics and running averages: the native kernel where it can compute
+    them (no mask, no cross-process sum), else :func:`compute_stats`."""
+    layout = axes.layout
+    x3 = channels_second(x, layout.dim("C"))  # (N, C, *): every axis but C is reduced
+    stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if running.use:
+        mean, var = running.mean.to(stat_dtype), running.var.to(stat_dtype)
+        return F.batch_norm(x3, mean, var, weight, bias, False, 0.0, eps).reshape(x.shape)
+    if mask is None and all_reduce is None:
+        n = axes.count(tuple(x.shape))
+        if running.check is not None:
+            running.check(n)
+        if running.in_kernel is not None:
+            factor = running.in_kernel()
+            return F.batch_norm(x3, running.mean, running.var, weight, bias, True, factor, eps).reshape(x.shape)
+        if running.update is None:
+            return F.batch_norm(x3, None, None, weight, bias, True, 0.0, eps).reshape(x.shape)
+        # momentum=1 makes the native kernel hand back the batch mean and unbiased variance for free
+        mean = torch.zeros(x3.shape[1], device=x.device, dtype=stat_dtype)
+        var = torch.ones(x3.shape[1], device=x.device, dtype=stat_dtype)
+        y = F.batch_norm(x3, mean, var, weight, bias, True, 1.0, eps).reshape(x.shape)
+        running.update(mean, var, float(n))
+        return y
+    stats = compute_stats(x, axes, mask=mask, all_reduce=all_reduce)
+    n = float(stats.count.reshape(-1)[0])
+    if running.check is not None:
+        running.check(n)
+    y = apply_affine(normalize(x, stats, axes, eps), param_view(weight, layout, "C"), param_view(bias, layout, "C"))
+    if running.update is not None:
+        C = stats.mean.numel()
+        running.update(stats.mean.reshape(C), stats.var.reshape(C) * (n / (n - 1)), n)
+    return y.to(x.dtype)
+
+
 def norm_forward(
     x: Tensor,
     axes: NormAxes,
@@ -337,12 +392,15 @@ def norm_forward(
     rms: bool = False,
     mask: Tensor | None = None,
     plan: KernelPlan | None = None,
+    all_reduce: Callable[[Tensor], Tensor] | None = None,
+    running: RunningStats | None = None,
 ) -> Tensor:
     """Normalize ``x`` over ``axes`` and apply the affine parameters stored over ``param_axes``.
 
     ``mask`` is the ``(B, T)`` (or ``(B,)``) boolean validity mask; it is ignored when no statistic spans
     B or T, because then padding cannot reach a valid output. ``plan`` is :func:`plan_kernel`'s answer,
-    which modules compute once.
+    which modules compute once. ``all_reduce`` sums the statistics across processes; ``running`` holds a batch
+    norm's running averages (:class:`RunningStats`: use them, or update them from the batch).
     """
     layout = axes.layout
     if mask is not None:
@@ -356,6 +414,8 @@ def norm_forward(
         x = x.masked_fill(~mask, 0)
     elif plan is None:
         plan = plan_kernel(axes, rms=rms, param_axes=param_axes)
+    if running is not None or all_reduce is not None:
+        return _batch_norm(x, axes, weight, bias, eps, mask, all_reduce, running or RunningStats())
     if rms and plan.kernel == "rms_norm" and weight is not None and weight.dtype != x.dtype:
         plan = KernelPlan("generic")  # F.rms_norm silently drops to a slow composite on mixed dtypes
     if plan.kernel in ("group_norm", "batch_norm") and x.numel() == (axes.groups or x.shape[layout.dim("C")]):
