@@ -24,6 +24,11 @@ __all__ = ["PASSIVE_WAIT_COMMANDS", "entry", "main"]
 PASSIVE_WAIT_COMMANDS = ("study", "train", "bench")
 
 
+def _progress(message: str) -> None:
+    """A benchmark's progress line, on stderr so the table on stdout stays clean."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def _explain(args: argparse.Namespace) -> int:
     from .norms.explaining import explain, tour
 
@@ -52,20 +57,19 @@ def _bench(args: argparse.Namespace) -> int:
     )
     from .norms.explaining import parse_shape
 
-    progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.json:
         _check_writable(args.json)  # before the benchmark, not after it
     timing = {"rounds": args.rounds, "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads}
     timing = {k: v for k, v in timing.items() if v is not None}
     if args.target == "norms":
         config = NormBenchConfig(shape=parse_shape(args.shape), dtype=args.dtype, **timing)
-        rows = bench_norms(config, progress=progress)
+        rows = bench_norms(config, progress=_progress)
     elif args.target == "cells":
         config = dataclasses.replace(CELL_BENCH_QUICK if args.quick else CELL_BENCH, dtype=args.dtype,
                                      device=args.device, **timing)
         if args.backends is not None:
             config = dataclasses.replace(config, backends=tuple(args.backends.split(",")))
-        rows = bench_layers(config, progress=progress)
+        rows = bench_layers(config, progress=_progress)
     else:
         size = parse_shape(args.size)
         if len(size) != 2:
@@ -75,7 +79,7 @@ def _bench(args: argparse.Namespace) -> int:
                                   num_layers=args.num_layers, norms=tuple(args.norms.split(",")),
                                   backends=tuple(args.backends.split(",")), dtype=args.dtype, device=args.device,
                                   **timing)
-        rows = bench_layers(config, progress=progress)
+        rows = bench_layers(config, progress=_progress)
     print(format_table(rows))
     if args.json:
         write_json(args.json, rows, config)
@@ -91,7 +95,7 @@ def _bench_profile(args: argparse.Namespace) -> int:
 
     config = dataclasses.replace(CELL_BENCH, threads=args.threads)
     rows = profile_step(config, norm=args.norm, steps=positive_int("--calls", args.calls),
-                        progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+                        progress=_progress)
     print(format_profile(rows))
     return 0
 
@@ -436,8 +440,8 @@ def entry() -> int:
 
 
 def passive_wait_needed(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
-    """Whether :func:`entry` restarts ``normrnn ARGV`` with ``OMP_WAIT_POLICY=PASSIVE``: for a long-running
-    command, when no wait policy is set."""
+    """Whether :func:`entry` runs ``normrnn ARGV`` with ``OMP_WAIT_POLICY=PASSIVE``: for a long-running command,
+    when no wait policy is set."""
     command = next((a for a in argv if not a.startswith("-")), None)
     return command in PASSIVE_WAIT_COMMANDS and "OMP_WAIT_POLICY" not in environ
 

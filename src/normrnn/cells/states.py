@@ -7,9 +7,11 @@ from typing import Union
 import torch
 from torch import Tensor
 
+from .gates import LSTMState
+
 __all__ = ["CellState", "LayerState", "checked_state", "freeze"]
 
-CellState = Union[Tensor, tuple[Tensor, Tensor]]
+CellState = Union[Tensor, LSTMState]
 """A cell's state: ``h`` (GRU) or ``(h, c)`` (LSTM), each ``(B, C, *S)``."""
 
 LayerState = Union[CellState, tuple[CellState, CellState]]

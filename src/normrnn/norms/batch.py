@@ -220,7 +220,7 @@ class BatchNorm(Norm):
             return RunningStats(check=check)
         mean, var, count = self._running(slot)
         in_kernel = None
-        if self.var_estimator == "unbiased" and x.dtype != torch.float64 and mask is None and not self.sync:
+        if self.var_estimator == "unbiased" and x.dtype != torch.float64:
             in_kernel = functools.partial(self._advance, count)  # PyTorch's own rule: the kernel updates the buffers
         return RunningStats(mean, var, check=check, update=functools.partial(self._update_running, slot),
                             in_kernel=in_kernel)
@@ -238,9 +238,9 @@ class BatchNorm(Norm):
         of statistics for every step: see :class:`RecurrentBatchNorm` for per-step ones)."""
         self.layout.check(x, self.num_channels)
         use_batch_stats = self._uses_batch_stats()
-        if mask is not None:
+        if mask is not None and use_batch_stats:  # (norm_forward views and checks the mask in any case)
             viewed = mask_view(mask, self.layout, tuple(x.shape))
-            if use_batch_stats and self._too_few_valid(x, viewed):
+            if self._too_few_valid(x, viewed):
                 if not bool(viewed.any()) and not self.track_running_stats:
                     return x.masked_fill(~viewed, 0)  # nothing valid to normalize (a fully padded step)
                 use_batch_stats = not self.track_running_stats  # skip these statistics: the running ones serve

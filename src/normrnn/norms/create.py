@@ -97,8 +97,9 @@ class NormSpec:
             return spec
         if isinstance(spec, str):
             return cls._parse_string(spec)
-        if isinstance(spec, type) and norm_of_class(spec) is not None:
-            return cls(norm_of_class(spec))
+        entry = norm_of_class(spec) if isinstance(spec, type) else None
+        if entry is not None:
+            return cls(entry)
         if isinstance(spec, nn.Module):  # callable, but it would be called as a factory and fail deep in torch
             raise ValueError(f"expected a norm spec string, class or factory, got the module instance {spec!r}; "
                              f"pass its class or a factory such as functools.partial({type(spec).__name__}, ...), "

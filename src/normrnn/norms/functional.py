@@ -363,7 +363,7 @@ def _batch_norm(x: Tensor, axes: NormAxes, weight: Tensor | None, bias: Tensor |
             factor = running.in_kernel()
             return F.batch_norm(x3, running.mean, running.var, weight, bias, True, factor, eps).reshape(x.shape)
         if running.update is None:
-            return F.batch_norm(x3, None, None, weight, bias, True, 0.0, eps).reshape(x.shape)
+            return _native_norm(x, axes, KernelPlan("batch_norm"), weight, bias, "C", eps)
         # momentum=1 makes the native kernel hand back the batch mean and unbiased variance for free
         mean = torch.zeros(x3.shape[1], device=x.device, dtype=stat_dtype)
         var = torch.ones(x3.shape[1], device=x.device, dtype=stat_dtype)

@@ -202,15 +202,16 @@ def train_run(
     sampler = _sampler(len(data.train), spec.seed, rank)
     local_batch = local_batch_size(config.batch_size, rank.world_size)
     total_steps = config.epochs * math.ceil(len(sampler) / local_batch)
-    state = _resume(lambda: _start(config, spec, model_factory, device, rank, total_steps),
-                    run_dir / "checkpoint.pt", config.config_hash, rank)
+    ckpt_path = run_dir / "checkpoint.pt"
+    state = _resume(lambda: _start(config, spec, model_factory, device, rank, total_steps), ckpt_path,
+                    config.config_hash, rank)
     history = state.history
     logger = RunLogger(run_dir, purge_step=len(history["loss"])) if tensorboard and rank.is_main else None
     loop = _Loop(config, spec, data, device, rank, sampler, local_batch, loss_function(config.loss),
                  _data_parallel(state.model, device) if rank.active else state.model, logger, on_step)
     while history["epoch"] < config.epochs and history["diverged_step"] is None:
         losses = _train_epoch(loop, state)
-        if losses is None or not _end_epoch(loop, state, losses, run_dir / "checkpoint.pt"):
+        if losses is None or not _end_epoch(loop, state, losses, ckpt_path):
             break
         if on_epoch is not None:
             on_epoch(history["epoch"])
