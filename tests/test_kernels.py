@@ -303,3 +303,14 @@ def test_compile_keys_name_every_option_and_norm() -> None:
 def test_fused_refuses_other_activations() -> None:
     with pytest.raises(ValueError, match="tanh and sigmoid only"):
         ConvLSTMCell(3, 4, 3, norm="layer", backend="fused", recurrent_activation="hard_sigmoid")
+
+
+def test_triton_interpreter_defect_is_named_only_where_it_bites() -> None:
+    from normrnn.kernels.triton import interpreter_defect
+
+    # Triton 3.6's interpreter converted one-element arrays with int(), which NumPy 2.4 refuses (3.7 squeezes first)
+    why = interpreter_defect("3.6.0", numpy_takes_int_of_1_element=False)
+    assert why and "Triton 3.6.0" in why and "Triton >= 3.7" in why and "\n" not in why
+    assert interpreter_defect("3.6.0", numpy_takes_int_of_1_element=True) is None
+    assert interpreter_defect("3.7.0", numpy_takes_int_of_1_element=False) is None
+    assert interpreter_defect("3.10.1", numpy_takes_int_of_1_element=False) is None

@@ -157,14 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         from ..kernels.triton import triton_unavailable
 
-        why = triton_unavailable()
+        why = triton_unavailable(interpreter=True)
         if why:
             print(f"gpu-check: no CUDA device here, so no GPU figures, and no interpreter tests: {why}")
             return 0
         tests = _pytest(["tests/test_triton.py"], {"TRITON_INTERPRET": "1"})
         print(f"gpu-check: no CUDA device here, so no GPU figures; the Triton kernels under the interpreter: "
               f"{tests['summary']}")
-        return tests["returncode"]
+        return 0 if tests["returncode"] in (0, 5) else tests["returncode"]  # 5: pytest collected nothing
     import triton
 
     start = time.perf_counter()

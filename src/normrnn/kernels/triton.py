@@ -24,11 +24,15 @@ second elementwise kernel:
 
 Triton runs on CUDA, or on CPU tensors under its interpreter (``TRITON_INTERPRET=1``), which is how the
 tests check it against eager PyTorch on machines without a GPU. The kernels use only ``tl.exp``, ``tl.sqrt``
-and ``tl.sigmoid`` (tanh is built from them), so they run on Triton 3.6 and newer.
+and ``tl.sigmoid`` (tanh is built from them), so they run on Triton 3.6 and newer. (Triton 3.6's *interpreter*
+cannot run their loops with a NumPy that refuses ``int()`` of a one-element array, as 2.4 does; Triton 3.7 fixed
+that, and :func:`triton_unavailable` says so instead of failing inside the interpreter.)
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import importlib.util
 import math
 import os
@@ -50,13 +54,44 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def triton_unavailable(device: torch.device | None = None) -> str | None:
-    """Why Triton kernels cannot run here (on ``device``), or ``None`` when they can."""
+def triton_unavailable(device: torch.device | None = None, *, interpreter: bool | None = None) -> str | None:
+    """Why Triton kernels cannot run here (on ``device``; through the CPU interpreter when ``interpreter``, by
+    default when ``TRITON_INTERPRET=1``), or ``None`` when they can."""
+    interpreter = interpreting() if interpreter is None else interpreter
     if importlib.util.find_spec("triton") is None:
         return "Triton is not installed (pip install 'normrnn[triton]', Linux x86_64)"
-    if device is not None and device.type != "cuda" and not interpreting():
+    if device is not None and device.type != "cuda" and not interpreter:
         return f"Triton runs on CUDA, or on CPU only under TRITON_INTERPRET=1; got a {device.type} tensor"
+    if interpreter:
+        return interpreter_defect(importlib.metadata.version("triton"), _numpy_takes_int_of_1_element())
     return None
+
+
+def interpreter_defect(triton_version: str, numpy_takes_int_of_1_element: bool) -> str | None:
+    """Why this Triton's CPU interpreter cannot run the kernels' runtime-bounded loops, or ``None``: before 3.7 it
+    took ``int()`` of a one-element array for a loop bound, which newer NumPy refuses."""
+    major, minor = (int(part) for part in triton_version.split(".")[:2])
+    if (major, minor) >= (3, 7) or numpy_takes_int_of_1_element:
+        return None
+    import numpy
+
+    return (f"Triton {triton_version}'s CPU interpreter cannot run these kernels with NumPy {numpy.__version__} "
+            f"(it takes int() of one-element arrays, which this NumPy refuses); use Triton >= 3.7 or run on CUDA")
+
+
+@functools.cache
+def _numpy_takes_int_of_1_element() -> bool:
+    import warnings
+
+    import numpy
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            int(numpy.ones(1))
+    except TypeError:
+        return False
+    return True
 
 
 def _kernels() -> ModuleType:
