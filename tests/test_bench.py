@@ -48,3 +48,26 @@ def test_profile_splits_one_step_into_categories_that_add_up() -> None:
     assert by["conv forward"].ms > 0 and by["conv backward (input and weight gradients)"].ms > 0
     assert by["norm forward and backward"].calls >= 2 * tiny.steps  # one group norm and its backward per step
     assert [r.ms for r in rows] == sorted((r.ms for r in rows), reverse=True)
+
+
+def test_gpu_check_rehearses_its_whole_pipeline_on_cpu(tmp_path) -> None:
+    """make gpu-check gets one shot on a lent GPU: its bench, bandwidth, study and report code runs here first,
+    on the CPU under Triton's interpreter at a tiny shape."""
+    import json
+
+    from normrnn.bench.gpu import REHEARSAL, main
+    from normrnn.kernels.triton import triton_unavailable
+
+    if triton_unavailable(interpreter=True):
+        pytest.skip(triton_unavailable(interpreter=True))
+    assert main(["--rehearse", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "gpu-check.json").read_text())
+    variants = {row["norm"] for row in result["bench"]}
+    for norm in ("none", "layer", "group:8"):
+        assert {norm, f"{norm} triton"} <= variants  # timed only after bench checked it equals eager
+    assert [row["mode"] for row in result["bandwidth"]] == ["forward", "forward+backward"]
+    assert all(row["kernel_ms"] > 0 and row["bytes"] > 0 for row in result["bandwidth"])
+    assert (tmp_path / f"study-{REHEARSAL.study}" / "report.md").exists()
+    markdown = (tmp_path / "gpu-check.md").read_text()
+    for heading in ("## bench cells (B=2", "## Gate kernel bandwidth", f"## The {REHEARSAL.study} study preset"):
+        assert heading in markdown

@@ -12,7 +12,9 @@ normrnn.bench.gpu``; torch ≥ 2.4 and Triton ≥ 3.6 as the machine has them):
 4. the ``gpu`` study preset (a few minutes of training, every section of the report);
 
 and writes ``OUT/gpu-check.json`` and ``OUT/gpu-check.md``. Without CUDA it says so in one line, runs the Triton
-tests under the interpreter (where Triton and pytest are installed) and exits 0 when they pass.
+tests under the interpreter (where Triton and pytest are installed) and exits 0 when they pass. ``--rehearse`` runs
+steps 2–4 on the CPU under the interpreter at a tiny shape (the ``smoke`` study), so the one-shot GPU run cannot fail
+on the pipeline itself: the tests run it.
 """
 
 from __future__ import annotations
@@ -24,14 +26,38 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["kernel_bandwidth", "main"]
+__all__ = ["GPU_SHAPE", "REHEARSAL", "CheckShape", "kernel_bandwidth", "main", "measure"]
 
 ROOT = Path(__file__).resolve().parents[3]  # the working tree: src/normrnn/bench/gpu.py
 TARGETS = {"normalized ÷ bias-only (layer, group:8)": "≤ 1.05", "gate kernel ÷ copy bandwidth, forward": "≥ 0.80",
            "gate kernel ÷ copy bandwidth, forward+backward": "≥ 0.60", "naive loop ÷ normrnn": "≥ 1.5"}
+
+
+@dataclass(frozen=True)
+class CheckShape:
+    """What gpu-check measures, and how hard."""
+
+    batch: int = 16  # B of bench cells and of the bandwidth probe
+    in_channels: int = 16  # C_in of bench cells
+    channels: int = 64  # C, the hidden channels
+    size: int = 64  # H = W
+    steps: int = 10  # T of bench cells
+    backends: tuple[str, ...] = ("eager", "compiled", "triton")  # gate backends beside the naive loop and floor
+    rounds: int = 10  # bench cells: interleaved rounds
+    repeats: int = 3  # bench cells: timed calls per variant per round
+    warmup: int = 2  # bench cells: untimed calls first (compiles)
+    bandwidth_repeats: int = 50  # timed calls of the gate kernel and of the copy
+    study: str = "gpu"  # the study preset to train
+
+
+GPU_SHAPE = CheckShape()  # the issue's target shape, on one H100/H200
+# the same pipeline on CPU under the interpreter, in seconds (no compiled backend: it compiles for ~30 s)
+REHEARSAL = CheckShape(batch=2, in_channels=2, channels=8, size=8, steps=2, backends=("eager", "triton"), rounds=1,
+                       repeats=1, warmup=0, bandwidth_repeats=1, study="smoke")
 
 
 def _pytest(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -44,19 +70,21 @@ def _pytest(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any
             "summary": lines[-1] if lines else out.stderr.strip()[-500:], "seconds": time.perf_counter() - start}
 
 
-def _timed(fn: Callable[[], object], repeats: int) -> float:
+def _timed(fn: Callable[[], object], repeats: int, device: str) -> float:
     import torch
 
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     fn()
-    torch.cuda.synchronize()
+    sync()
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
-    torch.cuda.synchronize()
+    sync()
     return (time.perf_counter() - start) / repeats
 
 
-def kernel_bandwidth(batch: int = 16, channels: int = 64, size: int = 64, *, repeats: int = 50) -> list[dict]:
+def kernel_bandwidth(batch: int = 16, channels: int = 64, size: int = 64, *, repeats: int = 50,
+                     device: str = "cuda") -> list[dict]:
     """The Triton gate block's achieved bandwidth for ``layer`` (4 groups) against ``copy_`` of the same bytes.
 
     Forward moves at least ``pre`` and ``c`` in and ``h`` and ``c'`` out (6 state-sized tensors, ``pre`` being
@@ -67,14 +95,14 @@ def kernel_bandwidth(batch: int = 16, channels: int = 64, size: int = 64, *, rep
 
     from ..kernels.triton import triton_lstm_gates
 
-    pre = torch.randn(batch, 4 * channels, size, size, device="cuda", requires_grad=True)
-    c = torch.randn(batch, channels, size, size, device="cuda", requires_grad=True)
-    w, b = torch.ones(4 * channels, device="cuda"), torch.zeros(4 * channels, device="cuda")
+    pre = torch.randn(batch, 4 * channels, size, size, device=device, requires_grad=True)
+    c = torch.randn(batch, channels, size, size, device=device, requires_grad=True)
+    w, b = torch.ones(4 * channels, device=device), torch.zeros(4 * channels, device=device)
     state_bytes = c.numel() * c.element_size()
     rows = []
     for mode, tensors in (("forward", 6), ("forward+backward", 16)):
         nbytes = tensors * state_bytes
-        src = torch.empty(nbytes // 8, device="cuda")
+        src = torch.empty(nbytes // 8, device=device)
         dst = torch.empty_like(src)
         if mode == "forward":
             def run() -> object:
@@ -86,37 +114,42 @@ def kernel_bandwidth(batch: int = 16, channels: int = 64, size: int = 64, *, rep
             def run() -> object:
                 h, c1 = triton_lstm_gates(pre, c, w, b, groups=4)
                 return torch.autograd.grad((h, c1), (pre, c), (dh, dc))
-        kernel, copy = _timed(run, repeats), _timed(lambda: dst.copy_(src), repeats)
+        kernel, copy = _timed(run, repeats, device), _timed(lambda: dst.copy_(src), repeats, device)
         rows.append({"mode": mode, "bytes": nbytes, "kernel_ms": kernel * 1e3, "copy_ms": copy * 1e3,
                      "kernel_gb_s": nbytes / kernel / 1e9, "copy_gb_s": nbytes / copy / 1e9,
                      "fraction_of_copy": copy / kernel})
     return rows
 
 
-def _bench_cells() -> list[dict[str, Any]]:
+def _bench_cells(device: str, shape: CheckShape) -> list[dict[str, Any]]:
     from .layers import CELL_BENCH, bench_layers
 
-    config = CELL_BENCH.__class__(**{**CELL_BENCH.__dict__, "device": "cuda", "size": (64, 64), "hoisted": False,
-                                "backends": ("eager", "compiled", "triton"), "rounds": 10, "repeats": 3,
-                                "warmup": 2})
+    config = replace(CELL_BENCH, device=device, batch=shape.batch, in_channels=shape.in_channels,
+                     hidden_channels=shape.channels, size=(shape.size, shape.size), steps=shape.steps,
+                     hoisted=False, backends=shape.backends, rounds=shape.rounds, repeats=shape.repeats,
+                     warmup=shape.warmup)
     return bench_layers(config, progress=lambda line: print(f"  bench: {line}", flush=True))
 
 
-def _study(out: Path) -> dict[str, Any]:
+def _study(out: Path, device: str, preset: str) -> dict[str, Any]:
     from ..study import load_config, run_study, write_report
 
     start = time.perf_counter()
-    run_study(load_config("gpu"), out / "study-gpu", progress=False)
-    report = write_report([out / "study-gpu"])
+    run_study(replace(load_config(preset), device=device), out / f"study-{preset}", progress=False)
+    report = write_report([out / f"study-{preset}"])
     return {"seconds": time.perf_counter() - start, "report": str(report.path), "summary": report.summary}
 
 
 def _markdown(result: dict[str, Any]) -> str:
+    sh = result["shape"]
     lines = [f"# gpu-check on {result['device']}", "", f"torch {result['torch']}, Triton {result['triton']}, "
-             f"{result['seconds']:.0f} s in all.", "", "## Tests", ""]
-    lines += [f"- `{t['command']}`: {t['summary']} ({t['seconds']:.0f} s)" for t in result["tests"]]
+             f"{result['seconds']:.0f} s in all."]
+    if result["tests"]:
+        lines += ["", "## Tests", ""]
+        lines += [f"- `{t['command']}`: {t['summary']} ({t['seconds']:.0f} s)" for t in result["tests"]]
     if result.get("bench"):
-        lines += ["", "## bench cells --device cuda (B=16, 16 → 64, 64×64, T=10, fwd+bwd, paired)", "",
+        lines += ["", f"## bench cells (B={sh['batch']}, {sh['in_channels']} → {sh['channels']}, "
+                  f"{sh['size']}×{sh['size']}, T={sh['steps']}, fwd+bwd, paired)", "",
                   "| variant | median ms | ÷ bias-only | ÷ same-backend bias-only | naive ÷ this | activation MB | "
                   "CUDA peak MB |", "|---|---|---|---|---|---|---|"]
         for r in result["bench"]:
@@ -125,13 +158,14 @@ def _markdown(result: dict[str, Any]) -> str:
                          f"| {_num(r.get('ratio_vs_bias_backend'))} | {_num(naive)} | {r['activation_mb']:.0f} "
                          f"| {_num(r.get('cuda_peak_mb'), 0)} |")
     if result.get("bandwidth"):
-        lines += ["", "## Gate kernel bandwidth (layer, B=16, C=64, 64×64)", "",
+        lines += ["", f"## Gate kernel bandwidth (layer, B={sh['batch']}, C={sh['channels']}, "
+                  f"{sh['size']}×{sh['size']})", "",
                   "| mode | MB moved | kernel ms | GB/s | copy GB/s | fraction of copy |", "|---|---|---|---|---|---|"]
         lines += [f"| {r['mode']} | {r['bytes'] / 2**20:.0f} | {r['kernel_ms']:.3f} | {r['kernel_gb_s']:.0f} "
                   f"| {r['copy_gb_s']:.0f} | {r['fraction_of_copy']:.2f} |" for r in result["bandwidth"]]
     lines += ["", "Targets: " + "; ".join(f"{k} {v}" for k, v in TARGETS.items()) + "."]
     if result.get("study"):
-        lines += ["", "## The gpu study preset", "", f"{result['study']['seconds']:.0f} s; report: "
+        lines += ["", f"## The {sh['study']} study preset", "", f"{result['study']['seconds']:.0f} s; report: "
                   f"{result['study']['report']}", "", result["study"]["summary"]]
     return "\n".join(lines) + "\n"
 
@@ -147,45 +181,66 @@ def _write(out: Path, result: dict[str, Any]) -> None:
     atomic_write_text(out / "gpu-check.md", _markdown(result))
 
 
+def measure(out: Path, device: str, shape: CheckShape, *, tests: list[dict[str, Any]] | None = None,
+            study: bool = True) -> dict[str, Any]:
+    """Steps 2–4 (bench cells, kernel bandwidth, the study) on ``device`` at ``shape``; writes ``out/gpu-check.*``
+    after each step, so the figures are safe if a later one fails."""
+    import torch
+    import triton
+
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU (Triton interpreter)"
+    result: dict[str, Any] = {"device": name, "torch": torch.__version__, "triton": triton.__version__,
+                              "shape": asdict(shape), "tests": tests or []}
+    print(f"gpu-check on {name}: bench cells", flush=True)
+    result["bench"] = _bench_cells(device, shape)
+    result["seconds"] = time.perf_counter() - start
+    _write(out, result)
+    result["bandwidth"] = kernel_bandwidth(shape.batch, shape.channels, shape.size, repeats=shape.bandwidth_repeats,
+                                           device=device)
+    result["seconds"] = time.perf_counter() - start
+    _write(out, result)
+    if study:
+        print(f"gpu-check: the {shape.study} study preset", flush=True)
+        result["study"] = _study(out, device, shape.study)
+        result["seconds"] = time.perf_counter() - start
+        _write(out, result)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpu-check", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="gpu-check", help="output folder (default: %(default)s)")
-    parser.add_argument("--skip-study", action="store_true", help="leave out the gpu study preset")
+    parser.add_argument("--skip-study", action="store_true", help="leave out the study preset")
+    parser.add_argument("--rehearse", action="store_true",
+                        help="without CUDA: bench, bandwidth and the smoke study on the CPU under the interpreter")
     args = parser.parse_args(argv)
+    if args.rehearse:
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # read when Triton is first imported
     import torch
 
-    if not torch.cuda.is_available():
+    cuda = torch.cuda.is_available()
+    if not cuda:
         from ..kernels.triton import triton_unavailable
 
         why = triton_unavailable(interpreter=True)
         if why:
             print(f"gpu-check: no CUDA device here, so no GPU figures, and no interpreter tests: {why}")
             return 0
+        if args.rehearse:
+            measure(Path(args.out), "cpu", REHEARSAL, study=not args.skip_study)
+            print(f"gpu-check: rehearsed on the CPU under the interpreter (no GPU figures): {args.out}/gpu-check.md")
+            return 0
         tests = _pytest(["tests/test_triton.py"], {"TRITON_INTERPRET": "1"})
         print(f"gpu-check: no CUDA device here, so no GPU figures; the Triton kernels under the interpreter: "
               f"{tests['summary']}")
         return 0 if tests["returncode"] in (0, 5) else tests["returncode"]  # 5: pytest collected nothing
-    import triton
-
-    start = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                              "triton": triton.__version__, "tests": []}
-    print(f"gpu-check on {result['device']}: tests", flush=True)
-    result["tests"].append(_pytest(["tests/test_triton.py"]))
-    print("gpu-check: bench cells", flush=True)
-    result["bench"] = _bench_cells()
-    result["bandwidth"] = kernel_bandwidth()
-    result["seconds"] = time.perf_counter() - start
-    _write(out, result)  # the figures are safe before the study starts
-    if not args.skip_study:
-        print("gpu-check: the gpu study preset", flush=True)
-        result["study"] = _study(out)
-    result["seconds"] = time.perf_counter() - start
-    _write(out, result)
-    print((out / "gpu-check.md").read_text())
-    return 0 if all(t["returncode"] in (0, 5) for t in result["tests"]) else 1
+    print(f"gpu-check on {torch.cuda.get_device_name()}: tests", flush=True)
+    tests = [_pytest(["tests/test_triton.py"])]
+    measure(Path(args.out), "cuda", GPU_SHAPE, tests=tests, study=not args.skip_study)
+    print((Path(args.out) / "gpu-check.md").read_text())
+    return 0 if all(t["returncode"] in (0, 5) for t in tests) else 1
 
 
 if __name__ == "__main__":
