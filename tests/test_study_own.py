@@ -166,6 +166,13 @@ BAD = {
     "data not a dataset": ("--data", "usermod:data_number", "expected a torch.utils.data.Dataset"),
     "data not pairs": ("--data", "usermod:data_singles", "expected (input, target) tensor pairs"),
     "bad name": ("--model", "usermod.build", "expected model to be a 'module:function' string"),
+    "no parameters": ("--model", "usermod:frozen", "expected a model with trainable parameters, got none"),
+    "integer output": ("--model", "usermod:rounds", "expected a floating-point output computed from the trainable "
+                                                    "parameters, got dtype torch.int64"),
+    "detached output": ("--model", "usermod:detached", "got an output with no grad_fn"),
+    "integer data": ("--data", "usermod:data_bytes", "expected floating-point (input, target) tensors, got "
+                                                     "torch.uint8 and torch.uint8 in split 'train'"),
+    "NaN in data": ("--data", "usermod:data_nan", "the target of sample 2 in split 'train' holds NaN or Inf"),
 }
 BAD_MODULE = '''
 def raises(**kwargs):
@@ -196,6 +203,40 @@ def data_number(**kwargs):
 
 def data_singles(**kwargs):
     return [torch.zeros(2)] * 4
+
+class _Last(torch.nn.Module):
+    def __init__(self, train=True, cast=None, detach=False):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()), requires_grad=train)
+        self.cast, self.detach = cast, detach
+    def forward(self, x):
+        y = x[:, -2:] * self.scale
+        y = y.detach() if self.detach else y
+        return y if self.cast is None else y.to(self.cast)
+
+def frozen(**kwargs):
+    return _Last(train=False)
+
+def rounds(**kwargs):
+    return _Last(cast=torch.int64)
+
+def detached(**kwargs):
+    return _Last(detach=True)
+
+def data_bytes(**kwargs):
+    return torch.utils.data.TensorDataset(torch.zeros(4, 3, 1, 8, 8, dtype=torch.uint8),
+                                          torch.zeros(4, 2, 1, 8, 8, dtype=torch.uint8))
+
+def data_nan(**kwargs):
+    x, y = torch.zeros(4, 3, 1, 8, 8), torch.zeros(4, 2, 1, 8, 8)
+    y[2, 1, 0, 3, 3] = float("inf")
+    return torch.utils.data.TensorDataset(x, y)
+
+def data_rgb(**kwargs):
+    return torch.utils.data.TensorDataset(torch.zeros(4, 3, 3, 8, 8), torch.zeros(4, 2, 3, 8, 8))
+
+def detached_loss(pred, target):
+    return (pred - target).detach().pow(2).mean()
 '''
 
 
@@ -212,6 +253,20 @@ def test_bad_factories_fail_before_any_work_in_one_line(usermod, case: str) -> N
     assert message in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert not (usermod / "study").exists()  # nothing written
+
+
+def test_a_loss_detached_from_the_prediction_fails_before_any_work(usermod) -> None:
+    (usermod / "usermod.py").write_text(USER_MODULE + BAD_MODULE)
+    with pytest.raises(ValueError, match="loss usermod:detached_loss: expected a scalar computed from the prediction"):
+        check_factories(StudyConfig(**{**SMALL, "loss": "usermod:detached_loss"}))
+
+
+def test_data_the_builtin_forecaster_cannot_take_is_named_before_any_work(usermod) -> None:
+    (usermod / "usermod.py").write_text(USER_MODULE + BAD_MODULE)
+    config = StudyConfig(**{**SMALL, "model": None, "data": "usermod:data_rgb"})
+    with pytest.raises(ValueError, match=r"the built-in forecaster cannot take data factory usermod:data_rgb's "
+                                         r"batches of shape \(4, 3, 3, 8, 8\) \(it expects \(B, T, 1, H, W\)"):
+        check_factories(config)
 
 
 def test_check_factories_passes_a_good_study_and_the_builtin_one(usermod) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset, Subset, default_collate
+from torch.utils.data import Dataset, Subset, TensorDataset, default_collate
 
 from .._checks import first_line
 from ..data import SequenceDataset
@@ -152,16 +152,31 @@ def load_user_data(text: str, split: str, seed: int) -> Dataset:
     if not (isinstance(sample, (tuple, list)) and len(sample) == 2 and all(isinstance(t, Tensor) for t in sample)):
         raise ValueError(f"data factory {text}: expected (input, target) tensor pairs, got a "
                          f"{type(sample).__name__} in split {split!r}")
+    if not all(t.is_floating_point() for t in sample):
+        raise ValueError(f"data factory {text}: expected floating-point (input, target) tensors, got "
+                         f"{sample[0].dtype} and {sample[1].dtype} in split {split!r} (convert them, e.g. / 255)")
+    _check_finite(text, split, data)
     return data
 
 
+def _check_finite(text: str, split: str, data: Dataset) -> None:
+    """NaN or Inf in the data would be recorded as a run diverging at step 0: refuse it, naming the sample. A
+    ``TensorDataset``'s tensors are checked whole (cheap); any other dataset, its first sample."""
+    tensors = data.tensors if isinstance(data, TensorDataset) else [t[None] for t in data[0]]
+    for name, t in zip(("input", "target"), tensors, strict=True):
+        bad = ~torch.isfinite(t.reshape(len(t), -1)).all(dim=1)  # (N,): samples holding NaN or Inf
+        if bad.any():
+            raise ValueError(f"data factory {text}: the {name} of sample {int(bad.nonzero()[0])} in split {split!r} "
+                             f"holds NaN or Inf; expected finite values")
+
+
 def check_model(text: str, model: object, x: Tensor, y: Tensor) -> Tensor:
-    """One batch through a user's model: its output, shaped like the target, or a ValueError."""
+    """One batch through a user's model: its output, shaped like the target and differentiable with respect to
+    its trainable parameters (else training would fail deep in autograd after the study began), or a ValueError."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model factory {text}: expected an nn.Module, got {type(model).__name__}")
     try:
-        with torch.no_grad():
-            out = model(x)
+        out = model(x)
     except Exception as e:
         raise ValueError(f"model factory {text}: the forward pass on a batch of shape {tuple(x.shape)} raised "
                          f"{type(e).__name__}: {first_line(e)}") from None
@@ -169,4 +184,10 @@ def check_model(text: str, model: object, x: Tensor, y: Tensor) -> Tensor:
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(f"model factory {text}: expected an output shaped like the target {tuple(y.shape)}, "
                          f"got {got}")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"model factory {text}: expected a model with trainable parameters, got none")
+    if not out.is_floating_point() or out.grad_fn is None:
+        got = f"dtype {out.dtype}" if not out.is_floating_point() else "an output with no grad_fn"
+        raise ValueError(f"model factory {text}: expected a floating-point output computed from the trainable "
+                         f"parameters, got {got}")
     return out

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from .._checks import one_of, positive_int
+from .._checks import first_line, one_of, positive_int
 from .._io import atomic_write_text
 from ..data import create_dataset
 from .config import RunSpec, StudyConfig, check_device, expand_grid, planned_runs, shard
@@ -77,14 +77,22 @@ def check_factories(config: StudyConfig) -> Datasets | None:
     if config.model is not None:
         pred = check_model(config.model, model, x, y)
     else:
-        with torch.no_grad():
-            pred = model(x)
+        try:
+            with torch.no_grad():
+                pred = model(x)
+        except (ValueError, RuntimeError) as e:  # the user's data in normrnn's forecaster
+            raise ValueError(f"the built-in forecaster cannot take data factory {config.data}'s batches of shape "
+                             f"{tuple(x.shape)} (it expects (B, T, 1, H, W) frames; pass --model for other data): "
+                             f"{first_line(e)}") from None
     try:
         value = loss_function(config.loss)(pred.float(), y)
     except Exception as e:
         raise ValueError(f"loss {config.loss} raised: {type(e).__name__}: {e}") from None
     if not (isinstance(value, torch.Tensor) and value.numel() == 1):
         raise ValueError(f"loss {config.loss}: expected a scalar tensor, got {value!r}")
+    if pred.grad_fn is not None and value.grad_fn is None:
+        raise ValueError(f"loss {config.loss}: expected a scalar computed from the prediction (with a grad_fn), "
+                         f"got one detached from it")
     return data
 
 
