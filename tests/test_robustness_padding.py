@@ -100,6 +100,33 @@ def test_state_dtypes_are_checked_and_follow_autocast() -> None:
     assert y.dtype == torch.bfloat16 and all(s.dtype == torch.bfloat16 for s in states[0])
 
 
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_inputs_of_another_dtype_or_device_are_refused_like_nn_lstm(name: str) -> None:
+    layer = LAYERS[name]()
+    x = torch.randn((3, 4, 3) if "Conv" not in name else (3, 4, 2, 5, 5))
+    with pytest.raises(ValueError, match="does not match weight dtype"):  # as the reference does
+        torch.nn.LSTM(3, 5, batch_first=True)(torch.randn(3, 4, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"expected input of dtype torch.float32 \(the layer's parameters\), got "
+                                         r"torch.float64"):
+        layer(x.double())
+    with pytest.raises(ValueError, match=r"expected a floating-point input, got torch\.int64"):
+        layer(x.long())
+    with pytest.raises(ValueError, match="expected input on the layer's device cpu, got meta"):
+        layer(x.to("meta"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # under autocast another dtype is fine
+        assert layer(x.bfloat16())[0].dtype == torch.bfloat16
+    assert layer.double()(x.double())[0].dtype == torch.float64
+
+
+@pytest.mark.parametrize("norm", ["layer", "group:2", "instance", "rms", "batch", "recurrent_batch"])
+def test_a_nan_or_infinite_eps_is_refused(norm: str) -> None:
+    from normrnn import create_norm
+
+    for eps in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ValueError, match="expected eps to be a finite number >= 0"):
+            create_norm(norm, 4, layout="BTCHW", eps=eps)
+
+
 def test_double_batch_norm_keeps_float64_running_statistics_like_torch() -> None:
     ours, theirs = BatchNorm(3, layout="BCHW").double(), torch.nn.BatchNorm2d(3).double()
     for _ in range(3):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["first_line", "one_of", "positive_int"]
+__all__ = ["first_line", "non_negative", "one_of", "positive_int"]
 
 
 def first_line(error: BaseException) -> str:
@@ -16,6 +16,14 @@ def positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"expected {name} to be a positive int, got {value!r}")
     return value
+
+
+def non_negative(name: str, value: object) -> float:
+    """``value`` as a float if it is a finite real number >= 0 (not a bool): NaN would pass a plain ``< 0`` check."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not 0 <= value < float("inf"):  # type: ignore[operator]
+        raise ValueError(f"expected {name} to be a finite number >= 0, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
 
 
 def one_of(name: str, value: str, options: tuple[str, ...]) -> str:

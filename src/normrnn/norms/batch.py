@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._checks import one_of, positive_int
+from .._checks import non_negative, one_of, positive_int
 from .base import Description, Norm, check_step
 from .functional import NormAxes, RunningStats, mask_view, norm_forward, plan_kernel
 from .layout import Layout
@@ -102,7 +102,7 @@ class BatchNorm(Norm):
             raise ValueError(f"expected momentum in [0, 1] (PyTorch convention) or None, got {momentum}")
         self.axes = NormAxes(self.layout, all_but_c, None)
         self.plan = plan_kernel(self.axes)  # F.batch_norm on the (N, C, *) view
-        self.eps = float(eps)
+        self.eps = non_negative("eps", eps)
         self.momentum = momentum
         self.track_running_stats = track_running_stats
         self.var_estimator = var_estimator

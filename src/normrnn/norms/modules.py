@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .._checks import positive_int
+from .._checks import non_negative, positive_int
 from .base import Description, GroupedStatsView, GroupNormView, Norm
 from .functional import NormAxes, norm_forward, plan_kernel
 from .layout import Layout
@@ -72,10 +72,8 @@ class AxisNorm(Norm):
                              f"got reduce={self.layout.spell(reduce)!r}")
         if groups is not None and (groups < 1 or num_channels % groups != 0):
             raise ValueError(f"expected num_groups to divide num_channels={num_channels}, got num_groups={groups}")
-        if eps < 0:
-            raise ValueError(f"expected eps >= 0, got {eps}")
         self.axes = NormAxes(self.layout, reduce, groups)
-        self.eps = float(eps)
+        self.eps = non_negative("eps", eps)
         self.param_axes, self.param_shape = self._resolve_params(param_axes, param_shape)
         factory = {"device": device, "dtype": dtype}
         use_scale = affine and scale
