@@ -102,6 +102,13 @@ def _row(run_id: str, **changes) -> dict:
     return {**row, **changes}
 
 
+def test_report_on_a_missing_or_empty_directory_says_which(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    _one_line(_cli("report", str(tmp_path / "typo"), cwd=tmp_path), "typo is not a directory")
+    _one_line(_cli("report", "empty", cwd=tmp_path), "no results in empty: expected results.jsonl")
+    assert not (tmp_path / "typo").exists()
+
+
 def test_report_skips_rows_with_bad_fields_and_names_damaged_files(tmp_path) -> None:
     rows = [_row("good"), _row("string", test_mse="5.0"), _row("null-norm", norm=None), _row("string-depth", depth="1")]
     missing = _row("missing")

@@ -229,6 +229,10 @@ def write_report(directories: Sequence[str | Path], out: str | Path | None = Non
     Directories of different studies (settings that change results) are refused, naming what differs;
     ``mixed=True`` reports each study in its own section with its own baselines and plots, never pooled.
     """
+    missing = [str(d) for d in directories if not Path(d).is_dir()]
+    if missing:
+        raise ValueError(f"expected study directories, but {', '.join(missing)} "
+                         f"{'is not a directory' if len(missing) == 1 else 'are not directories'}")
     studies = _load_studies(directories, mixed=mixed)
     rows = [row for groups in studies.values() for row in _merge(groups)]
     if not rows:
