@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,27 @@ def test_own_model_and_data_end_to_end_then_resume(usermod) -> None:
         train_run(config, spec, data, usermod / "b", on_step=interrupt_after(3))
     resumed = train_run(config, spec, data, usermod / "b")
     assert resumed["test_mse"] == full["test_mse"] and resumed["val_curve"] == full["val_curve"]
+
+
+def test_own_model_and_data_train_alike_under_ddp_and_ray(usermod, monkeypatch) -> None:
+    """Scale-out works the same for a user's model: two DDP processes, and a Ray task per run, equal one process."""
+    monkeypatch.setenv("PYTHONPATH", f"{usermod}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")  # the workers'
+    config = StudyConfig(**{**SMALL, "epochs": 1})
+    want = run_study(config, usermod / "one", progress=False)
+    two = run_study(config, usermod / "two", nproc=2, progress=False)
+    assert [r["run_id"] for r in two] == [r["run_id"] for r in want] and two[0]["processes"] == 2
+    for got, ref in zip(two, want, strict=True):
+        assert got["train_curve"] == pytest.approx(ref["train_curve"], rel=1e-5)
+        assert got["test_mse"] == pytest.approx(ref["test_mse"], rel=1e-5)
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        by_ray = run_study(config, usermod / "ray", executor="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert sorted(r["run_id"] for r in by_ray) == sorted(r["run_id"] for r in want)
+    ref = {r["run_id"]: r["test_mse"] for r in want}
+    assert all(r["test_mse"] == pytest.approx(ref[r["run_id"]], rel=1e-6) for r in by_ray)  # other thread counts
 
 
 def build_here(*, norm: str, topology: str, depth: int, seed: int) -> nn.Module:
