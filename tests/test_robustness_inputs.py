@@ -140,6 +140,11 @@ def test_study_settings_that_would_fail_late_fail_before_anything_is_written(tmp
     _one_line(study("--out", "a", env={"WORLD_SIZE": "abc"}), "environment variable WORLD_SIZE")
     _one_line(study("--out", "a", env={"WORLD_SIZE": "3"}), "batch_size divisible by the number of processes (3)")
     _one_line(study("--out", ""), "expected --out to name a directory, got ''")
+    # a study that cannot fit in memory: one line, before the data are generated or a cell of that width is built
+    (tmp_path / "wide.toml").write_text('preset = "smoke"\nwidth = 100000\n')
+    _one_line(study("--config", "wide.toml", "--out", "a"), "expected the study to fit in memory")
+    (tmp_path / "many.toml").write_text('preset = "smoke"\ntrain_samples = 100000000\n')
+    _one_line(study("--config", "many.toml", "--plan"), "its data take 1907.3 GiB")
     assert not (tmp_path / "a").exists()
     out = subprocess.run([sys.executable, "-m", "normrnn", "train", "--preset", "smoke", "--seed", str(2**40),
                           "--out", "a"], capture_output=True, text=True, timeout=300, cwd=tmp_path)

@@ -80,6 +80,9 @@ def test_grid_values_that_would_share_a_run_id_are_refused_or_kept_apart() -> No
         StudyConfig(norms=("layer", "Layer"))
     with pytest.raises(ValueError, match=r"lr_mults: 1\.0 and 1\.0 name the same runs"):
         StudyConfig(lr_mults=(1.0, 1.0))
+    for key, values in (("seeds", (0, 0)), ("depths", (2, 2)), ("topologies", ("stacked", "stacked"))):
+        with pytest.raises(ValueError, match=f"{key}: .* name the same runs"):
+            StudyConfig(**{key: values})
     config = StudyConfig(norms=("none",), topologies=("stacked",), lr_mults=(1.0, 1.0000001, 0.3))
     ids = [s.run_id for s in expand_grid(config)]
     assert ids == ["none_stacked_d2_s0_lr1", "none_stacked_d2_s0_lr1.0000001", "none_stacked_d2_s0_lr0.3"]

@@ -132,9 +132,11 @@ def _study(args: argparse.Namespace) -> int:
     if args.plan:
         from .study.config import check_device
         from .study.plan import plan
-        from .study.runner import check_factories
+        from .study.runner import check_factories, check_memory
 
         check_device(config.device)
+        if config.model is None:
+            check_memory(config)
         data = check_factories(config)
         runs = planned_runs(config)
         print(plan(config, runs if shard_of is None else shard(runs, *shard_of), data))

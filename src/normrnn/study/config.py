@@ -226,7 +226,8 @@ class StudyConfig:
             for item in value:
                 check(key, item)
             object.__setattr__(self, key, tuple(value))
-        for key, token in (("norms", norm_token), ("lr_mults", mult_token)):
+        for key, token in (("norms", norm_token), ("lr_mults", mult_token), ("seeds", str), ("depths", str),
+                           ("topologies", str)):
             _distinct(key, getattr(self, key), token)
         if self.size % self.patch:
             raise ValueError(f"expected size divisible by patch={self.patch}, got size={self.size}")

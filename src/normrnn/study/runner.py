@@ -127,7 +127,31 @@ def check_runnable(config: StudyConfig, out: str | Path, *, nproc: int = 1, exec
     check_out_dir(Path(out))
     check_data_path(config)
     if config.model is None:
+        check_memory(config)  # before check_norms_fit builds a cell of the config's width
         check_norms_fit(config)
+
+
+def check_memory(config: StudyConfig) -> None:
+    """The built-in data and model must fit in this machine's memory (a one-line error, not an allocator traceback
+    after the study began). Lower bounds: the data as float32 in RAM; on the device, the deepest model's
+    parameters with their gradients and AdamW moments (4 × depth·4·width·2·width·k² floats) and the gate
+    pre-activations that autograd keeps for one training step, B·T·depth·4·width·(size/patch)² floats."""
+    gib = 2**30
+    frames = config.frames_in + config.frames_out
+    data = (config.train_samples + config.val_samples + config.test_samples) * frames * config.size**2 * 4
+    depth, width = max(config.depths), config.width
+    gates = config.batch_size * frames * depth * 4 * width * (config.size // config.patch)**2 * 4
+    gates += 4 * depth * 4 * width * 2 * width * config.kernel_size**2 * 4  # parameters, gradients, AdamW moments
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    device = ram
+    if config.device.startswith("cuda"):
+        device = torch.cuda.get_device_properties(torch.device(config.device)).total_memory
+    if data + (gates if device == ram else 0) > ram or gates > device:
+        raise ValueError(f"expected the study to fit in memory: its data take {data / gib:.1f} GiB and one training "
+                         f"step at least {gates / gib:.1f} GiB (gate activations batch_size × frames × depth × "
+                         f"4·width × (size/patch)², and parameters), but this machine has {ram / gib:.1f} GiB of RAM"
+                         + ("" if device == ram else f" and {device / gib:.1f} GiB on {config.device}")
+                         + "; lower train_samples, size, width, depths or batch_size")
 
 
 def check_data_path(config: StudyConfig) -> None:
