@@ -142,7 +142,10 @@ def check_memory(config: StudyConfig) -> None:
     depth, width = max(config.depths), config.width
     gates = config.batch_size * frames * depth * 4 * width * (config.size // config.patch)**2 * 4
     gates += 4 * depth * 4 * width * 2 * width * config.kernel_size**2 * 4  # parameters, gradients, AdamW moments
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to compare with
+        return
     device = ram
     if config.device.startswith("cuda"):
         device = torch.cuda.get_device_properties(torch.device(config.device)).total_memory
