@@ -202,3 +202,19 @@ def test_reduce_must_name_an_axis_and_masks_must_be_bool():
         BatchNorm(4, layout="BTF")(x, torch.ones(2, 3))
     with pytest.raises(ValueError, match=r"expected a boolean mask .* got int 1"):
         LayerNorm(4, layout="BTF")(x, 1)
+
+
+@pytest.mark.parametrize("spec", ["layer", "group:2", "rms", "instance", "batch", "recurrent_batch"])
+def test_inputs_the_kernels_would_refuse_get_a_clear_error_and_mixes_they_take_pass(spec: str) -> None:
+    norm = create_norm(spec, 4, layout="BTCHW")
+    x = torch.randn(3, 2, 4, 5, 5)
+    reference = nn.LayerNorm(4)  # torch refuses a float64 input for float32 parameters, and takes bfloat16
+    with pytest.raises(RuntimeError, match="mixed dtype"):
+        reference(x.movedim(2, -1).double())
+    assert reference(x.movedim(2, -1).bfloat16()).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match=r"expected a floating-point input, got torch\.int64"):
+        norm(x.long())
+    with pytest.raises(ValueError, match=r"expected input of dtype torch\.float32 \(the norm's parameters"):
+        norm(x.double())
+    assert norm(x.bfloat16()).dtype == torch.bfloat16  # half precision on float32 parameters, as torch's kernels
+    torch.testing.assert_close(norm.double()(x.double()), norm.float()(x).double(), rtol=1e-5, atol=1e-5)

@@ -99,10 +99,17 @@ class Layout:
         """The sizes of ``letters`` in a tensor of this layout with ``shape``."""
         return tuple(int(shape[self.dim(c)]) for c in letters)
 
-    def check(self, x: torch.Tensor, num_channels: int | None = None) -> None:
-        """Raise ``ValueError`` unless ``x`` has this layout's rank and ``num_channels`` channels."""
+    def check(self, x: torch.Tensor, num_channels: int | None = None, *,
+              param_dtype: torch.dtype | None = None) -> None:
+        """Raise ``ValueError`` unless ``x`` has this layout's rank and ``num_channels`` channels, and is a float that
+        parameters of ``param_dtype`` can take (what PyTorch's norm kernels accept, said before they fail)."""
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"expected a torch.Tensor with layout {self.spelled!r}, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(f"expected a floating-point input, got {x.dtype}")
+        if param_dtype is not None and not _takes(param_dtype, x):
+            raise ValueError(f"expected input of dtype {param_dtype} (the norm's parameters; float16 and bfloat16 "
+                             f"inputs may also use float32 ones), got {x.dtype}")
         if x.dim() != self.ndim:
             raise ValueError(
                 f"expected a {self.ndim}-D input for layout {self.spelled!r}, got a {x.dim()}-D input of shape "
@@ -123,3 +130,11 @@ class Layout:
             sizes = ", ".join(str(s) for s in shape)
             text += f" = ({sizes}{',' if len(shape) == 1 else ''})"
         return text
+
+
+def _takes(param_dtype: torch.dtype, x: torch.Tensor) -> bool:
+    """Whether PyTorch's norm kernels take ``x`` with parameters of ``param_dtype``: the same dtype, half-precision
+    input with float32 parameters, or anything under autocast."""
+    if x.dtype == param_dtype or (x.dtype in (torch.float16, torch.bfloat16) and param_dtype == torch.float32):
+        return True
+    return x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)

@@ -116,7 +116,7 @@ class AxisNorm(Norm):
             nn.init.zeros_(self.bias)
 
     def _check_input(self, x: Tensor) -> None:
-        self.layout.check(x, self.num_channels)
+        self.layout.check(x, self.num_channels, param_dtype=None if self.weight is None else self.weight.dtype)
         if self.param_axes != "C":
             got = self.layout.sizes(x.shape, self.param_axes)
             if got != self.param_shape:
