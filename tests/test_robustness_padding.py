@@ -116,6 +116,9 @@ def test_inputs_of_another_dtype_or_device_are_refused_like_nn_lstm(name: str) -
     with torch.autocast("cpu", dtype=torch.bfloat16):  # under autocast another dtype is fine
         assert layer(x.bfloat16())[0].dtype == torch.bfloat16
     assert layer.double()(x.double())[0].dtype == torch.float64
+    cell = layer.cell(0, 0)  # a cell called on its own checks the same
+    with pytest.raises(ValueError, match=r"expected input of dtype torch\.float64 \(the cell's parameters\)"):
+        cell(x[:, 0])
 
 
 @pytest.mark.parametrize("norm", ["layer", "group:2", "instance", "rms", "batch", "recurrent_batch"])

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["first_line", "non_negative", "one_of", "positive_int"]
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+__all__ = ["first_line", "input_like_parameters", "non_negative", "one_of", "positive_int"]
 
 
 def first_line(error: BaseException) -> str:
@@ -31,3 +36,19 @@ def one_of(name: str, value: str, options: tuple[str, ...]) -> str:
     if value not in options:
         raise ValueError(f"expected {name} to be one of {', '.join(map(repr, options))}, got {value!r}")
     return value
+
+
+def input_like_parameters(x: Tensor, module: nn.Module, what: str) -> None:
+    """As ``nn.LSTM``: ``x`` is a float on ``module``'s device, of its parameters' dtype unless autocast is on."""
+    import torch
+
+    weight = next(module.parameters(), None)
+    if weight is None:
+        return
+    if x.device != weight.device:
+        raise ValueError(f"expected input on the {what}'s device {weight.device}, got {x.device}")
+    if not x.is_floating_point():
+        raise ValueError(f"expected a floating-point input, got {x.dtype}")
+    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(f"expected input of dtype {weight.dtype} (the {what}'s parameters), got {x.dtype}; cast one "
+                         f"to the other (x.to({weight.dtype}) or {what}.to({x.dtype})) or run under autocast")

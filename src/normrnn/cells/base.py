@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import one_of, positive_int
+from .._checks import input_like_parameters, one_of, positive_int
 from ..kernels import get_backend, resolve_backend
 from ..norms import Norm, NormLike, NormSpec, call_norm
 from ..norms.functional import check_mask
@@ -293,6 +293,7 @@ class RecurrentCell(nn.Module):
         if x.shape[1] != self.in_channels:
             raise ValueError(f"expected {what} with C={self.in_channels} channels at dim 1, got shape "
                              f"{tuple(x.shape)}")
+        input_like_parameters(x, self, "cell")
 
     def initial_state(self, like: Tensor) -> CellState:
         """The zero state for a batch shaped like ``like`` ``(B, *, *S)``, in ``like``'s dtype and device."""

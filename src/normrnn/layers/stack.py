@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import one_of, positive_int
+from .._checks import input_like_parameters, one_of, positive_int
 from ..cells import RecurrentCell, step_layout
 from ..cells.states import LayerState
 from ..norms.functional import check_mask
@@ -157,20 +157,7 @@ class RecurrentLayer(nn.Module):
                              f"got shape {tuple(x.shape)}")
         if any(s == 0 for s in x.shape):
             raise ValueError(f"expected a non-empty input, got shape {tuple(x.shape)}")
-        self._check_dtype_and_device(x)
-
-    def _check_dtype_and_device(self, x: Tensor) -> None:
-        """As ``nn.LSTM``: the input's dtype is the parameters' (autocast aside) and its device theirs."""
-        weight = next(self.parameters(), None)
-        if weight is None:
-            return
-        if x.device != weight.device:
-            raise ValueError(f"expected input on the layer's device {weight.device}, got {x.device}")
-        if not x.is_floating_point():
-            raise ValueError(f"expected a floating-point input, got {x.dtype}")
-        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise ValueError(f"expected input of dtype {weight.dtype} (the layer's parameters), got {x.dtype}; cast "
-                             f"one to the other (x.to({weight.dtype}) or layer.to({x.dtype})) or run under autocast")
+        input_like_parameters(x, self, "layer")
 
     @staticmethod
     def _resolve_mask(mask: Tensor | None, lengths: Tensor | Sequence[int] | None, B: int, T: int,
