@@ -87,3 +87,23 @@ def interrupt_after(steps: int):
         if done >= steps:
             raise KeyboardInterrupt(f"interrupted after {done} steps")
     return hook
+
+
+def run_study_on_ray(config, out) -> list[dict]:
+    """``run_study`` with one Ray task per run on a local 2-CPU Ray (skipped without Ray); its rows."""
+    ray = pytest.importorskip("ray")
+    from normrnn.study import run_study
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        return run_study(config, out, executor="ray", progress=False)
+    finally:
+        ray.shutdown()
+
+
+def assert_same_test_mse(rows: list[dict], want: list[dict], *, rel: float) -> None:
+    """The same runs, each with the test MSE of ``want``'s run of that id."""
+    assert sorted(r["run_id"] for r in rows) == sorted(r["run_id"] for r in want)
+    by_id = {r["run_id"]: r for r in rows}
+    for r in want:
+        assert by_id[r["run_id"]]["test_mse"] == pytest.approx(r["test_mse"], rel=rel)

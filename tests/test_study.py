@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from conftest import interrupt_after
+from conftest import assert_same_test_mse, interrupt_after, run_study_on_ray
 from normrnn.cli import main
 from normrnn.study import (
     RunSpec,
@@ -237,18 +237,9 @@ def test_two_shards_at_once_into_one_directory_lose_nothing(tmp_path) -> None:
 
 
 def test_ray_executor_equals_the_local_one(tmp_path) -> None:
-    ray = pytest.importorskip("ray")
     config = dataclasses.replace(TINY, norms=("none", "layer"), epochs=1, threads=1)
     want = run_study(config, tmp_path / "local", progress=False)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        rows = run_study(config, tmp_path / "ray", executor="ray", progress=False)
-    finally:
-        ray.shutdown()
-    assert sorted(r["run_id"] for r in rows) == sorted(r["run_id"] for r in want)
-    by_id = {r["run_id"]: r for r in rows}
-    for r in want:
-        assert by_id[r["run_id"]]["test_mse"] == pytest.approx(r["test_mse"], rel=1e-5)
+    assert_same_test_mse(run_study_on_ray(config, tmp_path / "ray"), want, rel=1e-5)
     assert len((tmp_path / "ray" / "results.jsonl").read_text().splitlines()) == 2
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from conftest import interrupt_after
+from conftest import assert_same_test_mse, interrupt_after, run_study_on_ray
 from normrnn.layers import ConvLSTM
 from normrnn.study import RunSpec, StudyConfig, load_results, run, run_study, train_run
 from normrnn.study.factories import source_hash
@@ -111,15 +111,7 @@ def test_own_model_and_data_train_alike_under_ddp_and_ray(usermod, monkeypatch) 
     for got, ref in zip(two, want, strict=True):
         assert got["train_curve"] == pytest.approx(ref["train_curve"], rel=1e-5)
         assert got["test_mse"] == pytest.approx(ref["test_mse"], rel=1e-5)
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        by_ray = run_study(config, usermod / "ray", executor="ray", progress=False)
-    finally:
-        ray.shutdown()
-    assert sorted(r["run_id"] for r in by_ray) == sorted(r["run_id"] for r in want)
-    ref = {r["run_id"]: r["test_mse"] for r in want}
-    assert all(r["test_mse"] == pytest.approx(ref[r["run_id"]], rel=1e-6) for r in by_ray)  # other thread counts
+    assert_same_test_mse(run_study_on_ray(config, usermod / "ray"), want, rel=1e-6)  # other thread counts
 
 
 def build_here(*, norm: str, topology: str, depth: int, seed: int) -> nn.Module:
