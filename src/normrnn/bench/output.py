@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import Any
 
 import torch
 
@@ -35,7 +36,7 @@ def format_table(rows: Sequence[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: str, rows: Sequence[dict[str, object]], config: object) -> None:
+def write_json(path: str, rows: Sequence[dict[str, object]], config: Any) -> None:
     """Write the rows and the configuration that produced them, atomically."""
     payload = {"config": asdict(config), "torch": torch.__version__, "threads": torch.get_num_threads(),
                "rows": list(rows)}

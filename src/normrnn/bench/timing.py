@@ -48,15 +48,15 @@ def time_interleaved(fns: dict[str, Callable[[], object]], *, rounds: int, repea
     per-round ratios compare adjacent timings. On our noisy 2-core machines, fixed orders and unrelated
     neighbours biased ratios by more than 15%.
     """
-    groups = [list(g) for g in groups] if groups is not None else [[name] for name in fns]
+    order: list[list[str]] = [list(g) for g in groups] if groups is not None else [[name] for name in fns]
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
     rng = random.Random(seed)
     for _ in range(rounds):
-        rng.shuffle(groups)
-        for group in groups:
+        rng.shuffle(order)
+        for group in order:
             rng.shuffle(group)
             for name in group:
                 fn = fns[name]
@@ -72,7 +72,8 @@ def paired_ratios(samples: dict[str, list[float]], name: str, reference: str) ->
     return [a / b for a, b in zip(samples[name], samples[reference], strict=True)]
 
 
-def timing_row(samples: dict[str, list[float]], name: str, reference: str | None) -> dict[str, float | None]:
+def timing_row(samples: dict[str, list[float]], name: str,
+               reference: str | None) -> dict[str, float | str | None]:
     """The timing columns of one variant: median and min-max ms, and the paired ratio to ``reference``."""
     s = samples[name]
     ratios = None if reference is None else paired_ratios(samples, name, reference)

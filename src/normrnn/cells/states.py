@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Union
+from collections.abc import Sequence
+from typing import Any, Union
 
 import torch
 from torch import Tensor
@@ -22,7 +23,7 @@ def checked_state(state: object, size: int, expected: tuple[int, ...], *, what: 
                   like: Tensor | None = None) -> CellState:
     """``state``, a tensor ``h`` (``size`` 1) or a tuple ``(h, c)``, each of shape ``expected``; a ``ValueError``
     says what does not fit. Given the input ``like``, each is checked (and cast under autocast) to its dtype."""
-    tensors = state if size > 1 else (state,)
+    tensors: Sequence[Any] = state if size > 1 else (state,)  # type: ignore[assignment]
     if size > 1 and (not isinstance(state, (tuple, list)) or len(state) != size):
         raise ValueError(f"expected {what} to be a tuple (h, c), got {type(state).__name__}"
                          + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else ""))

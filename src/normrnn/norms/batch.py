@@ -124,6 +124,7 @@ class BatchNorm(Norm):
         self.reset_parameters()
 
     def _buffer_shape(self) -> tuple[int, ...]:
+        assert self.num_channels is not None  # batch norms always know C
         return (self.num_channels,)
 
     def reset_running_stats(self) -> None:
@@ -172,9 +173,11 @@ class BatchNorm(Norm):
 
     def _running(self, slot: int | None) -> tuple[Tensor, Tensor, Tensor]:
         """Running mean, variance and batch count for a time-step slot (``None``: the only slot)."""
+        mean, var, count = self.running_mean, self.running_var, self.num_batches_tracked
+        assert isinstance(mean, Tensor) and isinstance(var, Tensor) and isinstance(count, Tensor)  # buffers
         if slot is None:
-            return self.running_mean, self.running_var, self.num_batches_tracked
-        return self.running_mean[slot], self.running_var[slot], self.num_batches_tracked[slot]
+            return mean, var, count
+        return mean[slot], var[slot], count[slot]
 
     def _advance(self, count: Tensor) -> float:
         """Count one more batch and return the weight of that batch in the running averages."""
@@ -335,6 +338,7 @@ class RecurrentBatchNorm(BatchNorm):
         self.layout = parsed
 
     def _buffer_shape(self) -> tuple[int, ...]:
+        assert self.num_channels is not None  # batch norms always know C
         return (self.max_steps, self.num_channels)
 
     def reset_parameters(self) -> None:

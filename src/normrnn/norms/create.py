@@ -157,6 +157,7 @@ class NormSpec:
     def build(self, num_channels: int, *, layout: str | Layout, **kwargs: Any) -> nn.Module:
         """The module for ``num_channels`` channels in ``layout``; ``kwargs`` go to its constructor."""
         if self.entry is None:
+            assert self.factory is not None  # a spec is an entry or a foreign callable
             return self.factory(num_channels, **_accepted(self.factory, {"layout": layout, **kwargs}))
         if issubclass(self.entry.cls, Identity):  # no statistics, so the norms' arguments mean nothing to it
             return self.entry.cls(num_channels, **_accepted(self.entry.cls, {"layout": layout, **kwargs}))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -102,7 +103,7 @@ def _as_normrnn(module: nn.Module, layout: Layout) -> Norm:
     from .convert import from_torch
 
     try:
-        return from_torch(module, layout)
+        return cast(Norm, from_torch(module, layout))  # from_torch builds normrnn norms
     except ValueError as e:
         raise ValueError(f"explain needs a normrnn norm or a convertible torch.nn norm, got "
                          f"{type(module).__name__}: {e}") from None
@@ -125,7 +126,7 @@ def _candidates(layout: Layout, num_channels: int, subject: nn.Module) -> list[t
     per_step = "".join(c for c in letters if c not in "BT")
     non_batch = "".join(c for c in letters if c != "B")
     trailing_c = letters[-1] == "C"
-    out = [(f"layer over {layout.describe(per_step)}", "layer", per_step,
+    out: list[tuple[str, str, str | None, str]] = [(f"layer over {layout.describe(per_step)}", "layer", per_step,
             "Keras LayerNormalization(axis=-1)" if per_step == "C" and trailing_c else "")]
     if non_batch != per_step:
         out.append((f"layer over {layout.describe(non_batch)}", "layer", non_batch,

@@ -78,7 +78,7 @@ class NormAxes:
 
     def stats_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The statistics' sizes for an input of ``shape``."""
-        return tuple(self.groups if c == "G" else shape[self.layout.dim(c)] for c in self.stats_letters)
+        return tuple((self.groups or 1) if c == "G" else shape[self.layout.dim(c)] for c in self.stats_letters)
 
     def count(self, shape: tuple[int, ...]) -> int:
         """Elements per statistic (before masking) for an input of ``shape``."""
@@ -353,6 +353,7 @@ def _batch_norm(x: Tensor, axes: NormAxes, weight: Tensor | None, bias: Tensor |
     x3 = channels_second(x, layout.dim("C"))  # (N, C, *): every axis but C is reduced
     stat_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     if running.use:
+        assert running.mean is not None and running.var is not None  # use implies them
         mean, var = running.mean.to(stat_dtype), running.var.to(stat_dtype)
         return F.batch_norm(x3, mean, var, weight, bias, False, 0.0, eps).reshape(x.shape)
     if mask is None and all_reduce is None:
@@ -376,6 +377,7 @@ def _batch_norm(x: Tensor, axes: NormAxes, weight: Tensor | None, bias: Tensor |
         running.check(n)
     y = apply_affine(normalize(x, stats, axes, eps), param_view(weight, layout, "C"), param_view(bias, layout, "C"))
     if running.update is not None:
+        assert stats.mean is not None and stats.var is not None  # batch norm is centred
         C = stats.mean.numel()
         running.update(stats.mean.reshape(C), stats.var.reshape(C) * (n / (n - 1)), n)
     return y.to(x.dtype)

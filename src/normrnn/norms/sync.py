@@ -4,6 +4,7 @@ switches a model's batch norms to them."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -53,7 +54,7 @@ class _AllReduceSum(torch.autograd.Function):
     """Sum a tensor over ranks; the gradient of a sum of per-rank losses is the sum of their gradients."""
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, t: Tensor, group: object) -> Tensor:
+    def forward(ctx: Any, t: Tensor, group: object) -> Tensor:
         import torch.distributed as dist
 
         ctx.group = group
@@ -62,7 +63,7 @@ class _AllReduceSum(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         import torch.distributed as dist
 
         out = grad.contiguous().clone()

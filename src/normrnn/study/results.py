@@ -26,7 +26,7 @@ def load_results(directory: str | Path, *, warn: bool = True) -> list[dict[str, 
     path = Path(directory) / "results.jsonl"
     if not path.exists():
         return []
-    rows = []
+    rows: list[dict[str, Any]] = []
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
