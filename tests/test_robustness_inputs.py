@@ -240,6 +240,19 @@ def test_converters_never_guess() -> None:
         from_tf1_convlstm_cell({**tf1, "W_co": np.zeros((5, 4, 4))}, normalize=False)
     with pytest.raises(ValueError, match="the module instance LayerNorm"):
         ConvLSTM(2, 4, 3, norm=nn.LayerNorm(16))
+    # the wrong kind of value where a config, variables, an axis or a norm module was meant
+    from normrnn.norms import from_torch
+
+    with pytest.raises(ValueError, match=r"expected the Keras config \(layer\.get_config\(\)\) to be a dict"):
+        from_keras("LayerNormalization", [1, 2], "BTC", num_channels=4)
+    with pytest.raises(ValueError, match=r"expected the Flax variables .* to be a dict, got list"):
+        from_flax("LayerNorm", layout="BTC", variables=[1])
+    for axis in ("x", [], [1.5], True):
+        with pytest.raises(ValueError, match="expected axis to be an int or a list of ints"):
+            from_keras("LayerNormalization", {"axis": axis}, "BTC", num_channels=4)
+    assert from_keras("LayerNormalization", {"axis": np.array([-1])}, "BTC", num_channels=4).num_channels == 4
+    with pytest.raises(ValueError, match="unsupported module Linear; expected LayerNorm"):
+        from_torch(nn.Linear(3, 3), "BTC")
 
 
 def test_export_refuses_lengths_in_one_line_and_takes_a_mask() -> None:

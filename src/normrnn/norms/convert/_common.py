@@ -15,9 +15,16 @@ from ..layout import Layout
 
 def _letters(layout: Layout, axes: int | Sequence[int], what: str) -> str:
     """Map framework axis numbers (batch = 0, negatives allowed) to canonical layout letters."""
-    axes = [axes] if isinstance(axes, (int, np.integer)) else list(axes)
+    if isinstance(axes, (int, np.integer)):
+        items = [axes]
+    elif isinstance(axes, (Sequence, np.ndarray)) and not isinstance(axes, str):
+        items = list(axes)
+    else:
+        items = []
+    if not items or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in items):
+        raise ValueError(f"expected {what} to be an int or a list of ints, got {axes!r}")
     out = []
-    for a in axes:
+    for a in items:
         if not -layout.ndim <= int(a) < layout.ndim:
             raise ValueError(f"{what}={a} is out of range for layout {layout.spelled!r} ({layout.ndim} axes)")
         out.append(layout.letters[int(a) % layout.ndim])
@@ -115,3 +122,12 @@ def load_arrays(module: nn.Module, **tensors: Any) -> nn.Module:
             raise ValueError(f"expected {name} of shape {tuple(target.shape)}, got {tuple(src.shape)}")
         target.copy_(src.to(target.dtype))
     return module
+
+
+def mapping(what: str, value: Any) -> dict[str, Any]:
+    """``value`` as a dict, or a ``ValueError`` naming ``what`` (``None`` is an empty one)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected {what} to be a dict, got {type(value).__name__}")
+    return dict(value)

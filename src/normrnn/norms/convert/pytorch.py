@@ -10,6 +10,9 @@ from ..layout import Layout
 from ..modules import GroupNorm, Identity, InstanceNorm, LayerNorm, RMSNorm
 from ._common import load_arrays
 
+# what from_torch converts, beside Identity and LayerNorm/RMSNorm (handled before the channel-axis check)
+_SUPPORTED = (nn.GroupNorm, nn.modules.instancenorm._InstanceNorm, nn.modules.batchnorm._BatchNorm)
+
 
 def from_torch(module: nn.Module, layout: str | Layout) -> nn.Module:
     """Convert a ``torch.nn`` normalization module, copying parameters and buffers.
@@ -47,6 +50,9 @@ def from_torch(module: nn.Module, layout: str | Layout) -> nn.Module:
         new = LayerNorm(C, layout=parsed, reduce=reduce, eps=module.eps, affine=module.elementwise_affine,
                         center=module.bias is not None, param_axes=axes, param_shape=shape, **factory)
         return load_arrays(new, weight=module.weight, bias=module.bias)
+    if not isinstance(module, _SUPPORTED):
+        raise ValueError(f"unsupported module {type(module).__name__}; expected LayerNorm, GroupNorm, BatchNorm*d, "
+                         "SyncBatchNorm, InstanceNorm*d, RMSNorm or Identity")
     if parsed.letters[1] != "C":
         raise ValueError(f"{type(module).__name__} expects channels at dim 1; layout {parsed.spelled!r} has "
                          f"{parsed.spelled[1]!r} there")
@@ -69,5 +75,4 @@ def from_torch(module: nn.Module, layout: str | Layout) -> nn.Module:
         new.train(module.training)
         return load_arrays(new, weight=module.weight, bias=module.bias, running_mean=module.running_mean,
                      running_var=module.running_var, num_batches_tracked=module.num_batches_tracked)
-    raise ValueError(f"unsupported module {type(module).__name__}; expected LayerNorm, GroupNorm, BatchNorm*d, "
-                     "SyncBatchNorm, InstanceNorm*d, RMSNorm or Identity")
+    raise AssertionError(f"unreachable: {type(module).__name__} is in _SUPPORTED")
