@@ -314,3 +314,5 @@ def test_triton_interpreter_defect_is_named_only_where_it_bites() -> None:
     assert interpreter_defect("3.6.0", numpy_takes_int_of_1_element=True) is None
     assert interpreter_defect("3.7.0", numpy_takes_int_of_1_element=False) is None
     assert interpreter_defect("3.10.1", numpy_takes_int_of_1_element=False) is None
+    assert interpreter_defect("3.10.0rc1+git5", numpy_takes_int_of_1_element=False) is None
+    assert "Triton 3.6.0+cu" in interpreter_defect("3.6.0+cu", numpy_takes_int_of_1_element=False)

@@ -220,8 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("TRITON_INTERPRET", "1")  # read when Triton is first imported
     import torch
 
-    cuda = torch.cuda.is_available()
-    if not cuda:
+    if not torch.cuda.is_available():
         from ..kernels.triton import triton_unavailable
 
         why = triton_unavailable(interpreter=True)

@@ -36,6 +36,7 @@ import importlib.metadata
 import importlib.util
 import math
 import os
+import re
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -70,8 +71,8 @@ def triton_unavailable(device: torch.device | None = None, *, interpreter: bool 
 def interpreter_defect(triton_version: str, numpy_takes_int_of_1_element: bool) -> str | None:
     """Why this Triton's CPU interpreter cannot run the kernels' runtime-bounded loops, or ``None``: before 3.7 it
     took ``int()`` of a one-element array for a loop bound, which newer NumPy refuses."""
-    major, minor = (int(part) for part in triton_version.split(".")[:2])
-    if (major, minor) >= (3, 7) or numpy_takes_int_of_1_element:
+    release = re.match(r"(\d+)\.(\d+)", triton_version)
+    if release is None or (int(release[1]), int(release[2])) >= (3, 7) or numpy_takes_int_of_1_element:
         return None
     import numpy
 
