@@ -124,7 +124,7 @@ def load_arrays(module: nn.Module, **tensors: Any) -> nn.Module:
     return module
 
 
-def mapping(what: str, value: Any) -> dict[str, Any]:
+def _dict(what: str, value: Any) -> dict[str, Any]:
     """``value`` as a dict, or a ``ValueError`` naming ``what`` (``None`` is an empty one)."""
     if value is None:
         return {}

@@ -12,17 +12,8 @@ from torch import nn
 from ..batch import BatchNorm
 from ..layout import Layout
 from ..modules import GroupNorm, InstanceNorm, LayerNorm, RMSNorm
-from ._common import (
-    _channels,
-    _check_attrs,
-    _complete,
-    _int_option,
-    _letters,
-    _momentum,
-    _param_axes,
-    load_arrays,
-    mapping,
-)
+from ._common import _channels, _check_attrs, _complete, _int_option, _letters, _momentum, _param_axes, load_arrays
+from ._common import _dict as as_dict
 
 _FLAX_IGNORED = {"name", "parent", "dtype", "param_dtype", "bias_init", "scale_init", "use_fast_variance",
                  "force_float32_reductions"}  # no effect on what the converted module computes (see above)
@@ -82,7 +73,7 @@ def from_flax(
     _check_attrs(f"from_flax({kind})", {k: v for k, v in attrs.items() if k not in _FLAX_IGNORED},
                  _FLAX_ALLOWED[kind], refused=refused)
     parsed = Layout.parse(layout)
-    variables = mapping("the Flax variables ({'params': ..., 'batch_stats': ...})", variables)
+    variables = as_dict("the Flax variables ({'params': ..., 'batch_stats': ...})", variables)
     use_scale, use_bias = bool(attrs.get("use_scale", True)), bool(attrs.get("use_bias", True))
     has_bias = use_bias and kind != "RMSNorm"
     _complete(f"from_flax({kind})", variables, ["params"] * (use_scale or has_bias)

@@ -12,17 +12,8 @@ from torch import nn
 from ..batch import BatchNorm
 from ..layout import Layout
 from ..modules import GroupNorm, LayerNorm, RMSNorm
-from ._common import (
-    _channels,
-    _check_attrs,
-    _complete,
-    _int_option,
-    _letters,
-    _momentum,
-    _param_axes,
-    load_arrays,
-    mapping,
-)
+from ._common import _channels, _check_attrs, _complete, _int_option, _letters, _momentum, _param_axes, load_arrays
+from ._common import _dict as as_dict
 
 _TF1_LAYER_NORM_EPS = 1e-12  # hard-coded in tf.contrib.layers.layer_norm
 
@@ -91,10 +82,10 @@ def from_keras(
         0.01...
     """
     if isinstance(source, str):
-        class_name, config = source, mapping("the Keras config (layer.get_config())", config)
+        class_name, config = source, as_dict("the Keras config (layer.get_config())", config)
     else:
         class_name, read, read_weights = _from_object(source, "from_keras")
-        config = {**read, **mapping("the Keras config (layer.get_config())", config)}
+        config = {**read, **as_dict("the Keras config (layer.get_config())", config)}
         weights = read_weights if weights is None else weights
     if layout is None:
         raise ValueError("from_keras: expected layout, the axis letters of the layer's input (e.g. 'BHWC')")
