@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-__all__ = ["first_line", "input_like_parameters", "non_negative", "one_of", "positive_int"]
+__all__ = ["autocasting", "first_line", "input_like_parameters", "non_negative", "one_of", "positive_int"]
 
 
 def first_line(error: BaseException) -> str:
@@ -40,7 +40,6 @@ def one_of(name: str, value: str, options: tuple[str, ...]) -> str:
 
 def input_like_parameters(x: Tensor, module: nn.Module, what: str) -> None:
     """As ``nn.LSTM``: ``x`` is a float on ``module``'s device, of its parameters' dtype unless autocast is on."""
-    import torch
 
     weight = next(module.parameters(), None)
     if weight is None:
@@ -49,6 +48,17 @@ def input_like_parameters(x: Tensor, module: nn.Module, what: str) -> None:
         raise ValueError(f"expected input on the {what}'s device {weight.device}, got {x.device}")
     if not x.is_floating_point():
         raise ValueError(f"expected a floating-point input, got {x.dtype}")
-    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+    if x.dtype != weight.dtype and not autocasting(x):
         raise ValueError(f"expected input of dtype {weight.dtype} (the {what}'s parameters), got {x.dtype}; cast one "
                          f"to the other (x.to({weight.dtype}) or {what}.to({x.dtype})) or run under autocast")
+
+
+def autocasting(x: Tensor) -> bool:
+    """Whether autocast is on for ``x``'s device type (False for types autocast does not know, such as meta, where
+    ``torch.is_autocast_enabled`` raises)."""
+    import torch
+
+    try:
+        return torch.is_autocast_enabled(x.device.type)
+    except RuntimeError:
+        return False

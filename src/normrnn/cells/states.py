@@ -8,6 +8,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor
 
+from .._checks import autocasting
 from .gates import LSTMState
 
 __all__ = ["CellState", "LayerState", "checked_state", "freeze"]
@@ -49,7 +50,7 @@ def _state_dtype(s: Tensor, like: Tensor, what: str) -> Tensor:
     kind = like.device.type
     if not s.is_floating_point():
         raise ValueError(f"expected {what} to be a floating-point tensor like the input ({like.dtype}), got {s.dtype}")
-    if torch.is_autocast_enabled(kind):
+    if autocasting(like):
         return s.to(torch.get_autocast_dtype(kind))
     if s.dtype != like.dtype:
         raise ValueError(f"expected {what} of dtype {like.dtype}, the input's, got {s.dtype}; cast it with "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._checks import autocasting
 from ..cells import RecurrentCell
 from ..cells.states import CellState, LayerState
 
@@ -38,7 +39,7 @@ def reverse_order(mask: Tensor | None, T: int) -> Tensor | None:
 def _projected_dtype(x: Tensor) -> Tensor:
     """``x``, or an empty tensor of the dtype a projection of ``x`` has under autocast: the state's dtype."""
     kind = x.device.type
-    if x.is_floating_point() and torch.is_autocast_enabled(kind):
+    if x.is_floating_point() and autocasting(x):
         return x.new_empty((x.shape[0], 0, *x.shape[2:]), dtype=torch.get_autocast_dtype(kind))
     return x
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .._checks import autocasting
+
 __all__ = ["LETTERS", "SPATIAL", "Layout"]
 
 SPATIAL = "DHWL"  # spatial letters; L is the length axis of 1-D signals
@@ -137,4 +139,4 @@ def _takes(param_dtype: torch.dtype, x: torch.Tensor) -> bool:
     input with float32 parameters, or anything under autocast."""
     if x.dtype == param_dtype or (x.dtype in (torch.float16, torch.bfloat16) and param_dtype == torch.float32):
         return True
-    return x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
+    return autocasting(x)
