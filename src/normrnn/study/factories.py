@@ -155,14 +155,14 @@ def load_user_data(text: str, split: str, seed: int) -> Dataset:
     if not all(t.is_floating_point() for t in sample):
         raise ValueError(f"data factory {text}: expected floating-point (input, target) tensors, got "
                          f"{sample[0].dtype} and {sample[1].dtype} in split {split!r} (convert them, e.g. / 255)")
-    _check_finite(text, split, data)
+    _check_finite(text, split, data, sample)
     return data
 
 
-def _check_finite(text: str, split: str, data: Dataset) -> None:
+def _check_finite(text: str, split: str, data: Dataset, first: tuple[Tensor, Tensor]) -> None:
     """NaN or Inf in the data would be recorded as a run diverging at step 0: refuse it, naming the sample. A
-    ``TensorDataset``'s tensors are checked whole (cheap); any other dataset, its first sample."""
-    tensors = data.tensors if isinstance(data, TensorDataset) else [t[None] for t in data[0]]
+    ``TensorDataset``'s tensors are checked whole (cheap); any other dataset, its ``first`` sample."""
+    tensors = data.tensors if isinstance(data, TensorDataset) else [t[None] for t in first]
     for name, t in zip(("input", "target"), tensors, strict=True):
         bad = ~torch.isfinite(t.reshape(len(t), -1)).all(dim=1)  # (N,): samples holding NaN or Inf
         if bad.any():

@@ -146,14 +146,13 @@ def check_memory(config: StudyConfig) -> None:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to compare with
         return
-    device = ram
-    if config.device.startswith("cuda"):
-        device = torch.cuda.get_device_properties(torch.device(config.device)).total_memory
-    if data + (gates if device == ram else 0) > ram or gates > device:
+    cuda = config.device.startswith("cuda")
+    device = torch.cuda.get_device_properties(torch.device(config.device)).total_memory if cuda else ram
+    if data + (0 if cuda else gates) > ram or gates > device:
         raise ValueError(f"expected the study to fit in memory: its data take {data / gib:.1f} GiB and one training "
                          f"step at least {gates / gib:.1f} GiB (gate activations batch_size × frames × depth × "
                          f"4·width × (size/patch)², and parameters), but this machine has {ram / gib:.1f} GiB of RAM"
-                         + ("" if device == ram else f" and {device / gib:.1f} GiB on {config.device}")
+                         + (f" and {device / gib:.1f} GiB on {config.device}" if cuda else "")
                          + "; lower train_samples, size, width, depths or batch_size")
 
 
