@@ -283,6 +283,19 @@ def test_data_the_builtin_forecaster_cannot_take_is_named_before_any_work(usermo
         check_factories(config)
 
 
+def test_the_memory_check_sizes_only_what_the_study_builds_itself() -> None:
+    from normrnn.study.runner import check_memory
+
+    huge = {"train_samples": 100_000_000}  # 1.9 TB of built-in frames
+    with pytest.raises(ValueError, match=r"its data take \d+\.\d GiB"):
+        check_memory(StudyConfig(**huge, model="usermod:build"))  # the built-in data are still generated
+    check_memory(StudyConfig(**huge, data="usermod:load"))  # a data factory's data: train_samples does not size them
+    wide = {"width": 100_000}
+    with pytest.raises(ValueError, match="expected the study to fit in memory"):
+        check_memory(StudyConfig(**wide, data="usermod:load"))  # the built-in model is still built
+    check_memory(StudyConfig(**wide, model="usermod:build"))  # a model factory's model: width does not size it
+
+
 def test_check_factories_passes_a_good_study_and_the_builtin_one(usermod) -> None:
     check_factories(StudyConfig(**SMALL))
     check_factories(StudyConfig())  # nothing of the user's: nothing to check, nothing loaded

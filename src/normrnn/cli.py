@@ -135,8 +135,7 @@ def _study(args: argparse.Namespace) -> int:
         from .study.runner import check_factories, check_memory
 
         check_device(config.device)
-        if config.model is None:
-            check_memory(config)
+        check_memory(config)
         data = check_factories(config)
         runs = planned_runs(config)
         print(plan(config, runs if shard_of is None else shard(runs, *shard_of), data))

@@ -126,22 +126,26 @@ def check_runnable(config: StudyConfig, out: str | Path, *, nproc: int = 1, exec
         raise ValueError("expected --out to name a directory, got ''")
     check_out_dir(Path(out))
     check_data_path(config)
+    check_memory(config)  # before check_norms_fit builds a cell of the config's width
     if config.model is None:
-        check_memory(config)  # before check_norms_fit builds a cell of the config's width
         check_norms_fit(config)
 
 
 def check_memory(config: StudyConfig) -> None:
-    """The built-in data and model must fit in this machine's memory (a one-line error, not an allocator traceback
-    after the study began). Lower bounds: the data as float32 in RAM; on the device, the deepest model's
-    parameters with their gradients and AdamW moments (4 × depth·4·width·2·width·k² floats) and the gate
-    pre-activations that autograd keeps for one training step, B·T·depth·4·width·(size/patch)² floats."""
+    """The built-in data and model, where the study uses them, must fit in this machine's memory (a one-line error,
+    not an allocator traceback after the study began). Lower bounds: the data as float32 in RAM; on the device, the
+    deepest model's parameters with their gradients and AdamW moments (4 × depth·4·width·2·width·k² floats) and the
+    gate pre-activations that autograd keeps for one training step, B·T·depth·4·width·(size/patch)² floats. A data
+    or model factory's own data or model are not sized by these settings, so they count as 0."""
     gib = 2**30
     frames = config.frames_in + config.frames_out
-    data = (config.train_samples + config.val_samples + config.test_samples) * frames * config.size**2 * 4
-    depth, width = max(config.depths), config.width
-    gates = config.batch_size * frames * depth * 4 * width * (config.size // config.patch)**2 * 4
-    gates += 4 * depth * 4 * width * 2 * width * config.kernel_size**2 * 4  # parameters, gradients, AdamW moments
+    data, gates = 0, 0
+    if config.data is None:
+        data = (config.train_samples + config.val_samples + config.test_samples) * frames * config.size**2 * 4
+    if config.model is None:
+        depth, width = max(config.depths), config.width
+        gates = config.batch_size * frames * depth * 4 * width * (config.size // config.patch)**2 * 4
+        gates += 4 * depth * 4 * width * 2 * width * config.kernel_size**2 * 4  # parameters, gradients, AdamW
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to compare with
