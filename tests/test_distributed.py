@@ -77,6 +77,7 @@ def _resume_worker(rank: int, init_file: str, out: str, steps: int) -> None:
         with pytest.raises(KeyboardInterrupt):
             train_run(SMALL, spec, load_datasets(SMALL), _run_dir(out, spec), on_step=interrupt_after(steps),
                       rank=Rank(rank, 2))
+        dist.barrier()  # both ranks stopped at the same step: leave together, as run_study does (gloo teardown race)
     finally:
         dist.destroy_process_group()
 

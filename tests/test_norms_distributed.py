@@ -57,6 +57,7 @@ def _worker(rank: int, init_file: str, result_file: str, kind: str, masked: bool
         for name in ("dw", "db"):  # parameters see only this rank's loss; DDP would sum them
             dist.all_reduce(out[name])
         torch.save(out, f"{result_file}.{rank}")
+        dist.barrier()  # leave together, as run_study does (gloo teardown race)
     finally:
         dist.destroy_process_group()
 
