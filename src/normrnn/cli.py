@@ -116,7 +116,8 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
     from .study import load_config
 
     config = load_config(args.preset, args.config)
-    overrides = {k: getattr(args, k) for k in ("threads", "device", "model", "data") if getattr(args, k) is not None}
+    keys = ("threads", "workers", "device", "model", "data")
+    overrides = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     try:
         return dataclasses.replace(config, **overrides)
     except ValueError as e:
@@ -283,6 +284,9 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
                    help="log loss, grad norm, gate saturation and gate histograms to runs/ID/tensorboard "
                         "(needs normrnn[tensorboard])")
     g = p.add_argument_group("scale-out")
+    if p.prog.split()[-1] == "study":
+        g.add_argument("--workers", type=int, help="train N runs side by side in local processes, the threads split "
+                                                   "between them (default: the preset's)")
     g.add_argument("--nproc", type=int, default=1, help="train each run data-parallel in N local processes "
                                                          "(DDP, gloo on CPU, nccl on GPU; default 1)")
     g.add_argument("--executor", default="local", choices=["local", "ray"],

@@ -164,7 +164,11 @@ def _native_norm(x: Tensor, axes: NormAxes, plan: KernelPlan, weight: Tensor | N
     xp = x if plan.permute is None else x.permute(plan.permute)
     cdim = layout.dim("C") if plan.permute is None else plan.permute.index(layout.dim("C"))
     groups = axes.groups if axes.groups is not None else xp.shape[cdim]
-    y = F.group_norm(channels_second(xp, cdim), groups, weight, bias, eps).reshape(xp.shape)
+    x3 = channels_second(xp, cdim)  # (N, C, *)
+    # the ATen op itself: F.group_norm's Python checks cost as much as the kernel at a recurrent step's small
+    # shapes, and norm_forward has already sent one element per group to the generic path
+    y = torch.group_norm(x3, groups, weight, bias, eps, torch.backends.cudnn.enabled)
+    y = y if x3 is xp else y.reshape(xp.shape)
     return y if plan.permute is None else y.permute(_inverse(plan.permute))
 
 

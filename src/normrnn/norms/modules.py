@@ -17,6 +17,7 @@ rms        every axis but B and T          sample (and time step)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -81,7 +82,12 @@ class AxisNorm(Norm):
         self.weight = nn.Parameter(torch.empty(self.param_shape, **factory)) if use_scale else None
         self.bias = nn.Parameter(torch.empty(self.param_shape, **factory)) if use_center else None
         self.plan = plan_kernel(self.axes, rms=self.rms, param_axes=self.param_axes)  # the kernel, chosen once
+        self._checked: tuple[torch.Size, torch.dtype, torch.device] | None = None  # the input signature last checked
         self.reset_parameters()
+
+    def _apply(self, fn: Any, recurse: bool = True) -> AxisNorm:
+        self._checked = None  # .to(dtype) and the like: check the next input again
+        return super()._apply(fn, recurse)
 
     def _resolve_params(self, param_axes: str | None, param_shape: Sequence[int] | None) -> tuple[str, tuple]:
         if param_axes is None or self.layout.axes(param_axes, what="param_axes") == "C":
@@ -128,7 +134,11 @@ class AxisNorm(Norm):
     def forward(self, x: Tensor, mask: Tensor | None = None, *, step: int | None = None) -> Tensor:
         """Normalize ``x``; ``mask`` ``(B, T)`` keeps padding out of statistics that span B or T; ``step`` is
         accepted for the protocol's sake (per-sample statistics do not depend on it)."""
-        self._check_input(x)
+        # a recurrent layer calls its norms with one shape and dtype every step: check each new one once
+        if type(x) is not Tensor or (x.shape, x.dtype, x.device) != self._checked:
+            self._check_input(x)
+            if self.weight is None or x.dtype == self.weight.dtype:  # the check did not depend on autocast
+                self._checked = (x.shape, x.dtype, x.device)
         if x.numel() == 0:
             return x.clone()  # an empty batch (B=0 or T=0): nothing to normalize
         return norm_forward(x, self.axes, weight=self.weight, bias=self.bias, param_axes=self.param_axes,

@@ -39,7 +39,8 @@ _LATER_KEYS = {"forget_bias": 1.0, "recurrent_init": "orthogonal", "head": "sigm
                "data": None, "loss": "mse"}
 GRID = ("norms", "topologies", "depths", "seeds", "lr_mults", "lr_search")  # which runs; not how each run trains
 LR_SEARCHES = ("grid", "halving")
-NOT_RESULTS = ("name", "threads")  # a label and a speed setting: they never change a run's numbers
+PRECISIONS = ("fp32", "bf16", "auto")
+NOT_RESULTS = ("name", "threads", "workers")  # a label and speed settings: they never change a run's numbers
 
 
 # -- value checks: one-line ValueErrors that name the key, what was expected and what was got ------------------
@@ -143,11 +144,12 @@ _SCALAR_CHECKS: dict[str, Callable[[str, object], None]] = {
     "schedule": lambda k, v: _choice(k, v, SCHEDULES),
     "warmup": lambda k, v: _fraction(k, v),
     "clip": lambda k, v: _float(k, v, minimum=0.0),
-    "bf16": lambda k, v: _kind(k, v, bool, "true or false"),
+    "precision": lambda k, v: _choice(k, v, PRECISIONS),
     "divergence_bound": lambda k, v: _float(k, v, minimum=0.0, strict=True),
     "device": _device,
     "lr_search": lambda k, v: _choice(k, v, LR_SEARCHES),
     "threads": lambda k, v: None if v is None else _int(k, v, minimum=1),
+    "workers": lambda k, v: _int(k, v, minimum=1),
 }
 _ITEM_CHECKS: dict[str, Callable[[str, object], None]] = {
     "norms": _norm,
@@ -198,10 +200,16 @@ class StudyConfig:
     schedule: str = "onecycle"  # onecycle | cosine | constant (the peak learning rate throughout)
     warmup: float = 0.3  # onecycle: the fraction of steps spent rising to the peak (PyTorch's pct_start)
     clip: float = 1.0  # gradient-norm clip; 0 disables clipping
-    bf16: bool = False  # bfloat16 autocast
+    # fp32 | bf16 (autocast; norm statistics stay fp32) | auto: bf16 where a training step measured at least 10%
+    # faster at the study's shapes on this machine, decided once per study (normrnn.study.precision)
+    precision: str = "fp32"
     divergence_bound: float = 2.0  # diverged if the loss exceeds this multiple of the first step's loss
     device: str = "cpu"  # cpu | cuda
     threads: int | None = None  # torch.set_num_threads on CPU; None keeps torch's default
+    # runs trained side by side in this many local processes, the threads split between them: a study's small
+    # convolutions gain little from a second thread, so two one-thread runs do ~1.6x the work of one two-thread
+    # run (docs/performance.md, "The study's throughput"); 1: one run at a time in this process
+    workers: int = 1
     # the grid
     norms: tuple[str, ...] = DEFAULT_NORMS
     topologies: tuple[str, ...] = TOPOLOGIES
@@ -236,6 +244,8 @@ class StudyConfig:
         """The settings that decide every run's numbers: all but the grid, the name and the thread count."""
         out = {k: v for k, v in self.to_dict().items()
                if k not in GRID + NOT_RESULTS and not (k in _LATER_KEYS and v == _LATER_KEYS[k])}
+        if out["precision"] != "auto":  # fp32 and bf16 hash as the boolean bf16 key that came before precision
+            out["bf16"] = out.pop("precision") == "bf16"
         for key in ("model", "data", "loss"):  # an edited factory is another study
             if key in out and ":" in out[key]:
                 out[key + "_source"] = source_hash(out[key])
@@ -273,9 +283,9 @@ PRESETS: dict[str, StudyConfig] = {
     # the seed's grid with models that learn, each norm at its own best LR: 240 AdamW steps of batch 4 on 5 → 5
     # frames (4x deep's steps at the same cost per run); LR × 1-30 by successive halving on seed 0; ~75 min
     "tuned": StudyConfig(name="tuned", size=32, patch=2, width=16, frames_in=5, frames_out=5, train_samples=192,
-                         val_samples=32, test_samples=64, epochs=5, batch_size=4, lr=3e-3, threads=2,
+                         val_samples=32, test_samples=64, epochs=5, batch_size=4, lr=3e-3, threads=2, workers=2,
                          norms=STUDY_NORMS, depths=(1, 2, 4, 8), seeds=(0, 1, 2), lr_mults=(1.0, 3.0, 10.0, 30.0),
-                         lr_search="halving"),
+                         lr_search="halving", precision="auto"),
     # about an hour on CPU: three seeds and a 10x learning-rate stress test
     "standard": StudyConfig(name="standard", size=32, patch=2, width=16, train_samples=480, val_samples=64,
                             test_samples=128, epochs=6, batch_size=16, lr=3e-3, seeds=(0, 1, 2),
@@ -286,7 +296,7 @@ PRESETS: dict[str, StudyConfig] = {
     # GPU, Moving-MNIST scale: 64x64, 10 -> 10
     "full": StudyConfig(name="full", size=64, patch=4, width=64, train_samples=10000, val_samples=1000,
                         test_samples=2000, epochs=50, batch_size=16, depths=(2, 4), seeds=(0, 1, 2),
-                        lr_mults=(1.0, 3.0, 10.0), device="cuda", bf16=True, lr=1e-3),
+                        lr_mults=(1.0, 3.0, 10.0), device="cuda", precision="bf16", lr=1e-3),
 }
 """The named study grids, ``--preset NAME``: ``smoke`` (CI), ``quick`` (``make demo``), ``tuned``, ``deep``,
 ``stability``, ``standard``, ``gpu`` and ``full``."""
@@ -307,7 +317,10 @@ def load_config(preset: str | None = None, path: str | Path | None = None) -> St
         raise ValueError(f"expected a TOML study file, but {path} is a directory") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path} is not valid TOML: {e}") from None
-    data = _flatten_study_table(data, path)
+    try:
+        data = legacy_keys(_flatten_study_table(data, path))
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     name = data.pop("preset", preset)
     if name is not None and name not in PRESETS:
         raise ValueError(f"unknown preset {name!r} in {path}; expected one of {', '.join(PRESETS)}")
@@ -320,6 +333,19 @@ def load_config(preset: str | None = None, path: str | Path | None = None) -> St
         return dataclasses.replace(base, **data)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
+
+
+def legacy_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """Study settings with the keys of earlier versions renamed: ``bf16 = true | false`` is ``precision``."""
+    if "bf16" not in data:
+        return data
+    data = dict(data)
+    bf16 = data.pop("bf16")
+    if not isinstance(bf16, bool):
+        raise ValueError(f"expected bf16 to be true or false (or precision = 'fp32' | 'bf16' | 'auto'), got {bf16!r}")
+    if data.setdefault("precision", "bf16" if bf16 else "fp32") != ("bf16" if bf16 else "fp32"):
+        raise ValueError(f"bf16 = {str(bf16).lower()} contradicts precision = {data['precision']!r}; keep precision")
+    return data
 
 
 def _flatten_study_table(data: dict[str, Any], path: str | Path) -> dict[str, Any]:

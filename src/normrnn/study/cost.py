@@ -29,8 +29,9 @@ _ROUNDS, _WARMUP = 5, 1  # interleaved rounds per variant, and untimed calls bef
 
 
 def measure_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], *, rounds: int = _ROUNDS,
-                 warmup: int = _WARMUP) -> dict[str, Any]:
-    """Median milliseconds per training step of each variant in ``runs``, and its paired ratio to bias-only."""
+                 warmup: int = _WARMUP, bf16: bool = False) -> dict[str, Any]:
+    """Median milliseconds per training step of each variant in ``runs``, and its paired ratio to bias-only, at the
+    study's precision (``bf16``: under bf16 autocast)."""
     device = torch.device(config.device)
     idx = torch.arange(min(config.batch_size, len(data.train)))
     x, y = batch(data.train, idx, device)
@@ -40,7 +41,7 @@ def measure_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], *, ro
 
     def step(model: torch.nn.Module) -> Callable[[], None]:
         def run() -> None:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 pred = model(x)
             loss_fn(pred.float(), y).backward()
             model.zero_grad(set_to_none=True)
@@ -61,13 +62,14 @@ def measure_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], *, ro
                      "ratio": statistics.median(ratios) if ratios else None,
                      "ratio_min": min(ratios) if ratios else None, "ratio_max": max(ratios) if ratios else None})
     return {"config_hash": config.config_hash, "rounds": rounds, "threads": torch.get_num_threads(),
-            "batch_size": len(idx), "rows": rows}
+            "batch_size": len(idx), "precision": "bf16" if bf16 else "fp32", "rows": rows}
 
 
-def write_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], out: Path) -> None:
+def write_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], out: Path, *, bf16: bool = False) -> None:
     """Measure once: an existing ``cost.json`` of this study is kept."""
     if load_cost(out, config.config_hash) is None:
-        atomic_write_text(out / COST_FILE, json.dumps(measure_cost(config, data, runs), indent=1) + "\n")
+        cost = measure_cost(config, data, runs, bf16=bf16)
+        atomic_write_text(out / COST_FILE, json.dumps(cost, indent=1) + "\n")
 
 
 def load_cost(directory: str | Path, config_hash: str | None = None) -> dict[str, Any] | None:

@@ -37,10 +37,10 @@ def _directory_hash(directory: Path) -> tuple[str | None, dict[str, Any] | None]
     """The config hash and settings recorded in ``DIR/study.json`` (``None`` when it is missing or damaged)."""
     import dataclasses
 
-    from .config import StudyConfig
+    from .config import StudyConfig, legacy_keys
 
     try:
-        stored = json.loads((directory / "study.json").read_text())
+        stored = legacy_keys(json.loads((directory / "study.json").read_text()))
         config = StudyConfig(**{f.name: stored[f.name] for f in dataclasses.fields(StudyConfig) if f.name in stored})
     except (OSError, ValueError, TypeError, AttributeError):
         return None, None

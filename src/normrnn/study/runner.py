@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from .cost import load_cost, write_cost
 from .distributed import Rank, barrier, broadcast, current, env_world_size, init_from_env, launch, local_batch_size
 from .factories import batch, check_model, load_user_data, loss_function
 from .metrics import no_learning_guesses, prediction_metrics
+from .precision import PRECISION_FILE, load_precision, study_precision
 from .results import append_result, load_results
 from .train import Datasets, build_model, train_run
 
@@ -121,6 +123,9 @@ def check_runnable(config: StudyConfig, out: str | Path, *, nproc: int = 1, exec
     check_device(config.device)
     if executor == "ray" and nproc > 1:
         raise ValueError("expected executor='local' for data-parallel runs, got 'ray'; use one or the other")
+    if config.workers > 1 and (nproc > 1 or env_world_size() > 1 or executor == "ray"):
+        raise ValueError(f"expected workers = 1 with {'executor ray' if executor == 'ray' else 'data-parallel runs'} "
+                         f"(they place the runs themselves), got workers = {config.workers}")
     local_batch_size(config.batch_size, max(nproc, env_world_size()))  # under torchrun too
     if isinstance(out, str) and not out.strip():
         raise ValueError("expected --out to name a directory, got ''")
@@ -276,6 +281,8 @@ def _run_phases(config: StudyConfig, out: Path, rank: Rank, runs: Iterable[RunSp
         tried |= {s.run_id for s in todo}  # a run another process holds is not waited for
         if executor == "ray":
             _run_on_ray(config, out, todo, progress=progress, address=ray_address)
+        elif config.workers > 1 and not rank.active:
+            _run_in_pool(config, out, todo, progress=progress, tensorboard=tensorboard)
         else:
             _run_locally(config, out, todo, data, progress=progress and rank.is_main, rank=rank,
                          tensorboard=tensorboard)
@@ -321,14 +328,30 @@ def _prepare(config: StudyConfig, out: Path, rank: Rank, *, need_data: bool,
     factory check already loaded it), ``baselines.json`` and, once per study, ``cost.json`` over the whole grid."""
     baselines = out / "baselines.json"
     need_cost = rank.is_main and load_cost(out, config.config_hash) is None
-    if not (need_data or (rank.is_main and not baselines.exists()) or need_cost):
+    need_precision = rank.is_main and config.precision == "auto" and load_precision(out, config) is None
+    if not (need_data or (rank.is_main and not baselines.exists()) or need_cost or need_precision):
         return None
     data = loaded if loaded is not None else load_datasets(config)
     if rank.is_main and not baselines.exists():
         atomic_write_text(baselines, json.dumps(reference_predictors(data.test), indent=2) + "\n")
-    if need_cost:  # once per study, over the whole grid: the report's cost table
-        write_cost(config, data, planned_runs(config), out)
+    if rank.is_main:
+        with _threads(worker_threads(config) if config.threads is not None or config.workers > 1 else None):
+            precision = study_precision(config, data, out)  # auto: decided once, at the runs' thread count
+            if need_cost:  # once per study, over the whole grid: the report's cost table
+                write_cost(config, data, planned_runs(config), out, bf16=precision == "bf16")
     return data
+
+
+@contextlib.contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """Torch's thread count set to ``count`` (``None``: unchanged) inside the block."""
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _rows(out: Path, specs: list[RunSpec]) -> list[dict[str, Any]]:
@@ -391,11 +414,23 @@ def _train_one(config: StudyConfig, out: Path, spec: RunSpec, data: Datasets, *,
         claimed = stack.enter_context(_claim(out, spec)) if rank.is_main else None
         if not broadcast(claimed, rank):
             return False
+        precision = broadcast(_recorded_precision(config, out) if rank.is_main else None, rank)
         row = train_run(config, spec, data, out / "runs" / spec.run_id, on_epoch=on_epoch, rank=rank,
-                        tensorboard=tensorboard)
+                        tensorboard=tensorboard, precision=precision)
         if rank.is_main:
             append_result(out, row)
     return True
+
+
+def _recorded_precision(config: StudyConfig, out: Path) -> str:
+    """The study's precision: as set, or ``auto``'s choice, which the study's set-up recorded before any run."""
+    if config.precision != "auto":
+        return config.precision
+    recorded = load_precision(out, config)
+    if recorded is None:
+        raise ValueError(f"expected {out / PRECISION_FILE}, where precision = 'auto' records its choice; run the "
+                         "study command again to decide it")
+    return recorded
 
 
 def _run_locally(config: StudyConfig, out: Path, todo: list[RunSpec], data: Datasets, *, progress: bool,
@@ -429,6 +464,46 @@ def _ray_task(config: StudyConfig, out: str, spec: RunSpec) -> bool:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     return _train_one(config, Path(out), spec, _cached_datasets(config), rank=Rank())
+
+
+def worker_threads(config: StudyConfig) -> int:
+    """Torch threads for each of the ``workers`` processes: the study's threads (torch's default when unset) split
+    evenly, at least one each."""
+    return max(1, (config.threads or torch.get_num_threads()) // config.workers)
+
+
+def _pool_task(config: StudyConfig, out: str, spec: RunSpec, tensorboard: bool) -> RunSpec:
+    """One run in a pool worker, which keeps the data for its next run."""
+    _train_one(config, Path(out), spec, _cached_datasets(config), rank=Rank(), tensorboard=tensorboard)
+    return spec
+
+
+def _run_in_pool(config: StudyConfig, out: Path, todo: list[RunSpec], *, progress: bool, tensorboard: bool) -> None:
+    """Train ``todo`` in ``config.workers`` local processes side by side, the longest runs first (so that no long
+    run is left alone at the end); each process claims and records its runs as a sequential study does."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    order = sorted(todo, key=lambda s: -s.depth)  # stable: the grid's order within a depth
+    context = multiprocessing.get_context("spawn")  # fork after torch's thread pools start can hang a child
+    bar = _progress(len(order), enabled=progress, unit="run")
+    pool = ProcessPoolExecutor(config.workers, mp_context=context, initializer=torch.set_num_threads,
+                               initargs=(worker_threads(config),))
+    try:
+        pending = {pool.submit(_pool_task, config, str(out.resolve()), spec, tensorboard) for spec in order}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                spec = future.result()  # re-raises a run's error here
+                bar.update(1)
+                bar.set_postfix_str(spec.run_id)
+    except BaseException:  # Ctrl-C or a failed run: stop the others; their last epoch's checkpoints stay
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        bar.close()
+    pool.shutdown(wait=True)
 
 
 def _run_on_ray(config: StudyConfig, out: Path, todo: list[RunSpec], *, progress: bool,

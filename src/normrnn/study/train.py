@@ -181,6 +181,7 @@ def train_run(
     rank: Rank | None = None,
     tensorboard: bool = False,
     model_factory: ModelFactory | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Train one run, resuming from ``run_dir/checkpoint.pt`` if it is there, and return its result row.
 
@@ -189,6 +190,8 @@ def train_run(
     step (an exception there stops the run as Ctrl-C would). A diverged run stops early and is returned as a
     result. ``tensorboard`` logs the run to ``run_dir/tensorboard`` (:mod:`normrnn.study.tensorboard`).
     ``model_factory`` builds the model in place of normrnn's :class:`Forecaster` (see :func:`build_model`).
+    ``precision`` (``"fp32"`` or ``"bf16"``) is the study's (:func:`~normrnn.study.precision.study_precision`);
+    ``None``: the config's, with ``auto`` decided here (:func:`~normrnn.study.precision.choose_precision`).
 
     In a process group (``rank``, default: :func:`~normrnn.study.distributed.current`) the model is wrapped in
     ``DistributedDataParallel`` with cross-rank batch statistics, each rank trains on its share of every global
@@ -198,6 +201,10 @@ def train_run(
     """
     rank = current() if rank is None else rank
     device = rank.device(config.device)
+    if precision is None:
+        from .precision import choose_precision
+
+        precision = choose_precision(config, data)["precision"]
     run_dir.mkdir(parents=True, exist_ok=True)
     sampler = _sampler(len(data.train), spec.seed, rank)
     local_batch = local_batch_size(config.batch_size, rank.world_size)
@@ -208,7 +215,8 @@ def train_run(
     history = state.history
     logger = RunLogger(run_dir, purge_step=len(history["loss"])) if tensorboard and rank.is_main else None
     loop = _Loop(config, spec, data, device, rank, sampler, local_batch, loss_function(config.loss),
-                 _data_parallel(state.model, device) if rank.active else state.model, logger, on_step)
+                 _data_parallel(state.model, device) if rank.active else state.model, logger, on_step,
+                 bf16=precision == "bf16")
     while history["epoch"] < config.epochs and history["diverged_step"] is None:
         losses = _train_epoch(loop, state)
         if losses is None or not _end_epoch(loop, state, losses, ckpt_path):
@@ -220,7 +228,7 @@ def train_run(
                                                        device), device)
     if logger is not None:
         logger.close()
-    row = _result_row(config, spec, state.model, data, history, loop.memory, device)
+    row = _result_row(config, spec, state.model, data, history, loop.memory, device, bf16=loop.bf16)
     row["processes"] = rank.world_size
     return row
 
@@ -250,6 +258,7 @@ class _Loop:
     net: nn.Module  # the model, or its DistributedDataParallel wrapper
     logger: RunLogger | None
     on_step: Callable[[int], None] | None
+    bf16: bool = False  # bf16 autocast (the study's precision)
     memory: float | None = None  # peak training MB, measured on the first batch of this call
 
 
@@ -306,7 +315,7 @@ def _step(loop: _Loop, state: _State, x: Tensor, y: Tensor, n: int) -> float | N
     """One optimizer step on ``n`` samples: the global batch's loss, or None when it diverged."""
     config, history = loop.config, state.history
     start = time.perf_counter()
-    with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=config.bf16):
+    with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=loop.bf16):
         pred = loop.net(x)
     loss = loop.loss_fn(pred.float(), y)
     loss.backward()
@@ -335,7 +344,7 @@ def _step(loop: _Loop, state: _State, x: Tensor, y: Tensor, n: int) -> float | N
 def _end_epoch(loop: _Loop, state: _State, losses: list[float], path: Path) -> bool:
     """Validate, record the epoch and checkpoint it; False when its last step diverged, which shows only here."""
     config, history, model = loop.config, state.history, state.model
-    val = evaluate(model, loop.data.val, batch_size=config.batch_size, device=loop.device, bf16=config.bf16,
+    val = evaluate(model, loop.data.val, batch_size=config.batch_size, device=loop.device, bf16=loop.bf16,
                    gates=True, loss=config.loss)
     if not math.isfinite(val["mse"]):
         history["diverged_step"] = len(history["loss"])
@@ -413,15 +422,15 @@ def _peak_memory(model: nn.Module, x: Tensor, y: Tensor, device: torch.device) -
 
 
 def _result_row(config: StudyConfig, spec: RunSpec, model: nn.Module, data: Datasets, history: dict[str, Any],
-                memory: float, device: torch.device) -> dict[str, Any]:
+                memory: float, device: torch.device, *, bf16: bool) -> dict[str, Any]:
     diverged = history["diverged_step"] is not None
     none = {"mse": None, "mae": None, "ssim": None, "psnr": None, "gate_saturation": None}
     metrics, train_mse = none, None
     if not diverged:
-        metrics = evaluate(model, data.test, batch_size=config.batch_size, device=device, bf16=config.bf16,
+        metrics = evaluate(model, data.test, batch_size=config.batch_size, device=device, bf16=bf16,
                            gates=True)
         train_mse = evaluate(model, train_subset(data), batch_size=config.batch_size, device=device,
-                             bf16=config.bf16)["mse"]
+                             bf16=bf16)["mse"]
         if not all(math.isfinite(v) for v in (metrics["mse"], metrics["mae"], train_mse)):
             diverged = True  # non-finite weights after the last step: a result, recorded as diverged there
             history["diverged_step"] = len(history["loss"])
@@ -446,5 +455,5 @@ def _result_row(config: StudyConfig, spec: RunSpec, model: nn.Module, data: Data
         "train_curve": history["train_curve"], "val_curve": history["val_curve"],
         "val_mse": history["val_curve"][-1] if history["val_curve"] and not diverged else None,
         "learn_floor_loss": floor, "steps_to_learn": steps_to_learn(history["loss"], floor),
-        "gate_saturation_curve": history["gate_saturation_curve"],
+        "gate_saturation_curve": history["gate_saturation_curve"], "precision": "bf16" if bf16 else "fp32",
     }
