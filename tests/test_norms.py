@@ -517,3 +517,39 @@ def test_seed_002_tf1_and_keras_layer_norm_vectors():
     torch.testing.assert_close(tf1(x), torch.tensor(SEED_TF1), atol=2e-6, rtol=0)
     torch.testing.assert_close(keras(x), torch.tensor(SEED_KERAS), atol=2e-6, rtol=0)
     assert tf1.axes.stats_shape(tuple(x.shape)) == (4, 2)  # statistics (m, t)
+
+
+# --- bf16 autocast: statistics and running averages stay fp32 -------------------------------------------------------
+
+@pytest.mark.parametrize(("spec", "groups"), [("layer", 1), ("group:4", 4)])
+def test_statistics_stay_fp32_under_bf16_autocast(spec: str, groups: int) -> None:
+    """A bf16 activation (what autocast's convolutions hand the gate norm) is normalized with fp32 statistics: the
+    output is the fp32 group norm of the same values, rounded once to bf16 at the end, and the masked (generic)
+    path agrees."""
+    norm = create_norm(spec, 8, layout="BCHW")
+    randomize(norm)
+    x = (torch.randn(3, 8, 5, 5) * 4 + 2).to(torch.bfloat16)
+    want = F.group_norm(x.float(), groups, norm.weight, norm.bias, norm.eps).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = norm(x)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    stats = compute_stats(x, NormAxes(Layout.parse("BCHW"), "CHW", groups=groups))
+    assert stats.var.dtype == torch.float32 and stats.mean.dtype == torch.float32
+
+
+@pytest.mark.parametrize("cls", [BatchNorm, RecurrentBatchNorm])
+def test_running_averages_stay_fp32_under_bf16_autocast(cls) -> None:
+    """Batch statistics of a bf16 input are taken in fp32 and averaged into fp32 buffers, as nn.BatchNorm2d does on
+    the same values in fp32."""
+    norm = cls(6, layout="BCHW") if cls is BatchNorm else cls(6, layout="BCHW", max_steps=4)
+    ref = nn.BatchNorm2d(6)
+    x = (torch.randn(4, 6, 3, 3) * 3 + 1).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        norm(x) if cls is BatchNorm else norm(x, step=0)
+    ref(x.float())
+    mean = norm.running_mean if cls is BatchNorm else norm.running_mean[0]
+    var = norm.running_var if cls is BatchNorm else norm.running_var[0]
+    assert mean.dtype == var.dtype == torch.float32
+    torch.testing.assert_close(mean, ref.running_mean)
+    torch.testing.assert_close(var, ref.running_var)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_text", "check_out_dir"]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], object], *, binary: bool = True) -> Path:
@@ -43,3 +43,15 @@ def _umask() -> int:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda f: f.write(text), binary=False)
+
+
+def check_out_dir(out: Path, flag: str = "--out") -> None:
+    """A ``ValueError`` unless ``out`` is, or can become, a writable directory (not a file, nor under one)."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is a file" if path == out else f"is under {path}, which is a file"
+                raise ValueError(f"expected {flag} to be a directory, but {out} {what}")
+            if not os.access(path, os.W_OK):
+                raise ValueError(f"expected a writable {flag} directory, but {path} is not writable")
+            return

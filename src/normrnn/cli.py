@@ -66,7 +66,7 @@ def _bench(args: argparse.Namespace) -> int:
         rows = bench_norms(config, progress=_progress)
     elif args.target == "cells":
         config = dataclasses.replace(CELL_BENCH_QUICK if args.quick else CELL_BENCH, dtype=args.dtype,
-                                     device=args.device, **timing)
+                                     precision=args.precision, device=args.device, **timing)
         if args.backends is not None:
             config = dataclasses.replace(config, backends=tuple(args.backends.split(",")))
         rows = bench_layers(config, progress=_progress)
@@ -77,8 +77,8 @@ def _bench(args: argparse.Namespace) -> int:
         config = LayerBenchConfig(batch=args.batch, in_channels=args.in_channels, hidden_channels=args.hidden_channels,
                                   size=size, steps=args.steps, kernel_size=args.kernel_size,
                                   num_layers=args.num_layers, norms=tuple(args.norms.split(",")),
-                                  backends=tuple(args.backends.split(",")), dtype=args.dtype, device=args.device,
-                                  **timing)
+                                  backends=tuple(args.backends.split(",")), dtype=args.dtype,
+                                  precision=args.precision, device=args.device, **timing)
         rows = bench_layers(config, progress=_progress)
     print(format_table(rows))
     if args.json:
@@ -116,7 +116,7 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
     from .study import load_config
 
     config = load_config(args.preset, args.config)
-    keys = ("threads", "workers", "device", "model", "data")
+    keys = ("threads", "workers", "precision", "device", "model", "data")
     overrides = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     try:
         return dataclasses.replace(config, **overrides)
@@ -177,7 +177,12 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     from .study import load_results
 
-    row = next(r for r in load_results(args.out) if r["run_id"] == spec.run_id)
+    row = next((r for r in load_results(args.out) if r["run_id"] == spec.run_id), None)
+    if row is None:  # claimed by another process: it trains the run, this one did not
+        from .study.runner import claim_holder
+
+        raise ValueError(f"run {spec.run_id} in {args.out} is being trained by {claim_holder(args.out, spec.run_id)}; "
+                         "run this command again when it has finished")
     metrics = ("test_mse", "test_ssim", "test_psnr", "step_time_s", "processes")
     print(f"{spec.run_id}: " + ", ".join(f"{k}={row.get(k)}" for k in metrics)
           + f" (in {Path(args.out) / 'results.jsonl'})")
@@ -194,7 +199,7 @@ def _run(config: StudyConfig, args: argparse.Namespace, runs: list[RunSpec] | No
     from .study.distributed import init_from_env
     from .study.runner import check_runnable
 
-    check_runnable(config, args.out, nproc=args.nproc, executor=args.executor)  # before any process or data
+    check_runnable(config, args.out, nproc=args.nproc, executor=args.executor, runs=runs)  # before any process
     rank = init_from_env(config.device)
     try:
         run_study(config, args.out, runs=runs, shard_of=shard_of, progress=not args.no_progress, nproc=args.nproc,
@@ -227,13 +232,16 @@ def _audit(args: argparse.Namespace) -> int:
 
     from ._checks import first_line
     from .auditing import audit, parse_shapes
-    from .study.factories import check_text, resolve
+    from .study.factories import FactoryExit, check_text, no_exit, resolve
 
     check_text("the factory", args.factory)
     factory = resolve(args.factory, "could not audit: factory")
     shapes = parse_shapes(args.input_shape)  # a ValueError for bad or huge shapes, before any model is built
     try:
-        model = factory()
+        with no_exit(f"could not audit: factory {args.factory}"):
+            model = factory()
+    except FactoryExit:
+        raise
     except Exception as e:
         raise ValueError(f"could not audit: {args.factory}() raised {type(e).__name__}: {first_line(e)} "
                          "(the factory is called with no arguments)") from None
@@ -244,7 +252,10 @@ def _audit(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.randn(shape, generator=generator) for shape in shapes]
     try:
-        report = audit(model, *inputs, layout=args.layout)
+        with no_exit(f"could not audit: factory {args.factory}'s model"):
+            report = audit(model, *inputs, layout=args.layout)
+    except FactoryExit:
+        raise
     except Exception as e:  # the model cannot be copied or hooked: whatever it is, the audit did not happen
         raise ValueError(f"could not audit {args.factory}: {type(e).__name__}: {first_line(e)}") from None
     if report.error:
@@ -264,6 +275,9 @@ def _timing_flags(p: argparse.ArgumentParser, rounds: int, repeats: int, warmup:
     if p.prog.split()[-1] in ("cells", "layers"):
         g.add_argument("--device", default="cpu", help="cpu or cuda; cuda adds the allocator's peak memory "
                                                        "(default: cpu)")
+        g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                       help="bf16: every variant under bf16 autocast; auto: where the device has fast bf16, each "
+                            "variant also under bf16 autocast, beside fp32 (default: fp32)")
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:
@@ -275,6 +289,9 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
                    help="the study directory; re-running resumes it")
     p.add_argument("--threads", type=int, help="torch threads, shared by --nproc processes (default: the preset's)")
     p.add_argument("--device", help="cpu or cuda (default: the preset's)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"],
+                   help="bf16 autocast, or auto: bf16 where a training step measured at least 10%% faster at the "
+                        "study's shapes here, decided once per study (default: the preset's)")
     p.add_argument("--model", help="your own model: MODULE:FACTORY, called as f(norm=, topology=, depth=, seed=, "
                                    "**settings) -> nn.Module (the current directory and PYTHONPATH are searched)")
     p.add_argument("--data", help="your own data: MODULE:FACTORY, called as f(split=, seed=) -> Dataset of "
@@ -422,6 +439,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"normrnn {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside a training loop (which says how to resume): set-up, a report, a table
+        if args.debug:
+            traceback.print_exc()
+        print(f"\nnormrnn {args.command}: interrupted", file=sys.stderr)
+        return 130
     finally:
         warnings.showwarning = previous
 

@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .._io import check_out_dir
+
 __all__ = ["GPU_SHAPE", "REHEARSAL", "CheckShape", "kernel_bandwidth", "main", "measure"]
 
 ROOT = Path(__file__).resolve().parents[3]  # the working tree: src/normrnn/bench/gpu.py
@@ -216,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rehearse", action="store_true",
                         help="without CUDA: bench, bandwidth and the smoke study on the CPU under the interpreter")
     args = parser.parse_args(argv)
+    try:
+        check_out_dir(Path(args.out))  # before the tests and benchmarks, not after them
+    except ValueError as e:
+        print(f"gpu-check: {e}", file=sys.stderr)
+        return 2
     if args.rehearse:
         os.environ.setdefault("TRITON_INTERPRET", "1")  # read when Triton is first imported
     import torch

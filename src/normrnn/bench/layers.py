@@ -11,11 +11,12 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from .._checks import positive_int
+from .._checks import one_of, positive_int
 from ..kernels import get_backend
 from ..layers import ConvLSTM
 from ..norms.explaining import MAX_ELEMENTS
 from ..profiling import cuda_peak_mb, saved_tensor_bytes
+from .precision import bf16_hardware
 from .reference import ConvOnly, NaiveConvLSTM
 from .timing import check_close, check_timing, paired_ratios, time_interleaved, timing_row
 
@@ -24,6 +25,7 @@ __all__ = ["CELL_BENCH", "CELL_BENCH_QUICK", "FLOOR", "HOISTED", "NAIVE", "Layer
 NAIVE = "naive reference (conv on [x; h], eager gates)"
 HOISTED = "none, projection=hoisted"
 FLOOR = "conv-only (the floor)"
+BF16 = "bf16"  # the suffix of a variant timed under bf16 autocast beside its fp32 self
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class LayerBenchConfig:
     floor: bool = False  # also time conv-only: the same convolutions without gates or norms
     hoisted: bool = False  # also time bias-only with projection="hoisted" (the default is joint on CPU)
     dtype: str = "float32"  # float32 | float64 | bfloat16
+    # fp32 | bf16: every variant under bf16 autocast | auto: where the device has fast bf16 (AVX512-BF16, AMX, a
+    # bf16 GPU), each variant also under bf16 autocast (" bf16"), timed beside fp32 so the ratios show where it pays
+    precision: str = "fp32"
     device: str = "cpu"  # cpu | cuda (adds the allocator's peak memory per variant)
     rounds: int = 5  # interleaved rounds, order shuffled per round
     repeats: int = 1  # timed calls per variant per round
@@ -51,6 +56,10 @@ class LayerBenchConfig:
 
     def __post_init__(self) -> None:
         check_timing(self)
+        one_of("precision", self.precision, ("fp32", "bf16", "auto"))
+        if self.precision != "fp32" and self.dtype != "float32":
+            raise ValueError(f"expected dtype float32 with precision={self.precision!r} (autocast casts fp32 "
+                             f"models), got dtype={self.dtype!r}")
         for name in ("batch", "in_channels", "hidden_channels", "steps", "kernel_size", "num_layers"):
             positive_int(name, getattr(self, name))
         gates = (self.batch, self.steps, 4 * max(self.in_channels, self.hidden_channels), *self.size)
@@ -83,13 +92,18 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
     x = torch.randn(shape, generator=g).to(device, dtype)
     dy = torch.randn(*shape[:2], config.hidden_channels, *config.size, generator=g).to(device, dtype)
     models = _models(config, x, progress)
-    calls = {name: _fwd_bwd(model, x, dy) for name, model in models.items()}
+    calls = {name: _fwd_bwd(model, x, dy, bf16=config.precision == "bf16") for name, model in models.items()}
+    if config.precision == "auto" and bf16_hardware(device) is None:
+        twins = {f"{name} {BF16}": model for name, model in models.items() if name not in (NAIVE, FLOOR)}
+        calls |= {name: _fwd_bwd(model, x, dy, bf16=True) for name, model in twins.items()}
+        models |= twins
     if progress is not None:
         progress(f"timing {len(models)} variants, fwd+bwd of {config.num_layers} layers x T={config.steps}, "
                  f"{config.rounds} rounds x {config.repeats} calls")
     samples = time_interleaved(calls, rounds=config.rounds, repeats=config.repeats, warmup=config.warmup,
-                               groups=[list(models)])
-    memory = {name: saved_tensor_bytes(lambda model=model: model(x)) / 2**20 for name, model in models.items()}
+                               groups=[list(calls)])
+    memory = {name: saved_tensor_bytes(lambda model=model, name=name: _forward(model, x, _bf16(config, name)))
+              / 2**20 for name, model in models.items()}
     peak = {name: cuda_peak_mb(call, device) for name, call in calls.items()} if device.type == "cuda" else {}
     return [_row(config, name, list(shape), samples, memory, peak, models) for name in models]
 
@@ -136,11 +150,22 @@ def _models(config: LayerBenchConfig, x: Tensor, progress: Callable[[str], None]
     return models
 
 
-def _fwd_bwd(model: nn.Module, x: Tensor, dy: Tensor) -> Callable[[], None]:
-    """One timed call: forward, backward of ``dy``, and (on CUDA) a sync, so the kernels are timed, not queued."""
-    def run() -> None:
+def _bf16(config: LayerBenchConfig, name: str) -> bool:
+    """Whether the variant ``name`` runs under bf16 autocast."""
+    return config.precision == "bf16" or name.endswith(f" {BF16}")
+
+
+def _forward(model: nn.Module, x: Tensor, bf16: bool) -> Tensor:
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = model(x)
-        (out[0] if isinstance(out, tuple) else out).backward(dy)
+    return (out[0] if isinstance(out, tuple) else out).float() if bf16 else (out[0] if isinstance(out, tuple) else out)
+
+
+def _fwd_bwd(model: nn.Module, x: Tensor, dy: Tensor, *, bf16: bool = False) -> Callable[[], None]:
+    """One timed call: forward (under bf16 autocast when ``bf16``), backward of ``dy``, and (on CUDA) a sync, so the
+    kernels are timed, not queued."""
+    def run() -> None:
+        _forward(model, x, bf16).backward(dy)
         model.zero_grad(set_to_none=True)
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
@@ -152,17 +177,22 @@ def _row(config: LayerBenchConfig, name: str, shape: list[int], samples: dict[st
     """One variant's result: its time, its paired ratios to bias-only, the naive loop and the floor, and memory."""
     row: dict[str, object] = {
         "bench": "cells" if config.num_layers == 1 else "layers",
-        "variant": name if name in (NAIVE, FLOOR) else f"normrnn ConvLSTM norm={name}",
-        "norm": name, "mode": "fwd+bwd", "shape": shape, "dtype": config.dtype,
+        "variant": (name if name in (NAIVE, FLOOR) else f"normrnn ConvLSTM norm={name}")
+        + (f" {BF16}" if config.precision == "bf16" else ""),
+        "norm": name.removesuffix(f" {BF16}"), "mode": "fwd+bwd", "shape": shape, "dtype": config.dtype,
+        "precision": "bf16" if _bf16(config, name) else "fp32",
         **timing_row(samples, name, "none"),
         "ratio_vs_naive": statistics.median(paired_ratios(samples, name, NAIVE)),
         "activation_mb": memory[name], "memory_ratio": memory[name] / memory["none"],
     }
+    if name.endswith(f" {BF16}"):  # the same model in fp32, timed beside it
+        row["ratio_vs_fp32"] = statistics.median(paired_ratios(samples, name, name.removesuffix(f" {BF16}")))
     if config.floor:
         row["ratio_vs_floor"] = statistics.median(paired_ratios(samples, name, FLOOR))
     if peak:
         row["cuda_peak_mb"] = peak[name]
-    backend = name.rpartition(" ")[2] if " " in name and name not in (NAIVE, FLOOR, HOISTED) else None
+    base = name.removesuffix(f" {BF16}")
+    backend = base.rpartition(" ")[2] if " " in base and base not in (NAIVE, FLOOR, HOISTED) else None
     if backend is not None and f"none {backend}" in models:  # bias-only with the same gate backend
         row["ratio_vs_bias_backend"] = statistics.median(paired_ratios(samples, name, f"none {backend}"))
     return row

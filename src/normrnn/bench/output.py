@@ -14,7 +14,8 @@ from .._io import atomic_write_text
 __all__ = ["format_table", "write_json"]
 
 
-_EXTRA_COLUMNS = (("ratio_vs_bias_backend", "x bias*", "{:.3f}"), ("ratio_vs_naive", "x naive", "{:.3f}"),
+_EXTRA_COLUMNS = (("ratio_vs_fp32", "x fp32", "{:.3f}"), ("ratio_vs_bias_backend", "x bias*", "{:.3f}"),
+                  ("ratio_vs_naive", "x naive", "{:.3f}"),
                   ("ratio_vs_floor", "x floor", "{:.3f}"),
                   ("activation_mb", "act MB", "{:.1f}"), ("memory_ratio", "x mem", "{:.3f}"),
                   ("cuda_peak_mb", "peak MB", "{:.1f}"))

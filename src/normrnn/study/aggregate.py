@@ -12,8 +12,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["METRICS", "Aggregate", "aggregate", "best_lr", "differ", "main_variants", "mean_ci", "median_range",
-           "stability_frontier"]
+from .config import BASELINE, canonical_norm
+
+__all__ = ["METRICS", "Aggregate", "aggregate", "best_lr", "differ", "diverged_everywhere", "main_variants", "mean_ci",
+           "median_range", "stability_frontier"]
 
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086]  # Student's t, two-sided 95%, df = 1..20
@@ -70,13 +72,21 @@ def _mean_curve(curves: list[list[float]]) -> list[float]:
     return [statistics.fmean(c[i] for c in curves) for i in range(length)]
 
 
+def _canonical(norm: str) -> str:
+    """A row's norm as the study names it now (rows written before specs were canonical may say ``"None"``)."""
+    try:
+        return canonical_norm(norm)
+    except ValueError:  # a spec this version does not know: reported as written
+        return norm
+
+
 def aggregate(rows: Sequence[dict[str, Any]]) -> list[Aggregate]:
     """One entry per variant (norm, topology, depth, lr_mult), over seeds, in first-seen order."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        groups[(r["norm"], r["topology"], r["depth"], r["lr_mult"])].append(r)
+        groups[(_canonical(r["norm"]), r["topology"], r["depth"], r["lr_mult"])].append(r)
     base_time = {(t, d, m): statistics.median(x["step_time_s"] for x in g if x.get("step_time_s"))
-                 for (n, t, d, m), g in groups.items() if n == "none" and any(x.get("step_time_s") for x in g)}
+                 for (n, t, d, m), g in groups.items() if n == BASELINE and any(x.get("step_time_s") for x in g)}
     out = []
     for (norm, topo, depth, mult), g in groups.items():
         ok = [r for r in g if not r["diverged"]]
@@ -99,7 +109,9 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> list[Aggregate]:
         agg["val_curve"] = _mean_curve([r["val_curve"] for r in ok if r.get("val_curve")])
         agg["train_curve"] = _mean_curve([r["train_curve"] for r in ok if r.get("train_curve")])
         agg["test_values"] = [r["test_mse"] for r in ok]
-        agg["steps_to_learn"] = [r.get("steps_to_learn") for r in g if "steps_to_learn" in r]  # None: never
+        # None: never; a row whose loss has no finite no-learning floor has no steps to learn at all
+        agg["steps_to_learn"] = [r.get("steps_to_learn") for r in g
+                                 if "steps_to_learn" in r and "learn_floor_note" not in r]
         agg["saturation_curve"] = _mean_curve([r["gate_saturation_curve"] for r in g
                                                if r.get("gate_saturation_curve")])
         out.append(agg)
@@ -120,7 +132,8 @@ def best_lr(aggs: Sequence[Aggregate]) -> list[Aggregate]:
     *validation* MSE over seeds (test MSE never chooses). Candidates are the multipliers run with the most seeds
     (with LR halving, the one that won on the first seed); one at which any seed diverged is not a candidate,
     unless every candidate had a seed diverge (with halving: the winner of seed 0 diverged on another seed), when
-    the variant is shown there, its ``diverged_rate`` saying so. Ties go to the smaller multiplier."""
+    the variant is shown there, its ``diverged_rate`` saying so. A variant that diverged at every multiplier is
+    shown at the smallest (:func:`diverged_everywhere` names them). Ties go to the smaller multiplier."""
     most: dict[tuple, int] = defaultdict(int)
     for a in aggs:
         key = (a["norm"], a["topology"], a["depth"])
@@ -135,8 +148,21 @@ def best_lr(aggs: Sequence[Aggregate]) -> list[Aggregate]:
                 continue
             if key not in best or a["val_mse"] < best[key]["val_mse"]:
                 best[key] = a
+    for a in sorted(aggs, key=lambda a: a["lr_mult"]):  # diverged at every multiplier: shown at the smallest
+        best.setdefault((a["norm"], a["topology"], a["depth"]), a)
     order = {(a["norm"], a["topology"], a["depth"]): i for i, a in enumerate(aggs)}  # the grid's order
     return sorted(best.values(), key=lambda a: order[(a["norm"], a["topology"], a["depth"])])
+
+
+def diverged_everywhere(aggs: Sequence[Aggregate]) -> dict[tuple, list[float]]:
+    """The variants (norm, topology, depth) whose every run diverged, with the multipliers they were tried at."""
+    tried: dict[tuple, list[float]] = defaultdict(list)
+    lost: dict[tuple, bool] = defaultdict(lambda: True)
+    for a in aggs:
+        key = (a["norm"], a["topology"], a["depth"])
+        tried[key].append(a["lr_mult"])
+        lost[key] = lost[key] and a["diverged_rate"] == 1
+    return {key: sorted(mults) for key, mults in tried.items() if lost[key]}
 
 
 def main_variants(aggs: Sequence[Aggregate]) -> list[Aggregate]:

@@ -24,11 +24,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["DEFAULT_NORMS", "PRESETS", "RunSpec", "StudyConfig", "check_device", "expand_grid", "halving_winner",
-           "load_config", "parse_shard", "planned_runs", "shard"]
+__all__ = ["BASELINE", "DEFAULT_NORMS", "PRESETS", "RunSpec", "StudyConfig", "canonical_norm", "check_device",
+           "expand_grid", "halving_winner", "legacy_keys", "load_config", "parse_shard", "planned_runs", "shard"]
 
 DEFAULT_NORMS = ("none", "layer", "group:8", "recurrent_batch", "instance", "rms")
 STUDY_NORMS = ("none", "layer", "group:8", "recurrent_batch")  # bias-only, per-sample, grouped, batch statistics
+BASELINE = "none"  # bias-only: the reference of every comparison, cost ratio and answer in the report
 TOPOLOGIES = ("stacked", "residual")
 CELL_KINDS = ("convlstm", "convgru")
 HEADS = ("sigmoid", "linear")  # the forecaster's output: squashed into [0, 1], or left as is
@@ -77,6 +78,11 @@ def _kind(key: str, value: object, kind: type, what: str, *, optional: bool = Fa
     if (optional and value is None) or (isinstance(value, kind) and value != ""):
         return
     raise ValueError(f"expected {key} to be {what}{' or None' if optional else ''}, got {value!r}")
+
+
+def canonical_norm(spec: str) -> str:
+    """A norm spec as the registry names it: ``"Layer"`` is ``"layer"``, ``"group:08"`` is ``"group:8"``."""
+    return NormSpec.parse(spec).name
 
 
 def norm_token(norm: str) -> str:
@@ -203,7 +209,9 @@ class StudyConfig:
     # fp32 | bf16 (autocast; norm statistics stay fp32) | auto: bf16 where a training step measured at least 10%
     # faster at the study's shapes on this machine, decided once per study (normrnn.study.precision)
     precision: str = "fp32"
-    divergence_bound: float = 2.0  # diverged if the loss exceeds this multiple of the first step's loss
+    # diverged if a loss is not finite, or rises above the first step's by more than (bound - 1) × |first loss|
+    # (for a positive loss: exceeds bound × the first step's loss)
+    divergence_bound: float = 2.0
     device: str = "cpu"  # cpu | cuda
     threads: int | None = None  # torch.set_num_threads on CPU; None keeps torch's default
     # runs trained side by side in this many local processes, the threads split between them: a study's small
@@ -233,6 +241,8 @@ class StudyConfig:
                 raise ValueError(f"expected at least one entry in {key}, got an empty list")
             for item in value:
                 check(key, item)
+            if key == "norms":  # one spelling per norm ("Layer", "group:08"), so runs and the report match
+                value = [canonical_norm(v) for v in value]
             object.__setattr__(self, key, tuple(value))
         for key, token in (("norms", norm_token), ("lr_mults", mult_token), ("seeds", str), ("depths", str),
                            ("topologies", str)):
@@ -391,6 +401,7 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         _norm("norm", self.norm)
+        object.__setattr__(self, "norm", canonical_norm(self.norm))
         _choice("topology", self.topology, TOPOLOGIES)
         _int("depth", self.depth, minimum=1)
         _int("seed", self.seed, minimum=0, maximum=MAX_SEED)

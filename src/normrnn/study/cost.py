@@ -18,7 +18,7 @@ import torch
 
 from .._io import atomic_write_text
 from ..bench.timing import paired_ratios, time_interleaved
-from .config import RunSpec, StudyConfig
+from .config import BASELINE, RunSpec, StudyConfig
 from .factories import batch, loss_function
 from .train import Datasets, build_model
 
@@ -55,7 +55,7 @@ def measure_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], *, ro
                                warmup=warmup, groups=groups)
     rows = []
     for (norm, topo, depth), name in names.items():
-        ref = names.get(("none", topo, depth))
+        ref = names.get((BASELINE, topo, depth))
         ratios = paired_ratios(samples, name, ref) if ref is not None else None
         rows.append({"norm": norm, "topology": topo, "depth": depth,
                      "step_ms": statistics.median(samples[name]) * 1e3,

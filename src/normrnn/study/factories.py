@@ -13,6 +13,7 @@ covers each factory's name and the content of its source file, so an edited mode
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -21,7 +22,7 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -32,7 +33,8 @@ from torch.utils.data import Dataset, Subset, TensorDataset, default_collate
 from .._checks import first_line
 from ..data import SequenceDataset
 
-__all__ = ["LOSSES", "batch", "check_text", "factory_name", "loss_function", "resolve", "source_hash", "subset"]
+__all__ = ["LOSSES", "FactoryExit", "batch", "check_text", "factory_name", "loss_function", "no_exit", "resolve",
+           "source_hash", "subset"]
 
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"mse": F.mse_loss, "mae": F.l1_loss}
 _NAME = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
@@ -47,6 +49,20 @@ def check_text(key: str, value: object, *, builtins: tuple[str, ...] = ()) -> No
                      f"{' or None' if not builtins else ''}, got {value!r}")
 
 
+class FactoryExit(ValueError):
+    """A user's factory called ``sys.exit``: a one-line error like any other bad factory, never a silent exit."""
+
+
+@contextlib.contextmanager
+def no_exit(what: str) -> Iterator[None]:
+    """Run a user's code: ``sys.exit`` inside it (at import or call time) is a :class:`FactoryExit` naming
+    ``what``, not the end of the study with exit 0 and no message."""
+    try:
+        yield
+    except SystemExit as e:
+        raise FactoryExit(f"{what} called sys.exit({e.code!r}); a factory must return, not exit") from None
+
+
 def _search_cwd() -> None:
     """Put the current directory first on ``sys.path``, as ``python -m`` does (a console script does not)."""
     cwd = os.getcwd()
@@ -59,7 +75,10 @@ def resolve(text: str, what: str) -> Callable[..., Any]:
     module_name, _, attr = text.partition(":")
     _search_cwd()
     try:
-        module = importlib.import_module(module_name)
+        with no_exit(f"{what} {text}"):
+            module = importlib.import_module(module_name)
+    except FactoryExit:
+        raise
     except Exception as e:  # a missing module, or one that fails on import: either way, no factory
         raise ValueError(f"{what} {text}: cannot import {module_name!r} ({type(e).__name__}: {e}); the current "
                          "directory and PYTHONPATH are searched") from None
@@ -140,7 +159,10 @@ def load_user_data(text: str, split: str, seed: int) -> Dataset:
     """Call the data factory for one split and check what it returns."""
     fn = resolve(text, "data factory")
     try:
-        data = fn(**accepted(fn, {"split": split, "seed": seed}))
+        with no_exit(f"data factory {text}"):
+            data = fn(**accepted(fn, {"split": split, "seed": seed}))
+    except FactoryExit:
+        raise
     except Exception as e:
         raise ValueError(f"data factory {text} raised for split={split!r}: {type(e).__name__}: {e}") from None
     if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
@@ -148,7 +170,14 @@ def load_user_data(text: str, split: str, seed: int) -> Dataset:
                          f"got {type(data).__name__}")
     if len(data) == 0:
         raise ValueError(f"data factory {text}: the {split!r} split is empty")
-    sample = data[0]
+    try:
+        with no_exit(f"data factory {text}'s dataset"):
+            sample = data[0]
+    except FactoryExit:
+        raise
+    except Exception as e:  # a dict, or a __getitem__ that raises: not a map-style Dataset indexed 0..len-1
+        raise ValueError(f"data factory {text}: expected a Dataset indexed 0..len-1, but item 0 of split {split!r} "
+                         f"raised {type(e).__name__}: {first_line(e)}") from None
     if not (isinstance(sample, (tuple, list)) and len(sample) == 2 and all(isinstance(t, Tensor) for t in sample)):
         raise ValueError(f"data factory {text}: expected (input, target) tensor pairs, got a "
                          f"{type(sample).__name__} in split {split!r}")
@@ -170,13 +199,17 @@ def _check_finite(text: str, split: str, data: Dataset, first: tuple[Tensor, Ten
                              f"holds NaN or Inf; expected finite values")
 
 
-def check_model(text: str, model: object, x: Tensor, y: Tensor) -> Tensor:
-    """One batch through a user's model: its output, shaped like the target and differentiable with respect to
-    its trainable parameters (else training would fail deep in autograd after the study began), or a ValueError."""
+def check_model(text: str, model: object, x: Tensor, y: Tensor, *, grad: bool = True) -> Tensor:
+    """One batch through a user's model: its output, shaped like the target, on the input's device and (``grad``)
+    differentiable with respect to its trainable parameters (else training would fail deep in autograd after the
+    study began), or a ValueError."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model factory {text}: expected an nn.Module, got {type(model).__name__}")
     try:
-        out = model(x)
+        with no_exit(f"model factory {text}'s model"):
+            out = model(x)
+    except FactoryExit:
+        raise
     except Exception as e:
         raise ValueError(f"model factory {text}: the forward pass on a batch of shape {tuple(x.shape)} raised "
                          f"{type(e).__name__}: {first_line(e)}") from None
@@ -184,9 +217,12 @@ def check_model(text: str, model: object, x: Tensor, y: Tensor) -> Tensor:
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(f"model factory {text}: expected an output shaped like the target {tuple(y.shape)}, "
                          f"got {got}")
+    if out.device != x.device:
+        raise ValueError(f"model factory {text}: expected the output on the input's device {x.device}, got "
+                         f"{out.device}")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"model factory {text}: expected a model with trainable parameters, got none")
-    if not out.is_floating_point() or out.grad_fn is None:
+    if not out.is_floating_point() or (grad and out.grad_fn is None):
         got = f"dtype {out.dtype}" if not out.is_floating_point() else "an output with no grad_fn"
         raise ValueError(f"model factory {text}: expected a floating-point output computed from the trainable "
                          f"parameters, got {got}")

@@ -46,7 +46,8 @@ def prediction_metrics(pred: Tensor, target: Tensor) -> dict[str, float | None]:
 def steps_to_learn(losses: list[float | None], floor: float, *, fraction: float = LEARN_FRACTION,
                    window: int = LEARN_WINDOW) -> int | None:
     """The first optimizer step after which the trailing mean of ``window`` training losses is below
-    ``fraction × floor`` (``floor``: the best no-learning predictor's loss, in the same units); ``None`` if never.
+    ``floor - (1 - fraction) × |floor|`` (``fraction × floor`` for a positive loss; ``floor``: the best no-learning
+    predictor's loss, in the same units, which a log-space loss may make negative); ``None`` if never.
 
     ``losses[i]`` is the loss of the batch seen after ``i`` optimizer steps, so the answer counts steps taken.
 
@@ -61,7 +62,7 @@ def steps_to_learn(losses: list[float | None], floor: float, *, fraction: float 
         recent = losses[max(0, i - window + 1) : i + 1]
         if len(recent) < min(window, len(losses)) or any(v is None for v in recent):
             continue
-        if sum(recent) / len(recent) < fraction * floor:  # type: ignore[arg-type]
+        if sum(recent) / len(recent) < floor - (1 - fraction) * abs(floor):  # type: ignore[arg-type]
             return i
     return None
 

@@ -7,12 +7,16 @@ from collections import Counter
 
 from .config import RunSpec, StudyConfig
 from .cost import measure_cost
-from .runner import load_datasets
+from .precision import choose_precision
+from .runner import load_datasets, threads_of_runs
 from .train import Datasets
 
 __all__ = ["plan"]
 
 _EVAL_STEP = 1 / 3  # a forward-only evaluation batch costs about a third of a training step
+# a one-thread run's slowdown when another one-thread run shares the 2-core machine: 184 vs 135 ms per tuned
+# depth-8 step, measured (docs/performance.md, "The study's throughput")
+SHARED = 1.35
 
 
 def plan(config: StudyConfig, runs: list[RunSpec], data: Datasets | None = None) -> str:
@@ -25,15 +29,18 @@ def plan(config: StudyConfig, runs: list[RunSpec], data: Datasets | None = None)
     """
     data = load_datasets(config) if data is None else data  # already loaded by the factory check, if any
     shapes = {s.depth: s for s in runs}
-    by_depth = {r["depth"]: r["step_ms"] / 1e3
-                for r in measure_cost(config, data, list(shapes.values()), rounds=1, warmup=1)["rows"]}
+    with threads_of_runs(config):
+        chosen = choose_precision(config, data, rounds=1)
+        cost = measure_cost(config, data, list(shapes.values()), rounds=1, warmup=1,
+                            bf16=chosen["precision"] == "bf16")
+    by_depth = {r["depth"]: r["step_ms"] / 1e3 for r in cost["rows"]}
     timing = {(s.norm, s.topology, s.depth): by_depth[s.depth] for s in runs}
     n_train, n_val, n_test = len(data.train), len(data.val), len(data.test)  # a data factory's sizes, too
     per_epoch = math.ceil(n_train / config.batch_size)
     steps = config.epochs * per_epoch
     evals = (config.epochs * n_val + n_test + min(n_train, n_test)) / config.batch_size
     per_run = {key: t * (steps + _EVAL_STEP * evals) for key, t in timing.items()}
-    total = sum(per_run[(s.norm, s.topology, s.depth)] for s in runs)
+    total = _makespan([per_run[(s.norm, s.topology, s.depth)] for s in runs], config.workers)
     axes = {"norms": Counter(s.norm for s in runs), "topologies": Counter(s.topology for s in runs),
             "depths": Counter(s.depth for s in runs), "seeds": Counter(s.seed for s in runs),
             "lr_mults": Counter(s.lr_mult for s in runs)}
@@ -50,6 +57,23 @@ def plan(config: StudyConfig, runs: list[RunSpec], data: Datasets | None = None)
                      f"{counts[key] * per_run[key] / 60:>9.1f}")
     halving = (f"; LR halving: {len(config.lr_mults)} multipliers on seed {config.seeds[0]}, then the other seeds "
                "at each variant's best" if config.lr_search == "halving" and len(config.lr_mults) > 1 else "")
-    lines += ["", f"estimated total: {total / 60:.0f} min on this machine ({len(runs)} runs, one after another"
+    side = "one after another" if config.workers == 1 else f"{config.workers} side by side"
+    precision = chosen["precision"] + (f", auto: {chosen['why']}" if config.precision == "auto" else "")
+    lines += ["", f"estimated total: {_duration(total)} on this machine ({len(runs)} runs, {side}, {precision}"
               f"{halving}; from one timed step per depth, so expect ±30%). Nothing was trained or written."]
     return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.0f} min"
+
+
+def _makespan(times: list[float], workers: int) -> float:
+    """Wall time of ``times`` dealt longest first to ``workers`` processes, each slowed by :data:`SHARED` when
+    they share the machine (the pool's order, :func:`normrnn.study.runner._run_in_pool`)."""
+    if workers == 1:
+        return sum(times)
+    loads = [0.0] * workers
+    for t in sorted(times, reverse=True):
+        loads[loads.index(min(loads))] += t * SHARED
+    return max(loads)

@@ -13,6 +13,7 @@ from typing import Any
 
 from .._io import atomic_write
 from .aggregate import Aggregate, main_variants
+from .config import BASELINE
 from .metrics import SATURATED
 
 __all__ = ["MSE_LABEL", "plot_all"]
@@ -204,7 +205,7 @@ def plot_generalization(main: list[Aggregate], out: Path, prefix: str) -> str | 
 def plot_cost(cost: dict[str, Any], out: Path, prefix: str) -> str:
     """Paired step-time ratios to bias-only (median, min-max over rounds), per norm, topology and depth."""
     plt = _pyplot()
-    rows = [r for r in cost["rows"] if r["norm"] != "none" and r["ratio"] is not None]
+    rows = [r for r in cost["rows"] if r["norm"] != BASELINE and r["ratio"] is not None]
     fig, ax = plt.subplots(figsize=(0.35 * len(rows) + 3, 3.6))
     labels = [f"{r['norm']}\n{r['topology'][:3]} d{r['depth']}" for r in rows]
     ratios = [r["ratio"] for r in rows]
@@ -259,6 +260,6 @@ def plot_all(aggs: list[Aggregate], out: Path, floor: Floor, cost: dict[str, Any
         names.append(plot_stability(aggs, out, floor, prefix))
     names.append(plot_generalization(main, out, prefix))
     names.append(plot_saturation(main, out, prefix))
-    if cost is not None and any(r["norm"] != "none" and r["ratio"] is not None for r in cost["rows"]):
+    if cost is not None and any(r["norm"] != BASELINE and r["ratio"] is not None for r in cost["rows"]):
         names.append(plot_cost(cost, out, prefix))
     return [n for n in names if n]

@@ -14,33 +14,24 @@ import json
 import statistics
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .._io import atomic_write_text
+from ..bench.precision import bf16_hardware
 from ..bench.timing import time_interleaved
 from .config import RunSpec, StudyConfig
 from .factories import batch, loss_function
 
-__all__ = ["PAYS", "PRECISION_FILE", "bf16_hardware", "choose_precision", "load_precision", "study_precision"]
+if TYPE_CHECKING:
+    from .train import Datasets
+
+__all__ = ["PAYS", "PRECISION_FILE", "choose_precision", "load_precision", "study_precision"]
 
 PRECISION_FILE = "precision.json"
 PAYS = 0.9  # auto picks bf16 when its paired step time is at most this fraction of fp32's
 _ROUNDS = 5  # interleaved rounds
-
-
-def bf16_hardware(device: torch.device) -> str | None:
-    """Why ``device`` has no fast bf16 path (``None`` when it has one): a CPU without AVX512-BF16 or AMX, or a
-    GPU without bf16 support."""
-    if device.type == "cuda":
-        return None if torch.cuda.is_bf16_supported() else f"{torch.cuda.get_device_name(device)} has no bf16"
-    if device.type != "cpu":
-        return f"no bf16 autocast on {device.type}"
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    if any(probe is not None and probe() for probe in probes):
-        return None
-    return "this CPU has neither AVX512-BF16 nor AMX, so bf16 would run emulated"
 
 
 def _step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Callable[..., torch.Tensor],
@@ -55,7 +46,7 @@ def _step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Callab
     return run
 
 
-def choose_precision(config: StudyConfig, data: Any, *, rounds: int = _ROUNDS) -> dict[str, Any]:
+def choose_precision(config: StudyConfig, data: Datasets, *, rounds: int = _ROUNDS) -> dict[str, Any]:
     """The precision ``config`` runs at, and why: as set, or for ``auto`` measured on this machine (one training step
     per depth of the grid, first norm and topology, fp32 beside bf16 in ``rounds`` interleaved rounds)."""
     from .train import build_model
@@ -93,7 +84,7 @@ def load_precision(out: str | Path, config: StudyConfig) -> str | None:
     return record.get("precision") if ok and record.get("precision") in ("fp32", "bf16") else None
 
 
-def study_precision(config: StudyConfig, data: Any, out: str | Path) -> str:
+def study_precision(config: StudyConfig, data: Datasets, out: str | Path) -> str:
     """The study's precision: as set, or ``auto``'s choice, made once and kept in ``DIR/precision.json``."""
     if config.precision != "auto":
         return config.precision

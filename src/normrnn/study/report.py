@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
-from .aggregate import Aggregate, aggregate, differ, mean_ci, stability_frontier
+from .aggregate import Aggregate, aggregate, differ, diverged_everywhere, mean_ci, stability_frontier
+from .config import BASELINE
 from .cost import load_cost
 from .plots import plot_all
 from .results import ResultsWarning, load_results
@@ -108,13 +109,15 @@ def _load_baselines(directories: Sequence[str | Path]) -> dict[str, dict[str, fl
 def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | None) -> list[str]:
     """One sentence per seed question, from the numbers at the study's deepest depth (each variant at its best
     LR when the grid has several)."""
-    main = main_only(aggs)
+    main = [a for a in main_only(aggs) if math.isfinite(a["test_mse"])]
+    if not main:
+        return []
     at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
     deepest = max(a["depth"] for a in main)
     out = []
     for topo, question in (("stacked", "Does layer norm matter when ConvLSTM layers are stacked"),
                            ("residual", "With skip connections (residual)")):
-        ln, none = at.get(("layer", topo, deepest)), at.get(("none", topo, deepest))
+        ln, none = at.get(("layer", topo, deepest)), at.get((BASELINE, topo, deepest))
         if ln and none and math.isfinite(ln["test_mse"]) and math.isfinite(none["test_mse"]):
             ours, theirs = fmt(ln["test_mse"], ln["test_mse_ci"]), fmt(none["test_mse"], none["test_mse_ci"])
             several = len({a["lr_mult"] for a in aggs}) > 1
@@ -133,7 +136,7 @@ def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | 
         out.append(f"- **Does normalization stabilize training?** Largest stable LR multiplier at depth {depth}, "
                    f"clipping as configured: {text}.")
     ln = [a for a in main if a["norm"] == "layer" and math.isfinite(a.get("gap", math.nan))]
-    none = {(a["topology"], a["depth"]): a for a in main if a["norm"] == "none"}
+    none = {(a["topology"], a["depth"]): a for a in main if a["norm"] == BASELINE}
     pairs = [(a, none[(a["topology"], a["depth"])]) for a in ln if (a["topology"], a["depth"]) in none
              and math.isfinite(none[(a["topology"], a["depth"])].get("gap", math.nan))]
     if pairs:
@@ -152,7 +155,7 @@ def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | 
     if cost is not None:
         ratios = defaultdict(list)
         for r in cost["rows"]:
-            if r["norm"] != "none" and r["ratio"] is not None:
+            if r["norm"] != BASELINE and r["ratio"] is not None:
                 ratios[r["norm"]].append(r["ratio"])
         if ratios:
             text = ", ".join(f"`{n}` × {statistics.median(v):.2f}" for n, v in ratios.items())
@@ -178,12 +181,17 @@ def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | No
         lines.append("- **One seed per variant, so there is no noise estimate.** The differences below are "
                      "single measurements and none of them is established; run a preset with 3 or more seeds "
                      "(e.g. `--preset tuned`) before drawing conclusions.")
+    lost = diverged_everywhere(aggs)
+    if lost:
+        lines.append("- **Diverged at every learning rate tried** (no result to compare): " + ", ".join(
+            f"`{n}` ({t}, d{d}) at × {', '.join(f'{m:g}' for m in mults)}" for (n, t, d), mults in lost.items())
+            + ".")
     lines += _answers(aggs, floor, cost)
     lines += ["", "Every variant against bias-only:", ""]
     at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
     for (norm, topo, depth), a in at.items():
-        ref = at.get(("none", topo, depth))
-        if norm == "none" or ref is None or not math.isfinite(a["test_mse"]) or not math.isfinite(ref["test_mse"]):
+        ref = at.get((BASELINE, topo, depth))
+        if norm == BASELINE or ref is None or not math.isfinite(a["test_mse"]) or not math.isfinite(ref["test_mse"]):
             continue
         rel = a["test_mse"] / ref["test_mse"] - 1 if ref["test_mse"] else math.nan
         verdict = differ(a, ref)

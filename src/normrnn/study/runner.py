@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
-import multiprocessing
 import os
+import socket
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,13 +17,14 @@ import torch
 from torch.utils.data import Dataset
 
 from .._checks import first_line, one_of, positive_int
-from .._io import atomic_write_text
+from .._io import atomic_write_text, check_out_dir
 from ..data import create_dataset
 from .config import RunSpec, StudyConfig, check_device, expand_grid, planned_runs, shard
 from .cost import load_cost, write_cost
 from .distributed import Rank, barrier, broadcast, current, env_world_size, init_from_env, launch, local_batch_size
-from .factories import batch, check_model, load_user_data, loss_function
+from .factories import FactoryExit, batch, check_model, load_user_data, loss_function, no_exit
 from .metrics import no_learning_guesses, prediction_metrics
+from .pool import unimportable_factories, worker_threads
 from .precision import PRECISION_FILE, load_precision, study_precision
 from .results import append_result, load_results
 from .train import Datasets, build_model, train_run
@@ -32,14 +35,18 @@ __all__ = [
     "check_factories",
     "check_out_dir",
     "check_runnable",
+    "claim_holder",
     "load_datasets",
     "load_results",
     "reference_predictors",
     "row_hash",
     "run",
     "run_study",
+    "threads_of_runs",
+    "worker_threads",
 ]
 
+CLAIM_OWNER = "claim.owner"  # beside a run's claim.lock: which process holds it
 EXECUTORS = ("local", "ray")  # in this process (or a torchrun group), or one Ray task per run
 
 
@@ -66,18 +73,27 @@ def reference_predictors(test: Dataset) -> dict[str, dict[str, float | None]]:
 
 
 def check_factories(config: StudyConfig) -> Datasets | None:
-    """A user's model, data and loss factories, tried before any work: each resolves, the data loads, and one
-    batch goes through the first model of the grid with the target's shape and a scalar loss. One-line
-    ``ValueError`` naming the factory otherwise. Returns the data it loaded (``None``: nothing to check), so
-    that the study does not call a data factory twice."""
+    """A user's model, data and loss factories, tried before any work: each resolves, the data loads, one batch
+    goes through every variant (norm, topology, depth) of a model factory with the target's shape, and the loss is
+    a scalar. One-line ``ValueError`` naming the factory otherwise. Returns the data it loaded (``None``: nothing to
+    check), so that the study does not call a data factory twice."""
     if config.model is None and config.data is None and ":" not in config.loss:
         return None
     data = load_datasets(config)
-    spec = expand_grid(config)[0]
-    x, y = batch(data.train, torch.arange(min(config.batch_size, len(data.train))), torch.device("cpu"))
+    try:
+        x, y = batch(data.train, torch.arange(min(config.batch_size, len(data.train))), torch.device("cpu"))
+    except Exception as e:  # default_collate on samples of different shapes, or a __getitem__ that raises
+        raise ValueError(f"data factory {config.data}: its first {config.batch_size} training samples do not make "
+                         f"a batch: {type(e).__name__}: {first_line(e)}") from None
+    variants = {(s.norm, s.topology, s.depth): s for s in planned_runs(config)}
+    spec = next(iter(variants.values()))
+    if config.model is not None:
+        for other in list(variants.values())[1:]:  # a model that is wrong only for a later variant fails here too
+            with torch.no_grad():
+                check_model(f"{config.model} ({_variant(other)})", build_model(config, other), x, y, grad=False)
     model = build_model(config, spec)
     if config.model is not None:
-        pred = check_model(config.model, model, x, y)
+        pred = check_model(f"{config.model} ({_variant(spec)})" if len(variants) > 1 else config.model, model, x, y)
     else:
         try:
             with torch.no_grad():
@@ -87,15 +103,23 @@ def check_factories(config: StudyConfig) -> Datasets | None:
                              f"{tuple(x.shape)} (it expects (B, T, 1, H, W) frames; pass --model for other data): "
                              f"{first_line(e)}") from None
     try:
-        value = loss_function(config.loss)(pred.float(), y)
+        with no_exit(f"loss {config.loss}"):
+            value = loss_function(config.loss)(pred.float(), y)
+    except FactoryExit:
+        raise
     except Exception as e:
         raise ValueError(f"loss {config.loss} raised: {type(e).__name__}: {e}") from None
     if not (isinstance(value, torch.Tensor) and value.numel() == 1):
-        raise ValueError(f"loss {config.loss}: expected a scalar tensor, got {value!r}")
+        got = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"loss {config.loss}: expected a scalar tensor (reduce it, e.g. .mean()), got {got}")
     if pred.grad_fn is not None and value.grad_fn is None:
         raise ValueError(f"loss {config.loss}: expected a scalar computed from the prediction (with a grad_fn), "
                          f"got one detached from it")
     return data
+
+
+def _variant(spec: RunSpec) -> str:
+    return f"norm={spec.norm!r}, topology={spec.topology!r}, depth={spec.depth}"
 
 
 def row_hash(row: dict[str, Any], default: str | None) -> str | None:
@@ -103,21 +127,11 @@ def row_hash(row: dict[str, Any], default: str | None) -> str | None:
     return row.get("config_hash", default)
 
 
-def check_out_dir(out: Path) -> None:
-    """A ``ValueError`` unless ``out`` is, or can become, a directory (not a file, nor under one)."""
-    for path in (out, *out.parents):
-        if path.exists():
-            if not path.is_dir():
-                what = "is a file" if path == out else f"is under {path}, which is a file"
-                raise ValueError(f"expected --out to be a directory, but {out} {what}")
-            if not os.access(path, os.W_OK):
-                raise ValueError(f"expected a writable --out directory, but {path} is not writable")
-            return
-
-
-def check_runnable(config: StudyConfig, out: str | Path, *, nproc: int = 1, executor: str = "local") -> None:
-    """Every check that needs no work: executor, process count, device, batch split and output directory.
-    ``StudyConfig`` itself has checked its values; these depend on this machine and this command."""
+def check_runnable(config: StudyConfig, out: str | Path, *, nproc: int = 1, executor: str = "local",
+                   runs: Iterable[RunSpec] | None = None) -> None:
+    """Every check that needs no work: executor, process count, device, batch split, output directory, and the
+    norms of ``runs`` (default: the grid's). ``StudyConfig`` itself has checked its values; these depend on this
+    machine and this command."""
     one_of("executor", executor, EXECUTORS)
     positive_int("nproc", nproc)
     check_device(config.device)
@@ -126,6 +140,10 @@ def check_runnable(config: StudyConfig, out: str | Path, *, nproc: int = 1, exec
     if config.workers > 1 and (nproc > 1 or env_world_size() > 1 or executor == "ray"):
         raise ValueError(f"expected workers = 1 with {'executor ray' if executor == 'ray' else 'data-parallel runs'} "
                          f"(they place the runs themselves), got workers = {config.workers}")
+    if config.workers > 1 and unimportable_factories(config):
+        raise ValueError(f"workers = {config.workers} trains in separate processes, which cannot import "
+                         f"{', '.join(unimportable_factories(config))} from your __main__; define it in a module "
+                         "(or set workers = 1)")
     local_batch_size(config.batch_size, max(nproc, env_world_size()))  # under torchrun too
     if isinstance(out, str) and not out.strip():
         raise ValueError("expected --out to name a directory, got ''")
@@ -133,7 +151,8 @@ def check_runnable(config: StudyConfig, out: str | Path, *, nproc: int = 1, exec
     check_data_path(config)
     check_memory(config)  # before check_norms_fit builds a cell of the config's width
     if config.model is None:
-        check_norms_fit(config)
+        norms = config.norms if runs is None else tuple(dict.fromkeys(s.norm for s in runs))
+        check_norms_fit(dataclasses.replace(config, norms=norms) if norms else config)
 
 
 def check_memory(config: StudyConfig) -> None:
@@ -243,7 +262,8 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
     """
     out = Path(out)
     rank = current()
-    check_runnable(config, out, nproc=nproc, executor=executor)  # fail here, before any data or child process
+    runs = None if runs is None else list(runs)
+    check_runnable(config, out, nproc=nproc, executor=executor, runs=runs)  # before any data or child process
     if executor == "ray" and rank.active:
         raise ValueError("expected executor='local' for data-parallel runs, got 'ray'; use one or the other")
     if nproc > 1:
@@ -269,23 +289,60 @@ def _run_phases(config: StudyConfig, out: Path, rank: Rank, runs: Iterable[RunSp
         out.mkdir(parents=True, exist_ok=True)
         _check_directory(config, out)
     barrier(rank)
+    if executor == "local" and config.workers > 1 and not rank.active:
+        _run_in_pool(config, out, runs, shard_of, loaded=checked, progress=progress, tensorboard=tensorboard)
+        return
     data: Datasets | None = None
     tried: set[str] = set()
     while True:  # one pass per phase; a grid without halving has one
         todo = broadcast([s for s in _unfinished(out, _phase(config, out, runs, shard_of), config.config_hash)
                           if s.run_id not in tried], rank)
         if data is None:
-            data = _prepare(config, out, rank, need_data=executor == "local" and bool(todo), loaded=checked)
+            data = _prepare(config, out, rank, need_data=executor == "local" and bool(todo), whole=runs is None,
+                            loaded=checked)
         if not todo:
             break
         tried |= {s.run_id for s in todo}  # a run another process holds is not waited for
         if executor == "ray":
             _run_on_ray(config, out, todo, progress=progress, address=ray_address)
-        elif config.workers > 1 and not rank.active:
-            _run_in_pool(config, out, todo, progress=progress, tensorboard=tensorboard)
         else:
             _run_locally(config, out, todo, data, progress=progress and rank.is_main, rank=rank,
                          tensorboard=tensorboard)
+
+
+def _run_in_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_of: tuple[int, int] | None, *,
+                 loaded: Datasets | None, progress: bool, tensorboard: bool) -> None:
+    """The study's runs in ``config.workers`` local processes (:mod:`normrnn.study.pool`), after this process has
+    written what is decided once: the baselines, the precision and the cost table."""
+    from .pool import run_pool
+
+    def known() -> list[RunSpec]:
+        return _phase(config, out, runs, shard_of)
+
+    todo = _unfinished(out, known(), config.config_hash)
+    _prepare(config, out, Rank(), need_data=bool(todo), whole=runs is None, loaded=loaded)
+    if not todo:
+        return
+    bar = _progress(0, enabled=progress, unit="run")
+    try:
+        run_pool(config, out, runs, shard_of, total=lambda: len(known()), progress=bar, tensorboard=tensorboard,
+                 done=lambda: len(known()) - len(_unfinished(out, known(), config.config_hash)))
+    finally:
+        bar.close()
+
+
+def run_as_worker(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_of: tuple[int, int] | None, *,
+                  tensorboard: bool, poll: float) -> None:
+    """One process of a local pool: train the longest unclaimed run of the study, again and again; when every
+    unfinished run is claimed by another process, wait for one to free (a halving search adds runs as others finish,
+    and a process that dies releases its claim); return when every run is finished."""
+    data = load_datasets(config)
+    while True:
+        todo = sorted(_unfinished(out, _phase(config, out, runs, shard_of), config.config_hash), key=lambda s: -s.depth)
+        if not todo:
+            return
+        if not any(_train_one(config, out, spec, data, rank=Rank(), tensorboard=tensorboard) for spec in todo):
+            time.sleep(poll)
 
 
 def run(config: StudyConfig, out: str | Path, *, model: Callable[..., Any] | str | None = None,
@@ -322,12 +379,12 @@ def _phase(config: StudyConfig, out: Path, runs: Iterable[RunSpec] | None,
     return specs if shard_of is None else shard(specs, *shard_of)
 
 
-def _prepare(config: StudyConfig, out: Path, rank: Rank, *, need_data: bool,
+def _prepare(config: StudyConfig, out: Path, rank: Rank, *, need_data: bool, whole: bool,
              loaded: Datasets | None = None) -> Datasets | None:
     """The data (when this process trains, or must write the baselines or the cost table; ``loaded`` if the
     factory check already loaded it), ``baselines.json`` and, once per study, ``cost.json`` over the whole grid."""
     baselines = out / "baselines.json"
-    need_cost = rank.is_main and load_cost(out, config.config_hash) is None
+    need_cost = whole and rank.is_main and load_cost(out, config.config_hash) is None
     need_precision = rank.is_main and config.precision == "auto" and load_precision(out, config) is None
     if not (need_data or (rank.is_main and not baselines.exists()) or need_cost or need_precision):
         return None
@@ -335,7 +392,7 @@ def _prepare(config: StudyConfig, out: Path, rank: Rank, *, need_data: bool,
     if rank.is_main and not baselines.exists():
         atomic_write_text(baselines, json.dumps(reference_predictors(data.test), indent=2) + "\n")
     if rank.is_main:
-        with _threads(worker_threads(config) if config.threads is not None or config.workers > 1 else None):
+        with threads_of_runs(config):
             precision = study_precision(config, data, out)  # auto: decided once, at the runs' thread count
             if need_cost:  # once per study, over the whole grid: the report's cost table
                 write_cost(config, data, planned_runs(config), out, bf16=precision == "bf16")
@@ -343,11 +400,12 @@ def _prepare(config: StudyConfig, out: Path, rank: Rank, *, need_data: bool,
 
 
 @contextlib.contextmanager
-def _threads(count: int | None) -> Iterator[None]:
-    """Torch's thread count set to ``count`` (``None``: unchanged) inside the block."""
+def threads_of_runs(config: StudyConfig) -> Iterator[None]:
+    """Torch's thread count inside the block set to what each run of ``config`` trains with (the study's threads
+    split among its workers); unchanged when the study sets neither. Timings taken inside speak for the runs."""
     before = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
+    if config.threads is not None or config.workers > 1:
+        torch.set_num_threads(worker_threads(config))
     try:
         yield
     finally:
@@ -401,10 +459,21 @@ def _claim(out: Path, spec: RunSpec) -> Iterator[bool]:
     except Timeout:
         yield False
         return
+    owner = out / "runs" / spec.run_id / CLAIM_OWNER
     try:
+        atomic_write_text(owner, f"process {os.getpid()} on {socket.gethostname()}\n")
         yield bool(_unfinished(out, [spec]))  # another process may have finished it since the results were read
     finally:
+        owner.unlink(missing_ok=True)
         lock.release()
+
+
+def claim_holder(out: str | Path, run_id: str) -> str:
+    """Who holds the claim on run ``run_id`` of the study in ``out`` ("another process" if it did not say)."""
+    try:
+        return (Path(out) / "runs" / run_id / CLAIM_OWNER).read_text().strip() or "another process"
+    except OSError:
+        return "another process"
 
 
 def _train_one(config: StudyConfig, out: Path, spec: RunSpec, data: Datasets, *, rank: Rank,
@@ -464,46 +533,6 @@ def _ray_task(config: StudyConfig, out: str, spec: RunSpec) -> bool:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     return _train_one(config, Path(out), spec, _cached_datasets(config), rank=Rank())
-
-
-def worker_threads(config: StudyConfig) -> int:
-    """Torch threads for each of the ``workers`` processes: the study's threads (torch's default when unset) split
-    evenly, at least one each."""
-    return max(1, (config.threads or torch.get_num_threads()) // config.workers)
-
-
-def _pool_task(config: StudyConfig, out: str, spec: RunSpec, tensorboard: bool) -> RunSpec:
-    """One run in a pool worker, which keeps the data for its next run."""
-    _train_one(config, Path(out), spec, _cached_datasets(config), rank=Rank(), tensorboard=tensorboard)
-    return spec
-
-
-def _run_in_pool(config: StudyConfig, out: Path, todo: list[RunSpec], *, progress: bool, tensorboard: bool) -> None:
-    """Train ``todo`` in ``config.workers`` local processes side by side, the longest runs first (so that no long
-    run is left alone at the end); each process claims and records its runs as a sequential study does."""
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    order = sorted(todo, key=lambda s: -s.depth)  # stable: the grid's order within a depth
-    context = multiprocessing.get_context("spawn")  # fork after torch's thread pools start can hang a child
-    bar = _progress(len(order), enabled=progress, unit="run")
-    pool = ProcessPoolExecutor(config.workers, mp_context=context, initializer=torch.set_num_threads,
-                               initargs=(worker_threads(config),))
-    try:
-        pending = {pool.submit(_pool_task, config, str(out.resolve()), spec, tensorboard) for spec in order}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                spec = future.result()  # re-raises a run's error here
-                bar.update(1)
-                bar.set_postfix_str(spec.run_id)
-    except BaseException:  # Ctrl-C or a failed run: stop the others; their last epoch's checkpoints stay
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    finally:
-        bar.close()
-    pool.shutdown(wait=True)
 
 
 def _run_on_ray(config: StudyConfig, out: Path, todo: list[RunSpec], *, progress: bool,

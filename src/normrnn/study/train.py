@@ -24,7 +24,7 @@ from ..norms import convert_sync_batchnorm
 from ..profiling import saved_tensor_bytes
 from .config import RunSpec, StudyConfig
 from .distributed import Rank, broadcast, current, global_mean, local_batch_size
-from .factories import accepted, batch, loss_function, resolve, subset
+from .factories import FactoryExit, accepted, batch, loss_function, no_exit, resolve, subset
 from .metrics import SATURATED, no_learning_guesses, prediction_metrics, steps_to_learn
 from .model import Forecaster, ModelConfig
 from .tensorboard import RunLogger
@@ -54,11 +54,14 @@ def build_model(config: StudyConfig, spec: RunSpec, factory: ModelFactory | None
     if factory is None and config.model is not None:
         factory = resolve(config.model, "model factory")
     if factory is not None:
+        name = config.model or getattr(factory, "__qualname__", repr(factory))
         try:
-            return factory(norm=spec.norm, topology=spec.topology, depth=spec.depth, seed=spec.seed,
-                           **accepted(factory, model_settings(config)))
+            with no_exit(f"model factory {name}"):
+                return factory(norm=spec.norm, topology=spec.topology, depth=spec.depth, seed=spec.seed,
+                               **accepted(factory, model_settings(config)))
+        except FactoryExit:
+            raise
         except Exception as e:  # the user's code: name it, in one line
-            name = config.model or getattr(factory, "__qualname__", repr(factory))
             raise ValueError(f"model factory {name} raised for {spec.run_id}: {type(e).__name__}: "
                              f"{first_line(e)}") from None
     model_config = ModelConfig(cell=config.cell, depth=spec.depth, width=config.width,
@@ -83,11 +86,17 @@ def _cells(model: nn.Module) -> list[nn.Module]:
     return list(cells()) if callable(cells) else []
 
 
+def grew(value: float, reference: float, factor: float) -> bool:
+    """Whether ``value`` rose above ``reference`` by more than ``(factor - 1) × |reference|``: for a positive loss,
+    ``value > factor × reference``; defined for losses of any sign (a log-space or NLL loss may be negative)."""
+    return value - reference > (factor - 1) * abs(reference)
+
+
 def count_spikes(losses: list[float], *, factor: float = 3.0, window: int = 50, warmup: int = 10) -> int:
-    """Steps whose loss exceeds ``factor`` × the running median of the previous ``window`` losses."""
+    """Steps whose loss :func:`grew` past ``factor`` × the running median of the previous ``window`` losses."""
     spikes = 0
     for i in range(warmup, len(losses)):
-        if losses[i] > factor * statistics.median(losses[max(0, i - window) : i]):
+        if grew(losses[i], statistics.median(losses[max(0, i - window) : i]), factor):
             spikes += 1
     return spikes
 
@@ -112,6 +121,15 @@ def _batches(sampler: DistributedSampler, local_batch: int, epoch: int) -> list[
     """This rank's index batches for the epoch."""
     sampler.set_epoch(epoch)
     return [torch.tensor(b) for b in BatchSampler(sampler, local_batch, drop_last=False)]
+
+
+EVAL_BATCH = 32  # evaluation keeps no activations for backward: batches this large make fewer, larger calls
+
+
+def eval_batch(config: StudyConfig) -> int:
+    """The batch size of a study's evaluations: the training batch, or :data:`EVAL_BATCH` if that is larger (the
+    same numbers up to float reordering: in eval mode every norm's statistics are per sample or running)."""
+    return max(config.batch_size, EVAL_BATCH)
 
 
 @torch.no_grad()
@@ -322,7 +340,7 @@ def _step(loop: _Loop, state: _State, x: Tensor, y: Tensor, n: int) -> float | N
     grad_norm = float(nn.utils.clip_grad_norm_(state.model.parameters(), config.clip or math.inf))  # 0: no clip
     value = global_mean(loss.detach(), n, loop.rank)  # the loss of the global batch
     first = history["loss"][0] if history["loss"] else value
-    if not (math.isfinite(value) and math.isfinite(grad_norm)) or value > config.divergence_bound * first:
+    if not (math.isfinite(value) and math.isfinite(grad_norm)) or grew(value, first, config.divergence_bound):
         history["diverged_step"] = len(history["loss"])
         history["loss"].append(value if math.isfinite(value) else None)
         return None
@@ -344,7 +362,7 @@ def _step(loop: _Loop, state: _State, x: Tensor, y: Tensor, n: int) -> float | N
 def _end_epoch(loop: _Loop, state: _State, losses: list[float], path: Path) -> bool:
     """Validate, record the epoch and checkpoint it; False when its last step diverged, which shows only here."""
     config, history, model = loop.config, state.history, state.model
-    val = evaluate(model, loop.data.val, batch_size=config.batch_size, device=loop.device, bf16=loop.bf16,
+    val = evaluate(model, loop.data.val, batch_size=eval_batch(config), device=loop.device, bf16=loop.bf16,
                    gates=True, loss=config.loss)
     if not math.isfinite(val["mse"]):
         history["diverged_step"] = len(history["loss"])
@@ -427,9 +445,9 @@ def _result_row(config: StudyConfig, spec: RunSpec, model: nn.Module, data: Data
     none = {"mse": None, "mae": None, "ssim": None, "psnr": None, "gate_saturation": None}
     metrics, train_mse = none, None
     if not diverged:
-        metrics = evaluate(model, data.test, batch_size=config.batch_size, device=device, bf16=bf16,
+        metrics = evaluate(model, data.test, batch_size=eval_batch(config), device=device, bf16=bf16,
                            gates=True)
-        train_mse = evaluate(model, train_subset(data), batch_size=config.batch_size, device=device,
+        train_mse = evaluate(model, train_subset(data), batch_size=eval_batch(config), device=device,
                              bf16=bf16)["mse"]
         if not all(math.isfinite(v) for v in (metrics["mse"], metrics["mae"], train_mse)):
             diverged = True  # non-finite weights after the last step: a result, recorded as diverged there
@@ -439,7 +457,9 @@ def _result_row(config: StudyConfig, spec: RunSpec, model: nn.Module, data: Data
     grads = [g for g in history["grad_norm"] if g is not None]
     saturation = metrics["gate_saturation"]
     losses = [v for v in history["loss"] if v is not None]
-    floor = no_learning_loss(train_subset(data), config.loss)
+    floor: float | None = no_learning_loss(train_subset(data), config.loss)
+    if not math.isfinite(floor):  # e.g. 1 - correlation, undefined for a constant prediction
+        floor = None
     return {
         "run_id": spec.run_id, "study": config.name, "config_hash": config.config_hash, "cell": config.cell,
         "norm": spec.norm, "topology": spec.topology, "depth": spec.depth, "seed": spec.seed, "lr_mult": spec.lr_mult,
@@ -454,6 +474,9 @@ def _result_row(config: StudyConfig, spec: RunSpec, model: nn.Module, data: Data
         "params": sum(p.numel() for p in model.parameters()), "epochs": history["epoch"],
         "train_curve": history["train_curve"], "val_curve": history["val_curve"],
         "val_mse": history["val_curve"][-1] if history["val_curve"] and not diverged else None,
-        "learn_floor_loss": floor, "steps_to_learn": steps_to_learn(history["loss"], floor),
+        "learn_floor_loss": floor, "steps_to_learn": None if floor is None else steps_to_learn(history["loss"], floor),
+        **({} if floor is not None else {"learn_floor_note": f"loss {config.loss} is not finite for the no-learning "
+                                                            "predictors (constant frames), so steps to learn is "
+                                                            "undefined"}),
         "gate_saturation_curve": history["gate_saturation_curve"], "precision": "bf16" if bf16 else "fp32",
     }

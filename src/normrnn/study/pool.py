@@ -1,0 +1,128 @@
+"""Runs side by side on one machine: ``workers`` child processes share a study directory, the threads split between
+them.
+
+A study's convolutions are small, so a second thread speeds one run up little while a second run beside it nearly
+doubles the work done (docs/performance.md, "The study's throughput"). Each child is a fresh interpreter
+(``python -m normrnn.study.pool``, never a fork of a process that already runs torch's thread pools, and never a
+re-import of the caller's ``__main__``) that trains runs exactly as a sequential study does: it claims a run with
+its lock file, trains it, appends its row. The longest unclaimed run goes first, and a child that finds every
+unfinished run claimed waits for them, so the runs a halving search adds as others finish are picked up at once.
+The parent decides the precision and writes the cost table before the children start, then shows their progress.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from .config import RunSpec, StudyConfig
+
+__all__ = ["main", "run_pool", "worker_threads"]
+
+_POLL_S = 1.0  # how often the parent counts finished rows, and a waiting child looks for an unclaimed run
+
+
+def worker_threads(config: StudyConfig) -> int:
+    """Torch threads for each of the ``workers`` processes: the study's threads (torch's default when unset) split
+    evenly, at least one each."""
+    import torch
+
+    return max(1, (config.threads or torch.get_num_threads()) // config.workers)
+
+
+def unimportable_factories(config: StudyConfig) -> list[str]:
+    """The factories a child process could not import: those defined in the caller's ``__main__``."""
+    return [f"{key} {value}" for key, value in (("model", config.model), ("data", config.data), ("loss", config.loss))
+            if isinstance(value, str) and value.startswith("__main__:")]
+
+
+def run_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_of: tuple[int, int] | None, *,
+             done: Callable[[], int], total: Callable[[], int], progress: Any, tensorboard: bool) -> None:
+    """Train the study's unfinished runs in ``config.workers`` child processes and wait for them; ``done()`` and
+    ``total()`` count finished and known runs for the ``progress`` bar. Ctrl-C stops the children (each keeps its
+    last epoch's checkpoint); a child that fails stops the others and its one-line error is raised here."""
+    job = {"config": config.to_dict(), "out": str(out.resolve()), "shard": shard_of, "tensorboard": tensorboard,
+           "runs": None if runs is None else [vars(s) for s in runs], "threads": worker_threads(config)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}  # the caller's modules
+    logs = [tempfile.TemporaryFile(mode="w+") for _ in range(config.workers)]
+    children = [subprocess.Popen([sys.executable, "-m", "normrnn.study.pool"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=log, env=env, text=True) for log in logs]
+    try:
+        for child in children:
+            _send(child, json.dumps(job))
+        while any(child.poll() is None for child in children):
+            _fail_if_any_failed(children, logs)
+            progress.total = max(total(), done())
+            progress.n = done()
+            progress.refresh()
+            time.sleep(_POLL_S)
+        _fail_if_any_failed(children, logs)
+        progress.n = done()
+        progress.refresh()
+    except BaseException:
+        _stop(children)
+        raise
+    finally:
+        for log in logs:
+            log.close()
+
+
+def _send(child: subprocess.Popen, text: str) -> None:
+    assert child.stdin is not None  # stdin=PIPE
+    child.stdin.write(text)
+    child.stdin.close()
+
+
+def _fail_if_any_failed(children: list[subprocess.Popen], logs: list[IO[str]]) -> None:
+    for child, log in zip(children, logs, strict=True):
+        if child.poll() not in (None, 0):
+            _stop(children)
+            log.seek(0)
+            lines = [line for line in log.read().splitlines() if line.strip()]
+            raise ValueError(lines[-1] if lines else f"a study worker exited with code {child.returncode}")
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    """Interrupt the children as Ctrl-C would (they stop between atomic writes), then wait; kill what hangs."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+    for child in children:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def main() -> int:
+    """One child: read the job from stdin and train runs of it until none is left unclaimed or unfinished."""
+    import torch
+
+    from .runner import run_as_worker
+
+    job = json.loads(sys.stdin.read())
+    torch.set_num_threads(job["threads"])
+    config = StudyConfig(**job["config"])
+    runs = None if job["runs"] is None else [RunSpec(**s) for s in job["runs"]]
+    shard_of = None if job["shard"] is None else tuple(job["shard"])
+    try:
+        run_as_worker(config, Path(job["out"]), runs, shard_of, tensorboard=job["tensorboard"], poll=_POLL_S)
+    except KeyboardInterrupt:
+        return 130
+    except ValueError as e:
+        print(f"normrnn study: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
