@@ -105,10 +105,6 @@ class Forecaster(nn.Module):
         self.encoder, self.forecaster = stack(), stack()
         self.head = nn.Conv2d(width, c, 1)
 
-    def cells(self) -> list[nn.Module]:
-        """Every cell, encoder first: the study calls their ``gate_probe`` to measure gate saturation."""
-        return [*self.encoder, *self.forecaster]
-
     def _run(self, cells: nn.ModuleList, z: Tensor, states: list[tuple[Tensor, Tensor]]) -> Tensor:
         T = z.shape[1]
         outputs = []

@@ -270,10 +270,22 @@ def test_convlstm_from_keras_matches_keras_outputs(name: str) -> None:
     np.testing.assert_allclose(c.movedim(1, -1).detach().numpy(), data["c"], atol=1e-5, rtol=0)
 
 
+def test_convlstm_from_keras_takes_channels_first_layers_as_they_are() -> None:
+    """A channels_first ConvLSTM2D (Keras' torch backend): the same kernels, and its (B, T, C, H, W) inputs and
+    outputs are normrnn's layout, with no permutation."""
+    data, config = _keras_fixture("keras_convlstm2d_channels_first")
+    assert config["data_format"] == "channels_first"
+    model = convlstm_from_keras([data["kernel"], data["recurrent_kernel"], data["bias"]], config)
+    y, [(h, c)] = model(torch.from_numpy(data["x"]))
+    np.testing.assert_allclose(y.detach().numpy(), data["y"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(h.detach().numpy(), data["h"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(c.detach().numpy(), data["c"], atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize(("change", "match"), [
     ({"padding": "causal"}, "padding"),
     ({"recurrent_activation": "softsign"}, "recurrent_activation"),
-    ({"data_format": "channels_first"}, "data_format"),
+    ({"data_format": "channels_middle"}, "data_format"),
     ({"use_bias": False}, "weight arrays"),
 ])
 def test_convlstm_from_keras_rejects_what_it_cannot_reproduce(change: dict, match: str) -> None:

@@ -199,7 +199,8 @@ def _run(config: StudyConfig, args: argparse.Namespace, runs: list[RunSpec] | No
     from .study.distributed import init_from_env
     from .study.runner import check_runnable
 
-    check_runnable(config, args.out, nproc=args.nproc, executor=args.executor, runs=runs)  # before any process
+    check_runnable(config, args.out, nproc=args.nproc, executor=args.executor, runs=runs,  # before any process
+                   shard_of=shard_of)
     rank = init_from_env(config.device)
     try:
         run_study(config, args.out, runs=runs, shard_of=shard_of, progress=not args.no_progress, nproc=args.nproc,

@@ -80,7 +80,9 @@ def convlstm_from_keras(weights: Sequence[Any], config: Mapping[str, Any]) -> Co
     ``weights`` is the layer's ``get_weights()``, ``[kernel, recurrent_kernel, bias]`` (no bias when
     ``use_bias=False``), and ``config`` its ``get_config()``. Keras stores kernels as ``(*k, C_in, 4C)`` in
     the gate order ``i, f, c, o``, which is normrnn's ``i, f, g, o``; they become ``(4C, C_in, *k)``.
-    The caller permutes channels-last inputs to channels-first: ``x.permute(0, 1, -1, 2, 3)`` for 2-D.
+    Keras keeps kernels in that order under either ``data_format``. A ``channels_first`` layer's inputs
+    ``(B, T, C, *S)`` are normrnn's layout already; the caller permutes ``channels_last`` ones to channels-first:
+    ``x.permute(0, 1, -1, 2, 3)`` for 2-D.
 
     Every option of Keras' own defaults converts: ``padding`` ``"valid"`` (Keras' default) or ``"same"`` and
     ``strides`` of the input convolution (the recurrent one is always "same", as in Keras), ``dilation_rate``
@@ -102,9 +104,10 @@ def convlstm_from_keras(weights: Sequence[Any], config: Mapping[str, Any]) -> Co
     if padding not in ("same", "valid"):
         raise ValueError(f"unsupported Keras config padding={config.get('padding')!r}; expected 'same' or 'valid'")
     strides = _keras_tuple(config, "strides", d)
-    if str(config.get("data_format") or "channels_last") != "channels_last":
-        raise ValueError(f"unsupported Keras config data_format={config.get('data_format')!r}: the kernels are "
-                         "read as channels_last; convert the layer built with data_format='channels_last'")
+    data_format = str(config.get("data_format") or "channels_last")
+    if data_format not in ("channels_last", "channels_first"):  # Keras stores (*k, C_in, 4C) kernels for both
+        raise ValueError(f"unsupported Keras config data_format={config.get('data_format')!r}; expected "
+                         "'channels_last' or 'channels_first'")
     activations = {"activation": _keras_activation(config, "activation", "tanh"),
                    "recurrent_activation": _keras_activation(config, "recurrent_activation", "sigmoid")}
     k, c_in, gates = kernel.shape[:d], kernel.shape[d], kernel.shape[-1]

@@ -34,6 +34,18 @@ def _rates(recurrent_dropout: float, forget_bias: float) -> tuple[float, float]:
     return float(recurrent_dropout), float(forget_bias)
 
 
+def _orthogonal(block: Tensor) -> None:
+    """``nn.init.orthogonal_``, computed in float32 for half-precision weights (its QR has no bf16/fp16 kernel on
+    the CPU), then rounded: the same draws, so a half-precision cell starts as the float32 one rounded."""
+    if block.dtype not in (torch.float16, torch.bfloat16):
+        nn.init.orthogonal_(block)
+        return
+    full = torch.empty(block.shape, dtype=torch.float32, device=block.device)
+    nn.init.orthogonal_(full)
+    with torch.no_grad():
+        block.copy_(full)
+
+
 class RecurrentCell(nn.Module):
     """Base of the gated cells: projections, gate norms, initialization, states and the step.
 
@@ -206,7 +218,7 @@ class RecurrentCell(nn.Module):
         C = self.hidden_channels
         if self.recurrent_init == "orthogonal":
             for g in range(self.num_gates):
-                nn.init.orthogonal_(self.weight_h[g * C : (g + 1) * C])  # (C, C·k^d) rows orthonormal
+                _orthogonal(self.weight_h[g * C : (g + 1) * C])  # (C, C·k^d) rows orthonormal
         else:
             bound = 1 / math.sqrt(C * math.prod(self.kernel_size))
             nn.init.uniform_(self.weight_h, -bound, bound)

@@ -189,6 +189,37 @@ class _TritonLSTMGates(torch.autograd.Function):
         return dpre, dc, dweight, dshift, None
 
 
+def _check_gate_inputs(pre: Tensor, c: Tensor, weight: Tensor | None, shift: Tensor | None, groups: int) -> None:
+    """What the kernels read, checked as the eager block's ops would: shapes (a short γ or β would be read past its
+    end), floating dtypes, ``c`` of ``pre``'s dtype, γ and β of it too or float32 (half inputs, as norms take), and
+    one device for all."""
+    tensors = {"pre": pre, "c": c, "weight": weight, "shift": shift}
+    for name, t in tensors.items():
+        if t is not None and not isinstance(t, Tensor):
+            raise ValueError(f"expected {name} to be a tensor, got {type(t).__name__}")
+    if pre.dim() < 2 or pre.shape[1] % 4:
+        raise ValueError(f"expected pre (B, 4C, *S), got shape {tuple(pre.shape)}")
+    B, C4 = pre.shape[:2]
+    if c.shape != (B, C4 // 4, *pre.shape[2:]) or (groups and C4 % groups) or groups < 0:
+        raise ValueError(f"expected pre (B, 4C, *S) and c (B, C, *S) with groups dividing 4C, got "
+                         f"{tuple(pre.shape)}, {tuple(c.shape)}, groups={groups}")
+    for name in ("weight", "shift"):
+        t = tensors[name]
+        if t is not None and t.shape != (C4,):
+            raise ValueError(f"expected {name} of shape ({C4},), one value per gate channel, got {tuple(t.shape)}")
+    given = {name: t for name, t in tensors.items() if t is not None}
+    for name, t in given.items():
+        if not t.is_floating_point():
+            raise ValueError(f"expected floating-point tensors, got {name} of dtype {t.dtype}")
+    params_ok = all(t.dtype in (pre.dtype, torch.float32) for t in (weight, shift) if t is not None)
+    half_params = pre.dtype in (torch.float16, torch.bfloat16) or all(
+        t.dtype == pre.dtype for t in (weight, shift) if t is not None)
+    if c.dtype != pre.dtype or not (params_ok and half_params) or len({t.device for t in given.values()}) > 1:
+        got = ", ".join(f"{name} {t.dtype} on {t.device}" for name, t in given.items())
+        raise ValueError(f"expected pre and c of one dtype (weight and shift of it too, or float32 for a half "
+                         f"pre) on one device, got {got}")
+
+
 def triton_lstm_gates(pre: Tensor, c: Tensor, weight: Tensor | None = None, shift: Tensor | None = None, *,
                       groups: int = 0, eps: float = 1e-5, rms: bool = False) -> tuple[Tensor, Tensor]:
     """The LSTM gate block with a per-(sample, group) gate norm, as Triton kernels (see the module docstring).
@@ -211,13 +242,11 @@ def triton_lstm_gates(pre: Tensor, c: Tensor, weight: Tensor | None = None, shif
         >>> pre, c = torch.randn(2, 8, 3, 3), torch.randn(2, 2, 3, 3)
         >>> h, c1 = triton_lstm_gates(pre, c, torch.ones(8), torch.zeros(8), groups=4)  # doctest: +SKIP
     """
+    _check_gate_inputs(pre, c, weight, shift, groups)
     why = triton_unavailable(pre.device)
     if why:
         raise ValueError(why)
     B, C4 = pre.shape[:2]
-    if C4 % 4 or c.shape != (B, C4 // 4, *pre.shape[2:]) or (groups and C4 % groups):
-        raise ValueError(f"expected pre (B, 4C, *S) and c (B, C, *S) with groups dividing 4C, got "
-                         f"{tuple(pre.shape)}, {tuple(c.shape)}, groups={groups}")
     S = math.prod(pre.shape[2:])
     flat = pre.reshape(B, C4, S).contiguous()  # (B, 4C, S)
     state = c.reshape(B, C4 // 4, S).contiguous()  # (B, C, S)

@@ -169,8 +169,11 @@ class RecurrentLayer(nn.Module):
                 raise ValueError("expected mask= under torch.export, got lengths=: their values are checked, which "
                                  "export cannot trace; pass mask=torch.arange(T) < lengths[:, None] instead")
             lengths = torch.as_tensor(lengths, device=device)
-            if (lengths.shape != (B,) or lengths.is_floating_point() or lengths.dtype == torch.bool
-                    or bool(((lengths < 0) | (lengths > T)).any())):
+            if lengths.shape != (B,) or lengths.is_floating_point() or lengths.dtype == torch.bool:
+                raise ValueError(f"expected lengths to be {B} integers in [0, {T}] (B,), got {lengths.tolist()}")
+            # the range check reads values back; torch.compile (fullgraph=True too) traces past it instead of
+            # breaking the graph, and the mask below is the same for any length outside [0, T]
+            if not torch.compiler.is_compiling() and bool(((lengths < 0) | (lengths > T)).any()):
                 raise ValueError(f"expected lengths to be {B} integers in [0, {T}] (B,), got {lengths.tolist()}")
             return torch.arange(T, device=device) < lengths[:, None]  # (B, T)
         if mask is None:

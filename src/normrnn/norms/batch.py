@@ -217,6 +217,8 @@ class BatchNorm(Norm):
         """What :func:`norm_forward` does with the running averages of ``slot`` for this call."""
         if not use_batch_stats:
             mean, var, _ = self._running(slot)
+            if self.training:  # a masked step in training: later steps update these buffers in place, which
+                mean, var = mean.clone(), var.clone()  # would break this step's backward (autograd saves them)
             return RunningStats(mean, var, use=True)
         check = functools.partial(self._check_count, x=x)
         if not (self.training and self.track_running_stats):

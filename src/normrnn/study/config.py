@@ -37,7 +37,7 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 # keys added after studies were already on disk: at these values (what those studies ran) they stay out of the
 # config hash, so those studies' directories keep their hash; any other value is another study
 _LATER_KEYS = {"forget_bias": 1.0, "recurrent_init": "orthogonal", "head": "sigmoid", "warmup": 0.3, "model": None,
-               "data": None, "loss": "mse"}
+               "data": None, "loss": "mse", "model_version": None}
 GRID = ("norms", "topologies", "depths", "seeds", "lr_mults", "lr_search")  # which runs; not how each run trains
 LR_SEARCHES = ("grid", "halving")
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -127,6 +127,7 @@ _SCALAR_CHECKS: dict[str, Callable[[str, object], None]] = {
     "model": check_text,
     "loss": lambda k, v: check_text(k, v, builtins=tuple(LOSSES)),
     "data_path": lambda k, v: _kind(k, v, str, "a path", optional=True),
+    "model_version": lambda k, v: _kind(k, v, str, "a non-empty string", optional=True),
     "size": lambda k, v: _int(k, v, minimum=1),
     "frames_in": lambda k, v: _int(k, v, minimum=1),
     "frames_out": lambda k, v: _int(k, v, minimum=1),
@@ -218,6 +219,9 @@ class StudyConfig:
     # convolutions gain little from a second thread, so two one-thread runs do ~1.6x the work of one two-thread
     # run (docs/performance.md, "The study's throughput"); 1: one run at a time in this process
     workers: int = 1
+    # names the version of your factories' code where it cannot be hashed (no source file: python -c, a REPL, a
+    # notebook); change it whenever that code changes. None: every factory must have a source file
+    model_version: str | None = None
     # the grid
     norms: tuple[str, ...] = DEFAULT_NORMS
     topologies: tuple[str, ...] = TOPOLOGIES
@@ -241,12 +245,12 @@ class StudyConfig:
                 raise ValueError(f"expected at least one entry in {key}, got an empty list")
             for item in value:
                 check(key, item)
-            if key == "norms":  # one spelling per norm ("Layer", "group:08"), so runs and the report match
-                value = [canonical_norm(v) for v in value]
             object.__setattr__(self, key, tuple(value))
-        for key, token in (("norms", norm_token), ("lr_mults", mult_token), ("seeds", str), ("depths", str),
-                           ("topologies", str)):
+        for key, token in (("norms", lambda v: norm_token(canonical_norm(v))), ("lr_mults", mult_token),
+                           ("seeds", str), ("depths", str), ("topologies", str)):
             _distinct(key, getattr(self, key), token)
+        # one spelling per norm ("Layer" is "layer", "group:08" is "group:8"), so runs and the report match
+        object.__setattr__(self, "norms", tuple(canonical_norm(v) for v in self.norms))
         if self.size % self.patch:
             raise ValueError(f"expected size divisible by patch={self.patch}, got size={self.size}")
 
@@ -258,7 +262,14 @@ class StudyConfig:
             out["bf16"] = out.pop("precision") == "bf16"
         for key in ("model", "data", "loss"):  # an edited factory is another study
             if key in out and ":" in out[key]:
-                out[key + "_source"] = source_hash(out[key])
+                digest = source_hash(out[key])
+                if digest is not None:
+                    out[key + "_source"] = digest
+                elif self.model_version is None:
+                    raise ValueError(f"{key} factory {out[key]} has no source file (defined in python -c, a REPL or "
+                                     "a notebook), so an edit to it could not be told from the study it joins; move "
+                                     "it into a module, or name its version: model_version = 'v1' (change it "
+                                     "whenever the code changes)")
         return out
 
     @property

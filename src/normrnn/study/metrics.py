@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = ["LEARN_FRACTION", "LEARN_WINDOW", "SATURATED", "frame_mae", "frame_mse", "no_learning_guesses",
-           "prediction_metrics", "psnr", "ssim", "steps_to_learn"]
+           "prediction_metrics", "probed_cells", "psnr", "ssim", "steps_to_learn"]
 
 SATURATED = 0.01  # a sigmoid gate below this, or above 1 - this, counts as saturated
 LEARN_FRACTION = 0.9  # a run has learned once its smoothed training loss is below this × the no-learning floor
@@ -117,3 +117,13 @@ def ssim(pred: Tensor, target: Tensor, *, data_range: float = 1.0, win_size: int
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     return float(s.mean(dim=(1, 2, 3)).mean())
+
+
+def probed_cells(model: nn.Module) -> list[nn.Module]:
+    """The model's recurrent cells that report their sigmoid gates, in module order: normrnn cells, and a user's
+    modules that hold a ``gate_probe`` attribute they call with their gates (``self.gate_probe = None`` in
+    ``__init__``). Found by what they are, never by calling an attribute of the model by name (a user's own
+    ``cells`` may be anything)."""
+    from ..cells import RecurrentCell
+
+    return [m for m in model.modules() if isinstance(m, RecurrentCell) or "gate_probe" in vars(m)]

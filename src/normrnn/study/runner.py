@@ -85,15 +85,13 @@ def check_factories(config: StudyConfig) -> Datasets | None:
     except Exception as e:  # default_collate on samples of different shapes, or a __getitem__ that raises
         raise ValueError(f"data factory {config.data}: its first {config.batch_size} training samples do not make "
                          f"a batch: {type(e).__name__}: {first_line(e)}") from None
-    variants = {(s.norm, s.topology, s.depth): s for s in planned_runs(config)}
-    spec = next(iter(variants.values()))
-    if config.model is not None:
-        for other in list(variants.values())[1:]:  # a model that is wrong only for a later variant fails here too
-            with torch.no_grad():
-                check_model(f"{config.model} ({_variant(other)})", build_model(config, other), x, y, grad=False)
+    spec, *others = {(s.norm, s.topology, s.depth): s for s in planned_runs(config)}.values()
     model = build_model(config, spec)
     if config.model is not None:
-        pred = check_model(f"{config.model} ({_variant(spec)})" if len(variants) > 1 else config.model, model, x, y)
+        pred = check_model(config.model, model, x, y)
+        for other in others:  # a model that is wrong only for a later variant fails here too, not mid-study
+            with torch.no_grad():
+                check_model(f"{config.model} ({_variant(other)})", build_model(config, other), x, y, grad=False)
     else:
         try:
             with torch.no_grad():
@@ -128,7 +126,7 @@ def row_hash(row: dict[str, Any], default: str | None) -> str | None:
 
 
 def check_runnable(config: StudyConfig, out: str | Path, *, nproc: int = 1, executor: str = "local",
-                   runs: Iterable[RunSpec] | None = None) -> None:
+                   runs: Iterable[RunSpec] | None = None, shard_of: tuple[int, int] | None = None) -> None:
     """Every check that needs no work: executor, process count, device, batch split, output directory, and the
     norms of ``runs`` (default: the grid's). ``StudyConfig`` itself has checked its values; these depend on this
     machine and this command."""
@@ -140,6 +138,10 @@ def check_runnable(config: StudyConfig, out: str | Path, *, nproc: int = 1, exec
     if config.workers > 1 and (nproc > 1 or env_world_size() > 1 or executor == "ray"):
         raise ValueError(f"expected workers = 1 with {'executor ray' if executor == 'ray' else 'data-parallel runs'} "
                          f"(they place the runs themselves), got workers = {config.workers}")
+    if shard_of is not None and shard_of[1] > 1 and config.lr_search == "halving" and len(config.lr_mults) > 1:
+        raise ValueError("lr_search = 'halving' cannot be split into --shard parts: each shard would choose the later "
+                         "seeds' learning rates from its own share of the first seed's runs; run it unsharded (one "
+                         "machine: workers = N; a cluster: --executor ray), or use lr_search = 'grid'")
     if config.workers > 1 and unimportable_factories(config):
         raise ValueError(f"workers = {config.workers} trains in separate processes, which cannot import "
                          f"{', '.join(unimportable_factories(config))} from your __main__; define it in a module "
@@ -222,6 +224,8 @@ def _check_directory(config: StudyConfig, out: Path) -> None:
         except ValueError as e:
             raise ValueError(f"{path} is damaged ({e}); move it away to start this directory afresh, or use "
                              "another --out directory") from None
+        if "bf16" not in previous and previous.get("precision") in ("fp32", "bf16"):  # written with precision only
+            previous["bf16"] = previous["precision"] == "bf16"
         changed = sorted(k for k in config.identity() if previous.get(k) != resolved[k])
         if changed and load_results(out, warn=False):  # with no finished run, a corrected config may take over
             raise ValueError(f"{out} holds a different study (differs in {changed}); use another --out directory")
@@ -263,7 +267,8 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
     out = Path(out)
     rank = current()
     runs = None if runs is None else list(runs)
-    check_runnable(config, out, nproc=nproc, executor=executor, runs=runs)  # before any data or child process
+    check_runnable(config, out, nproc=nproc, executor=executor, runs=runs,  # before any data or child process
+                   shard_of=shard_of)
     if executor == "ray" and rank.active:
         raise ValueError("expected executor='local' for data-parallel runs, got 'ray'; use one or the other")
     if nproc > 1:

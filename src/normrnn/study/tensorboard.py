@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .metrics import SATURATED
+from .metrics import SATURATED, probed_cells
 
 __all__ = ["RunLogger"]
 
@@ -39,7 +39,7 @@ class RunLogger:
     def epoch(self, epoch: int, val_mse: float, model: Any, x: Tensor) -> None:
         """The epoch's validation MSE, then gate saturation and histograms on the validation batch ``x``."""
         self.writer.add_scalar("val/mse", val_mse, epoch)
-        cells = list(model.cells()) if callable(getattr(model, "cells", None)) else []  # a user's model may have none
+        cells = probed_cells(model)  # a user's model may have none
         seen: list[list[Tensor]] = [[] for _ in cells]
         for k, cell in enumerate(cells):
             cell.gate_probe = lambda gates, k=k: seen[k].append(torch.cat([g.flatten().float() for g in gates]))

@@ -25,7 +25,7 @@ from ..profiling import saved_tensor_bytes
 from .config import RunSpec, StudyConfig
 from .distributed import Rank, broadcast, current, global_mean, local_batch_size
 from .factories import FactoryExit, accepted, batch, loss_function, no_exit, resolve, subset
-from .metrics import SATURATED, no_learning_guesses, prediction_metrics, steps_to_learn
+from .metrics import SATURATED, no_learning_guesses, prediction_metrics, probed_cells, steps_to_learn
 from .model import Forecaster, ModelConfig
 from .tensorboard import RunLogger
 
@@ -79,13 +79,6 @@ def model_settings(config: StudyConfig) -> dict[str, Any]:
     return {k: getattr(config, k) for k in keys}
 
 
-def _cells(model: nn.Module) -> list[nn.Module]:
-    """The model's recurrent cells, for gate probes: its ``cells()`` if it has one (normrnn layers, or a user's
-    model whose cells call their ``gate_probe`` with their sigmoid gates), else none."""
-    cells = getattr(model, "cells", None)
-    return list(cells()) if callable(cells) else []
-
-
 def grew(value: float, reference: float, factor: float) -> bool:
     """Whether ``value`` rose above ``reference`` by more than ``(factor - 1) × |reference|``: for a positive loss,
     ``value > factor × reference``; defined for losses of any sign (a log-space or NLL loss may be negative)."""
@@ -137,7 +130,7 @@ def evaluate(model: nn.Module, data: Dataset, *, batch_size: int, device: torch.
              bf16: bool = False, gates: bool = False, loss: str = "mse") -> dict[str, Any]:
     """Test metrics over ``data`` (and the per-layer fraction of saturated gates when ``gates``)."""
     model.eval()
-    cells = _cells(model)
+    cells = probed_cells(model)
     counts = [[0, 0] for _ in cells]
     if gates:
         for k, cell in enumerate(cells):
