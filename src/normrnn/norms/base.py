@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -76,6 +77,26 @@ class Norm(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None, *, step: int | None = None) -> Tensor:
         raise NotImplementedError
+
+    def _check_input(self, x: Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` fits this norm (layout, channels, dtype); subclasses add their own."""
+        weight = getattr(self, "weight", None)
+        self.layout.check(x, self.num_channels, param_dtype=None if weight is None else weight.dtype)
+
+    def check_input_once(self, x: Tensor) -> None:
+        """:meth:`_check_input`, skipped for an input of the shape, dtype and device last checked: a recurrent layer
+        calls its norms with one signature at every step, and the check would cost as much as a small kernel."""
+        key = (x.shape, x.dtype, x.device) if type(x) is Tensor else None
+        if key is not None and key == self.__dict__.get("_checked"):
+            return
+        self._check_input(x)
+        weight = getattr(self, "weight", None)
+        if key is not None and (weight is None or x.dtype == weight.dtype):  # the check did not rest on autocast
+            self.__dict__["_checked"] = key
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Norm:
+        self.__dict__.pop("_checked", None)  # .to(dtype) and the like: check the next input again
+        return super()._apply(fn, recurse)
 
     def reset_parameters(self) -> None:
         """Reset the learned parameters (and running statistics, where kept)."""

@@ -241,7 +241,7 @@ class BatchNorm(Norm):
     def forward(self, x: Tensor, mask: Tensor | None = None, *, step: int | None = None) -> Tensor:
         """Normalize ``x``; ``mask`` ``(B, T)`` keeps padding out of the statistics; ``step`` is ignored (one set
         of statistics for every step: see :class:`RecurrentBatchNorm` for per-step ones)."""
-        self.layout.check(x, self.num_channels, param_dtype=None if self.weight is None else self.weight.dtype)
+        self.check_input_once(x)
         use_batch_stats = self._uses_batch_stats()
         if mask is not None and use_batch_stats:  # (norm_forward views and checks the mask in any case)
             viewed = mask_view(mask, self.layout, tuple(x.shape))
@@ -355,7 +355,7 @@ class RecurrentBatchNorm(BatchNorm):
 
     def forward(self, x: Tensor, mask: Tensor | None = None, *, step: int | None = None) -> Tensor:
         """Normalize one step (``step`` required) or, with a T axis, a sequence starting at ``step`` (default 0)."""
-        self.layout.check(x, self.num_channels, param_dtype=None if self.weight is None else self.weight.dtype)
+        self.check_input_once(x)
         if not self.layout.has("T"):
             if step is None:
                 raise ValueError(f"layout {self.layout.spelled!r} has no T axis, so forward(x, mask, step=t) needs "

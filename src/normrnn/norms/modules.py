@@ -17,7 +17,6 @@ rms        every axis but B and T          sample (and time step)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -82,12 +81,7 @@ class AxisNorm(Norm):
         self.weight = nn.Parameter(torch.empty(self.param_shape, **factory)) if use_scale else None
         self.bias = nn.Parameter(torch.empty(self.param_shape, **factory)) if use_center else None
         self.plan = plan_kernel(self.axes, rms=self.rms, param_axes=self.param_axes)  # the kernel, chosen once
-        self._checked: tuple[torch.Size, torch.dtype, torch.device] | None = None  # the input signature last checked
         self.reset_parameters()
-
-    def _apply(self, fn: Any, recurse: bool = True) -> AxisNorm:
-        self._checked = None  # .to(dtype) and the like: check the next input again
-        return super()._apply(fn, recurse)
 
     def _resolve_params(self, param_axes: str | None, param_shape: Sequence[int] | None) -> tuple[str, tuple]:
         if param_axes is None or self.layout.axes(param_axes, what="param_axes") == "C":
@@ -122,7 +116,7 @@ class AxisNorm(Norm):
             nn.init.zeros_(self.bias)
 
     def _check_input(self, x: Tensor) -> None:
-        self.layout.check(x, self.num_channels, param_dtype=None if self.weight is None else self.weight.dtype)
+        super()._check_input(x)
         if self.param_axes != "C":
             got = self.layout.sizes(x.shape, self.param_axes)
             if got != self.param_shape:
@@ -134,11 +128,7 @@ class AxisNorm(Norm):
     def forward(self, x: Tensor, mask: Tensor | None = None, *, step: int | None = None) -> Tensor:
         """Normalize ``x``; ``mask`` ``(B, T)`` keeps padding out of statistics that span B or T; ``step`` is
         accepted for the protocol's sake (per-sample statistics do not depend on it)."""
-        # a recurrent layer calls its norms with one shape and dtype every step: check each new one once
-        if type(x) is not Tensor or (x.shape, x.dtype, x.device) != self._checked:
-            self._check_input(x)
-            if self.weight is None or x.dtype == self.weight.dtype:  # the check did not depend on autocast
-                self._checked = (x.shape, x.dtype, x.device)
+        self.check_input_once(x)
         if x.numel() == 0:
             return x.clone()  # an empty batch (B=0 or T=0): nothing to normalize
         return norm_forward(x, self.axes, weight=self.weight, bias=self.bias, param_axes=self.param_axes,
@@ -351,7 +341,7 @@ class InstanceNorm(AxisNorm):
                          device=device, dtype=dtype)
 
     def forward(self, x: Tensor, mask: Tensor | None = None, *, step: int | None = None) -> Tensor:
-        self._check_input(x)
+        self.check_input_once(x)
         if x.numel() and self.training and self.axes.count(tuple(x.shape)) == 1:
             raise ValueError(f"expected more than 1 element per instance to reduce over {self.reduce!r} when "
                              f"training, got input of shape {tuple(x.shape)}; eval mode returns the shift β")
