@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import textwrap
@@ -40,10 +41,14 @@ def test_workers_change_no_hash_and_split_the_threads() -> None:
     assert worker_threads(dataclasses.replace(TINY, threads=8, workers=2)) == 4
 
 
-@pytest.mark.parametrize(("options", "match"), [({"nproc": 2}, "data-parallel"), ({"executor": "ray"}, "ray")])
-def test_a_pool_with_data_parallel_or_ray_runs_is_refused(tmp_path, options, match) -> None:
-    with pytest.raises(ValueError, match=f"expected workers = 1 with .*{match}"):
-        check_runnable(dataclasses.replace(TINY, workers=2), tmp_path / "out", **options)
+def test_workers_are_unused_where_something_else_places_the_runs(tmp_path) -> None:
+    from normrnn.study.runner import _pooled
+
+    config = dataclasses.replace(TINY, workers=2)
+    assert _pooled(config, "local", 1, None)
+    assert not _pooled(config, "ray", 1, None) and not _pooled(config, "local", 2, None)
+    assert not _pooled(config, "local", 1, list(expand_grid(config))[:1])  # normrnn train: one run, all threads
+    check_runnable(config, tmp_path / "out", nproc=2)  # a preset's workers do not stand in --nproc's way
     with pytest.raises(ValueError, match="workers"):
         StudyConfig(workers=0)
 
@@ -76,3 +81,47 @@ def test_a_factory_in_main_is_refused_with_workers(tmp_path) -> None:
     config = dataclasses.replace(TINY, workers=2, model="__main__:build")
     with pytest.raises(ValueError, match="cannot import model __main__:build from your __main__"):
         check_runnable(config, tmp_path / "out")
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM"])
+def test_a_signal_to_the_parent_stops_the_workers_and_the_study_resumes(tmp_path, sig) -> None:
+    """SIGTERM (a scheduler's preemption) or Ctrl-C reaches only the parent: it stops its workers as Ctrl-C would, so
+    none is left training, each keeps its last epoch's checkpoint, and the same command finishes the study."""
+    import signal
+    import time
+
+    (tmp_path / "s.toml").write_text('preset = "smoke"\nepochs = 20\nworkers = 2\n')
+    cmd = [sys.executable, "-m", "normrnn", "study", "--config", str(tmp_path / "s.toml"), "--out",
+           str(tmp_path / "st"), "--no-progress"]
+    parent = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = tmp_path / "st" / "runs"
+    deadline = time.monotonic() + 120
+    while not (runs.exists() and any((d / "checkpoint.pt").exists() for d in runs.iterdir())):
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.5)
+    parent.send_signal(getattr(signal, sig))
+    _, err = parent.communicate(timeout=120)
+    assert parent.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-f", "normrnn.study.pool"], capture_output=True, text=True).stdout.split()
+    assert not left  # no worker left behind
+    assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
+    assert len(load_results(tmp_path / "st")) == 4
+
+
+def test_a_failing_worker_stops_the_study_with_its_error(tmp_path, monkeypatch, capsys) -> None:
+    (tmp_path / "flaky.py").write_text(textwrap.dedent("""
+        import os
+        import torch
+        def loss(pred, target):
+            if str(os.getpid()) != os.environ["STUDY_PARENT"]:  # in a worker's training, past the parent's checks
+                raise RuntimeError("the loss gave up")
+            return torch.nn.functional.mse_loss(pred, target)
+        """))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("STUDY_PARENT", str(os.getpid()))
+    (tmp_path / "f.toml").write_text('preset = "smoke"\nworkers = 2\nloss = "flaky:loss"\n')
+    code = main(["study", "--config", str(tmp_path / "f.toml"), "--out", str(tmp_path / "st"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "RuntimeError: the loss gave up" in err and len(err.strip().splitlines()) == 1, err

@@ -217,7 +217,8 @@ class StudyConfig:
     threads: int | None = None  # torch.set_num_threads on CPU; None keeps torch's default
     # runs trained side by side in this many local processes, the threads split between them: a study's small
     # convolutions gain little from a second thread, so two one-thread runs do ~1.6x the work of one two-thread
-    # run (docs/performance.md, "The study's throughput"); 1: one run at a time in this process
+    # run (docs/performance.md, "The study's throughput"); 1: one run at a time in this process. Unused where Ray or
+    # data-parallel processes (--nproc, torchrun) place the runs, and for a single run (normrnn train)
     workers: int = 1
     # names the version of your factories' code where it cannot be hashed (no source file: python -c, a REPL, a
     # notebook); change it whenever that code changes. None: every factory must have a source file

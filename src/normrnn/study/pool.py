@@ -53,6 +53,7 @@ def run_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_o
            "runs": None if runs is None else [vars(s) for s in runs], "threads": worker_threads(config)}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}  # the caller's modules
     logs = [tempfile.TemporaryFile(mode="w+") for _ in range(config.workers)]
+    previous = _stop_on_sigterm()
     children = [subprocess.Popen([sys.executable, "-m", "normrnn.study.pool"], stdin=subprocess.PIPE,
                                  stdout=subprocess.DEVNULL, stderr=log, env=env, text=True) for log in logs]
     try:
@@ -73,6 +74,20 @@ def run_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_o
     finally:
         for log in logs:
             log.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm() -> Any:
+    """Make SIGTERM (Slurm's preemption, ``kill``) stop the children as Ctrl-C does, instead of orphaning them: the
+    previous handler, to restore; ``None`` outside the main thread, where no handler can be set."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("terminated")
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        return None
 
 
 def _send(child: subprocess.Popen, text: str) -> None:

@@ -135,14 +135,11 @@ def check_runnable(config: StudyConfig, out: str | Path, *, nproc: int = 1, exec
     check_device(config.device)
     if executor == "ray" and nproc > 1:
         raise ValueError("expected executor='local' for data-parallel runs, got 'ray'; use one or the other")
-    if config.workers > 1 and (nproc > 1 or env_world_size() > 1 or executor == "ray"):
-        raise ValueError(f"expected workers = 1 with {'executor ray' if executor == 'ray' else 'data-parallel runs'} "
-                         f"(they place the runs themselves), got workers = {config.workers}")
     if shard_of is not None and shard_of[1] > 1 and config.lr_search == "halving" and len(config.lr_mults) > 1:
         raise ValueError("lr_search = 'halving' cannot be split into --shard parts: each shard would choose the later "
                          "seeds' learning rates from its own share of the first seed's runs; run it unsharded (one "
                          "machine: workers = N; a cluster: --executor ray), or use lr_search = 'grid'")
-    if config.workers > 1 and unimportable_factories(config):
+    if _pooled(config, executor, nproc, runs) and unimportable_factories(config):
         raise ValueError(f"workers = {config.workers} trains in separate processes, which cannot import "
                          f"{', '.join(unimportable_factories(config))} from your __main__; define it in a module "
                          "(or set workers = 1)")
@@ -294,7 +291,7 @@ def _run_phases(config: StudyConfig, out: Path, rank: Rank, runs: Iterable[RunSp
         out.mkdir(parents=True, exist_ok=True)
         _check_directory(config, out)
     barrier(rank)
-    if executor == "local" and config.workers > 1 and not rank.active:
+    if _pooled(config, executor, 1, runs) and not rank.active:
         _run_in_pool(config, out, runs, shard_of, loaded=checked, progress=progress, tensorboard=tensorboard)
         return
     data: Datasets | None = None
@@ -313,6 +310,13 @@ def _run_phases(config: StudyConfig, out: Path, rank: Rank, runs: Iterable[RunSp
         else:
             _run_locally(config, out, todo, data, progress=progress and rank.is_main, rank=rank,
                          tensorboard=tensorboard)
+
+
+def _pooled(config: StudyConfig, executor: str, nproc: int, runs: list[RunSpec] | None) -> bool:
+    """Whether the runs train in a local pool: ``workers > 1``, more than one run, and no other placement (Ray, or
+    data-parallel processes, place the runs themselves and leave ``workers`` unused)."""
+    several = runs is None or len(runs) > 1
+    return config.workers > 1 and several and executor == "local" and nproc == 1 and env_world_size() == 1
 
 
 def _run_in_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_of: tuple[int, int] | None, *,
