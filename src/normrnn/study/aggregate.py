@@ -112,6 +112,7 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> list[Aggregate]:
         # None: never; a row whose loss has no finite no-learning floor has no steps to learn at all
         agg["steps_to_learn"] = [r.get("steps_to_learn") for r in g
                                  if "steps_to_learn" in r and "learn_floor_note" not in r]
+        agg["plateau"] = [r["plateau"] for r in ok if isinstance(r.get("plateau"), bool)]  # rows before: none
         agg["saturation_curve"] = _mean_curve([r["gate_saturation_curve"] for r in g
                                                if r.get("gate_saturation_curve")])
         out.append(agg)

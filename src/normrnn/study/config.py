@@ -177,7 +177,9 @@ class StudyConfig:
     data: str | None = None  # called as f(split=, seed=) -> Dataset of (input, target) pairs; None: `dataset`
     loss: str = "mse"  # mse | mae | "module:function" called as f(pred, target) -> scalar
     # data
-    dataset: str = "moving_digits"  # moving_digits | bouncing_balls | moving_mnist | moving_mnist_idx
+    # moving_digits | moving_mnist_5k (real MNIST digits, no download) | bouncing_balls | moving_mnist |
+    # moving_mnist_idx (the last two from files at data_path)
+    dataset: str = "moving_digits"
     data_path: str | None = None  # the files of moving_mnist / moving_mnist_idx
     size: int = 64  # H = W of the frames
     frames_in: int = 10  # given frames

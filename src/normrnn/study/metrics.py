@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["LEARN_FRACTION", "LEARN_WINDOW", "SATURATED", "frame_mae", "frame_mse", "no_learning_guesses",
-           "prediction_metrics", "probed_cells", "psnr", "ssim", "steps_to_learn"]
+__all__ = ["LEARN_FRACTION", "LEARN_WINDOW", "PLATEAU_GAIN", "SATURATED", "frame_mae", "frame_mse",
+           "no_learning_guesses", "plateaued", "prediction_metrics", "probed_cells", "psnr", "ssim", "steps_to_learn"]
 
 SATURATED = 0.01  # a sigmoid gate below this, or above 1 - this, counts as saturated
 LEARN_FRACTION = 0.9  # a run has learned once its smoothed training loss is below this × the no-learning floor
@@ -127,3 +127,27 @@ def probed_cells(model: nn.Module) -> list[nn.Module]:
     from ..cells import RecurrentCell
 
     return [m for m in model.modules() if isinstance(m, RecurrentCell) or "gate_probe" in vars(m)]
+
+
+PLATEAU_GAIN = 0.02  # a run has plateaued when its last quarter of steps improved validation MSE by less than this
+
+
+def plateaued(val_curve: list[float], val_steps: list[int], *, gain: float = PLATEAU_GAIN) -> bool | None:
+    """Whether a run's validation MSE had stopped improving: over the last quarter of its steps (from its last
+    validation at or before 75% of the final step) it fell by less than ``gain`` (relative). ``None`` with fewer than
+    two validations, or none before the last quarter.
+
+    Example::
+
+        >>> plateaued([50.0, 40.0, 39.9, 39.8], [25, 50, 75, 100])  # 39.9 -> 39.8 over steps 75-100: 0.25%
+        True
+        >>> plateaued([50.0, 45.0, 40.0, 35.0], [25, 50, 75, 100])  # 40 -> 35: 12.5%
+        False
+    """
+    if len(val_curve) < 2 or len(val_curve) != len(val_steps):
+        return None
+    cut = 0.75 * val_steps[-1]
+    before = [v for v, s in zip(val_curve, val_steps, strict=True) if s <= cut]
+    if not before or before[-1] <= 0:
+        return None
+    return (before[-1] - val_curve[-1]) / before[-1] < gain

@@ -185,7 +185,7 @@ def check_memory(config: StudyConfig) -> None:
 
 def check_data_path(config: StudyConfig) -> None:
     """A dataset read from files needs its files, before anything is written."""
-    if config.data is None and config.dataset.startswith("moving_mnist"):
+    if config.data is None and config.dataset in ("moving_mnist", "moving_mnist_idx"):
         if config.data_path is None or not os.path.exists(config.data_path):
             raise ValueError(f"expected data_path to name the files of dataset {config.dataset!r}, got "
                              f"{config.data_path!r}" + ("" if config.data_path is None else " (it does not exist)"))

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from .aggregate import Aggregate, differ, main_variants, median_range, stability_frontier
-from .metrics import LEARN_FRACTION, LEARN_WINDOW, SATURATED
+from .metrics import LEARN_FRACTION, LEARN_WINDOW, PLATEAU_GAIN, SATURATED
 from .plots import MSE_LABEL
 
 __all__ = ["all_tables", "baselines_table", "fmt", "main_only", "verdict"]
@@ -79,17 +79,20 @@ def _time_to_learn(aggs: list[Aggregate]) -> str:
              f"Optimizer steps until the trailing mean of {LEARN_WINDOW} training losses falls below "
              f"{LEARN_FRACTION:g} × the best no-learning predictor's loss on the training data; \"never\" if it did "
              "not within the run. Median over seeds, with min–max: for n seeds that range covers the median with "
-             "probability 1 − 2^(1−n) (75% for 3). Saturated gates: the share of sigmoid gates within "
+             "probability 1 − 2^(1−n) (75% for 3). Plateau: runs whose validation MSE fell by less than "
+             f"{PLATEAU_GAIN:.0%} over their last quarter of steps, i.e. trained to convergence; a comparison between "
+             "runs that had not is a comparison at a budget. Saturated gates: the share of sigmoid gates within "
              f"{SATURATED:g} of 0 or 1 on the validation set after the first and the last epoch.", "",
-             "| topology | depth | norm | lr × | median steps | min–max | learned | saturated gates, first → last "
-             "epoch |", "|---|---|---|---|---|---|---|---|"]
+             "| topology | depth | norm | lr × | median steps | min–max | learned | plateau | saturated gates, first "
+             "→ last epoch |", "|---|---|---|---|---|---|---|---|---|"]
     for a in main:
         middle, lo, hi = median_range(a["steps_to_learn"])
         curve = a.get("saturation_curve") or []
         sat = f"{100 * curve[0]:.1f}% → {100 * curve[-1]:.1f}%" if curve else "–"
         learned = sum(v is not None for v in a["steps_to_learn"])
+        plateau = f"{sum(a['plateau'])}/{len(a['plateau'])}" if a.get("plateau") else "–"
         lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['lr_mult']:g} | {_steps(middle)} "
-                     f"| {_steps(lo)}–{_steps(hi)} | {learned}/{len(a['steps_to_learn'])} | {sat} |")
+                     f"| {_steps(lo)}–{_steps(hi)} | {learned}/{len(a['steps_to_learn'])} | {plateau} | {sat} |")
     return "\n".join(lines)
 
 

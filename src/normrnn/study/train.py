@@ -25,7 +25,7 @@ from ..profiling import saved_tensor_bytes
 from .config import RunSpec, StudyConfig
 from .distributed import Rank, broadcast, current, global_mean, local_batch_size
 from .factories import FactoryExit, accepted, batch, loss_function, no_exit, resolve, subset
-from .metrics import SATURATED, no_learning_guesses, prediction_metrics, probed_cells, steps_to_learn
+from .metrics import SATURATED, no_learning_guesses, plateaued, prediction_metrics, probed_cells, steps_to_learn
 from .model import Forecaster, ModelConfig
 from .tensorboard import RunLogger
 
@@ -281,7 +281,7 @@ def _start(config: StudyConfig, spec: RunSpec, factory: ModelFactory | None, dev
     if rank.active:
         convert_sync_batchnorm(model)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
-    history = {"loss": [], "grad_norm": [], "step_time": [], "train_curve": [], "val_curve": [],
+    history = {"loss": [], "grad_norm": [], "step_time": [], "train_curve": [], "val_curve": [], "val_steps": [],
                "gate_saturation_curve": [], "diverged_step": None, "epoch": 0}
     return _State(model, opt, _make_scheduler(config, opt, lr, total_steps), history)
 
@@ -299,6 +299,8 @@ def _resume(start: Callable[[], _State], path: Path, config_hash: str, rank: Ran
         state.sched.load_state_dict(ckpt["scheduler"])
         state.history = ckpt["history"]
         state.history.setdefault("gate_saturation_curve", [])  # checkpoints written before it was recorded
+        per_epoch = len(state.history["loss"]) // max(state.history["epoch"], 1)  # (epochs before val_steps)
+        state.history.setdefault("val_steps", [per_epoch * (e + 1) for e in range(len(state.history["val_curve"]))])
         return state
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
         if rank.is_main:
@@ -362,6 +364,7 @@ def _end_epoch(loop: _Loop, state: _State, losses: list[float], path: Path) -> b
         return False
     history["train_curve"].append(statistics.fmean(losses))
     history["val_curve"].append(val["mse"])
+    history["val_steps"].append(len(history["loss"]))
     if val["gate_saturation"]:
         history["gate_saturation_curve"].append(statistics.fmean(val["gate_saturation"]))
     history["epoch"] += 1
@@ -465,7 +468,8 @@ def _result_row(config: StudyConfig, spec: RunSpec, model: nn.Module, data: Data
         "grad_norm_max": max(grads) if grads else None,
         "gate_saturation": saturation, "gate_saturation_mean": statistics.fmean(saturation) if saturation else None,
         "params": sum(p.numel() for p in model.parameters()), "epochs": history["epoch"],
-        "train_curve": history["train_curve"], "val_curve": history["val_curve"],
+        "train_curve": history["train_curve"], "val_curve": history["val_curve"], "val_steps": history["val_steps"],
+        "plateau": None if diverged else plateaued(history["val_curve"], history["val_steps"]),
         "val_mse": history["val_curve"][-1] if history["val_curve"] and not diverged else None,
         "learn_floor_loss": floor, "steps_to_learn": None if floor is None else steps_to_learn(history["loss"], floor),
         **({} if floor is not None else {"learn_floor_note": f"loss {config.loss} is not finite for the no-learning "
