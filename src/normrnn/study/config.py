@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cells.base import RECURRENT_INITS
-from ..data import DATASETS
+from ..data import DATASETS, GENERATED
 from ..norms import NormSpec
 from .factories import LOSSES, check_text, source_hash
 
@@ -37,7 +37,7 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 # keys added after studies were already on disk: at these values (what those studies ran) they stay out of the
 # config hash, so those studies' directories keep their hash; any other value is another study
 _LATER_KEYS = {"forget_bias": 1.0, "recurrent_init": "orthogonal", "head": "sigmoid", "warmup": 0.3, "model": None,
-               "data": None, "loss": "mse", "model_version": None}
+               "data": None, "loss": "mse", "model_version": None, "fresh_train": False}
 GRID = ("norms", "topologies", "depths", "seeds", "lr_mults", "lr_search")  # which runs; not how each run trains
 LR_SEARCHES = ("grid", "halving")
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -135,6 +135,7 @@ _SCALAR_CHECKS: dict[str, Callable[[str, object], None]] = {
     "val_samples": lambda k, v: _int(k, v, minimum=1),
     "test_samples": lambda k, v: _int(k, v, minimum=1),
     "data_seed": lambda k, v: _int(k, v, minimum=0, maximum=MAX_SEED),
+    "fresh_train": lambda k, v: _kind(k, v, bool, "true or false"),
     "cell": lambda k, v: _choice(k, v, CELL_KINDS),
     "width": lambda k, v: _int(k, v, minimum=1),
     "kernel_size": lambda k, v: _int(k, v, minimum=1),
@@ -188,6 +189,10 @@ class StudyConfig:
     val_samples: int = 200
     test_samples: int = 200
     data_seed: int = 0  # the data are the same for every run
+    # true: every epoch trains on train_samples sequences generated afresh, seeded by (data_seed, run seed, epoch),
+    # so a run never sees a sequence twice and a resumed run continues the same stream (generated datasets only);
+    # validation and test stay the fixed sets
+    fresh_train: bool = False
     # model
     cell: str = "convlstm"  # convlstm | convgru
     width: int = 16  # hidden channels per layer
@@ -256,6 +261,10 @@ class StudyConfig:
         object.__setattr__(self, "norms", tuple(canonical_norm(v) for v in self.norms))
         if self.size % self.patch:
             raise ValueError(f"expected size divisible by patch={self.patch}, got size={self.size}")
+        if self.fresh_train and (self.data is not None or self.dataset not in GENERATED):
+            source = f"data factory {self.data}" if self.data is not None else f"dataset {self.dataset!r}"
+            raise ValueError(f"fresh_train generates training sequences, so it needs one of the generated datasets "
+                             f"({', '.join(GENERATED)}), got {source}")
 
     def identity(self) -> dict[str, Any]:
         """The settings that decide every run's numbers: all but the grid, the name and the thread count."""

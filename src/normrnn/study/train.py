@@ -20,6 +20,7 @@ from torch.utils.data import BatchSampler, Dataset, DistributedSampler
 
 from .._checks import first_line
 from .._io import atomic_write
+from ..data import create_dataset
 from ..norms import convert_sync_batchnorm
 from ..profiling import saved_tensor_bytes
 from .config import RunSpec, StudyConfig
@@ -313,8 +314,9 @@ def _train_epoch(loop: _Loop, state: _State) -> list[float] | None:
     epoch = state.history["epoch"]
     torch.manual_seed(_step_seed(loop.spec.seed, epoch, loop.rank.rank))  # dropout etc.: per rank, per epoch
     losses = []
+    train = fresh_train_set(loop.config, loop.spec.seed, epoch) if loop.config.fresh_train else loop.data.train
     for idx in _batches(loop.sampler, loop.local_batch, epoch):
-        x, y = batch(loop.data.train, idx, loop.device)
+        x, y = batch(train, idx, loop.device)
         if loop.memory is None:
             loop.memory = _peak_memory(state.model, x, y, loop.device)
         value = _step(loop, state, x, y, len(idx))
@@ -322,6 +324,13 @@ def _train_epoch(loop: _Loop, state: _State) -> list[float] | None:
             return None
         losses.append(value)
     return losses
+
+
+def fresh_train_set(config: StudyConfig, seed: int, epoch: int) -> Dataset:
+    """The ``train_samples`` training sequences of one epoch of a ``fresh_train`` study: generated from the training
+    split's digits with the stream ``(data_seed, run seed, epoch)``, the same in every process and on resume."""
+    return create_dataset(config.dataset, config.train_samples, split="train", seed=(config.data_seed, seed, epoch),
+                          size=config.size, frames_in=config.frames_in, frames_out=config.frames_out)
 
 
 def _step(loop: _Loop, state: _State, x: Tensor, y: Tensor, n: int) -> float | None:
