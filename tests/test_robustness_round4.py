@@ -377,6 +377,7 @@ def test_unicode_module_names_and_shadowed_modules(tmp_path, monkeypatch, capsys
 
     assert not hasattr(calendar, "build")
     (tmp_path / "calendar.py").write_text("def build(**kw): ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # and sys.path is restored after: no later process sees this file
     monkeypatch.chdir(tmp_path)
     code = main(["study", "--preset", "smoke", "--model", "calendar:build", "--out", str(tmp_path / "s")])
     assert_one_line_error(code, capsys.readouterr().err, "has no 'build'", "imported from", "shadow")

@@ -50,12 +50,12 @@ def run_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_o
     ``total()`` count finished and known runs for the ``progress`` bar. Ctrl-C stops the children (each keeps its
     last epoch's checkpoint); a child that fails stops the others and its one-line error is raised here."""
     job = {"config": config.to_dict(), "out": str(out.resolve()), "shard": shard_of, "tensorboard": tensorboard,
-           "runs": None if runs is None else [vars(s) for s in runs], "threads": worker_threads(config)}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}  # the caller's modules
+           "runs": None if runs is None else [vars(s) for s in runs], "threads": worker_threads(config),
+           "sys_path": [p or os.getcwd() for p in sys.path]}  # the caller's modules, found in the caller's order
     logs = [tempfile.TemporaryFile(mode="w+") for _ in range(config.workers)]
     previous = _stop_on_sigterm()
     children = [subprocess.Popen([sys.executable, "-m", "normrnn.study.pool"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.DEVNULL, stderr=log, env=env, text=True) for log in logs]
+                                 stdout=subprocess.DEVNULL, stderr=log, text=True) for log in logs]
     try:
         for child in children:
             _send(child, json.dumps(job))
@@ -125,6 +125,7 @@ def main() -> int:
     from .runner import run_as_worker
 
     job = json.loads(sys.stdin.read())
+    sys.path[:] = job["sys_path"]  # before any factory is imported: the caller's search path, in its order
     torch.set_num_threads(job["threads"])
     config = StudyConfig(**job["config"])
     runs = None if job["runs"] is None else [RunSpec(**s) for s in job["runs"]]
