@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -19,19 +20,6 @@ from normrnn.study.runner import check_runnable
 TINY = StudyConfig(name="tiny-pool", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4,
                    epochs=2, batch_size=4, norms=("none", "layer"), topologies=("stacked",), frames_in=3,
                    frames_out=2, threads=2)
-
-
-def test_a_pool_trains_the_same_runs_as_one_process(tmp_path) -> None:
-    """Halving grows the grid between phases; the pool trains each phase's runs once, with the same numbers as a
-    sequential study up to float reordering (one thread per worker instead of two)."""
-    config = dataclasses.replace(TINY, depths=(1, 2), seeds=(0, 1), lr_mults=(1.0, 3.0), lr_search="halving")
-    want = run_study(config, tmp_path / "one", progress=False)
-    rows = run_study(dataclasses.replace(config, workers=2), tmp_path / "pool", progress=False)
-    assert len(rows) == len(want) == 12  # 2 norms x 2 depths x (2 multipliers + 1 later seed)
-    assert_same_test_mse(rows, want, rel=1e-4)
-    lines = (tmp_path / "pool" / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 12  # each run recorded once
-    assert {r["run_id"] for r in load_results(tmp_path / "pool")} == {s.run_id for s in expand_grid(config, want)}
 
 
 def test_workers_change_no_hash_and_split_the_threads() -> None:
@@ -59,22 +47,27 @@ def test_the_cli_takes_workers(tmp_path, capsys) -> None:
     assert not (tmp_path / "s").exists()
 
 
-def test_a_script_without_a_main_guard_runs_a_pool(tmp_path) -> None:
-    """The workers are fresh interpreters, not spawned copies that re-run the caller's script (which, without
+def test_a_pool_trains_the_same_runs_as_one_process_even_from_a_script_without_a_main_guard(tmp_path) -> None:
+    """A halving grid grows between phases: the pool trains each run once, with the same numbers as a sequential
+    study up to float reordering (one thread per worker instead of two). It runs from a plain script: the workers
+    are fresh interpreters, not spawned copies that re-run the caller's script (which, without
     ``if __name__ == "__main__"``, would start the study again in every worker)."""
+    config = dataclasses.replace(TINY, depths=(1, 2), seeds=(0, 1), lr_mults=(1.0, 3.0), lr_search="halving")
     script = tmp_path / "study_script.py"
     script.write_text(textwrap.dedent(f"""
-        import dataclasses
+        import dataclasses, json
         from normrnn.study import StudyConfig, run_study
-        config = StudyConfig(name="script", size=8, patch=2, width=4, train_samples=8, val_samples=4, test_samples=4,
-                             epochs=1, batch_size=4, norms=("none", "layer"), topologies=("stacked",), frames_in=3,
-                             frames_out=2, threads=2, workers=2)
-        rows = run_study(config, {str(tmp_path / "out")!r}, progress=False)
-        print(len(rows))
+        config = StudyConfig(**{{**json.loads({json.dumps(json.dumps(config.to_dict()))}), "workers": 2}})
+        print(json.dumps(run_study(config, {str(tmp_path / "pool")!r}, progress=False)))
         """))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["2"]
+    rows = json.loads(done.stdout)
+    want = run_study(config, tmp_path / "one", progress=False)
+    assert len(rows) == len(want) == 12  # 2 norms x 2 depths x (2 multipliers + 1 later seed)
+    assert_same_test_mse(rows, want, rel=1e-4)
+    assert len((tmp_path / "pool" / "results.jsonl").read_text().splitlines()) == 12  # each run recorded once
+    assert {r["run_id"] for r in load_results(tmp_path / "pool")} == {s.run_id for s in expand_grid(config, want)}
 
 
 def test_a_factory_in_main_is_refused_with_workers(tmp_path) -> None:
@@ -105,7 +98,8 @@ def test_a_signal_to_the_parent_stops_the_workers_and_the_study_resumes(tmp_path
     time.sleep(1)
     left = subprocess.run(["pgrep", "-f", "normrnn.study.pool"], capture_output=True, text=True).stdout.split()
     assert not left  # no worker left behind
-    assert len(run_study(load_config(path=tmp_path / "s.toml"), tmp_path / "st", progress=False)) == 4  # resumed
+    resumed = dataclasses.replace(load_config(path=tmp_path / "s.toml"), workers=1)  # the same study (same hash)
+    assert len(run_study(resumed, tmp_path / "st", progress=False)) == 4
 
 
 def test_a_failing_worker_stops_the_study_with_its_error(tmp_path, monkeypatch, capsys) -> None:
