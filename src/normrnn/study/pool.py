@@ -59,15 +59,18 @@ def run_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_o
     try:
         for child in children:
             _send(child, json.dumps(job))
-        while any(child.poll() is None for child in children):
+        shown = None
+        while True:
+            running = any(child.poll() is None for child in children)
             _fail_if_any_failed(children, logs)
-            progress.total = max(total(), done())
-            progress.n = done()
-            progress.refresh()
+            counts = (done(), total())
+            if counts != shown:  # a line per change, not per poll, where stderr is a log file
+                progress.total, progress.n = max(counts[1], counts[0]), counts[0]
+                progress.refresh()
+                shown = counts
+            if not running:
+                break
             time.sleep(_POLL_S)
-        _fail_if_any_failed(children, logs)
-        progress.n = done()
-        progress.refresh()
     except BaseException:
         _stop(children)
         raise
