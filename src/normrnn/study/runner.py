@@ -329,7 +329,7 @@ def _run_in_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, sha
         return _phase(config, out, runs, shard_of)
 
     todo = _unfinished(out, known(), config.config_hash)
-    _prepare(config, out, Rank(), need_data=bool(todo), whole=runs is None, loaded=loaded)
+    _prepare(config, out, Rank(), need_data=False, whole=runs is None, loaded=loaded)  # the workers load their own
     if not todo:
         return
     bar = _progress(0, enabled=progress, unit="run")
