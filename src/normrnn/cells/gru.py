@@ -81,7 +81,7 @@ class ConvGRUCell(Conv, _GRUBase):
 
     Gate order ``r, z, n``; see :func:`gru_gates`. ``forget_bias`` goes to the update gate ``z``.
 
-    Takes every argument of :class:`~normrnn.cells.base.RecurrentCell` (see there); besides:
+    Takes every argument of :class:`~normrnn.cells.base.RecurrentCell`; besides:
 
     Args:
         reset_after: ``False`` computes the candidate from ``W_xn * x + W_hn * (r ⊙ h)`` ("reset before", Keras

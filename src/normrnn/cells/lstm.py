@@ -119,7 +119,7 @@ class ConvLSTMCell(Conv, _LSTMBase):
     Gate order ``i, f, g, o``; see :mod:`normrnn.cells` for the placement options and :func:`lstm_gates`
     for the full gate math.
 
-    Takes every argument of :class:`~normrnn.cells.base.RecurrentCell` (see there); besides:
+    Takes every argument of :class:`~normrnn.cells.base.RecurrentCell`; besides:
 
     Args:
         peephole: ``True``/``"channel"``, per-channel peephole weights (any resolution), or ``"elementwise"``,

@@ -70,12 +70,12 @@ class ConvLSTM(RecurrentLayer):
     Each layer runs :class:`normrnn.cells.ConvLSTMCell` over time:
     :math:`(h_t, c_t) = \mathrm{cell}(x_t, (h_{t-1}, c_{t-1}))`. Gate order ``i, f, g, o``.
 
-    Takes every argument of :class:`RecurrentLayer` (see there); besides:
+    Takes the keyword arguments of :class:`RecurrentLayer` (the stack) and of
+    :class:`~normrnn.cells.ConvLSTMCell` (each layer's cell); besides:
 
     Args:
         kernel_size: an int or one per spatial axis, odd or even.
         spatial_dims: 1, 2 or 3. Default: ``2``.
-        peephole, norm_cell, dilation: see :class:`normrnn.cells.ConvLSTMCell`.
 
     Shape:
         - Input: ``(B, T, C_in, *S)``; mask ``(B, T)``; state: per layer ``(h, c)``, each ``(B, C, *S)``.
@@ -102,7 +102,8 @@ class ConvGRU(RecurrentLayer):
     Each layer runs :class:`normrnn.cells.ConvGRUCell` over time: :math:`h_t = \mathrm{cell}(x_t, h_{t-1})`.
     Gate order ``r, z, n``.
 
-    Takes every argument of :class:`RecurrentLayer` (see there); besides:
+    Takes the keyword arguments of :class:`RecurrentLayer` (the stack) and of
+    :class:`~normrnn.cells.ConvGRUCell` (each layer's cell); besides:
 
     Args:
         kernel_size: an int or one per spatial axis, odd or even.
@@ -156,10 +157,9 @@ class LSTM(_TorchRNNKeys, RecurrentLayer):
     With ``norm="none"`` it computes exactly what ``torch.nn.LSTM`` does, and ``load_state_dict`` accepts
     a ``torch.nn.LSTM`` state dict (``bias = bias_ih + bias_hh``). ``norm="layer"`` gives the LN-LSTM of
     Ba et al. 2016 (arXiv:1607.06450).
-        Takes every argument of :class:`RecurrentLayer` (see there); besides:
 
-    Args:
-        peephole, norm_cell: see :class:`normrnn.cells.LSTMCell`.
+    Takes the keyword arguments of :class:`RecurrentLayer` (the stack) and of :class:`~normrnn.cells.LSTMCell`
+    (each layer's cell).
 
     Shape:
         - Input: ``(B, T, C_in)``; state: per layer ``(h, c)``, each ``(B, C)``.
@@ -187,7 +187,9 @@ class GRU(_TorchRNNKeys, RecurrentLayer):
     r"""A stack of GRU layers over ``(B, T, C)`` sequences, with normalization, residuals and masks.
 
     With ``norm="none"`` it equals ``torch.nn.GRU``, and ``load_state_dict`` accepts its state dict.
-        Takes every argument of :class:`RecurrentLayer` (see there).
+
+    Takes the keyword arguments of :class:`RecurrentLayer` (the stack) and of :class:`~normrnn.cells.GRUCell`
+    (each layer's cell).
 
     Shape:
         - Input: ``(B, T, C_in)``; state: per layer ``h`` ``(B, C)``.

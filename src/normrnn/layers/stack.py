@@ -41,6 +41,8 @@ class RecurrentLayer(nn.Module):
             Default: ``False``.
         bidirectional: add a backward direction per layer. Default: ``False``.
         merge: how the two directions combine, ``"concat"`` (2C channels) or ``"sum"``. Default: ``"concat"``.
+        go_backwards: run the sequence last step first and return the outputs in that order (Keras'
+            ``go_backwards``); not with ``bidirectional`` or ``residual``. Default: ``False``.
         batch_first: ``(B, T, …)`` input and output; ``False`` for ``(T, B, …)``. Default: ``True``.
         dropout: dropout on the input of every layer after the first. Default: ``0.0``.
         recurrent_dropout: variational dropout on ``h``, one mask per sequence. Default: ``0.0``.

