@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 	$(BIN)/normrnn study --preset quick --out study-quick
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests docs/_ext
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

@@ -112,3 +112,37 @@ def test_bench_cells_rejects_unknown_backends_and_missing_devices(capsys):
     if not torch.cuda.is_available():
         assert main(["bench", "cells", "--quick", "--device", "cuda"]) == 2
         assert "torch sees none" in capsys.readouterr().err
+
+
+def test_a_missing_extra_is_one_line_naming_the_pip_install_before_any_work(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    gone = {"matplotlib", "tensorboard"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in gone else real(name, *a))
+    out = tmp_path / "study"
+    assert main(["study", "--preset", "smoke", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "matplotlib is not installed" in err and 'pip install "normrnn[study]"' in err
+    assert not out.exists()  # nothing was trained or written
+    gone.discard("matplotlib")
+    assert main(["study", "--preset", "smoke", "--tensorboard", "--out", str(out)]) == 2
+    assert 'pip install "normrnn[tensorboard]"' in capsys.readouterr().err
+    assert main(["explain", "layer", "--layout", "BTF", "--shape", "4,2,3"]) == 0  # needs no extra
+
+
+def test_misspelled_names_get_a_suggestion(tmp_path, capsys):
+    assert main(["study", "--preset", "smok", "--plan", "--out", str(tmp_path)]) == 2
+    assert "(did you mean 'smoke'?)" in capsys.readouterr().err
+    assert main(["explain", "layr", "--layout", "BTF", "--shape", "4,2,3"]) == 2
+    assert "(did you mean 'layer'?)" in capsys.readouterr().err
+    toml = tmp_path / "study.toml"
+    toml.write_text('norm = ["layer"]\n')
+    assert main(["study", "--config", str(toml), "--plan", "--out", str(tmp_path)]) == 2
+    assert "(did you mean 'norms'?)" in capsys.readouterr().err
+    toml.write_text('schedule = "cosin"\n')
+    assert main(["study", "--config", str(toml), "--plan", "--out", str(tmp_path)]) == 2
+    assert "(did you mean 'cosine'?)" in capsys.readouterr().err
+    toml.write_text('norms = ["zzz"]\n')
+    assert main(["study", "--config", str(toml), "--plan", "--out", str(tmp_path)]) == 2
+    assert "did you mean" not in capsys.readouterr().err  # nothing close: no guess

@@ -206,3 +206,18 @@ def test_plan_times_one_model_per_depth(monkeypatch) -> None:
     assert sorted(r.depth for r in timed) == [1, 2, 4]
     assert f"{len(planned_runs(config))} runs" in text and "LR halving" in text
     json.dumps(text)  # plain text
+
+
+def test_plan_shows_the_shapes_a_data_factory_really_gives(monkeypatch) -> None:
+    from torch.utils.data import TensorDataset
+
+    from normrnn.study import plan as plan_module
+    from normrnn.study.train import Datasets
+
+    monkeypatch.setattr(plan_module, "measure_cost", lambda config, data, runs, **kw: {
+        "rows": [{"norm": r.norm, "topology": r.topology, "depth": r.depth, "step_ms": 20.0} for r in runs]})
+    pairs = TensorDataset(torch.zeros(8, 3, 1, 12, 12), torch.zeros(8, 2, 1, 12, 12))
+    config = dataclasses.replace(TINY, data="examples.own_model:load", model_version="v1")
+    text = plan_module.plan(config, planned_runs(config), data=Datasets(pairs, pairs, pairs))
+    assert "input (3, 1, 12, 12) → target (2, 1, 12, 12) per sample" in text
+    assert "estimated total: " in text and " s on this machine" in text  # under a minute: in seconds

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-__all__ = ["autocasting", "first_line", "input_like_parameters", "non_negative", "one_of", "positive_int"]
+__all__ = ["autocasting", "did_you_mean", "first_line", "input_like_parameters", "non_negative", "one_of",
+           "positive_int"]
+
+
+def did_you_mean(value: object, options: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the option closest to a misspelled ``value``, or ``""`` when none is close."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value.lower(), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def first_line(error: BaseException) -> str:
@@ -34,7 +45,8 @@ def non_negative(name: str, value: object) -> float:
 def one_of(name: str, value: str, options: tuple[str, ...]) -> str:
     """``value`` if it is one of ``options``."""
     if value not in options:
-        raise ValueError(f"expected {name} to be one of {', '.join(map(repr, options))}, got {value!r}")
+        raise ValueError(f"expected {name} to be one of {', '.join(map(repr, options))}, got {value!r}"
+                         f"{did_you_mean(value, options)}")
     return value
 
 

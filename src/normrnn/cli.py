@@ -24,6 +24,29 @@ __all__ = ["PASSIVE_WAIT_COMMANDS", "entry", "main"]
 PASSIVE_WAIT_COMMANDS = ("study", "train", "bench")
 
 
+# the optional modules a command imports, by the extra that installs them: checked before any work, so a missing
+# one is a line naming the pip install to run, not a traceback (or a crash at the report after a whole grid)
+_STUDY_MODULES = ("sklearn", "mlxtend", "tqdm", "matplotlib", "filelock")
+_EXTRAS = {"study": ("study", _STUDY_MODULES), "train": ("study", _STUDY_MODULES),
+           "report": ("study", ("matplotlib",))}
+_FLAG_EXTRAS = (("tensorboard", True, "tensorboard", ("tensorboard",)), ("executor", "ray", "ray", ("ray",)))
+
+
+def check_extras(args: argparse.Namespace) -> None:
+    """A ``ValueError`` naming the ``pip install`` to run when the extra a command (or one of its flags) needs is
+    missing."""
+    import importlib.util
+
+    needs = [_EXTRAS[args.command]] if args.command in _EXTRAS else []
+    needs += [(extra, mods) for flag, value, extra, mods in _FLAG_EXTRAS if getattr(args, flag, None) == value]
+    for extra, modules in needs:
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ValueError(f"this needs normrnn's {extra!r} extra, and {', '.join(missing)} "
+                             f"{'is' if len(missing) == 1 else 'are'} not installed: pip install "
+                             f"\"normrnn[{extra}]\" (from a checkout: pip install -c constraints.txt \".[{extra}]\")")
+
+
 def _progress(message: str) -> None:
     """A benchmark's progress line, on stderr so the table on stdout stays clean."""
     print(message, file=sys.stderr, flush=True)
@@ -284,7 +307,8 @@ def _timing_flags(p: argparse.ArgumentParser, rounds: int, repeats: int, warmup:
 def _run_flags(p: argparse.ArgumentParser) -> None:
     from .study import PRESETS
 
-    p.add_argument("--preset", default="quick", help=f"{' | '.join(PRESETS)} (default: quick)")
+    p.add_argument("--preset", default="quick", help=f"{' | '.join(PRESETS)} (default: quick; "
+                                                      "normrnn study --help has a table of them)")
     p.add_argument("--config", help="a TOML study file (keys of normrnn.study.StudyConfig; `preset = ...` as base)")
     p.add_argument("--out", required=p.prog.split()[-1] != "study",
                    help="the study directory; re-running resumes it")
@@ -312,6 +336,36 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ray-address", help="the Ray cluster (default: $RAY_ADDRESS, else a local instance)")
 
 
+# each subcommand's --help ends with commands to copy
+_EXAMPLES = {
+    "explain": ["normrnn explain layer --layout BTF --shape 4,2,3     # per sample and step: statistics (B, T)",
+                "normrnn explain group:8 --layout BTCHW --shape 2,3,32,8,8 --reduce TCHW",
+                "normrnn explain --tour                              # TF1, Keras and PyTorch conventions"],
+    "bench": ["normrnn bench cells --quick                         # checks that it runs: a tiny shape, one round",
+              "normrnn bench layers --norms none,layer,group:8 --precision auto",
+              "normrnn bench norms --shape 16,256,32,32"],
+    "study": ["normrnn study --preset quick --out study-quick      # what make demo runs; re-run to resume",
+              "normrnn study --preset tuned --plan --out study-tuned  # the runs and an estimated time; trains nothing",
+              "normrnn study --model examples.own_model:build --config examples/own_model.toml --out study-own"],
+    "train": ["normrnn train --preset quick --norm layer --depth 2 --out run-layer",
+              "torchrun --nproc-per-node 2 -m normrnn train --preset quick --norm group:8 --out run-ddp"],
+    "audit": ["normrnn audit examples.audit_convrnn:build --input-shape 4,10,1,64,64 --layout BTCHW",
+              "normrnn audit mypkg.models:build --input-shape 8,20,32 --layout BTF --eval"],
+    "report": ["normrnn report study-quick                          # report.md, results.csv/json and plots",
+               "normrnn report shard-0 shard-1 --out study-all       # one study run as shards"],
+}
+
+
+def _epilog(command: str) -> str:
+    text = "examples:\n" + "\n".join(f"  {line}" for line in _EXAMPLES[command])
+    if command == "study":
+        from .study.config import preset_table
+
+        text = ("presets (--preset NAME; wall time from start to report, measured on our 2-core CPU machine):\n"
+                + preset_table() + "\n\n" + text)
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -321,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_explain, _add_bench, _add_study, _add_train, _add_audit, _add_report):
         add(sub)
+    for command, p in sub.choices.items():
+        p.epilog, p.formatter_class = _epilog(command), argparse.RawDescriptionHelpFormatter
     return parser
 
 
@@ -332,7 +388,8 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layout", help="axis letters of the input, e.g. BTF, BCHW, BHWC, BTCHW")
     p.add_argument("--shape", help="input shape, e.g. 4,2,3")
     p.add_argument("--reduce", help="letters to reduce (default: the spec's default)")
-    p.add_argument("--tour", action="store_true", help="walk through the seed examples")
+    p.add_argument("--tour", action="store_true",
+                   help="walk through the axis questions normrnn answers (TF1, Keras and PyTorch conventions)")
     p.set_defaults(func=_explain)
 
 
@@ -434,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
+        check_extras(args)
         return args.func(args)
     except (ValueError, OSError) as e:
         if args.debug:

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ._checks import did_you_mean
+
 __all__ = [
     "DATASETS",
     "GENERATED",
@@ -321,5 +323,6 @@ def create_dataset(
                 raise ValueError(f"{path} has {len(indices)} sequences in its {split!r} split; {n} were asked for")
             video = full[indices[:n], :steps]
     else:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+        raise ValueError(f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; expected one of "
+                         f"{', '.join(DATASETS)}")
     return SequenceDataset(video, frames_in=frames_in, frames_out=frames_out)

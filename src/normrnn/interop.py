@@ -181,7 +181,7 @@ def _tf1_layout(data_format: str, normalize: bool) -> None:
 
 def from_tf1_convlstm_cell(variables: Mapping[str, Any], *, normalize: bool = True, peephole: bool = True,
                            forget_bias: float = 1.0, data_format: str = "channels_last") -> ConvLSTM:
-    """The seed's TF1 ``ConvLSTMCell`` (carlthome/tensorflow-convlstm-cell) as a one-layer :class:`ConvLSTM`.
+    """The TF1 ``ConvLSTMCell`` of carlthome/tensorflow-convlstm-cell as a one-layer :class:`ConvLSTM`.
 
     The TF1 cell convolves ``[x; h]`` to gates ``j, i, f, o`` (a bias only without ``normalize``); adds the
     elementwise peepholes ``W_ci ⊙ c``, ``W_cf ⊙ c`` before layer-normalizing ``j``, ``i``, ``f``; sets
@@ -243,7 +243,7 @@ def from_tf1_convlstm_cell(variables: Mapping[str, Any], *, normalize: bool = Tr
 
 def from_tf1_convgru_cell(variables: Mapping[str, Any], *, normalize: bool = True,
                           data_format: str = "channels_last") -> ConvGRU:
-    """The seed's TF1 ``ConvGRUCell`` as a one-layer :class:`ConvGRU` in the "reset before" form.
+    """That repository's TF1 ``ConvGRUCell`` as a one-layer :class:`ConvGRU` in the "reset before" form.
 
     The TF1 cell convolves ``[x; h]`` to gates ``r, u`` (each layer-normalized, or a bias initialized to ones),
     then the candidate from ``[x; r ⊙ h]`` (layer-normalized, or a bias), and sets

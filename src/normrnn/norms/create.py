@@ -21,6 +21,7 @@ from typing import Any, Union
 
 from torch import nn
 
+from .._checks import did_you_mean
 from .batch import BatchNorm
 from .layout import Layout
 from .modules import Identity
@@ -113,7 +114,8 @@ class NormSpec:
         name, sep, arg = spec.strip().partition(":")
         entry = find_norm(name)
         if entry is None:
-            raise ValueError(f"unknown norm spec {spec!r}; expected one of {', '.join(norm_spec_names())}")
+            raise ValueError(f"unknown norm spec {spec!r}{did_you_mean(name.strip(), norm_spec_names())}; "
+                             f"expected one of {', '.join(norm_spec_names())}")
         if not sep:
             return cls(entry)
         if entry.arg is None:

@@ -230,23 +230,25 @@ def explain(
     )
 
 
-# The seed examples (shared/seeds/002: TF 1.14 and 2.1 printouts for one (4, 2, 3) input).
-SEED_002_X = [[[18.369314, 2.6570225, 20.402943], [10.403599, 2.7813416, 20.794857]],
+# A (4, 2, 3) input and what TF 1.14 layer_norm and TF 2.1 LayerNormalization printed for it (the reference
+# printouts of the TensorFlow questions the tour answers).
+TF_INPUT = [[[18.369314, 2.6570225, 20.402943], [10.403599, 2.7813416, 20.794857]],
               [[19.0327, 2.6398268, 6.3894367], [3.921237, 10.761424, 2.7887821]],
               [[11.466338, 20.210938, 8.242946], [22.77081, 11.555874, 11.183836]],
               [[8.976935, 10.204252, 11.20231], [-7.356888, 6.2725096, 1.1952505]]]
-SEED_002_TF1 = [[[0.574993, -1.4064413, 0.8314482], [-0.12501884, -1.1574404, 1.2824591]],
+TF1_LAYER_NORM_OUT = [[[0.574993, -1.4064413, 0.8314482], [-0.12501884, -1.1574404, 1.2824591]],
                 [[1.3801126, -0.9573896, -0.422723], [-0.5402143, 1.4019756, -0.86176145]],
                 [[-0.36398554, 1.3654773, -1.0014919], [1.4136491, -0.67222667, -0.7414224]],
                 [[-1.2645674, 0.08396816, 1.1806011], [-1.3146634, 1.108713, 0.20595042]]]
-SEED_002_KERAS = [[[0.574988365, -1.40643, 0.8314417], [-0.125017628, -1.15742981, 1.28244758]],
+TF2_LAYER_NORMALIZATION_OUT = [[[0.574988365, -1.40643, 0.8314417], [-0.125017628, -1.15742981, 1.28244758]],
                   [[1.38009858, -0.957379758, -0.422718644], [-0.540192485, 1.40191901, -0.861726582]],
                   [[-0.363978326, 1.36545086, -1.00147223], [1.41362476, -0.672215044, -0.74140954]],
                   [[-1.26380491, 0.0839173347, 1.17988873], [-1.31464267, 1.10869551, 0.205947176]]]
 
 
 def tour() -> str:
-    """A short walk through the seed questions, answered by running normrnn (``normrnn explain --tour``)."""
+    """A short walk through the questions normrnn was built to answer (the TensorFlow ConvLSTM cell's "does layer norm
+    matter?" and the axis questions around it), answered by running normrnn (``normrnn explain --tour``)."""
     from .batch import BatchNorm
     from .convert import from_keras, from_tf1_layer_norm
 
@@ -255,25 +257,25 @@ def tour() -> str:
     def section(title: str) -> None:
         out.extend(["", f"== {title}", ""])
 
-    x = torch.tensor(SEED_002_X)
-    section("Seed 002: layer norm on a sequence (m, t, feature) has statistics (m, t)")
+    x = torch.tensor(TF_INPUT)
+    section("TF1 layer_norm vs Keras LayerNormalization: layer norm on a sequence (B, T, F)")
     out.append(str(explain("layer", layout="BTF", shape=x.shape)))
     tf1 = from_tf1_layer_norm(-1, -1, "BTF", num_channels=3)
     keras = from_keras("LayerNormalization", {"axis": -1}, "BTF", input_shape=x.shape)
     with torch.no_grad():
-        d_tf1 = float((tf1(x) - torch.tensor(SEED_002_TF1)).abs().max())
-        d_keras = float((keras(x) - torch.tensor(SEED_002_KERAS)).abs().max())
+        d_tf1 = float((tf1(x) - torch.tensor(TF1_LAYER_NORM_OUT)).abs().max())
+        d_keras = float((keras(x) - torch.tensor(TF2_LAYER_NORMALIZATION_OUT)).abs().max())
     out += ["",
-            f"  vs the seed's TF 1.14 layer_norm(begin_norm_axis=-1), eps=1e-12:   max |diff| {d_tf1:.1e}",
-            f"  vs the seed's TF 2.1 LayerNormalization(axis=-1), eps=1e-3:        max |diff| {d_keras:.1e}",
+            f"  vs TF 1.14 layer_norm(begin_norm_axis=-1), eps=1e-12, printed:   max |diff| {d_tf1:.1e}",
+            f"  vs TF 2.1 LayerNormalization(axis=-1), eps=1e-3, printed:        max |diff| {d_keras:.1e}",
             "",
             "  TF1's *default* begin_norm_axis=1 reduces T as well, one statistic per sequence:"]
     out.append(str(explain("layer", layout="BTF", shape=x.shape, reduce="TF", compare=False)))
 
-    section("Seed 002: layer norm on images (m, h, w, c) over (h, w, c) has statistics (m,)")
+    section("Layer norm on images (B, H, W, C) over (H, W, C): one statistic per sample")
     out.append(str(explain("layer", layout="BHWC", shape=(4, 2, 2, 3))))
 
-    section("Seed 003 and TF-Addons #2143: GroupNorm(G=1) equals LayerNorm only over every non-batch axis")
+    section("Keras GroupNormalization(groups=1) equals LayerNorm only over every non-batch axis (TF-Addons #2143)")
     out.append(str(explain("group:1", layout="BTF", shape=(2, 3, 4), reduce="TF")))
     v = torch.arange(24, dtype=torch.float64).pow(1.5).reshape(2, 3, 4)
     gn = create_norm("group:1", 4, layout="BTF", reduce="TF", affine=False).double()
@@ -281,7 +283,7 @@ def tour() -> str:
     diff = float((gn(v) - ln(v)).abs().max())
     out += ["", f"  on x = arange(24)**1.5 of shape (2, 3, 4): max |GN(1) - LN(F)| = {diff:.4f}"]
 
-    section("Seed 004: batch norm momentum and running variance, PyTorch vs Keras 3")
+    section("Batch norm momentum and running variance, PyTorch vs Keras 3")
     v = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
     torch_bn = BatchNorm(1, layout="BC")
     keras_bn = from_keras("BatchNormalization", {"momentum": 0.99, "epsilon": 1e-5}, "BC", input_shape=(4, 1))
@@ -294,7 +296,7 @@ def tour() -> str:
             f"  Keras 3 momentum=0.99 -> normrnn momentum={keras_bn.momentum:.2f}, biased: running mean "
             f"{float(keras_bn.running_mean):.6g}, running var {float(keras_bn.running_var):.6g}"]
 
-    section("Seed 000: group norm (G=8) on ConvLSTM gates, per frame or across time")
+    section("Group norm (G=8) on ConvLSTM gates, per frame or across time")
     out.append(str(explain("group:8", layout="BTCHW", shape=(2, 3, 32, 8, 8))))
     out.append("")
     out.append(str(explain("group:8", layout="BTCHW", shape=(2, 3, 32, 8, 8), reduce="TCHW", compare=False)))

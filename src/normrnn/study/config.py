@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._checks import did_you_mean
 from ..cells.base import RECURRENT_INITS
 from ..data import DATASETS, GENERATED
 from ..norms import NormSpec
@@ -70,7 +71,8 @@ def _fraction(key: str, value: object) -> None:
 
 def _choice(key: str, value: object, options: Sequence[str]) -> None:
     if value not in options:
-        raise ValueError(f"expected {key} to be one of {', '.join(map(repr, options))}, got {value!r}")
+        raise ValueError(f"expected {key} to be one of {', '.join(map(repr, options))}, got {value!r}"
+                         f"{did_you_mean(value, options)}")
 
 
 def _kind(key: str, value: object, kind: type, what: str, *, optional: bool = False) -> None:
@@ -353,7 +355,8 @@ PRESETS: dict[str, StudyConfig] = {
     "quick": StudyConfig(name="quick", size=32, patch=2, width=16, train_samples=320, val_samples=32,
                          test_samples=64, epochs=5, batch_size=16, lr=3e-3, threads=2, workers=2, norms=STUDY_NORMS,
                          depths=(1, 2)),
-    # the seed's case: bias-only vs layer/group/batch statistics, stacked and residual, depths 1-8, 3 seeds
+    # the TensorFlow ConvLSTM issue's case: bias-only vs layer/group/batch statistics, stacked and residual, depths
+    # 1-8, 3 seeds
     "deep": StudyConfig(name="deep", size=32, patch=2, width=16, train_samples=192, val_samples=32,
                         test_samples=64, epochs=5, batch_size=16, lr=3e-3, threads=2, norms=STUDY_NORMS,
                         depths=(1, 2, 4, 8), seeds=(0, 1, 2)),
@@ -361,7 +364,7 @@ PRESETS: dict[str, StudyConfig] = {
     "stability": StudyConfig(name="stability", size=32, patch=2, width=16, train_samples=192, val_samples=32,
                              test_samples=64, epochs=3, batch_size=16, lr=3e-3, clip=0.0, threads=2,
                              norms=STUDY_NORMS, depths=(2,), seeds=(0, 1, 2), lr_mults=(1.0, 3.0, 10.0, 30.0, 100.0)),
-    # the seed's grid with models that learn, each norm at its own best LR: 240 AdamW steps of batch 4 on 5 → 5
+    # that grid with models that learn, each norm at its own best LR: 240 AdamW steps of batch 4 on 5 → 5
     # frames (4x deep's steps at the same cost per run); LR × 1-30 by successive halving on seed 0; two runs side by
     # side, bf16 where it measured faster: 25 min on 2 cores
     "tuned": StudyConfig(name="tuned", size=32, patch=2, width=16, frames_in=5, frames_out=5, train_samples=192,
@@ -384,11 +387,30 @@ PRESETS: dict[str, StudyConfig] = {
 ``stability``, ``standard``, ``gpu`` and ``full``."""
 
 
+# wall time of `normrnn study --preset NAME` from start to report, measured on our 2-core CPU machine (docs/guides/
+# study.md); None: not measured since the preset last changed (`--plan` estimates it on your machine)
+PRESET_WALL: dict[str, str | None] = {"smoke": "40 s", "quick": "4½ min", "tuned": "25 min", "deep": None,
+                                      "stability": None, "standard": None, "gpu": None, "full": None}
+
+
+def preset_table() -> str:
+    """The presets as a plain-text table: grid, run count and measured wall time (``normrnn study --help``)."""
+    rows = [("preset", "runs", "grid (norms × topologies × depths × seeds × LR multipliers)", "device", "wall time")]
+    for name, c in PRESETS.items():
+        mults = f"{len(c.lr_mults)} ({c.lr_search})" if len(c.lr_mults) > 1 else "1"
+        grid = (f"{len(c.norms)} × {len(c.topologies)} × {','.join(map(str, c.depths))} × {len(c.seeds)} × {mults}")
+        rows.append((name, str(len(planned_runs(c))), grid, c.device, PRESET_WALL.get(name) or "not measured"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)
+
+
 def load_config(preset: str | None = None, path: str | Path | None = None) -> StudyConfig:
     """A preset, a TOML study file, or a TOML file whose ``preset = "..."`` key it overrides."""
     if path is None:
         if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+            raise ValueError(f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)}; expected one of "
+                             f"{', '.join(PRESETS)}")
         return PRESETS[preset]
     try:
         with open(path, "rb") as f:
@@ -405,12 +427,14 @@ def load_config(preset: str | None = None, path: str | Path | None = None) -> St
         raise ValueError(f"{path}: {e}") from None
     name = data.pop("preset", preset)
     if name is not None and name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r} in {path}; expected one of {', '.join(PRESETS)}")
+        raise ValueError(f"unknown preset {name!r} in {path}{did_you_mean(name, PRESETS)}; expected one of "
+                         f"{', '.join(PRESETS)}")
     base = PRESETS[name] if name is not None else StudyConfig()
     known = {f.name for f in dataclasses.fields(StudyConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"unknown keys {unknown} in {path}; expected some of {sorted(known)}")
+        hints = "".join(did_you_mean(k, known) for k in unknown)
+        raise ValueError(f"unknown keys {unknown} in {path}{hints}; expected some of {sorted(known)}")
     try:
         return dataclasses.replace(base, **data)
     except ValueError as e:

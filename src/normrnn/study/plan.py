@@ -47,8 +47,7 @@ def plan(config: StudyConfig, runs: list[RunSpec], data: Datasets | None = None)
     lines = [f"study {config.name!r} (config hash {config.config_hash}): {len(runs)} runs",
              "  " + " × ".join(f"{len(c)} {name} ({', '.join(map(str, c))})" for name, c in axes.items()),
              f"  each run: {config.epochs} epochs × {per_epoch} steps of batch {config.batch_size}, "
-             + (f"data from {config.data}" if config.data else f"{config.size}×{config.size} frames, "
-                f"{config.frames_in} → {config.frames_out}")
+             + _data_line(config, data)
              + (f", model from {config.model}" if config.model else ""), "",
              f"{'variant (norm, topology, depth)':<40} {'s/step':>8} {'runs':>5} {'est. min':>9}"]
     counts = Counter((s.norm, s.topology, s.depth) for s in runs)
@@ -62,6 +61,14 @@ def plan(config: StudyConfig, runs: list[RunSpec], data: Datasets | None = None)
     lines += ["", f"estimated total: {_duration(total)} on this machine ({len(runs)} runs, {side}, {precision}"
               f"{halving}; from one timed step per depth, so expect ±30%). Nothing was trained or written."]
     return "\n".join(lines)
+
+
+def _data_line(config: StudyConfig, data: Datasets) -> str:
+    """What one training sample really is: a data factory's shapes as it returns them."""
+    if config.data is None:
+        return f"{config.size}×{config.size} frames, {config.frames_in} → {config.frames_out}"
+    x, y = data.train[0][:2]
+    return f"data from {config.data}: input {tuple(x.shape)} → target {tuple(y.shape)} per sample"
 
 
 def _duration(seconds: float) -> str:

@@ -2,8 +2,8 @@
 
 Sections: Accuracy (with gate health), Depth, Stability (the max stable LR multiplier), Generalization
 (train vs test), Cost (paired, interleaved step times from ``cost.json``), the no-learning baselines, and a
-summary that answers each of the seed's questions in one sentence, saying "within noise" where the 95%
-intervals overlap. Aggregation lives in :mod:`.aggregate`, plots in :mod:`.plots`.
+summary that answers each of the TensorFlow ConvLSTM issue's questions in one sentence, saying "within noise"
+where the 95% intervals overlap. Aggregation lives in :mod:`.aggregate`, plots in :mod:`.plots`.
 """
 
 from __future__ import annotations
@@ -166,8 +166,8 @@ def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | 
 
 def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | None = None,
               cost: dict[str, Any] | None = None) -> str:
-    """Plain-language answers to the seed's questions, from the numbers (each variant at its best LR when the
-    grid has several multipliers)."""
+    """Plain-language answers to the TensorFlow ConvLSTM issue's questions, from the numbers (each variant at its
+    best LR when the grid has several multipliers)."""
     main = main_only(aggs)
     lines = ["### What the numbers say", ""]
     floor = None

@@ -2,8 +2,8 @@
 
 Per step: the training loss and the gradient norm. Per epoch: the validation MSE, and on one validation batch
 each layer's gate saturation (the share of sigmoid gates below 0.01 or above 0.99, as in the report) and a
-histogram of its gate values, what the seed's TF1 cell offered through ``tf.summary``. Events go to
-``RUN_DIR/tensorboard``.
+histogram of its gate values, what the TF1 ConvLSTM cell of carlthome/tensorflow-convlstm-cell offered through
+``tf.summary``. Events go to ``RUN_DIR/tensorboard``.
 """
 
 from __future__ import annotations
