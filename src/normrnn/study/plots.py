@@ -6,6 +6,7 @@ kept in view), and draws error bars only where there is a confidence interval (t
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,30 +60,41 @@ def _ci(a: Aggregate, key: str) -> float:
     return a.get(key + "_ci") or 0.0
 
 
-def plot_curves(main: list[Aggregate], out: Path, floor: Floor, prefix: str) -> str:
-    """Training loss and validation MSE per epoch, one panel per topology; the y-range skips epoch 1's spike."""
+def plot_curves(main: list[Aggregate], out: Path, floor: Floor, prefix: str) -> str | None:
+    """Validation MSE (solid) and training loss (dotted) against optimizer steps: one panel per topology and depth,
+    one line per norm at its learning rate in ``main``, its legend saying how many seeds reached a plateau."""
+    main = [a for a in main if a["val_curve"]]
+    if not main:  # every run diverged before its first evaluation
+        return None
     plt = _pyplot()
     topologies = list(dict.fromkeys(a["topology"] for a in main))
-    fig, axes = plt.subplots(1, len(topologies), figsize=(5.5 * len(topologies), 3.8), squeeze=False, sharey=True)
-    later = []
-    for ax, topo in zip(axes[0], topologies, strict=True):
-        for i, a in enumerate(x for x in main if x["topology"] == topo and x["val_curve"]):
+    depths = sorted({a["depth"] for a in main})
+    fig, axes = plt.subplots(len(topologies), len(depths), figsize=(4.2 * len(depths) + 0.6, 3.3 * len(topologies)),
+                             squeeze=False)
+    for (r, topo), (c, depth) in itertools.product(enumerate(topologies), enumerate(depths)):
+        ax, later = axes[r][c], []
+        for i, a in enumerate(x for x in main if (x["topology"], x["depth"]) == (topo, depth)):
             color = f"C{i % 10}"
-            epochs = range(1, len(a["val_curve"]) + 1)
-            ax.plot(epochs, a["val_curve"], marker="o", color=color, label=f"{a['norm']} d{a['depth']} val")
+            xs = a.get("val_steps") or list(range(1, len(a["val_curve"]) + 1))
+            plateau = f", plateau {sum(a['plateau'])}/{len(a['plateau'])}" if a.get("plateau") else ""
+            ax.plot(xs[: len(a["val_curve"])], a["val_curve"], marker="o", ms=3, color=color,
+                    label=f"{a['norm']} × {a['lr_mult']:g}{plateau}")
+            train = []
             if a["train_curve"]:
                 # the training loss is a per-pixel mean: scale it to a per-frame sum like the validation MSE
                 scale = a["val_curve"][0] / a["train_curve"][0] if a["train_curve"][0] else 1.0
-                ax.plot(epochs[: len(a["train_curve"])], [v * scale for v in a["train_curve"]], ls=":",
-                        color=color, lw=1)
-            later += a["val_curve"][1:] or a["val_curve"]
+                train = [v * scale for v in a["train_curve"]]
+                ax.plot(xs[: len(train)], train, ls=":", color=color, lw=1)
+            skip = 1 if len(a["val_curve"]) > 3 else 0  # a long curve's first evaluation may spike: leave it out
+            later += a["val_curve"][skip:] + train[skip:]
         _floor_line(ax, floor)
-        ax.set(title=f"{topo}: validation (solid), training loss (dotted, scaled)", xlabel="epoch",
-               ylabel=f"validation {MSE_LABEL}")
+        ax.plot([], [], ls=":", color="gray", lw=1, label="training loss (scaled)")  # the dotted lines' key
+        ax.set(title=f"{topo}, depth {depth}", xlabel="optimizer step" if main[0].get("val_steps") else "epoch",
+               ylabel="validation MSE per frame" if c == 0 else "")
         ax.xaxis.get_major_locator().set_params(integer=True)
-        if ax.get_legend_handles_labels()[0]:  # every run diverged: nothing to label
-            ax.legend(fontsize=6, ncol=2)
-    _fit_y(axes[0][0], later, floor)
+        _fit_y(ax, later, floor)  # each panel its own range, past the first evaluation's spike
+        ax.legend(fontsize=6)
+    fig.suptitle("learning curves, each norm at its learning rate (mean over seeds)", fontsize=9)
     return _save(fig, out / f"{prefix}learning_curves.png")
 
 
@@ -106,8 +118,8 @@ def plot_test_mse(main: list[Aggregate], out: Path, floor: Floor, prefix: str, n
                         yerr=[v["test_mse_ci"] for _, v in with_ci], fmt="none", ecolor="k", capsize=3)
     ax.set_xticks([i + width * (len(topologies) - 1) / 2 for i in range(len(norms))], norms)
     _floor_line(ax, floor)
-    _fit_y(ax, [a["test_mse"] + _ci(a, "test_mse") for a in main] + [a["test_mse"] - _ci(a, "test_mse")
-                                                                       for a in main], floor)
+    tops = [a["test_mse"] + _ci(a, "test_mse") for a in main] + ([floor[1]] if floor else [])
+    ax.set_ylim(0, 1.08 * max((t for t in tops if math.isfinite(t)), default=1.0))  # bars from zero
     seeds = max(a["runs"] for a in main)
     ax.set(xlabel="norm", ylabel=f"test {MSE_LABEL}",
            title=f"test MSE at depth {depth}{note}, lower is better"
@@ -206,7 +218,7 @@ def plot_cost(cost: dict[str, Any], out: Path, prefix: str) -> str:
     """Paired step-time ratios to bias-only (median, min-max over rounds), per norm, topology and depth."""
     plt = _pyplot()
     rows = [r for r in cost["rows"] if r["norm"] != BASELINE and r["ratio"] is not None]
-    fig, ax = plt.subplots(figsize=(0.35 * len(rows) + 3, 3.6))
+    fig, ax = plt.subplots(figsize=(max(0.35 * len(rows) + 3, 5.0), 3.6))
     labels = [f"{r['norm']}\n{r['topology'][:3]} d{r['depth']}" for r in rows]
     ratios = [r["ratio"] for r in rows]
     colors = {n: f"C{i % 10}" for i, n in enumerate(dict.fromkeys(r["norm"] for r in rows))}
@@ -216,7 +228,8 @@ def plot_cost(cost: dict[str, Any], out: Path, prefix: str) -> str:
                 fmt="none", ecolor="k", capsize=2)
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(range(len(rows)), labels, fontsize=6)
-    ax.set(ylabel="training step time ÷ bias-only", title="cost, paired and interleaved (min-max over rounds)")
+    ax.set(ylabel="training step time ÷ bias-only", title="cost: paired, interleaved rounds\n(bar: median, whisker: "
+           "min–max)")
     _fit_y(ax, [r["ratio_min"] for r in rows] + [r["ratio_max"] for r in rows] + [1.0], None)
     return _save(fig, out / f"{prefix}cost.png")
 
@@ -238,6 +251,7 @@ def plot_saturation(main: list[Aggregate], out: Path, prefix: str) -> str | None
             ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], marker=".",
                     label=f"{a['norm']} (lr × {a['lr_mult']:g})")
         ax.set(title=f"{topo}, depth {depth}", xlabel="epoch", ylabel="saturated gates (%)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
@@ -246,14 +260,37 @@ def plot_saturation(main: list[Aggregate], out: Path, prefix: str) -> str | None
     return _save(fig, out / f"{prefix}saturation.png")
 
 
+# each plot's heading and one-line caption in report.md, by file name (less the mixed-report prefix)
+FIGURES: dict[str, tuple[str, str]] = {
+    "learning_curves.png": ("Learning curves", "Validation MSE (solid) and scaled training loss (dotted) against "
+                            "optimizer steps, per topology and depth; the legend counts the seeds whose last quarter "
+                            "of steps improved validation MSE by under 2% (a plateau)."),
+    "test_mse.png": ("Test MSE by norm", "Test MSE at the deepest depth, from zero, with 95% CIs over seeds; the "
+                     "dashed line is the best no-learning predictor."),
+    "depth.png": ("Test MSE by depth", "Test MSE against the number of stacked layers (log scale), 95% CIs."),
+    "stability.png": ("Stability", "Final test MSE of the runs that did not diverge, and the share that diverged, "
+                      "against the learning-rate multiplier."),
+    "generalization.png": ("Generalization", "Test against train MSE per variant; above the diagonal is worse on "
+                           "test."),
+    "saturation.png": ("Gate saturation", "The share of sigmoid gates within 0.01 of 0 or 1 on the validation set "
+                       "after each epoch."),
+    "cost.png": ("Cost", "Training-step time ÷ bias-only, timed side by side in interleaved rounds: median and "
+                 "min–max."),
+}
+
+
+def figure_markdown(name: str) -> str:
+    """A plot in report.md (``name`` with a mixed report's prefix or none): a heading, the image, a caption."""
+    heading, caption = next(v for k, v in FIGURES.items() if name.endswith(k))
+    return f"#### {heading}\n\n![{heading}]({name})\n\n{caption}"
+
+
 def plot_all(aggs: list[Aggregate], out: Path, floor: Floor, cost: dict[str, Any] | None,
              prefix: str = "") -> list[str]:
     """Every plot that the study's grid supports, by file name."""
-    base = min(a["lr_mult"] for a in aggs)
-    shared = [a for a in aggs if a["lr_mult"] == base]
     main = main_variants(aggs)
     note = ", each at its best LR" if len({a["lr_mult"] for a in aggs}) > 1 else ""
-    names = [plot_curves(shared, out, floor, prefix), plot_test_mse(main, out, floor, prefix, note)]
+    names = [plot_curves(main, out, floor, prefix), plot_test_mse(main, out, floor, prefix, note)]
     if len({a["depth"] for a in main}) > 1:
         names.append(plot_depth(main, out, floor, prefix, note))
     if len({a["lr_mult"] for a in aggs}) > 1:

@@ -24,7 +24,7 @@ from .._io import atomic_write_text
 from .aggregate import Aggregate, aggregate, differ, diverged_everywhere, mean_ci, stability_frontier
 from .config import BASELINE
 from .cost import load_cost
-from .plots import plot_all
+from .plots import figure_markdown, plot_all
 from .results import ResultsWarning, load_results
 from .tables import all_tables, baselines_table, fmt, main_only, verdict
 
@@ -170,23 +170,26 @@ def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | No
     best LR when the grid has several multipliers)."""
     main = main_only(aggs)
     lines = ["### What the numbers say", ""]
+    lost = diverged_everywhere(aggs)
+    diverged = ["- **Diverged at every learning rate tried** (no result to compare): " + ", ".join(
+        f"`{n}` ({t}, d{d}) at × {', '.join(f'{m:g}' for m in mults)}" for (n, t, d), mults in lost.items()) + "."
+        ] if lost else []
     floor = None
     if baselines:
         name = min(baselines, key=lambda k: baselines[k]["test_mse"])
         floor = baselines[name]["test_mse"]
         learned = [f"`{a['norm']}` ({a['topology']}, d{a['depth']})" for a in main if a["test_mse"] < floor]
-        lines.append(f"- Below the best no-learning predictor ({name}, test MSE {floor:.2f}): "
-                     + (", ".join(learned) if learned else "no variant yet; train longer") + ".")
+        if not learned:  # every model is as bad as predicting the mean frame: their differences mean nothing
+            lines.append(f"- **No conclusions: no model beat the best no-learning predictor** ({name}, test MSE "
+                         f"{floor:.2f}), so no variant learned anything to compare. Train longer or on more data "
+                         "(e.g. `--preset tuned`); this report's tables are for checking that the study runs.")
+            return "\n".join(lines + diverged)
+        lines.append(f"- Below the best no-learning predictor ({name}, test MSE {floor:.2f}): {', '.join(learned)}.")
     if max(a["runs"] for a in aggs) < 2:
         lines.append("- **One seed per variant, so there is no noise estimate.** The differences below are "
                      "single measurements and none of them is established; run a preset with 3 or more seeds "
                      "(e.g. `--preset tuned`) before drawing conclusions.")
-    lost = diverged_everywhere(aggs)
-    if lost:
-        lines.append("- **Diverged at every learning rate tried** (no result to compare): " + ", ".join(
-            f"`{n}` ({t}, d{d}) at × {', '.join(f'{m:g}' for m in mults)}" for (n, t, d), mults in lost.items())
-            + ".")
-    lines += _answers(aggs, floor, cost)
+    lines += diverged + _answers(aggs, floor, cost)
     lines += ["", "Every variant against bias-only:", ""]
     at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
     for (norm, topo, depth), a in at.items():
@@ -219,7 +222,7 @@ class Report:
     @property
     def markdown(self) -> str:
         """The whole ``report.md``."""
-        parts = [self.tables, self.baselines, self.summary, "\n".join(f"![{p}]({p})" for p in self.plots)]
+        parts = [self.tables, self.baselines, self.summary, "\n\n".join(map(figure_markdown, self.plots))]
         return self.title + "\n\n" + "\n\n".join(p for p in parts if p) + "\n"
 
     def __str__(self) -> str:

@@ -100,12 +100,11 @@ def _accuracy(aggs: list[Aggregate]) -> str:
     base = min(a["lr_mult"] for a in aggs)
     frames = any(math.isfinite(a["test_ssim"]) for a in aggs)  # SSIM and PSNR only for frame targets
     lines = [f"### Accuracy and gate health (lr × {base:g}; mean ± 95% CI over seeds)", "",
-             f"Test {MSE_LABEL if frames else 'MSE per element'}, lower is better. Step time is the median of each "
-             "run's own steps; runs ran one after another, so it is noisy: the Cost section has the paired "
-             "measurement.", "",
+             f"Test {MSE_LABEL if frames else 'MSE per element'}, lower is better. Speed is in the Cost section, "
+             "measured side by side with bias-only.", "",
              "| topology | depth | norm | runs | test MSE ↓ | test MAE ↓ | " + ("SSIM ↑ | PSNR ↑ | " if frames else "")
-             + "diverged | step time ÷ bias-only (sequential) | peak MB | saturated gates | loss spikes |",
-             "|---|---|---|---|---|---|" + ("---|---|" if frames else "") + "---|---|---|---|---|"]
+             + "diverged | peak MB | saturated gates | loss spikes |",
+             "|---|---|---|---|---|---|" + ("---|---|" if frames else "") + "---|---|---|---|"]
     for a in _base(aggs):
         quality = (f"{fmt(a['test_ssim'], a['test_ssim_ci'], 3)} | {fmt(a['test_psnr'], a['test_psnr_ci'])} | "
                    if frames else "")
@@ -113,7 +112,7 @@ def _accuracy(aggs: list[Aggregate]) -> str:
         lines.append(
             f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['runs']} | {fmt(a['test_mse'], a['test_mse_ci'])} "
             f"| {fmt(a['test_mae'], a['test_mae_ci'])} | {quality}{a['diverged_rate']:.0%} "
-            f"| {fmt(a['time_vs_bias'])} | {fmt(a['peak_mem_mb'], digits=1)} | {sat} | {a['loss_spikes']:.1f} |")
+            f"| {fmt(a['peak_mem_mb'], digits=1)} | {sat} | {a['loss_spikes']:.1f} |")
     return "\n".join(lines)
 
 
@@ -176,8 +175,9 @@ def _generalization(aggs: list[Aggregate]) -> str:
 
 def _cost(cost: dict[str, Any] | None) -> str:
     if cost is None:
-        return ("### Cost\n\nNo paired cost measurement (`cost.json`) in this directory: only the sequential step "
-                "times above, which are noisy.")
+        return ("### Cost\n\nNo paired cost measurement (`cost.json`) in this directory. `normrnn study` writes it "
+                "before its first run, timing every variant side by side with bias-only; run it on this directory "
+                "to measure (finished runs are not trained again).")
     lines = ["### Cost", "",
              f"One training step (forward + backward, batch {cost['batch_size']}) of each variant's model at the "
              f"study's shapes, timed in {cost['rounds']} interleaved rounds with bias-only of the same topology and "
