@@ -148,3 +148,14 @@ def test_lists_start_after_a_blank_line_and_nest_by_four_spaces(page: Path) -> N
             raise AssertionError(f"{page.name}:{n}: a list glued to the line above; put a blank line before it")
         if re.match(r"^ {1,3}(?:[-*+]|\d+\.) ", line):
             raise AssertionError(f"{page.name}:{n}: a nested list indented by fewer than 4 spaces")
+
+
+def test_the_study_guide_lists_every_preset_with_its_run_count() -> None:
+    from normrnn.study import PRESETS
+    from normrnn.study.config import planned_runs
+
+    text = (_ROOT / "docs" / "guides" / "study.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| (\d+) \|", text, flags=re.M))
+    assert set(rows) == set(PRESETS), "the preset table and PRESETS differ"
+    for name, runs in rows.items():
+        assert int(runs) == len(planned_runs(PRESETS[name])), name
