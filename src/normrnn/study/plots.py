@@ -106,7 +106,7 @@ def plot_test_mse(main: list[Aggregate], out: Path, floor: Floor, prefix: str, n
     topologies = list(dict.fromkeys(a["topology"] for a in main))
     norms = list(dict.fromkeys(a["norm"] for a in main))
     width = 0.8 / len(topologies)
-    fig, ax = plt.subplots(figsize=(0.8 * len(norms) * len(topologies) + 2.5, 3.8))
+    fig, ax = plt.subplots(figsize=(max(0.8 * len(norms) * len(topologies) + 2.5, 5.0), 3.8))
     for j, topo in enumerate(topologies):
         vals = [next((a for a in main if a["norm"] == n and a["topology"] == topo), None) for n in norms]
         xs = [i + j * width for i, v in enumerate(vals) if v is not None]
@@ -122,8 +122,8 @@ def plot_test_mse(main: list[Aggregate], out: Path, floor: Floor, prefix: str, n
     ax.set_ylim(0, 1.08 * max((t for t in tops if math.isfinite(t)), default=1.0))  # bars from zero
     seeds = max(a["runs"] for a in main)
     ax.set(xlabel="norm", ylabel=f"test {MSE_LABEL}",
-           title=f"test MSE at depth {depth}{note}, lower is better"
-           + (", 95% CI over seeds" if seeds > 1 else ", one seed (no CI)"))
+           title=f"test MSE at depth {depth}{note}, lower is better\n"
+           + ("95% CI over seeds" if seeds > 1 else "one seed (no CI)"))
     ax.legend(fontsize=8)
     return _save(fig, out / f"{prefix}test_mse.png")
 
@@ -174,9 +174,9 @@ def plot_stability(aggs: list[Aggregate], out: Path, floor: Floor, prefix: str) 
         ok = [(a["lr_mult"], a["test_mse"], a["test_mse_ci"]) for a in line if math.isfinite(a["test_mse"])]
         if ok:
             ax_mse.plot([m for m, _, _ in ok], [v for _, v, _ in ok], **style)
-            if all(ci is not None for _, _, ci in ok):
-                ax_mse.fill_between([m for m, _, _ in ok], [v - ci for _, v, ci in ok], [v + ci for _, v, ci in ok],
-                                    color=style["color"], alpha=0.1)
+            if all(ci is not None for _, _, ci in ok):  # whiskers, not bands: with few seeds a band hides the lines
+                ax_mse.errorbar([m for m, _, _ in ok], [v for _, v, _ in ok], yerr=[ci for _, _, ci in ok],
+                                fmt="none", ecolor=style["color"], capsize=3, lw=0.8)
             shown += [v for _, v, _ in ok]
         ax_div.plot(mults, [a["diverged_rate"] for a in line], **style)
     _floor_line(ax_mse, floor)
