@@ -221,3 +221,17 @@ def test_plan_shows_the_shapes_a_data_factory_really_gives(monkeypatch) -> None:
     text = plan_module.plan(config, planned_runs(config), data=Datasets(pairs, pairs, pairs))
     assert "input (3, 1, 12, 12) → target (2, 1, 12, 12) per sample" in text
     assert "estimated total: " in text and " s on this machine" in text  # under a minute: in seconds
+
+
+def test_the_converge_plan_is_quick_and_writes_nothing(tmp_path, capsys) -> None:
+    """``--plan`` times one training step per depth of the real converge grid (3 models), so it stays well under the
+    20 s budget (about 7 s on our 2-core machine; the bound is generous, not a benchmark)."""
+    import time
+
+    from normrnn.cli import main
+
+    start = time.perf_counter()
+    assert main(["study", "--preset", "converge", "--plan", "--out", str(tmp_path / "c")]) == 0
+    assert time.perf_counter() - start < 20
+    text = capsys.readouterr().out
+    assert "72 runs" in text and "LR halving: 2 multipliers" in text and not (tmp_path / "c").exists()

@@ -398,7 +398,7 @@ PRESETS: dict[str, StudyConfig] = {
 
 # wall time of `normrnn study --preset NAME` from start to report, measured on our 2-core CPU machine (docs/guides/
 # study.md); None: not measured since the preset last changed (`--plan` estimates it on your machine)
-PRESET_WALL: dict[str, str | None] = {"smoke": "40 s", "quick": "4½ min", "tuned": "25 min", "converge": None,
+PRESET_WALL: dict[str, str | None] = {"smoke": "35 s", "quick": "5 min", "tuned": "25 min", "converge": None,
                                       "deep": None,
                                       "stability": None, "standard": None, "gpu": None, "full": None}
 

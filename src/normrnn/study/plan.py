@@ -11,7 +11,7 @@ from .precision import choose_precision
 from .runner import load_datasets, threads_of_runs
 from .train import Datasets
 
-__all__ = ["plan"]
+__all__ = ["estimate_seconds", "plan", "run_seconds"]
 
 _EVAL_STEP = 1 / 3  # a forward-only evaluation batch costs about a third of a training step
 # a one-thread run's slowdown when another one-thread run shares the 2-core machine: 184 vs 135 ms per tuned
@@ -35,12 +35,10 @@ def plan(config: StudyConfig, runs: list[RunSpec], data: Datasets | None = None)
                             bf16=chosen["precision"] == "bf16")
     by_depth = {r["depth"]: r["step_ms"] / 1e3 for r in cost["rows"]}
     timing = {(s.norm, s.topology, s.depth): by_depth[s.depth] for s in runs}
-    n_train, n_val, n_test = len(data.train), len(data.val), len(data.test)  # a data factory's sizes, too
-    per_epoch = math.ceil(n_train / config.batch_size)
-    steps = config.epochs * per_epoch
-    evals = (config.epochs * n_val + n_test + min(n_train, n_test)) / config.batch_size
-    per_run = {key: t * (steps + _EVAL_STEP * evals) for key, t in timing.items()}
-    total = _makespan([per_run[(s.norm, s.topology, s.depth)] for s in runs], config.workers)
+    sizes = (len(data.train), len(data.val), len(data.test))  # a data factory's sizes, too
+    per_epoch = math.ceil(sizes[0] / config.batch_size)
+    per_run = {key: run_seconds(config, t, sizes) for key, t in timing.items()}
+    total = estimate_seconds(config, runs, by_depth, sizes)
     axes = {"norms": Counter(s.norm for s in runs), "topologies": Counter(s.topology for s in runs),
             "depths": Counter(s.depth for s in runs), "seeds": Counter(s.seed for s in runs),
             "lr_mults": Counter(s.lr_mult for s in runs)}
@@ -61,6 +59,21 @@ def plan(config: StudyConfig, runs: list[RunSpec], data: Datasets | None = None)
     lines += ["", f"estimated total: {_duration(total)} on this machine ({len(runs)} runs, {side}, {precision}"
               f"{halving}; from one timed step per depth, so expect ±30%). Nothing was trained or written."]
     return "\n".join(lines)
+
+
+def run_seconds(config: StudyConfig, step_s: float, sizes: tuple[int, int, int]) -> float:
+    """One run's time from its training-step time: every step, plus each epoch's validation and the final test and
+    train-subset evaluations at :data:`_EVAL_STEP` of a step per batch. ``sizes``: train, val and test samples."""
+    n_train, n_val, n_test = sizes
+    steps = config.epochs * math.ceil(n_train / config.batch_size)
+    evals = (config.epochs * n_val + n_test + min(n_train, n_test)) / config.batch_size
+    return step_s * (steps + _EVAL_STEP * evals)
+
+
+def estimate_seconds(config: StudyConfig, runs: list[RunSpec], step_s: dict[int, float],
+                     sizes: tuple[int, int, int]) -> float:
+    """The study's wall time from one training-step time per depth: its runs dealt to ``config.workers``."""
+    return _makespan([run_seconds(config, step_s[s.depth], sizes) for s in runs], config.workers)
 
 
 def _data_line(config: StudyConfig, data: Datasets) -> str:
