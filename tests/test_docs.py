@@ -159,3 +159,28 @@ def test_the_study_guide_lists_every_preset_with_its_run_count() -> None:
     assert set(rows) == set(PRESETS), "the preset table and PRESETS differ"
     for name, runs in rows.items():
         assert int(runs) == len(planned_runs(PRESETS[name])), name
+
+
+def test_no_argument_with_a_default_is_shown_as_required(site: Path) -> None:
+    import importlib
+    import inspect
+
+    pages = _reference_html(site)
+    wrong = []
+    for module in _REFERENCE.values():
+        mod = importlib.import_module(module)
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            html = next((h for h in pages.values() if f'id="{module}.{name}"' in h), None)
+            if html is None or not (inspect.isclass(obj) or inspect.isfunction(obj)):
+                continue
+            try:
+                parameters = inspect.signature(obj).parameters.values()
+            except (TypeError, ValueError):  # a builtin's signature
+                continue
+            entry = _entry(html, f"{module}.{name}")
+            for p in parameters:
+                row = re.search(rf"<code>{p.name}</code>\s*</td>(.*?)</tr>", entry, flags=re.S)
+                if row and p.default is not inspect.Parameter.empty and "<em>required</em>" in row.group(1):
+                    wrong.append(f"{module}.{name}({p.name})")
+    assert not wrong, f"shown as required but have defaults: {wrong}"
