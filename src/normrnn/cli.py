@@ -29,6 +29,7 @@ PASSIVE_WAIT_COMMANDS = ("study", "train", "bench")
 _STUDY_MODULES = ("sklearn", "mlxtend", "tqdm", "matplotlib", "filelock")
 _EXTRAS = {"study": ("study", _STUDY_MODULES), "train": ("study", _STUDY_MODULES),
            "report": ("study", ("matplotlib",))}
+_PACKAGES = {"sklearn": "scikit-learn"}  # a module's pip name where the two differ
 _FLAG_EXTRAS = (("tensorboard", True, "tensorboard", ("tensorboard",)), ("executor", "ray", "ray", ("ray",)))
 
 
@@ -40,7 +41,7 @@ def check_extras(args: argparse.Namespace) -> None:
     needs = [_EXTRAS[args.command]] if args.command in _EXTRAS else []
     needs += [(extra, mods) for flag, value, extra, mods in _FLAG_EXTRAS if getattr(args, flag, None) == value]
     for extra, modules in needs:
-        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        missing = [_PACKAGES.get(m, m) for m in modules if importlib.util.find_spec(m) is None]
         if missing:
             raise ValueError(f"this needs normrnn's {extra!r} extra, and {', '.join(missing)} "
                              f"{'is' if len(missing) == 1 else 'are'} not installed: pip install "
@@ -345,7 +346,7 @@ _EXAMPLES = {
               "normrnn bench layers --norms none,layer,group:8 --precision auto",
               "normrnn bench norms --shape 16,256,32,32"],
     "study": ["normrnn study --preset quick --out study-quick      # what make demo runs; re-run to resume",
-              "normrnn study --preset tuned --plan --out study-tuned  # the runs and an estimated time; trains nothing",
+              "normrnn study --preset tuned --plan --out study-tuned   # the runs and an estimated time; trains nothing",
               "normrnn study --model examples.own_model:build --config examples/own_model.toml --out study-own"],
     "train": ["normrnn train --preset quick --norm layer --depth 2 --out run-layer",
               "torchrun --nproc-per-node 2 -m normrnn train --preset quick --norm group:8 --out run-ddp"],
