@@ -346,7 +346,7 @@ _EXAMPLES = {
               "normrnn bench layers --norms none,layer,group:8 --precision auto",
               "normrnn bench norms --shape 16,256,32,32"],
     "study": ["normrnn study --preset quick --out study-quick      # what make demo runs; re-run to resume",
-              "normrnn study --preset tuned --plan --out study-tuned   # the runs and an estimated time; trains nothing",
+              "normrnn study --preset tuned --plan --out study-tuned   # the runs and an estimated time; no training",
               "normrnn study --model examples.own_model:build --config examples/own_model.toml --out study-own"],
     "train": ["normrnn train --preset quick --norm layer --depth 2 --out run-layer",
               "torchrun --nproc-per-node 2 -m normrnn train --preset quick --norm group:8 --out run-ddp"],
