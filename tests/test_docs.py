@@ -100,6 +100,7 @@ def test_a_layer_shows_every_argument_with_its_default_in_one_place(site: Path) 
 def test_no_raw_docstring_markup_reaches_the_site_and_math_renders(site: Path) -> None:
     for page in site.rglob("*.html"):
         html = re.sub(r'<details class="mkdocstrings-source".*?</details>', "", page.read_text(), flags=re.S)
+        html = re.sub(r"<code[^>]*>.*?</code>", "`code`", html, flags=re.S)  # a page may quote the markup as code
         text = re.sub(r"<[^>]+>", "", html)  # the text a reader sees, less the source listings
         raw = _RAW_MARKUP.findall(text)
         assert not raw, f"{page.relative_to(site)} shows raw markup {raw[:5]}"

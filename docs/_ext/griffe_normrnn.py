@@ -179,11 +179,13 @@ class NormrnnDocstrings(griffe.Extension):
 
     def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
         objects = list(_walk(pkg))
-        described: dict[str, str] = {}
+        found: dict[str, set[str]] = {}
         for obj in objects:
             if isinstance(obj, griffe.Class) and not obj.name.startswith("_"):
                 for name, text in _args(obj.docstring).items():
-                    described.setdefault(name, text)
+                    found.setdefault(name, set()).add(text)
+        # the fallback for an undocumented argument: a name that means one thing wherever it is documented
+        described = {name: texts.pop() for name, texts in found.items() if len(texts) == 1}
         for obj in objects:  # signatures first: they read the consumers' docstrings in their own dialect
             if isinstance(obj, griffe.Class):
                 _expand(obj, described)
