@@ -259,6 +259,7 @@ def test_a_depth_and_stability_grid_reports_every_section(tmp_path) -> None:
     assert all(r["ratio"] == 1.0 for r in cost["rows"] if r["norm"] == "none")  # paired with itself
     md = str(write_report([tmp_path]))
     assert "No conclusions: no model beat the best no-learning predictor" in md  # two epochs learn nothing
+    assert f"the AdamW peak learning rate {config.lr:g}: × 10 is a peak of {10 * config.lr:g}" in md
     assert "**What does it cost?**" not in md and "Every variant against bias-only" not in md
     # the same runs against a floor they beat: now the answers compare the variants
     baselines = json.loads((tmp_path / "baselines.json").read_text())

@@ -265,13 +265,16 @@ def write_report(directories: Sequence[str | Path], out: str | Path | None = Non
         parts.append((heading + all_tables(aggs, None if floor is None else floor[1], cost), baselines_table(baselines),
                       summarize(aggs, baselines, cost), plots))
     names = ", ".join(sorted({str(r.get("study")) for r in rows}))
+    lrs = {ident["lr"] for d in directories if (ident := _directory_hash(Path(d))[1]) and "lr" in ident}
+    lr_note = (f" An LR multiplier (× m) scales the AdamW peak learning rate {next(iter(lrs)):g}: × 10 is a peak of "
+               f"{10 * next(iter(lrs)):g}." if len(lrs) == 1 else "")
     title = "\n\n".join([
         f"# normrnn study report: {names}",
         f"{len(rows)} runs from {', '.join(map(str, directories))}. MSE and MAE are summed over each frame's "
         "pixels (values in [0, 1]) and averaged over frames and samples, the OpenSTL/PredRNN convention; SSIM "
         "is skimage's default (7×7 window), PSNR is per frame. Diverged runs count in the divergence rate only. "
         "Peak memory on CPU is parameters, gradients and AdamW state plus the tensors autograd saves in one "
-        "training step; on CUDA it is `max_memory_allocated`."])
+        f"training step; on CUDA it is `max_memory_allocated`.{lr_note}"])
     if len(parts) == 1:
         tables, baselines_md, summary, plots = parts[0]
     else:  # each study's tables, baselines and summary stay together, in its own section
