@@ -235,3 +235,19 @@ def test_the_converge_plan_is_quick_and_writes_nothing(tmp_path, capsys) -> None
     assert time.perf_counter() - start < 20
     text = capsys.readouterr().out
     assert "72 runs" in text and "LR halving: 2 multipliers" in text and not (tmp_path / "c").exists()
+
+
+def test_the_plan_estimate_by_hand() -> None:
+    """A run is its steps plus a third of a step per evaluation batch; runs are dealt longest first to the workers,
+    each slowed by SHARED when two share the machine."""
+    from normrnn.study.plan import SHARED, estimate_seconds, run_seconds
+
+    config = dataclasses.replace(TINY, epochs=2, batch_size=4, depths=(1, 2), workers=2)
+    sizes = (12, 4, 4)  # train, val, test samples
+    # 2 epochs × 3 steps; evaluations: (2 × 4 val + 4 test + 4 train subset) / 4 = 4 batches at 1/3 of a step
+    assert run_seconds(config, 0.5, sizes) == pytest.approx(0.5 * (6 + 4 / 3))
+    runs = planned_runs(config)  # depth 1 and 2, one run each
+    one, two = run_seconds(config, 1.0, sizes), run_seconds(config, 3.0, sizes)
+    assert estimate_seconds(config, runs, {1: 1.0, 2: 3.0}, sizes) == pytest.approx(two * SHARED)
+    alone = dataclasses.replace(config, workers=1)
+    assert estimate_seconds(alone, runs, {1: 1.0, 2: 3.0}, sizes) == pytest.approx(one + two)
