@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -92,11 +93,15 @@ def test_a_signal_to_the_parent_stops_the_workers_and_the_study_resumes(tmp_path
     while not (runs.exists() and any((d / "checkpoint.pt").exists() for d in runs.iterdir())):
         assert time.monotonic() < deadline and parent.poll() is None
         time.sleep(0.5)
+    # this study's workers (other studies on the machine have their own)
+    workers = subprocess.run(["pgrep", "-P", str(parent.pid), "-f", "normrnn.study.pool"], capture_output=True,
+                             text=True).stdout.split()
+    assert len(workers) == 2, workers
     parent.send_signal(getattr(signal, sig))
     _, err = parent.communicate(timeout=120)
     assert parent.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
     time.sleep(1)
-    left = subprocess.run(["pgrep", "-f", "normrnn.study.pool"], capture_output=True, text=True).stdout.split()
+    left = [pid for pid in workers if Path(f"/proc/{pid}").exists()]
     assert not left  # no worker left behind
     resumed = dataclasses.replace(load_config(path=tmp_path / "s.toml"), workers=1)  # the same study (same hash)
     assert len(run_study(resumed, tmp_path / "st", progress=False)) == 4
