@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._checks import did_you_mean
+from .._checks import did_you_mean, one_of
 from ..cells.base import RECURRENT_INITS
 from ..data import DATASETS, GENERATED
 from ..norms import NormSpec
@@ -70,9 +70,7 @@ def _fraction(key: str, value: object) -> None:
 
 
 def _choice(key: str, value: object, options: Sequence[str]) -> None:
-    if value not in options:
-        raise ValueError(f"expected {key} to be one of {', '.join(map(repr, options))}, got {value!r}"
-                         f"{did_you_mean(value, options)}")
+    one_of(key, value, tuple(options))  # type: ignore[arg-type]  # a wrong type is refused as a wrong value
 
 
 def _kind(key: str, value: object, kind: type, what: str, *, optional: bool = False) -> None:
