@@ -189,22 +189,28 @@ def test_an_independent_convlstm_trains_in_the_study_loop_with_its_gates_probed(
 
 # --- the plan ---------------------------------------------------------------------------------------------------
 
-def test_plan_times_one_model_per_depth(monkeypatch) -> None:
+def test_plan_times_every_variant_and_totals_them(monkeypatch) -> None:
     from normrnn.study import plan as plan_module
 
     timed = []
 
     def fake_cost(config, data, runs, **kwargs):
-        timed.extend(runs)
-        return {"rows": [{"norm": r.norm, "topology": r.topology, "depth": r.depth, "step_ms": 10.0 * r.depth}
+        timed.extend((r.norm, r.topology, r.depth) for r in runs)
+        return {"rows": [{"norm": r.norm, "topology": r.topology, "depth": r.depth, "step_ms": 1e4 * r.depth}
                          for r in runs]}
 
     monkeypatch.setattr(plan_module, "measure_cost", fake_cost)
+    monkeypatch.setattr(plan_module, "shared_slowdown", lambda steps: 1.5)
     config = dataclasses.replace(TINY, norms=("none", "layer", "group:2"), topologies=("stacked", "residual"),
-                                 depths=(1, 2, 4), seeds=(0, 1, 2), lr_mults=(1.0, 3.0), lr_search="halving")
-    text = plan_module.plan(config, planned_runs(config))
-    assert sorted(r.depth for r in timed) == [1, 2, 4]
-    assert f"{len(planned_runs(config))} runs" in text and "LR halving" in text
+                                 depths=(1, 2, 4), seeds=(0, 1, 2), lr_mults=(1.0, 3.0), lr_search="halving",
+                                 workers=2)
+    runs = planned_runs(config)
+    text = plan_module.plan(config, runs)
+    assert set(timed) == {(n, t, d) for n in config.norms for t in config.topologies for d in config.depths}
+    step_s = {key: 10.0 * key[2] for key in timed}  # the fake 1e4 ms per layer
+    total = plan_module.estimate_seconds(config, runs, step_s, (12, 4, 4), shared=1.5)
+    assert f"estimated total: {total / 60:.0f} min" in text and "× 1.50 slower when they share" in text
+    assert f"{len(runs)} runs" in text and "LR halving" in text
     json.dumps(text)  # plain text
 
 
@@ -224,8 +230,8 @@ def test_plan_shows_the_shapes_a_data_factory_really_gives(monkeypatch) -> None:
 
 
 def test_the_converge_plan_is_quick_and_writes_nothing(tmp_path, capsys) -> None:
-    """``--plan`` times one training step per depth of the real converge grid (3 models), so it stays well under the
-    20 s budget (about 7 s on our 2-core machine; the bound is generous, not a benchmark)."""
+    """``--plan`` times one training step of each variant of the real converge grid (18 models), so it stays under the
+    20 s budget (about 9 s on our 2-core machine; the bound is generous, not a benchmark)."""
     import time
 
     from normrnn.cli import main
@@ -239,8 +245,8 @@ def test_the_converge_plan_is_quick_and_writes_nothing(tmp_path, capsys) -> None
 
 def test_the_plan_estimate_by_hand() -> None:
     """A run is its steps plus a third of a step per evaluation batch; runs are dealt longest first to the workers,
-    each slowed by SHARED when two share the machine."""
-    from normrnn.study.plan import SHARED, estimate_seconds, run_seconds
+    each slowed ``shared`` times when two share the machine."""
+    from normrnn.study.plan import estimate_seconds, run_seconds
 
     config = dataclasses.replace(TINY, epochs=2, batch_size=4, depths=(1, 2), workers=2)
     sizes = (12, 4, 4)  # train, val, test samples
@@ -248,6 +254,27 @@ def test_the_plan_estimate_by_hand() -> None:
     assert run_seconds(config, 0.5, sizes) == pytest.approx(0.5 * (6 + 4 / 3))
     runs = planned_runs(config)  # depth 1 and 2, one run each
     one, two = run_seconds(config, 1.0, sizes), run_seconds(config, 3.0, sizes)
-    assert estimate_seconds(config, runs, {1: 1.0, 2: 3.0}, sizes) == pytest.approx(two * SHARED)
+    step_s = {("none", "stacked", 1): 1.0, ("none", "stacked", 2): 3.0}
+    assert estimate_seconds(config, runs, step_s, sizes, shared=1.35) == pytest.approx(two * 1.35)
     alone = dataclasses.replace(config, workers=1)
-    assert estimate_seconds(alone, runs, {1: 1.0, 2: 3.0}, sizes) == pytest.approx(one + two)
+    assert estimate_seconds(alone, runs, step_s, sizes, shared=1.35) == pytest.approx(one + two)
+
+
+def test_the_shared_slowdown_of_steps_that_hold_the_gil_or_not() -> None:
+    """Two steps that hold the GIL (pure Python) cannot overlap in threads, so each takes about twice as long side by
+    side; two that release it (sleeping, as torch's kernels do while they compute) overlap fully. A property of
+    the method, with wide bounds; nothing here is a speed target."""
+    import time
+
+    from normrnn.study.plan import shared_slowdown
+
+    def spin() -> None:
+        for _ in range(3_000_000):  # ~30 ms of Python bytecode: threads take turns at the GIL every 5 ms
+            pass
+
+    def sleep() -> None:
+        time.sleep(0.03)
+
+    assert shared_slowdown([spin, spin]) > 1.5
+    assert shared_slowdown([sleep, sleep]) < 1.3
+    assert shared_slowdown([spin]) == pytest.approx(1.0, abs=0.3)  # one run alone shares nothing

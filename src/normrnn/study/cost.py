@@ -22,7 +22,7 @@ from .config import BASELINE, RunSpec, StudyConfig
 from .factories import batch, loss_function
 from .train import Datasets, build_model
 
-__all__ = ["COST_FILE", "load_cost", "measure_cost", "write_cost"]
+__all__ = ["COST_FILE", "load_cost", "measure_cost", "training_step", "write_cost"]
 
 COST_FILE = "cost.json"
 _ROUNDS, _WARMUP = 5, 1  # interleaved rounds per variant, and untimed calls before them
@@ -32,26 +32,11 @@ def measure_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], *, ro
                  warmup: int = _WARMUP, bf16: bool = False) -> dict[str, Any]:
     """Median milliseconds per training step of each variant in ``runs``, and its paired ratio to bias-only, at the
     study's precision (``bf16``: under bf16 autocast)."""
-    device = torch.device(config.device)
-    idx = torch.arange(min(config.batch_size, len(data.train)))
-    x, y = batch(data.train, idx, device)
-    loss_fn = loss_function(config.loss)
     variants = {(s.norm, s.topology, s.depth): s for s in runs}
-    models = {key: build_model(config, RunSpec(*key, seed=0, lr_mult=1.0)).to(device) for key in variants}
-
-    def step(model: torch.nn.Module) -> Callable[[], None]:
-        def run() -> None:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                pred = model(x)
-            loss_fn(pred.float(), y).backward()
-            model.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-        return run
-
-    names = {key: "/".join(map(str, key)) for key in models}
-    groups = [[names[k] for k in models if k[1:] == (topo, depth)] for topo, depth in {k[1:] for k in models}]
-    samples = time_interleaved({names[k]: step(m) for k, m in models.items()}, rounds=rounds, repeats=1,
+    steps = {key: training_step(config, data, RunSpec(*key, seed=0, lr_mult=1.0), bf16=bf16) for key in variants}
+    names = {key: "/".join(map(str, key)) for key in steps}
+    groups = [[names[k] for k in steps if k[1:] == (topo, depth)] for topo, depth in {k[1:] for k in steps}]
+    samples = time_interleaved({names[k]: step for k, step in steps.items()}, rounds=rounds, repeats=1,
                                warmup=warmup, groups=groups)
     rows = []
     for (norm, topo, depth), name in names.items():
@@ -62,7 +47,26 @@ def measure_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], *, ro
                      "ratio": statistics.median(ratios) if ratios else None,
                      "ratio_min": min(ratios) if ratios else None, "ratio_max": max(ratios) if ratios else None})
     return {"config_hash": config.config_hash, "rounds": rounds, "threads": torch.get_num_threads(),
-            "batch_size": len(idx), "precision": "bf16" if bf16 else "fp32", "rows": rows}
+            "batch_size": min(config.batch_size, len(data.train)), "precision": "bf16" if bf16 else "fp32",
+            "rows": rows}
+
+
+def training_step(config: StudyConfig, data: Datasets, spec: RunSpec, *, bf16: bool = False) -> Callable[[], None]:
+    """One forward+backward step of ``spec``'s model (built here) on the first training batch; gradients are
+    dropped after each call, so it can be timed again and again."""
+    device = torch.device(config.device)
+    x, y = batch(data.train, torch.arange(min(config.batch_size, len(data.train))), device)
+    loss_fn = loss_function(config.loss)
+    model = build_model(config, spec).to(device)
+
+    def run() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            pred = model(x)
+        loss_fn(pred.float(), y).backward()
+        model.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return run
 
 
 def write_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], out: Path, *, bf16: bool = False) -> None:
