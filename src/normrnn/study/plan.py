@@ -34,7 +34,7 @@ def plan(config: StudyConfig, runs: list[RunSpec], data: Datasets | None = None)
         bf16 = chosen["precision"] == "bf16"
         cost = measure_cost(config, data, runs, rounds=1, warmup=1, bf16=bf16)
         timing = {(r["norm"], r["topology"], r["depth"]): r["step_ms"] / 1e3 for r in cost["rows"]}
-        costliest = next(s for s in runs if (s.norm, s.topology, s.depth) == max(timing, key=timing.__getitem__))
+        costliest = RunSpec(*max(timing, key=timing.__getitem__), seed=0, lr_mult=1.0)  # as cost.py builds it
         shared = 1.0 if config.workers == 1 else shared_slowdown(
             [training_step(config, data, costliest, bf16=bf16) for _ in range(config.workers)])
     sizes = (len(data.train), len(data.val), len(data.test))  # a data factory's sizes, too
