@@ -43,7 +43,7 @@ bench: $(VENV)/.installed
 # the working tree with the machine's own python3 (installing nothing). Without CUDA: one line, interpreter tests.
 GPU_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 gpu-check:
-	PYTHONPATH=src $(GPU_PYTHON) -m normrnn.bench.gpu --out gpu-check
+	PYTHONPATH=src $(GPU_PYTHON) -m normrnn.gpu_check --out gpu-check
 
 clean:
 	rm -rf $(VENV) study-quick site .pytest_cache .ruff_cache .hypothesis build src/*.egg-info

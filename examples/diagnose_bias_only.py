@@ -33,7 +33,7 @@ import own_model
 
 from normrnn._io import atomic_write_text
 from normrnn.study import PRESETS, RunSpec
-from normrnn.study.runner import load_datasets, reference_predictors
+from normrnn.study.data import load_datasets, reference_predictors
 from normrnn.study.train import train_run
 
 OLD = {"head": "sigmoid"}  # the defaults until 0.1; each variant changes one thing

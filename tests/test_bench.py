@@ -55,7 +55,7 @@ def test_gpu_check_rehearses_its_whole_pipeline_on_cpu(tmp_path) -> None:
     on the CPU under Triton's interpreter at a tiny shape."""
     import json
 
-    from normrnn.bench.gpu import REHEARSAL, main
+    from normrnn.gpu_check import REHEARSAL, main
     from normrnn.kernels.triton import triton_unavailable
 
     if triton_unavailable(interpreter=True):

@@ -118,7 +118,8 @@ def test_moving_mnist_5k_sequences_are_real_digits_bouncing_deterministically() 
 
 def test_a_study_reads_moving_mnist_5k_without_a_path() -> None:
     from normrnn.study import StudyConfig
-    from normrnn.study.runner import check_data_path, load_datasets
+    from normrnn.study.data import load_datasets
+    from normrnn.study.preflight import check_data_path
 
     config = StudyConfig(dataset="moving_mnist_5k", size=32, frames_in=3, frames_out=2, train_samples=4,
                          val_samples=2, test_samples=2)

@@ -153,7 +153,7 @@ def test_lists_start_after_a_blank_line_and_nest_by_four_spaces(page: Path) -> N
 
 def test_the_study_guide_lists_every_preset_with_its_run_count() -> None:
     from normrnn.study import PRESETS
-    from normrnn.study.config import planned_runs
+    from normrnn.study.grid import planned_runs
 
     text = (_ROOT / "docs" / "guides" / "study.md").read_text()
     rows = dict(re.findall(r"^\| `(\w+)` \| (\d+) \|", text, flags=re.M))

@@ -128,7 +128,8 @@ def test_the_converge_plan_was_within_a_quarter_of_its_wall_time() -> None:
     wall time the study then took here (``timing.json``: start to report, pauses subtracted)."""
     import json
 
-    from normrnn.study.config import PRESETS, planned_runs
+    from normrnn.study.config import PRESETS
+    from normrnn.study.grid import planned_runs
     from normrnn.study.plan import estimate_seconds
 
     text = (CONVERGE / "plan.txt").read_text()

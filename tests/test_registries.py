@@ -13,7 +13,7 @@ from normrnn.kernels import GateBackend, backend_names, registered_backend
 from normrnn.layers import ConvLSTM
 from normrnn.norms import InstanceNorm, LayerNorm, NormEntry, NormSpec, explain, norm_spec_names, registered_norm
 from normrnn.study import StudyConfig
-from normrnn.study.runner import check_norms_fit
+from normrnn.study.preflight import check_norms_fit
 
 
 class DoubledInstance(InstanceNorm):

@@ -21,9 +21,9 @@ import torch
 from conftest import interrupt_after
 from normrnn._io import atomic_write_text
 from normrnn.study import RunSpec, StudyConfig, load_config, load_results, run_study, train_run
+from normrnn.study.checkpoint import CheckpointWarning, read_checkpoint
+from normrnn.study.data import load_datasets
 from normrnn.study.results import ResultsWarning, append_result
-from normrnn.study.runner import load_datasets
-from normrnn.study.train import CheckpointWarning, read_checkpoint
 
 TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4, epochs=2,
                    batch_size=4, norms=("none",), topologies=("stacked",), depths=(1,), frames_in=3, frames_out=2,

@@ -153,15 +153,15 @@ def test_study_settings_that_would_fail_late_fail_before_anything_is_written(tmp
 
 def test_a_directory_without_finished_runs_accepts_a_corrected_config(tmp_path) -> None:
     from normrnn.study import StudyConfig
-    from normrnn.study.runner import _check_directory
+    from normrnn.study.directory import check_directory
 
     wrong, right = StudyConfig(epochs=3), StudyConfig(epochs=2)
-    _check_directory(wrong, tmp_path)
-    _check_directory(right, tmp_path)  # nothing finished: the corrected config takes over
+    check_directory(wrong, tmp_path)
+    check_directory(right, tmp_path)  # nothing finished: the corrected config takes over
     assert json.loads((tmp_path / "study.json").read_text())["epochs"] == 2
     (tmp_path / "results.jsonl").write_text(json.dumps(_row("r", config_hash=right.config_hash)) + "\n")
     with pytest.raises(ValueError, match=r"holds a different study \(differs in \['epochs'\]\)"):
-        _check_directory(wrong, tmp_path)
+        check_directory(wrong, tmp_path)
 
 
 def test_toml_study_table_and_top_level_keys_merge_and_strays_are_refused(tmp_path) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from normrnn.study import RunSpec, StudyConfig, append_result, expand_grid, load_results, train_run, write_report
 from normrnn.study import results as results_module
-from normrnn.study.runner import load_datasets
+from normrnn.study.data import load_datasets
 
 TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4, epochs=2,
                    batch_size=4, norms=("none",), topologies=("stacked",), frames_in=3, frames_out=2)

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from normrnn import GRU, LSTM, BatchNorm, ConvLSTM, RecurrentBatchNorm
+from normrnn._loader import check_text, source_hash
 from normrnn.cli import main
 from normrnn.kernels.triton import triton_lstm_gates
 from normrnn.study import StudyConfig, load_results, run_study, write_report
-from normrnn.study.factories import check_text, source_hash
 
 SMALL = dict(name="round4", size=8, patch=2, width=4, train_samples=8, val_samples=4, test_samples=4, epochs=2,
              batch_size=4, norms=("none",), topologies=("stacked",), depths=(1,), frames_in=3, frames_out=2,
@@ -347,7 +347,7 @@ def test_train_names_who_holds_its_run(tmp_path, capsys) -> None:
 # 17. gpu-check checks --out first ----------------------------------------------------------------------------------
 
 def test_gpu_check_refuses_a_file_as_out_before_any_work(tmp_path, capsys) -> None:
-    from normrnn.bench.gpu import main as gpu_main
+    from normrnn.gpu_check import main as gpu_main
 
     target = tmp_path / "file"
     target.write_text("x")

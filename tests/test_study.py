@@ -26,9 +26,11 @@ from normrnn.study import (
     shard,
     train_run,
 )
+from normrnn.study.data import load_datasets
+from normrnn.study.directory import claim
 from normrnn.study.metrics import frame_mae, frame_mse, psnr, ssim
 from normrnn.study.report import mean_ci, write_report
-from normrnn.study.runner import _claim, append_result, load_datasets
+from normrnn.study.results import append_result
 from normrnn.study.train import count_spikes
 
 TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4, epochs=3,
@@ -216,7 +218,7 @@ def test_a_torn_line_does_not_swallow_the_next_row(tmp_path) -> None:
 def test_a_claimed_run_is_left_to_its_owner(tmp_path) -> None:
     config = dataclasses.replace(TINY, norms=("none", "layer"), epochs=1)
     held, other = expand_grid(config)
-    with _claim(tmp_path, held) as claimed:
+    with claim(tmp_path, held) as claimed:
         assert claimed
         assert [r["run_id"] for r in run_study(config, tmp_path, progress=False)] == [other.run_id]
     assert {r["run_id"] for r in run_study(config, tmp_path, progress=False)} == {held.run_id, other.run_id}
@@ -340,7 +342,7 @@ def test_rows_record_the_validation_curve_against_steps_and_the_plateau(tmp_path
 # --- fresh training sequences ---------------------------------------------------------------------------------------
 
 def test_fresh_training_sequences_differ_every_epoch_and_resume_identically(tmp_path, tiny_data) -> None:
-    from normrnn.study.train import fresh_train_set
+    from normrnn.study.data import fresh_train_set
 
     config = dataclasses.replace(TINY, fresh_train=True, dataset="moving_mnist_5k")
     assert dataclasses.replace(TINY, fresh_train=False).config_hash == TINY.config_hash  # off: the old hash

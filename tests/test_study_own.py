@@ -16,10 +16,11 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from conftest import assert_same_test_mse, interrupt_after, run_study_on_ray
+from normrnn._loader import source_hash
 from normrnn.layers import ConvLSTM
 from normrnn.study import RunSpec, StudyConfig, load_results, run, run_study, train_run
-from normrnn.study.factories import source_hash
-from normrnn.study.runner import check_factories, load_datasets
+from normrnn.study.data import load_datasets
+from normrnn.study.preflight import check_factories
 
 ROOT = Path(__file__).resolve().parents[1]
 USER_MODULE = '''
@@ -285,7 +286,7 @@ def test_data_the_builtin_forecaster_cannot_take_is_named_before_any_work(usermo
 
 
 def test_the_memory_check_sizes_only_what_the_study_builds_itself() -> None:
-    from normrnn.study.runner import check_memory
+    from normrnn.study.preflight import check_memory
 
     huge = {"train_samples": 100_000_000}  # 1.9 TB of built-in frames
     with pytest.raises(ValueError, match=r"its data take \d+\.\d GiB"):

@@ -16,7 +16,7 @@ from conftest import assert_same_test_mse
 from normrnn.cli import main
 from normrnn.study import StudyConfig, expand_grid, load_config, load_results, run_study
 from normrnn.study.pool import worker_threads
-from normrnn.study.runner import check_runnable
+from normrnn.study.preflight import check_runnable
 
 TINY = StudyConfig(name="tiny-pool", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4,
                    epochs=2, batch_size=4, norms=("none", "layer"), topologies=("stacked",), frames_in=3,
@@ -31,12 +31,12 @@ def test_workers_change_no_hash_and_split_the_threads() -> None:
 
 
 def test_workers_are_unused_where_something_else_places_the_runs(tmp_path) -> None:
-    from normrnn.study.runner import _pooled
+    from normrnn.study.preflight import pooled
 
     config = dataclasses.replace(TINY, workers=2)
-    assert _pooled(config, "local", 1, None)
-    assert not _pooled(config, "ray", 1, None) and not _pooled(config, "local", 2, None)
-    assert not _pooled(config, "local", 1, list(expand_grid(config))[:1])  # normrnn train: one run, all threads
+    assert pooled(config, "local", 1, None)
+    assert not pooled(config, "ray", 1, None) and not pooled(config, "local", 2, None)
+    assert not pooled(config, "local", 1, list(expand_grid(config))[:1])  # normrnn train: one run, all threads
     check_runnable(config, tmp_path / "out", nproc=2)  # a preset's workers do not stand in --nproc's way
     with pytest.raises(ValueError, match="workers"):
         StudyConfig(workers=0)

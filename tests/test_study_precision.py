@@ -10,8 +10,8 @@ import torch
 
 import normrnn.study.precision as precision_module
 from normrnn.study import StudyConfig, load_config, run_study
+from normrnn.study.data import load_datasets
 from normrnn.study.precision import PAYS, choose_precision, load_precision
-from normrnn.study.runner import load_datasets
 
 TINY = StudyConfig(name="tiny-precision", size=8, patch=2, width=4, train_samples=8, val_samples=4, test_samples=4,
                    epochs=1, batch_size=4, norms=("none",), topologies=("stacked",), depths=(1, 2), frames_in=3,

@@ -16,11 +16,13 @@ import torch.nn.functional as F
 from conftest import interrupt_after
 from normrnn.study import RunSpec, StudyConfig, expand_grid, load_results, run_study, train_run
 from normrnn.study.aggregate import aggregate, best_lr, median_range
-from normrnn.study.config import PRESETS, halving_winner, planned_runs
+from normrnn.study.config import PRESETS
+from normrnn.study.data import load_datasets, train_subset
+from normrnn.study.grid import halving_winner, planned_runs
 from normrnn.study.metrics import steps_to_learn
+from normrnn.study.model import build_model
 from normrnn.study.report import write_report
-from normrnn.study.runner import load_datasets
-from normrnn.study.train import build_model, evaluate, train_subset
+from normrnn.study.train import evaluate
 
 TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4, epochs=3,
                    batch_size=4, norms=("none",), topologies=("stacked",), frames_in=3, frames_out=2)
@@ -218,7 +220,7 @@ def test_plan_shows_the_shapes_a_data_factory_really_gives(monkeypatch) -> None:
     from torch.utils.data import TensorDataset
 
     from normrnn.study import plan as plan_module
-    from normrnn.study.train import Datasets
+    from normrnn.study.data import Datasets
 
     monkeypatch.setattr(plan_module, "measure_cost", lambda config, data, runs, **kw: {
         "rows": [{"norm": r.norm, "topology": r.topology, "depth": r.depth, "step_ms": 20.0} for r in runs]})

@@ -15,35 +15,14 @@ from ..norms import Norm, NormLike, NormSpec, call_norm
 from ..norms.functional import check_mask
 from .gates import GateProbe, NormFn
 from .gates import activation as activation_fn
+from .init import RECURRENT_INITS, check_rates, init_recurrent_weight
 from .norms import NORM_INPUTS, NORM_SCOPES, gate_norm, shift_of
-from .projection import Geometry, step_layout
+from .projection import Geometry, joint_unsupported, step_layout
 from .states import CellState, checked_state, freeze
 
-__all__ = ["PROJECTIONS", "RECURRENT_INITS", "RecurrentCell"]
+__all__ = ["PROJECTIONS", "RecurrentCell"]
 
-RECURRENT_INITS = ("orthogonal", "default")
 PROJECTIONS = ("auto", "hoisted", "joint")  # how a layer computes W_x * x and W_h * h (see RecurrentCell)
-
-
-def _rates(recurrent_dropout: float, forget_bias: float) -> tuple[float, float]:
-    """The recurrent-dropout rate, in [0, 1), and a finite forget-gate bias, as floats."""
-    if not 0.0 <= recurrent_dropout < 1.0:
-        raise ValueError(f"expected recurrent_dropout in [0, 1), got {recurrent_dropout!r}")
-    if not math.isfinite(float(forget_bias)):
-        raise ValueError(f"expected forget_bias to be a finite number, got {forget_bias!r}")
-    return float(recurrent_dropout), float(forget_bias)
-
-
-def _orthogonal(block: Tensor) -> None:
-    """``nn.init.orthogonal_``, computed in float32 for half-precision weights (its QR has no bf16/fp16 kernel on
-    the CPU), then rounded: the same draws, so a half-precision cell starts as the float32 one rounded."""
-    if block.dtype not in (torch.float16, torch.bfloat16):
-        nn.init.orthogonal_(block)
-        return
-    full = torch.empty(block.shape, dtype=torch.float32, device=block.device)
-    nn.init.orthogonal_(full)
-    with torch.no_grad():
-        block.copy_(full)
 
 
 class RecurrentCell(nn.Module):
@@ -126,7 +105,7 @@ class RecurrentCell(nn.Module):
                                         stride=stride)
         self.act, self.gate_act = activation_fn(activation), activation_fn(recurrent_activation)
         self.activation, self.recurrent_activation = activation, recurrent_activation
-        self.recurrent_dropout, self.forget_bias = _rates(recurrent_dropout, forget_bias)
+        self.recurrent_dropout, self.forget_bias = check_rates(recurrent_dropout, forget_bias)
         spec = NormSpec.parse(norm)  # parsed once: a ValueError for unknown specs
         self.norm_spec = spec.name
         self.normalized = not spec.is_identity
@@ -147,7 +126,7 @@ class RecurrentCell(nn.Module):
         self.bias = nn.Parameter(torch.empty(G * C, **factory)) if bias and self._joint_shift() is None else None
         # with no norm before the bias, it can ride along with the hoisted input projection for free
         self._fold_bias = not self.normalized
-        why = self._joint_unsupported() if self.projection == "joint" else None
+        why = joint_unsupported(self) if self.projection == "joint" else None
         if why:
             raise ValueError(f"projection='joint' convolves [x; h] at once, so it {why}")
         self._build_extra_params(bias=bias, factory=factory)
@@ -215,13 +194,9 @@ class RecurrentCell(nn.Module):
         zero biases with ``forget_bias`` on the forget (LSTM) or update (GRU) gate; norms reset."""
         fan_in = self.in_channels * math.prod(self.kernel_size)
         nn.init.uniform_(self.weight_x, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+        init_recurrent_weight(self.weight_h, gates=self.num_gates, scheme=self.recurrent_init,
+                              kernel_size=self.kernel_size)
         C = self.hidden_channels
-        if self.recurrent_init == "orthogonal":
-            for g in range(self.num_gates):
-                _orthogonal(self.weight_h[g * C : (g + 1) * C])  # (C, C·k^d) rows orthonormal
-        else:
-            bound = 1 / math.sqrt(C * math.prod(self.kernel_size))
-            nn.init.uniform_(self.weight_h, -bound, bound)
         for module in self.children():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
@@ -261,20 +236,8 @@ class RecurrentCell(nn.Module):
         the cell allows it: there oneDNN runs one 80→256 conv per step faster than a 16→256 conv over all
         B·T frames plus a 64→256 conv per step (docs/performance.md); on GPU, hoisting saves launches."""
         if self.projection == "auto":
-            return device.type == "cpu" and self._joint_unsupported() is None
+            return device.type == "cpu" and joint_unsupported(self) is None
         return self.projection == "joint"
-
-    def _joint_unsupported(self) -> str | None:
-        """Why this cell cannot project ``[x; h]`` at once, or None if it can."""
-        if self.geometry.resamples:
-            return "needs x and h of one size (padding='same', stride 1)"
-        if self.kind != "lstm":
-            return "needs an LSTM cell (a GRU's reset gate multiplies W_h * h alone)"
-        if self.normalized and self.norm_inputs != "joint":
-            return "needs norm_inputs='joint' (separate norms see W_x * x and W_h * h apart)"
-        if self.recurrent_dilation != self.dilation:
-            return f"needs recurrent_dilation == dilation, got {self.recurrent_dilation} and {self.dilation}"
-        return None
 
     def joint_weight(self) -> Tensor:
         """``[W_x, W_h]`` along the input channels, ``(G·C, C_in + C, *k)``; built once per sequence."""
@@ -396,33 +359,25 @@ class RecurrentCell(nn.Module):
         return self.step(gx, state, t=t, mask=mask)
 
     def extra_repr(self) -> str:
-        s = f"{self.in_channels}, {self.hidden_channels}"
-        if self.spatial_dims:
-            s += f", kernel_size={self.kernel_size}, spatial_dims={self.spatial_dims}"
-            if any(d != 1 for d in self.dilation):
-                s += f", dilation={self.dilation}"
-            if self.recurrent_dilation != self.dilation:
-                s += f", recurrent_dilation={self.recurrent_dilation}"
-        s += f", norm={self.norm_spec!r}"
-        if self.normalized:
-            s += f", norm_inputs={self.norm_inputs!r}, norm_scope={self.norm_scope!r}"
-        if self.forget_bias != 1.0:
-            s += f", forget_bias={self.forget_bias}"
-        if self.recurrent_init != "orthogonal":
-            s += f", recurrent_init={self.recurrent_init!r}"
-        if self.recurrent_dropout:
-            s += f", recurrent_dropout={self.recurrent_dropout}"
-        if self.geometry.padding != "same":
-            s += f", padding={self.geometry.padding!r}"
-        if any(v != 1 for v in self.geometry.stride):
-            s += f", stride={self.geometry.stride}"
-        if (self.activation, self.recurrent_activation) != ("tanh", "sigmoid"):
-            s += f", activation={self.activation!r}, recurrent_activation={self.recurrent_activation!r}"
-        if self.backend != "auto":
-            s += f", backend={self.backend!r}"
-        if self.projection != "auto":
-            s += f", projection={self.projection!r}"
-        return s
+        g, conv = self.geometry, bool(self.spatial_dims)
+        activations = (self.activation, self.recurrent_activation)
+        shown = (  # (differs from the default, text), in a fixed order
+            (conv, f"kernel_size={self.kernel_size}, spatial_dims={self.spatial_dims}"),
+            (conv and any(d != 1 for d in self.dilation), f"dilation={self.dilation}"),
+            (conv and self.recurrent_dilation != self.dilation, f"recurrent_dilation={self.recurrent_dilation}"),
+            (True, f"norm={self.norm_spec!r}"),
+            (self.normalized, f"norm_inputs={self.norm_inputs!r}, norm_scope={self.norm_scope!r}"),
+            (self.forget_bias != 1.0, f"forget_bias={self.forget_bias}"),
+            (self.recurrent_init != "orthogonal", f"recurrent_init={self.recurrent_init!r}"),
+            (bool(self.recurrent_dropout), f"recurrent_dropout={self.recurrent_dropout}"),
+            (g.padding != "same", f"padding={g.padding!r}"),
+            (any(v != 1 for v in g.stride), f"stride={g.stride}"),
+            (activations != ("tanh", "sigmoid"),
+             f"activation={activations[0]!r}, recurrent_activation={activations[1]!r}"),
+            (self.backend != "auto", f"backend={self.backend!r}"),
+            (self.projection != "auto", f"projection={self.projection!r}"),
+        )
+        return ", ".join([f"{self.in_channels}, {self.hidden_channels}", *(text for on, text in shown if on)])
 
 
 class Conv(RecurrentCell):

@@ -19,13 +19,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .layout import Layout
+from .native import KernelPlan, channels_second, native_norm, plan_kernel
 
 __all__ = [
     "KernelPlan",
@@ -145,33 +145,6 @@ def grouped_view(x: Tensor, axes: NormAxes) -> tuple[Tensor, list[int]]:
     return xg, [d + 1 if d > cdim else d for d in dims] + [cdim + 1]
 
 
-def _native_norm(x: Tensor, axes: NormAxes, plan: KernelPlan, weight: Tensor | None, bias: Tensor | None,
-                 param_axes: str, eps: float) -> Tensor:
-    """:func:`norm_forward` through the native kernel ``plan`` names (batch, layer, RMS or group norm), with the
-    affine parameters fused when given."""
-    layout = axes.layout
-    if plan.kernel == "batch_norm":
-        x3 = channels_second(x, layout.dim("C"))  # (N, C, *)
-        return F.batch_norm(x3, None, None, weight, bias, True, 0.0, eps).reshape(x.shape)
-    if plan.kernel in ("layer_norm", "rms_norm"):
-        trailing = layout.letters[layout.ndim - len(axes.reduce) :]
-        shape = layout.sizes(x.shape, trailing)
-        if param_axes != axes.reduce:  # per-channel parameters, spread over the trailing axes
-            weight, bias = (_channel_param(p, layout, trailing, x) for p in (weight, bias))
-        if plan.kernel == "layer_norm":
-            return F.layer_norm(x, shape, weight, bias, eps)
-        return F.rms_norm(x, shape, weight, eps)
-    xp = x if plan.permute is None else x.permute(plan.permute)
-    cdim = layout.dim("C") if plan.permute is None else plan.permute.index(layout.dim("C"))
-    groups = axes.groups if axes.groups is not None else xp.shape[cdim]
-    x3 = channels_second(xp, cdim)  # (N, C, *)
-    # the ATen op itself: F.group_norm's Python checks cost as much as the kernel at a recurrent step's small
-    # shapes, and norm_forward has already sent one element per group to the generic path
-    y = torch.group_norm(x3, groups, weight, bias, eps, torch.backends.cudnn.enabled)
-    y = y if x3 is xp else y.reshape(xp.shape)
-    return y if plan.permute is None else y.permute(_inverse(plan.permute))
-
-
 def check_mask(mask: object, named: str, expected: tuple[int, ...], context: str = "") -> Tensor:
     """``mask`` if it is a bool tensor of shape ``expected`` (spelled ``named``, e.g. ``"(B, T) = (4, 2)"``);
     else the one ``ValueError`` every mask check raises."""
@@ -272,83 +245,6 @@ def apply_affine(y: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tenso
     return y
 
 
-@dataclass(frozen=True)
-class KernelPlan:
-    """How a normalization runs: which kernel, after which permutation, and whether it applies the affine."""
-
-    kernel: str  # "group_norm" | "layer_norm" | "rms_norm" | "batch_norm" | "generic"
-    permute: tuple[int, ...] | None = None  # dims order that puts kept axes, then C, then reduced axes
-    fused_affine: bool = False  # the native kernel applies gamma/beta itself
-
-    def describe(self, axes: NormAxes) -> str:
-        """A one-line, human-readable account of the kernel call."""
-        layout = axes.layout
-        letters = layout.letters if self.permute is None else "".join(layout.letters[d] for d in self.permute)
-        spelled = layout.spell(letters)
-        if self.kernel == "generic":
-            return "generic two-pass statistics (fp32), then (x - mean) * rsqrt(var + eps)"
-        if self.kernel == "batch_norm":
-            return "F.batch_norm(x.reshape(N, C, R))"
-        if self.kernel in ("layer_norm", "rms_norm"):
-            k = len(axes.reduce)
-            return f"F.{self.kernel} over the trailing {layout.spell(letters[-k:])} of {spelled}"
-        cdim = letters.index("C")
-        groups = "C (one group per channel)" if axes.groups is None else str(axes.groups)
-        prefix = f"permute to {spelled}, then " if self.permute is not None else ""
-        n = "·".join(layout.spell(letters[:cdim])) or "1"
-        rest = "·".join(layout.spell(letters[cdim + 1 :])) or "1"
-        return f"{prefix}F.group_norm(x.reshape({n}, {layout.spell('C')}, {rest}), groups={groups})"
-
-
-@lru_cache(maxsize=512)
-def plan_kernel(axes: NormAxes, *, rms: bool = False, param_axes: str = "C") -> KernelPlan:
-    """Choose the fastest exact kernel for ``axes`` (without a mask).
-
-    The order follows the CPU measurements in ``docs/perf-baseline``: ``F.group_norm`` (also for layer norm
-    over C-first axes, and for instance norm as ``groups=C``) beats ``F.layer_norm`` with an elementwise
-    affine; ``F.layer_norm`` handles channel-last axes; a permutation brings any other axes to a native
-    form. Only RMS over non-trailing axes needs the generic path.
-    """
-    letters = axes.layout.letters
-    k = len(axes.reduce)
-    trailing = letters[len(letters) - k :] == axes.reduce
-    per_channel = param_axes in ("", "C")
-    elementwise = param_axes == axes.reduce
-    if not rms and axes.groups is None and axes.reduce == letters.replace("C", ""):
-        return KernelPlan("batch_norm", fused_affine=per_channel)  # statistics per channel over everything else
-    if rms:
-        if "C" in axes.reduce and axes.groups == 1 and trailing:
-            return KernelPlan("rms_norm", fused_affine=per_channel or elementwise)
-        return KernelPlan("generic")
-    layer_ok = axes.groups == 1 and trailing
-    if layer_ok and (letters[-1] == "C" or elementwise):
-        return KernelPlan("layer_norm", fused_affine=per_channel or elementwise)
-    cdim = letters.index("C")
-    before, after = letters[:cdim], letters[cdim + 1 :]
-    if not any(c in axes.reduce for c in before) and all(c in axes.reduce for c in after):
-        return KernelPlan("group_norm", fused_affine=per_channel)
-    if layer_ok:
-        return KernelPlan("layer_norm", fused_affine=per_channel or elementwise)
-    kept = [d for d, c in enumerate(letters) if c not in axes.reduce and c != "C"]
-    reduced = [d for d, c in enumerate(letters) if c in axes.reduce and c != "C"]
-    return KernelPlan("group_norm", permute=(*kept, cdim, *reduced), fused_affine=per_channel)
-
-
-def channels_second(x: Tensor, cdim: int) -> Tensor:
-    """View ``x`` as ``(N, C, *)`` for the native kernels: axes before C merge into N, axes after it into one."""
-    if cdim == 1 and x.dim() > 2:
-        return x  # already (N, C, *)
-    return x.reshape(math.prod(x.shape[:cdim]), x.shape[cdim], -1)  # (N, C, R)
-
-
-def _channel_param(p: Tensor | None, layout: Layout, letters: str, x: Tensor) -> Tensor | None:
-    """A per-channel parameter expanded to the trailing ``letters`` of ``x`` (a view; no copy)."""
-    if p is None:
-        return None
-    shape = [p.shape[0] if c == "C" else 1 for c in letters]
-    return p.reshape(shape).expand(layout.sizes(x.shape, letters))
-
-
 def _batch_norm(x: Tensor, axes: NormAxes, weight: Tensor | None, bias: Tensor | None, eps: float,
                 mask: Tensor | None, all_reduce: Callable[[Tensor], Tensor] | None, running: RunningStats) -> Tensor:
     """:func:`norm_forward` with batch statistics and running averages: the native kernel where it can compute
@@ -368,7 +264,7 @@ def _batch_norm(x: Tensor, axes: NormAxes, weight: Tensor | None, bias: Tensor |
             factor = running.in_kernel()
             return F.batch_norm(x3, running.mean, running.var, weight, bias, True, factor, eps).reshape(x.shape)
         if running.update is None:
-            return _native_norm(x, axes, KernelPlan("batch_norm"), weight, bias, "C", eps)
+            return native_norm(x, axes, KernelPlan("batch_norm"), weight, bias, "C", eps)
         # momentum=1 makes the native kernel hand back the batch mean and unbiased variance for free
         mean = torch.zeros(x3.shape[1], device=x.device, dtype=stat_dtype)
         var = torch.ones(x3.shape[1], device=x.device, dtype=stat_dtype)
@@ -430,14 +326,9 @@ def norm_forward(
     if plan.kernel == "generic":
         y = normalize(x, compute_stats(x, axes, mask=mask, rms=rms), axes, eps)
     else:
-        y = _native_norm(x, axes, plan, weight if fused else None, bias if fused else None, param_axes, eps)
+        y = native_norm(x, axes, plan, weight if fused else None, bias if fused else None, param_axes, eps)
     if not fused:
         y = apply_affine(y, param_view(weight, layout, param_axes), param_view(bias, layout, param_axes))
     return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
-def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
-    inv = [0] * len(perm)
-    for i, p in enumerate(perm):
-        inv[p] = i
-    return tuple(inv)

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from .config import canonical_norm
+from .checks import canonical_norm
 
 __all__ = ["METRICS", "Aggregate", "aggregate", "best_lr", "differ", "diverged_everywhere", "main_variants", "mean_ci",
            "median_range", "stability_frontier"]

@@ -1,32 +1,43 @@
-"""Study configuration: a frozen dataclass, its presets, TOML files, and the grid of runs it expands to."""
+"""Study configuration: a frozen dataclass, its presets and TOML files (:mod:`.grid` expands it to runs)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import math
-import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._checks import did_you_mean, one_of
-from ..cells.base import RECURRENT_INITS
+from .._checks import did_you_mean
+from .._loader import check_text, source_hash
+from ..cells.init import RECURRENT_INITS
 from ..data import DATASETS, GENERATED
-from ..norms import NormSpec
-from .factories import LOSSES, check_text, source_hash
+from .checks import (
+    MAX_SEED,
+    canonical_norm,
+    choice,
+    device_name,
+    distinct,
+    fraction,
+    integer,
+    kind,
+    mult_token,
+    norm_spec,
+    norm_token,
+    number,
+)
+from .factories import LOSSES
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["BASELINE", "DEFAULT_NORMS", "PRESETS", "RunSpec", "StudyConfig", "canonical_norm", "check_device",
-           "expand_grid", "halving_winner", "legacy_keys", "load_config", "parse_shard", "planned_runs", "shard"]
+__all__ = ["BASELINE", "DEFAULT_NORMS", "PRESETS", "StudyConfig", "legacy_keys", "load_config"]
 
 DEFAULT_NORMS = ("none", "layer", "group:8", "recurrent_batch", "instance", "rms")
 STUDY_NORMS = ("none", "layer", "group:8", "recurrent_batch")  # bias-only, per-sample, grouped, batch statistics
@@ -45,126 +56,53 @@ PRECISIONS = ("fp32", "bf16", "auto")
 NOT_RESULTS = ("name", "threads", "workers")  # a label and speed settings: they never change a run's numbers
 
 
-# -- value checks: one-line ValueErrors that name the key, what was expected and what was got ------------------
-
-MAX_SEED = 2**31 - 1  # per-epoch seeds are derived from it and must stay within torch's 64-bit range
-
-
-def _int(key: str, value: object, *, minimum: int, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
-        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"expected {key} to be {what}{f' and <= {maximum}' if maximum else ''}, got {value!r}")
-
-
-def _float(key: str, value: object, *, minimum: float, strict: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < minimum or (strict and value == minimum):
-        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise ValueError(f"expected {key} to be a finite number {bound}, got {value!r}")
-
-
-def _fraction(key: str, value: object) -> None:
-    _float(key, value, minimum=0.0, strict=True)
-    if value >= 1:  # type: ignore[operator]
-        raise ValueError(f"expected {key} to be a fraction in (0, 1), got {value!r}")
-
-
-def _choice(key: str, value: object, options: Sequence[str]) -> None:
-    one_of(key, value, tuple(options))  # type: ignore[arg-type]  # a wrong type is refused as a wrong value
-
-
-def _kind(key: str, value: object, kind: type, what: str, *, optional: bool = False) -> None:
-    """A ``value`` of ``kind`` (``None`` too when ``optional``); strings must not be empty."""
-    if (optional and value is None) or (isinstance(value, kind) and value != ""):
-        return
-    raise ValueError(f"expected {key} to be {what}{' or None' if optional else ''}, got {value!r}")
-
-
-def canonical_norm(spec: str) -> str:
-    """A norm spec as the registry names it: ``"Layer"`` is ``"layer"``, ``"group:08"`` is ``"group:8"``."""
-    return NormSpec.parse(spec).name
-
-
-def norm_token(norm: str) -> str:
-    """A norm spec as it appears in run ids: lower case, runs of other characters as one ``-``."""
-    return re.sub(r"[^a-z0-9]+", "-", norm.lower()).strip("-")
-
-
-def mult_token(mult: float) -> str:
-    """An LR multiplier as it appears in run ids: ``:g`` where that is exact (``1``, ``0.3``), else every digit."""
-    short = f"{mult:g}"
-    return short if float(short) == mult else repr(float(mult))
-
-
-def _distinct(key: str, values: Sequence[Any], token: Callable[[Any], str]) -> None:
-    """Two grid values that name the same runs would make the later ones vanish: refuse them."""
-    seen: dict[str, Any] = {}
-    for value in values:
-        if token(value) in seen:
-            raise ValueError(f"{key}: {seen[token(value)]!r} and {value!r} name the same runs "
-                             f"(run ids use {token(value)!r}); list each value once")
-        seen[token(value)] = value
-
-
-def _device(key: str, value: object) -> None:
-    if not isinstance(value, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", value):
-        raise ValueError(f"expected {key} to be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
-
-
-def _norm(key: str, value: object) -> None:
-    if not isinstance(value, str):
-        raise ValueError(f"expected each of {key} to be a norm spec string, got {value!r}")
-    try:
-        NormSpec.parse(value)
-    except ValueError as e:
-        raise ValueError(f"{key}: {e}") from None
 
 
 _SCALAR_CHECKS: dict[str, Callable[[str, object], None]] = {
-    "name": lambda k, v: _kind(k, v, str, "a non-empty string"),
-    "dataset": lambda k, v: _choice(k, v, DATASETS),
+    "name": lambda k, v: kind(k, v, str, "a non-empty string"),
+    "dataset": lambda k, v: choice(k, v, DATASETS),
     "data": check_text,
     "model": check_text,
     "loss": lambda k, v: check_text(k, v, builtins=tuple(LOSSES)),
-    "data_path": lambda k, v: _kind(k, v, str, "a path", optional=True),
-    "model_version": lambda k, v: _kind(k, v, str, "a non-empty string", optional=True),
-    "size": lambda k, v: _int(k, v, minimum=1),
-    "frames_in": lambda k, v: _int(k, v, minimum=1),
-    "frames_out": lambda k, v: _int(k, v, minimum=1),
-    "train_samples": lambda k, v: _int(k, v, minimum=1),
-    "val_samples": lambda k, v: _int(k, v, minimum=1),
-    "test_samples": lambda k, v: _int(k, v, minimum=1),
-    "data_seed": lambda k, v: _int(k, v, minimum=0, maximum=MAX_SEED),
-    "fresh_train": lambda k, v: _kind(k, v, bool, "true or false"),
-    "cell": lambda k, v: _choice(k, v, CELL_KINDS),
-    "width": lambda k, v: _int(k, v, minimum=1),
-    "kernel_size": lambda k, v: _int(k, v, minimum=1),
-    "patch": lambda k, v: _int(k, v, minimum=1),
-    "norm_inputs": lambda k, v: _choice(k, v, ("joint", "separate")),
-    "norm_scope": lambda k, v: _choice(k, v, ("per_gate", "all_gates")),
-    "forget_bias": lambda k, v: _float(k, v, minimum=-math.inf),
-    "recurrent_init": lambda k, v: _choice(k, v, RECURRENT_INITS),
-    "head": lambda k, v: _choice(k, v, HEADS),
-    "epochs": lambda k, v: _int(k, v, minimum=1),
-    "batch_size": lambda k, v: _int(k, v, minimum=1),
-    "lr": lambda k, v: _float(k, v, minimum=0.0, strict=True),
-    "weight_decay": lambda k, v: _float(k, v, minimum=0.0),
-    "schedule": lambda k, v: _choice(k, v, SCHEDULES),
-    "warmup": lambda k, v: _fraction(k, v),
-    "clip": lambda k, v: _float(k, v, minimum=0.0),
-    "precision": lambda k, v: _choice(k, v, PRECISIONS),
-    "divergence_bound": lambda k, v: _float(k, v, minimum=0.0, strict=True),
-    "device": _device,
-    "lr_search": lambda k, v: _choice(k, v, LR_SEARCHES),
-    "threads": lambda k, v: None if v is None else _int(k, v, minimum=1),
-    "workers": lambda k, v: _int(k, v, minimum=1),
+    "data_path": lambda k, v: kind(k, v, str, "a path", optional=True),
+    "model_version": lambda k, v: kind(k, v, str, "a non-empty string", optional=True),
+    "size": lambda k, v: integer(k, v, minimum=1),
+    "frames_in": lambda k, v: integer(k, v, minimum=1),
+    "frames_out": lambda k, v: integer(k, v, minimum=1),
+    "train_samples": lambda k, v: integer(k, v, minimum=1),
+    "val_samples": lambda k, v: integer(k, v, minimum=1),
+    "test_samples": lambda k, v: integer(k, v, minimum=1),
+    "data_seed": lambda k, v: integer(k, v, minimum=0, maximum=MAX_SEED),
+    "fresh_train": lambda k, v: kind(k, v, bool, "true or false"),
+    "cell": lambda k, v: choice(k, v, CELL_KINDS),
+    "width": lambda k, v: integer(k, v, minimum=1),
+    "kernel_size": lambda k, v: integer(k, v, minimum=1),
+    "patch": lambda k, v: integer(k, v, minimum=1),
+    "norm_inputs": lambda k, v: choice(k, v, ("joint", "separate")),
+    "norm_scope": lambda k, v: choice(k, v, ("per_gate", "all_gates")),
+    "forget_bias": lambda k, v: number(k, v, minimum=-math.inf),
+    "recurrent_init": lambda k, v: choice(k, v, RECURRENT_INITS),
+    "head": lambda k, v: choice(k, v, HEADS),
+    "epochs": lambda k, v: integer(k, v, minimum=1),
+    "batch_size": lambda k, v: integer(k, v, minimum=1),
+    "lr": lambda k, v: number(k, v, minimum=0.0, strict=True),
+    "weight_decay": lambda k, v: number(k, v, minimum=0.0),
+    "schedule": lambda k, v: choice(k, v, SCHEDULES),
+    "warmup": lambda k, v: fraction(k, v),
+    "clip": lambda k, v: number(k, v, minimum=0.0),
+    "precision": lambda k, v: choice(k, v, PRECISIONS),
+    "divergence_bound": lambda k, v: number(k, v, minimum=0.0, strict=True),
+    "device": device_name,
+    "lr_search": lambda k, v: choice(k, v, LR_SEARCHES),
+    "threads": lambda k, v: None if v is None else integer(k, v, minimum=1),
+    "workers": lambda k, v: integer(k, v, minimum=1),
 }
 _ITEM_CHECKS: dict[str, Callable[[str, object], None]] = {
-    "norms": _norm,
-    "topologies": lambda k, v: _choice(f"each of {k}", v, TOPOLOGIES),
-    "depths": lambda k, v: _int(f"each of {k}", v, minimum=1),
-    "seeds": lambda k, v: _int(f"each of {k}", v, minimum=0, maximum=MAX_SEED),
-    "lr_mults": lambda k, v: _float(f"each of {k}", v, minimum=0.0, strict=True),
+    "norms": norm_spec,
+    "topologies": lambda k, v: choice(f"each of {k}", v, TOPOLOGIES),
+    "depths": lambda k, v: integer(f"each of {k}", v, minimum=1),
+    "seeds": lambda k, v: integer(f"each of {k}", v, minimum=0, maximum=MAX_SEED),
+    "lr_mults": lambda k, v: number(f"each of {k}", v, minimum=0.0, strict=True),
 }
 
 
@@ -304,7 +242,7 @@ class StudyConfig:
             object.__setattr__(self, key, tuple(value))
         for key, token in (("norms", lambda v: norm_token(canonical_norm(v))), ("lr_mults", mult_token),
                            ("seeds", str), ("depths", str), ("topologies", str)):
-            _distinct(key, getattr(self, key), token)
+            distinct(key, getattr(self, key), token)
         # one spelling per norm ("Layer" is "layer", "group:08" is "group:8"), so runs and the report match
         object.__setattr__(self, "norms", tuple(canonical_norm(v) for v in self.norms))
         if self.size % self.patch:
@@ -394,25 +332,6 @@ PRESETS: dict[str, StudyConfig] = {
 ``deep``, ``stability``, ``standard``, ``gpu`` and ``full``."""
 
 
-# wall time of `normrnn study --preset NAME` from start to report, measured on our 2-core CPU machine (docs/guides/
-# study.md); None: not measured since the preset last changed (`--plan` estimates it on your machine)
-PRESET_WALL: dict[str, str | None] = {"smoke": "35 s", "quick": "5 min", "tuned": "25 min", "converge": "106 min",
-                                      "deep": None,
-                                      "stability": None, "standard": None, "gpu": None, "full": None}
-
-
-def preset_table() -> str:
-    """The presets as a plain-text table: grid, run count and measured wall time (``normrnn study --help``)."""
-    rows = [("preset", "runs", "grid (norms × topologies × depths × seeds × LR multipliers)", "device", "wall time")]
-    for name, c in PRESETS.items():
-        mults = f"{len(c.lr_mults)} ({c.lr_search})" if len(c.lr_mults) > 1 else "1"
-        grid = (f"{len(c.norms)} × {len(c.topologies)} × {','.join(map(str, c.depths))} × {len(c.seeds)} × {mults}")
-        rows.append((name, str(len(planned_runs(c))), grid, c.device, PRESET_WALL.get(name) or "not measured"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                     for row in rows)
-
-
 def load_config(preset: str | None = None, path: str | Path | None = None) -> StudyConfig:
     """A preset, a TOML study file, or a TOML file whose ``preset = "..."`` key it overrides."""
     if path is None:
@@ -479,110 +398,3 @@ def _flatten_study_table(data: dict[str, Any], path: str | Path) -> dict[str, An
     return {**top, **study}
 
 
-def check_device(device: str) -> None:
-    """A ``ValueError`` unless ``device`` is usable here (CUDA present, index in range), before any work."""
-    _device("device", device)
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError(f"expected a CUDA device for device={device!r}, but torch sees none here; "
-                             "use device = 'cpu' (or --device cpu)")
-        index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise ValueError(f"expected device={device!r} among the {torch.cuda.device_count()} CUDA devices")
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One cell of the grid."""
-
-    norm: str
-    topology: str
-    depth: int
-    seed: int
-    lr_mult: float
-
-    def __post_init__(self) -> None:
-        _norm("norm", self.norm)
-        object.__setattr__(self, "norm", canonical_norm(self.norm))
-        _choice("topology", self.topology, TOPOLOGIES)
-        _int("depth", self.depth, minimum=1)
-        _int("seed", self.seed, minimum=0, maximum=MAX_SEED)
-        _float("lr_mult", self.lr_mult, minimum=0.0, strict=True)
-
-    @property
-    def run_id(self) -> str:
-        """A file-name-safe, unique name, e.g. ``group-8_residual_d2_s0_lr1``."""
-        return f"{norm_token(self.norm)}_{self.topology}_d{self.depth}_s{self.seed}_lr{mult_token(self.lr_mult)}"
-
-
-def expand_grid(config: StudyConfig, rows: Sequence[dict[str, Any]] = ()) -> list[RunSpec]:
-    """Every run known so far, in a fixed order: seeds outermost, so a partial study already covers every variant.
-
-    With ``lr_search = "halving"`` the first seed runs every LR multiplier; once all of a variant's first-seed
-    runs are in ``rows`` (finished result rows), the other seeds follow at the multiplier whose run has the
-    lowest validation MSE (diverged runs never win; if all diverged, the smallest multiplier). Call again with
-    more rows to get more runs.
-    """
-    grid = [RunSpec(norm, topo, depth, seed, float(mult))
-            for seed, mult, depth, topo, norm in itertools.product(
-                config.seeds, config.lr_mults, config.depths, config.topologies, config.norms)]
-    if config.lr_search == "grid" or len(config.lr_mults) == 1:
-        return grid
-    first = [s for s in grid if s.seed == config.seeds[0]]
-    done = {r["run_id"]: r for r in rows}
-    later = []
-    for key in dict.fromkeys((s.norm, s.topology, s.depth) for s in first):
-        candidates = [s for s in first if (s.norm, s.topology, s.depth) == key]
-        if all(s.run_id in done for s in candidates):
-            mult = halving_winner([done[s.run_id] for s in candidates])
-            later += [RunSpec(*key, seed, mult) for seed in config.seeds[1:]]
-    return first + sorted(later, key=lambda s: config.seeds.index(s.seed))
-
-
-def halving_winner(rows: Sequence[dict[str, Any]]) -> float:
-    """The LR multiplier of the row with the lowest final validation MSE; diverged rows never win."""
-    def score(r: dict[str, Any]) -> tuple[float, float]:
-        val = r.get("val_mse")
-        ok = not r.get("diverged") and isinstance(val, (int, float)) and math.isfinite(val)
-        return (val if ok else math.inf, r["lr_mult"])
-
-    return float(min(rows, key=score)["lr_mult"])
-
-
-def planned_runs(config: StudyConfig) -> list[RunSpec]:
-    """What the whole study will run, for estimates: with halving, the later seeds are counted at the first
-    multiplier (which one wins is not known yet; a run costs the same at any multiplier)."""
-    grid = expand_grid(dataclasses.replace(config, lr_search="grid"))
-    if config.lr_search == "grid" or len(config.lr_mults) == 1:
-        return grid
-    return [s for s in grid if s.seed == config.seeds[0] or s.lr_mult == config.lr_mults[0]]
-
-
-def shard(specs: Sequence[RunSpec], index: int, count: int) -> list[RunSpec]:
-    """Shard ``index`` of ``count`` (0-based): every ``count``-th run starting at ``index``.
-
-    The shards are disjoint and together hold every run once; dealing round-robin from the seed-major grid
-    gives each shard a similar mix of variants (and so of run times). For a Slurm array, ``index`` is
-    ``$SLURM_ARRAY_TASK_ID`` with ``--array=0-(count-1)``.
-
-    Example::
-
-        >>> grid = expand_grid(StudyConfig(norms=("none", "layer", "rms"), topologies=("stacked",)))
-        >>> [s.norm for s in shard(grid, 1, 2)]
-        ['layer']
-    """
-    if not (isinstance(count, int) and count >= 1 and isinstance(index, int) and 0 <= index < count):
-        raise ValueError(f"expected a shard I/N with 0 <= I < N, got {index}/{count}")
-    return list(specs[index::count])
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"I/N"`` as ``(I, N)``, checked."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not match:
-        raise ValueError(f"expected --shard I/N such as 0/4, got {text!r}")
-    index, count = int(match[1]), int(match[2])
-    shard([], index, count)  # the range check
-    return index, count

@@ -18,13 +18,15 @@ import torch
 
 from .._io import atomic_write_text
 from ..bench.timing import paired_ratios, time_interleaved
-from .config import BASELINE, RunSpec, StudyConfig
+from .config import BASELINE, StudyConfig
+from .data import Datasets
 from .factories import batch, loss_function
-from .train import Datasets, build_model
+from .grid import RunSpec
+from .model import build_model
+from .results import COST_FILE, load_cost
 
-__all__ = ["COST_FILE", "load_cost", "measure_cost", "training_step", "write_cost"]
+__all__ = ["measure_cost", "training_step", "write_cost"]
 
-COST_FILE = "cost.json"
 _ROUNDS, _WARMUP = 5, 1  # interleaved rounds per variant, and untimed calls before them
 
 
@@ -76,13 +78,3 @@ def write_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], out: Pa
         atomic_write_text(out / COST_FILE, json.dumps(cost, indent=1) + "\n")
 
 
-def load_cost(directory: str | Path, config_hash: str | None = None) -> dict[str, Any] | None:
-    """``DIR/cost.json`` (of the study ``config_hash``, when given), or None."""
-    path = Path(directory) / COST_FILE
-    try:
-        cost = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(cost, dict) or (config_hash is not None and cost.get("config_hash") != config_hash):
-        return None
-    return cost

@@ -7,15 +7,25 @@ patching (``patch``, as OpenSTL does) trades resolution for channels and speed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import first_line
+from .._loader import FactoryExit, accepted, no_exit, resolve
 from ..layers import ConvGRU, ConvLSTM
 
-__all__ = ["Forecaster", "ModelConfig"]
+if TYPE_CHECKING:
+    from .config import StudyConfig
+    from .grid import RunSpec
+
+__all__ = ["Forecaster", "ModelConfig", "build_model", "model_settings"]
+
+ModelFactory = Callable[..., nn.Module]
 
 CELL_LAYERS = {"convlstm": ConvLSTM, "convgru": ConvGRU}
 
@@ -87,3 +97,37 @@ class Forecaster(nn.Module):
         y = self.head(y.reshape(B * self.frames_out, *y.shape[2:]))  # (B·T_out, C·p², h, w)
         y = F.pixel_shuffle(y, p).reshape(B, self.frames_out, C, H, W)
         return torch.sigmoid(y) if self.config.head == "sigmoid" else y
+
+
+def build_model(config: StudyConfig, spec: RunSpec, factory: ModelFactory | None = None) -> nn.Module:
+    """The run's model, initialized from its seed: normrnn's :class:`Forecaster`, or ``factory(norm=...,
+    topology=..., depth=..., seed=..., **model settings)`` (a user's own model, e.g. one without normrnn's
+    cells); the factory receives the config's model settings that its signature accepts (or all, if it takes
+    ``**kwargs``)."""
+    torch.manual_seed(spec.seed)
+    if factory is None and config.model is not None:
+        factory = resolve(config.model, "model factory")
+    if factory is not None:
+        name = config.model or getattr(factory, "__qualname__", repr(factory))
+        try:
+            with no_exit(f"model factory {name}"):
+                return factory(norm=spec.norm, topology=spec.topology, depth=spec.depth, seed=spec.seed,
+                               **accepted(factory, model_settings(config)))
+        except FactoryExit:
+            raise
+        except Exception as e:  # the user's code: name it, in one line
+            raise ValueError(f"model factory {name} raised for {spec.run_id}: {type(e).__name__}: "
+                             f"{first_line(e)}") from None
+    model_config = ModelConfig(cell=config.cell, depth=spec.depth, width=config.width,
+                               kernel_size=config.kernel_size, norm=spec.norm, norm_inputs=config.norm_inputs,
+                               norm_scope=config.norm_scope, residual=spec.topology == "residual",
+                               patch=config.patch, forget_bias=config.forget_bias,
+                               recurrent_init=config.recurrent_init, head=config.head)
+    return Forecaster(model_config, frames_in=config.frames_in, frames_out=config.frames_out)
+
+
+def model_settings(config: StudyConfig) -> dict[str, Any]:
+    """The config's model keys, as a model factory may take them."""
+    keys = ("cell", "width", "kernel_size", "patch", "norm_inputs", "norm_scope", "forget_bias", "recurrent_init",
+            "head", "frames_in", "frames_out")
+    return {k: getattr(config, k) for k in keys}

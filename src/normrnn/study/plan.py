@@ -9,11 +9,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from .config import RunSpec, StudyConfig
+from .config import StudyConfig
 from .cost import measure_cost, training_step
+from .data import Datasets, load_datasets
+from .grid import RunSpec
+from .pool import threads_of_runs
 from .precision import choose_precision
-from .runner import load_datasets, threads_of_runs
-from .train import Datasets
 
 __all__ = ["estimate_seconds", "plan", "run_seconds", "shared_slowdown"]
 
@@ -127,7 +128,7 @@ def _duration(seconds: float) -> str:
 
 def _makespan(times: list[float], workers: int, shared: float) -> float:
     """Wall time of ``times`` dealt longest first to ``workers`` processes, each slowed ``shared`` times when they
-    share the machine (the pool's order, :func:`normrnn.study.runner._run_in_pool`)."""
+    share the machine (the pool's order, :func:`normrnn.study.executors.run_in_pool`)."""
     if workers == 1:
         return sum(times)
     loads = [0.0] * workers

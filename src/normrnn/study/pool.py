@@ -12,6 +12,7 @@ The parent decides the precision and writes the cost table before the children s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,13 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .config import RunSpec, StudyConfig
+from .config import StudyConfig
+from .grid import RunSpec
 
-__all__ = ["main", "run_pool", "worker_threads"]
+__all__ = ["main", "run_pool", "threads_of_runs", "worker_threads"]
 
 _POLL_S = 1.0  # how often the parent counts finished rows, and a waiting child looks for an unclaimed run
 
@@ -125,7 +127,7 @@ def main() -> int:
     """One child: read the job from stdin and train runs of it until none is left unclaimed or unfinished."""
     import torch
 
-    from .runner import run_as_worker
+    from .executors import run_as_worker
 
     job = json.loads(sys.stdin.read())
     sys.path[:] = job["sys_path"]  # before any factory is imported: the caller's search path, in its order
@@ -145,3 +147,18 @@ def main() -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+@contextlib.contextmanager
+def threads_of_runs(config: StudyConfig) -> Iterator[None]:
+    """Torch's thread count inside the block set to what each run of ``config`` trains with (the study's threads
+    split among its workers); unchanged when the study sets neither. Timings taken inside speak for the runs."""
+    import torch
+
+    before = torch.get_num_threads()
+    if config.threads is not None or config.workers > 1:
+        torch.set_num_threads(worker_threads(config))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -21,11 +21,12 @@ import torch
 from .._io import atomic_write_text
 from ..bench.precision import bf16_hardware
 from ..bench.timing import time_interleaved
-from .config import RunSpec, StudyConfig
+from .config import StudyConfig
 from .factories import batch, loss_function
+from .grid import RunSpec
 
 if TYPE_CHECKING:
-    from .train import Datasets
+    from .data import Datasets
 
 __all__ = ["PAYS", "PRECISION_FILE", "choose_precision", "load_precision", "study_precision"]
 
@@ -49,7 +50,7 @@ def _step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Callab
 def choose_precision(config: StudyConfig, data: Datasets, *, rounds: int = _ROUNDS) -> dict[str, Any]:
     """The precision ``config`` runs at, and why: as set, or for ``auto`` measured on this machine (one training step
     per depth of the grid, first norm and topology, fp32 beside bf16 in ``rounds`` interleaved rounds)."""
-    from .train import build_model
+    from .model import build_model
 
     if config.precision != "auto":
         return {"requested": config.precision, "precision": config.precision, "ratio": None, "why": "as set"}

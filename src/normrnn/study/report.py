@@ -23,9 +23,8 @@ from typing import Any
 from .._io import atomic_write_text
 from .aggregate import Aggregate, aggregate, differ, diverged_everywhere, mean_ci, stability_frontier
 from .config import BASELINE
-from .cost import load_cost
 from .plots import figure_markdown, plot_all
-from .results import ResultsWarning, load_results
+from .results import ResultsWarning, load_cost, load_results
 from .tables import all_tables, baselines_table, fmt, main_only, verdict
 
 __all__ = ["Report", "aggregate", "mean_ci", "summarize", "write_report"]

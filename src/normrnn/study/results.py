@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ResultsWarning", "append_result", "load_results"]
+__all__ = ["COST_FILE", "ResultsWarning", "append_result", "load_cost", "load_results"]
 
 
 class ResultsWarning(UserWarning):
@@ -114,3 +114,19 @@ def _write_all(fd: int, data: bytes, size: int) -> None:
     except OSError:
         os.ftruncate(fd, size)
         raise
+
+
+COST_FILE = "cost.json"
+
+
+
+def load_cost(directory: str | Path, config_hash: str | None = None) -> dict[str, Any] | None:
+    """``DIR/cost.json`` (of the study ``config_hash``, when given), or None."""
+    path = Path(directory) / COST_FILE
+    try:
+        cost = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cost, dict) or (config_hash is not None and cost.get("config_hash") != config_hash):
+        return None
+    return cost

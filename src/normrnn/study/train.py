@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import statistics
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,64 +18,20 @@ from torch.utils.data import BatchSampler, Dataset, DistributedSampler
 
 from .._checks import first_line
 from .._io import atomic_write
-from ..data import create_dataset
 from ..norms import convert_sync_batchnorm
 from ..profiling import saved_tensor_bytes
-from .config import RunSpec, StudyConfig
+from .checkpoint import read_checkpoint, set_aside
+from .config import StudyConfig
+from .data import Datasets, fresh_train_set, train_subset
 from .distributed import Rank, broadcast, current, global_mean, local_batch_size
-from .factories import FactoryExit, accepted, batch, loss_function, no_exit, resolve, subset
+from .factories import batch, loss_function
+from .grid import RunSpec
 from .metrics import SATURATED, no_learning_guesses, plateaued, prediction_metrics, probed_cells, steps_to_learn
-from .model import Forecaster, ModelConfig
+from .model import ModelFactory, build_model
 from .tensorboard import RunLogger
 
-__all__ = ["Datasets", "build_model", "count_spikes", "saved_tensor_megabytes", "train_run"]
+__all__ = ["count_spikes", "saved_tensor_megabytes", "train_run"]
 
-
-
-@dataclass(frozen=True)
-class Datasets:
-    """The study's three splits: built-in video datasets, or a data factory's ``(input, target)`` datasets."""
-
-    train: Dataset
-    val: Dataset
-    test: Dataset
-
-
-ModelFactory = Callable[..., nn.Module]
-
-
-def build_model(config: StudyConfig, spec: RunSpec, factory: ModelFactory | None = None) -> nn.Module:
-    """The run's model, initialized from its seed: normrnn's :class:`Forecaster`, or ``factory(norm=...,
-    topology=..., depth=..., seed=..., **model settings)`` (a user's own model, e.g. one without normrnn's
-    cells); the factory receives the config's model settings that its signature accepts (or all, if it takes
-    ``**kwargs``)."""
-    torch.manual_seed(spec.seed)
-    if factory is None and config.model is not None:
-        factory = resolve(config.model, "model factory")
-    if factory is not None:
-        name = config.model or getattr(factory, "__qualname__", repr(factory))
-        try:
-            with no_exit(f"model factory {name}"):
-                return factory(norm=spec.norm, topology=spec.topology, depth=spec.depth, seed=spec.seed,
-                               **accepted(factory, model_settings(config)))
-        except FactoryExit:
-            raise
-        except Exception as e:  # the user's code: name it, in one line
-            raise ValueError(f"model factory {name} raised for {spec.run_id}: {type(e).__name__}: "
-                             f"{first_line(e)}") from None
-    model_config = ModelConfig(cell=config.cell, depth=spec.depth, width=config.width,
-                               kernel_size=config.kernel_size, norm=spec.norm, norm_inputs=config.norm_inputs,
-                               norm_scope=config.norm_scope, residual=spec.topology == "residual",
-                               patch=config.patch, forget_bias=config.forget_bias,
-                               recurrent_init=config.recurrent_init, head=config.head)
-    return Forecaster(model_config, frames_in=config.frames_in, frames_out=config.frames_out)
-
-
-def model_settings(config: StudyConfig) -> dict[str, Any]:
-    """The config's model keys, as a model factory may take them."""
-    keys = ("cell", "width", "kernel_size", "patch", "norm_inputs", "norm_scope", "forget_bias", "recurrent_init",
-            "head", "frames_in", "frames_out")
-    return {k: getattr(config, k) for k in keys}
 
 
 def grew(value: float, reference: float, factor: float) -> bool:
@@ -166,12 +120,6 @@ def no_learning_loss(data: Dataset, loss: str = "mse") -> float:
     return min(float(fn(guess, y)) for guess in no_learning_guesses(x, y).values())
 
 
-def train_subset(data: Datasets) -> Dataset:
-    """The fixed part of the training set that ``train_mse`` is measured on: its first sequences, as many as the
-    test set has, so train and test MSE average over as many samples."""
-    return subset(data.train, min(len(data.train), len(data.test)))
-
-
 def _make_scheduler(config: StudyConfig, opt: torch.optim.Optimizer, lr: float,
                     total: int) -> torch.optim.lr_scheduler.LRScheduler:
     if config.schedule == "onecycle":
@@ -229,12 +177,7 @@ def train_run(
     loop = _Loop(config, spec, data, device, rank, sampler, local_batch, loss_function(config.loss),
                  _data_parallel(state.model, device) if rank.active else state.model, logger, on_step,
                  bf16=precision == "bf16")
-    while history["epoch"] < config.epochs and history["diverged_step"] is None:
-        losses = _train_epoch(loop, state)
-        if losses is None or not _end_epoch(loop, state, losses, ckpt_path):
-            break
-        if on_epoch is not None:
-            on_epoch(history["epoch"])
+    _train_epochs(loop, state, ckpt_path, on_epoch)
     if loop.memory is None:  # resumed after the last epoch: measure on one batch
         loop.memory = _peak_memory(state.model, *batch(data.train, torch.arange(min(local_batch, len(data.train))),
                                                        device), device)
@@ -309,6 +252,17 @@ def _resume(start: Callable[[], _State], path: Path, config_hash: str, rank: Ran
         return start()
 
 
+def _train_epochs(loop: _Loop, state: _State, path: Path, on_epoch: Callable[[int], None] | None) -> None:
+    """The run's remaining epochs, each checkpointed to ``path``; stops early where the run diverges."""
+    history = state.history
+    while history["epoch"] < loop.config.epochs and history["diverged_step"] is None:
+        losses = _train_epoch(loop, state)
+        if losses is None or not _end_epoch(loop, state, losses, path):
+            return
+        if on_epoch is not None:
+            on_epoch(history["epoch"])
+
+
 def _train_epoch(loop: _Loop, state: _State) -> list[float] | None:
     """One epoch of optimizer steps: their losses, or None when the run diverged (the history says where)."""
     epoch = state.history["epoch"]
@@ -324,13 +278,6 @@ def _train_epoch(loop: _Loop, state: _State) -> list[float] | None:
             return None
         losses.append(value)
     return losses
-
-
-def fresh_train_set(config: StudyConfig, seed: int, epoch: int) -> Dataset:
-    """The ``train_samples`` training sequences of one epoch of a ``fresh_train`` study: generated from the training
-    split's digits with the stream ``(data_seed, run seed, epoch)``, the same in every process and on resume."""
-    return create_dataset(config.dataset, config.train_samples, split="train", seed=(config.data_seed, seed, epoch),
-                          size=config.size, frames_in=config.frames_in, frames_out=config.frames_out)
 
 
 def _step(loop: _Loop, state: _State, x: Tensor, y: Tensor, n: int) -> float | None:
@@ -386,41 +333,6 @@ def _end_epoch(loop: _Loop, state: _State, losses: list[float], path: Path) -> b
         loop.logger.epoch(history["epoch"], history["val_curve"][-1], model,
                           batch(loop.data.val, first_batch, loop.device)[0])
     return True
-
-
-class CheckpointWarning(UserWarning):
-    """A checkpoint could not be used: it was moved aside and its run starts again."""
-
-
-def set_aside(path: Path, why: str) -> Path:
-    """Move an unusable file to ``PATH.unreadable[-N]`` (never delete it) and warn once, naming both."""
-    target, n = path.with_name(path.name + ".unreadable"), 1
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.name}.unreadable-{n}")
-    os.replace(path, target)
-    warnings.warn(f"normrnn: {path} cannot be used ({why}); moved it to {target.name} and restarting that run "
-                  "from its first epoch", CheckpointWarning, stacklevel=2)
-    return target
-
-
-def read_checkpoint(path: Path, config_hash: str) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` if it is there, loads (``weights_only=True``) and belongs to this study;
-    otherwise ``None``, with an unusable file moved aside by :func:`set_aside`."""
-    if not path.exists():
-        return None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # garbage, truncated or empty: whatever torch.load raises, the file is unusable
-        set_aside(path, f"it cannot be loaded: {type(e).__name__}")
-        return None
-    if not isinstance(ckpt, dict) or not {"model", "optimizer", "scheduler", "history"} <= set(ckpt):
-        set_aside(path, "it is not a normrnn study checkpoint")
-        return None
-    if ckpt.get("config_hash", config_hash) != config_hash:
-        set_aside(path, f"it belongs to another study (config hash {ckpt['config_hash']}, this one {config_hash})")
-        return None
-    return ckpt
 
 
 def _step_seed(seed: int, epoch: int, rank: int) -> int:

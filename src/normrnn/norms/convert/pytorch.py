@@ -32,24 +32,7 @@ def from_torch(module: nn.Module, layout: str | Layout) -> nn.Module:
     if isinstance(module, nn.Identity):
         return Identity()
     if isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
-        k = len(module.normalized_shape)
-        if k > parsed.ndim - 1:
-            raise ValueError(f"normalized_shape {tuple(module.normalized_shape)} spans more axes than layout "
-                             f"{parsed.spelled!r} has after the batch")
-        reduce = parsed.letters[-k:]
-        if "C" not in reduce:
-            raise ValueError(f"normalized_shape {tuple(module.normalized_shape)} covers {parsed.spell(reduce)!r} "
-                             f"in layout {parsed.spelled!r}; expected it to include the channel axis")
-        C = tuple(module.normalized_shape)[reduce.index("C")]
-        axes, shape = (None, None) if reduce == "C" else (reduce, tuple(module.normalized_shape))
-        if isinstance(module, nn.RMSNorm):
-            eps = module.eps if module.eps is not None else torch.finfo(torch.float32).eps
-            new = RMSNorm(C, layout=parsed, reduce=reduce, eps=eps, affine=module.elementwise_affine,
-                          param_axes=axes, param_shape=shape, **factory)
-            return load_arrays(new, weight=module.weight)
-        new = LayerNorm(C, layout=parsed, reduce=reduce, eps=module.eps, affine=module.elementwise_affine,
-                        center=module.bias is not None, param_axes=axes, param_shape=shape, **factory)
-        return load_arrays(new, weight=module.weight, bias=module.bias)
+        return _from_trailing_norm(module, parsed, factory)
     if not isinstance(module, _SUPPORTED):
         raise ValueError(f"unsupported module {type(module).__name__}; expected LayerNorm, GroupNorm, BatchNorm*d, "
                          "SyncBatchNorm, InstanceNorm*d, RMSNorm or Identity")
@@ -76,3 +59,25 @@ def from_torch(module: nn.Module, layout: str | Layout) -> nn.Module:
         return load_arrays(new, weight=module.weight, bias=module.bias, running_mean=module.running_mean,
                      running_var=module.running_var, num_batches_tracked=module.num_batches_tracked)
     raise AssertionError(f"unreachable: {type(module).__name__} is in _SUPPORTED")
+
+
+def _from_trailing_norm(module: nn.LayerNorm | nn.RMSNorm, parsed: Layout, factory: dict) -> nn.Module:
+    """``nn.LayerNorm`` or ``nn.RMSNorm``, which normalize the trailing ``normalized_shape`` of ``parsed``."""
+    k = len(module.normalized_shape)
+    if k > parsed.ndim - 1:
+        raise ValueError(f"normalized_shape {tuple(module.normalized_shape)} spans more axes than layout "
+                         f"{parsed.spelled!r} has after the batch")
+    reduce = parsed.letters[-k:]
+    if "C" not in reduce:
+        raise ValueError(f"normalized_shape {tuple(module.normalized_shape)} covers {parsed.spell(reduce)!r} "
+                         f"in layout {parsed.spelled!r}; expected it to include the channel axis")
+    C = tuple(module.normalized_shape)[reduce.index("C")]
+    axes, shape = (None, None) if reduce == "C" else (reduce, tuple(module.normalized_shape))
+    if isinstance(module, nn.RMSNorm):
+        eps = module.eps if module.eps is not None else torch.finfo(torch.float32).eps
+        new = RMSNorm(C, layout=parsed, reduce=reduce, eps=eps, affine=module.elementwise_affine,
+                      param_axes=axes, param_shape=shape, **factory)
+        return load_arrays(new, weight=module.weight)
+    new = LayerNorm(C, layout=parsed, reduce=reduce, eps=module.eps, affine=module.elementwise_affine,
+                    center=module.bias is not None, param_axes=axes, param_shape=shape, **factory)
+    return load_arrays(new, weight=module.weight, bias=module.bias)

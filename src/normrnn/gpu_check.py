@@ -1,7 +1,7 @@
 """``make gpu-check``: one command that proves and measures the GPU path on one H100/H200 in about 6 minutes.
 
 On a CUDA machine it runs, from the working tree and installing nothing (``PYTHONPATH=src python3 -m
-normrnn.bench.gpu``; torch ≥ 2.4 and Triton ≥ 3.6 as the machine has them):
+normrnn.gpu_check``; torch ≥ 2.4 and Triton ≥ 3.6 as the machine has them):
 
 1. the CUDA tests: ``tests/test_triton.py``, every Triton case on the GPU against eager and the ``cuda``-marked
    test at the bench shape (it needs only pytest beside torch and Triton);
@@ -30,11 +30,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .._io import check_out_dir
+from ._io import check_out_dir
 
 __all__ = ["GPU_SHAPE", "REHEARSAL", "CheckShape", "kernel_bandwidth", "main", "measure"]
 
-ROOT = Path(__file__).resolve().parents[3]  # the working tree: src/normrnn/bench/gpu.py
+ROOT = Path(__file__).resolve().parents[2]  # the working tree: src/normrnn/gpu_check.py
 TARGETS = {"normalized ÷ bias-only (layer, group:8)": "≤ 1.05", "gate kernel ÷ copy bandwidth, forward": "≥ 0.80",
            "gate kernel ÷ copy bandwidth, forward+backward": "≥ 0.60", "naive loop ÷ normrnn": "≥ 1.5"}
 
@@ -95,7 +95,7 @@ def kernel_bandwidth(batch: int = 16, channels: int = 64, size: int = 64, *, rep
     """
     import torch
 
-    from ..kernels.triton import triton_lstm_gates
+    from .kernels.triton import triton_lstm_gates
 
     pre = torch.randn(batch, 4 * channels, size, size, device=device, requires_grad=True)
     c = torch.randn(batch, channels, size, size, device=device, requires_grad=True)
@@ -124,7 +124,7 @@ def kernel_bandwidth(batch: int = 16, channels: int = 64, size: int = 64, *, rep
 
 
 def _bench_cells(device: str, shape: CheckShape) -> list[dict[str, Any]]:
-    from .layers import CELL_BENCH, bench_layers
+    from .bench.layers import CELL_BENCH, bench_layers
 
     config = replace(CELL_BENCH, device=device, batch=shape.batch, in_channels=shape.in_channels,
                      hidden_channels=shape.channels, size=(shape.size, shape.size), steps=shape.steps,
@@ -134,7 +134,7 @@ def _bench_cells(device: str, shape: CheckShape) -> list[dict[str, Any]]:
 
 
 def _study(out: Path, device: str, preset: str) -> dict[str, Any]:
-    from ..study import load_config, run_study, write_report
+    from .study import load_config, run_study, write_report
 
     start = time.perf_counter()
     run_study(replace(load_config(preset), device=device), out / f"study-{preset}", progress=False)
@@ -177,7 +177,7 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 
 def _write(out: Path, result: dict[str, Any]) -> None:
-    from .._io import atomic_write_text
+    from ._io import atomic_write_text
 
     atomic_write_text(out / "gpu-check.json", json.dumps(result, indent=1, default=str) + "\n")
     atomic_write_text(out / "gpu-check.md", _markdown(result))
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if not torch.cuda.is_available():
-        from ..kernels.triton import triton_unavailable
+        from .kernels.triton import triton_unavailable
 
         why = triton_unavailable(interpreter=True)
         if why:

@@ -1,0 +1,120 @@
+"""Where a study's runs train: in this process (or each rank of a torchrun group), in a pool of local worker
+processes, or as Ray tasks. Each executor trains a run through :func:`~normrnn.study.directory.train_one`, so a run
+is claimed, trained and recorded the same way everywhere."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import StudyConfig
+from .data import Datasets, cached_datasets, load_datasets
+from .directory import known_runs, train_one, unfinished
+from .distributed import Rank
+from .grid import RunSpec
+
+__all__ = ["progress_bar", "run_as_worker", "run_in_pool", "run_locally", "run_on_ray"]
+
+
+def run_in_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_of: tuple[int, int] | None, *,
+                progress: bool, tensorboard: bool) -> None:
+    """The study's runs in ``config.workers`` local processes (:mod:`normrnn.study.pool`); the caller has written
+    what is decided once (:func:`~normrnn.study.directory.prepare`): the baselines, the precision, the cost table."""
+    from .pool import run_pool
+
+    def known() -> list[RunSpec]:
+        return known_runs(config, out, runs, shard_of)
+
+    todo = unfinished(out, known(), config.config_hash)
+    if not todo:
+        return
+    bar = progress_bar(0, enabled=progress, unit="run")
+    try:
+        run_pool(config, out, runs, shard_of, total=lambda: len(known()), progress=bar, tensorboard=tensorboard,
+                 done=lambda: len(known()) - len(unfinished(out, known(), config.config_hash)))
+    finally:
+        bar.close()
+
+
+def run_as_worker(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_of: tuple[int, int] | None, *,
+                  tensorboard: bool, poll: float) -> None:
+    """One process of a local pool: train the longest unclaimed run of the study, again and again; when every
+    unfinished run is claimed by another process, wait for one to free (a halving search adds runs as others finish,
+    and a process that dies releases its claim); return when every run is finished."""
+    data = load_datasets(config)
+    while True:
+        known = known_runs(config, out, runs, shard_of)
+        todo = sorted(unfinished(out, known, config.config_hash), key=lambda s: -s.depth)  # the longest first
+        if not todo:
+            return
+        if not any(train_one(config, out, spec, data, rank=Rank(), tensorboard=tensorboard) for spec in todo):
+            time.sleep(poll)
+
+
+def run_locally(config: StudyConfig, out: Path, todo: list[RunSpec], data: Datasets, *, progress: bool,
+                 rank: Rank, tensorboard: bool = False) -> None:
+    if config.threads is not None:
+        torch.set_num_threads(max(1, config.threads // rank.world_size))  # the processes share the cores
+    bar = progress_bar(len(todo) * config.epochs, enabled=progress)
+    try:
+        for i, spec in enumerate(todo):
+            ticks = [0]
+
+            def on_epoch(epoch: int, i: int = i, spec: RunSpec = spec, ticks: list[int] = ticks) -> None:
+                ticks[0] += 1
+                bar.update(1)
+                bar.set_postfix_str(f"run {i + 1}/{len(todo)} {spec.run_id} epoch {epoch}/{config.epochs}")
+
+            bar.set_postfix_str(f"run {i + 1}/{len(todo)} {spec.run_id}")
+            train_one(config, out, spec, data, rank=rank, on_epoch=on_epoch, tensorboard=tensorboard)
+            bar.update(config.epochs - ticks[0])  # resumed or skipped epochs, or another process's run
+    finally:
+        bar.close()
+
+
+def _ray_task(config: StudyConfig, out: str, spec: RunSpec) -> bool:
+    """One run inside a Ray worker; the worker keeps the data for the next run of the same study."""
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    return train_one(config, Path(out), spec, cached_datasets(config), rank=Rank())
+
+
+def run_on_ray(config: StudyConfig, out: Path, todo: list[RunSpec], *, progress: bool,
+                address: str | None) -> None:
+    """Submit each run as a Ray task (one GPU, or ``threads`` CPUs); the tasks write results themselves, so a
+    driver that dies loses nothing finished. Every node must see ``out`` (a shared file system)."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ValueError("expected Ray for executor='ray'; install it with: pip install 'normrnn[ray]'") from e
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address)
+    resources = {"num_gpus": 1} if config.device == "cuda" else {"num_cpus": config.threads or 1}
+    task = ray.remote(**resources)(_ray_task)
+    pending = {task.remote(config, str(out.resolve()), spec): spec for spec in todo}
+    bar = progress_bar(len(todo), enabled=progress and bool(todo), unit="run")
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            spec = pending.pop(done[0])
+            ray.get(done[0])  # re-raises the task's error
+            bar.update(1)
+            bar.set_postfix_str(spec.run_id)
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref)
+        raise
+    finally:
+        bar.close()
+        if started:
+            ray.shutdown()
+
+
+def progress_bar(total: int, *, enabled: bool, unit: str = "epoch") -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit=unit, disable=not enabled, dynamic_ncols=True, desc="study")
