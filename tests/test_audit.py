@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 from torch import nn
 
+from helpers import Ran, cli
 from normrnn import ConvGRU, ConvLSTM, audit
 
 
@@ -141,9 +140,9 @@ def test_cli_audit_exit_codes(tmp_path) -> None:
             from normrnn import ConvLSTM
             return ConvLSTM(1, 4, 3, norm="layer")
     """))
-    run = lambda factory: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "normrnn", "audit", factory, "--input-shape", "2,3,1,8,8", "--layout", "BTCHW"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    def run(factory: str) -> Ran:
+        return cli("audit", factory, "--input-shape", "2,3,1,8,8", "--layout", "BTCHW", cwd=tmp_path)
+
     buggy, clean = run("mymodels:buggy"), run("mymodels:clean")
     assert buggy.returncode == 1 and "[shared-running-stats] bn:" in buggy.stdout, buggy.stderr
     assert clean.returncode == 0 and "no findings" in clean.stdout, clean.stderr

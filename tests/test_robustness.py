@@ -1,7 +1,7 @@
 """Hostile input: every case of the robustness review, through the CLI where the case is a CLI case.
 
-A CLI case runs ``python -m normrnn`` in a subprocess and checks the exit code, that no traceback is printed,
-and that the one-line error names what was expected and what was got.
+A CLI case runs ``normrnn ARGS`` in this process (``helpers.cli``) and checks the exit code, that no traceback is
+printed, and that the one-line error names what was expected and what was got.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import dataclasses
 import json
 import os
 import stat
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pytest
 import torch
 
 from conftest import interrupt_after
+from helpers import assert_one_line_error, cli
 from normrnn._io import atomic_write_text
 from normrnn.study import RunSpec, StudyConfig, load_config, load_results, run_study, train_run
 from normrnn.study.checkpoint import CheckpointWarning, read_checkpoint
@@ -46,22 +45,6 @@ threads = 1
 """
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "default"}
-    return subprocess.run([sys.executable, "-m", "normrnn", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300, env=env)
-
-
-def assert_clean_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
-    """Exit 2, no traceback, and one line on stderr that contains every fragment."""
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-
-
 def _row(config: StudyConfig, norm: str, seed: int, mse: float) -> dict:
     return {"run_id": RunSpec(norm, "stacked", 1, seed, 1.0).run_id, "study": config.name,
             "config_hash": config.config_hash, "norm": norm, "topology": "stacked", "depth": 1, "seed": seed,
@@ -84,7 +67,7 @@ def test_report_refuses_two_different_studies_and_mixed_keeps_them_apart(tmp_pat
     _fake_study(tmp_path / "B", smoke, 53.0)
     _fake_study(tmp_path / "A", quick, 70.0)
     refused = cli("report", "B", "A", cwd=tmp_path)
-    assert_clean_error(refused, "refusing to merge different studies", "'epochs'", "'size'", "--mixed")
+    assert_one_line_error(refused, "refusing to merge different studies", "'epochs'", "'size'", "--mixed")
     mixed = cli("report", "B", "A", "--mixed", "--out", "both", cwd=tmp_path)
     assert mixed.returncode == 0, mixed.stderr
     md = (tmp_path / "both" / "report.md").read_text()
@@ -104,7 +87,7 @@ def test_a_changed_config_is_refused_even_without_study_json(tmp_path) -> None:
     (tmp_path / "run" / "study.json").unlink()
     (tmp_path / "tiny3.toml").write_text(TINY_TOML.replace("epochs = 2", "epochs = 3"))
     proc = cli("study", "--config", "tiny3.toml", "--out", "run", "--no-progress", cwd=tmp_path)
-    assert_clean_error(proc, "holds runs of a different study", TINY.config_hash)
+    assert_one_line_error(proc, "holds runs of a different study", TINY.config_hash)
     assert len(load_results(tmp_path / "run")) == 2  # nothing lost, nothing added
 
 
@@ -129,7 +112,7 @@ def test_zero_is_a_value_not_a_missing_flag(tmp_path, flag: str, expected: str |
         assert "none_stacked_d1_s0_lr1" in proc.stdout and "(in runs/results.jsonl)" in proc.stdout  # no '//'
         return
     proc = cli("train", "--preset", "smoke", "--out", "runs", flag, "0", cwd=tmp_path)
-    assert_clean_error(proc, expected)
+    assert_one_line_error(proc, expected)
     assert not (tmp_path / "runs").exists()
 
 
@@ -200,7 +183,7 @@ def test_bad_configs_and_flags_are_one_line_errors_before_any_work(tmp_path, tom
         (tmp_path / "bad.toml").write_text(f'preset = "smoke"\n{toml}\n')
         args += ["--config", "bad.toml"]
     proc = cli(*args, *flags, cwd=tmp_path)
-    assert_clean_error(proc, *expected)
+    assert_one_line_error(proc, *expected)
     assert not (tmp_path / "out").exists()  # nothing written: a corrected config is not refused later
 
 
@@ -208,7 +191,7 @@ def test_bad_configs_and_flags_are_one_line_errors_before_any_work(tmp_path, tom
 @pytest.mark.parametrize("nproc", ["1", "4"])
 def test_a_cuda_preset_without_cuda_fails_at_once(tmp_path, nproc: str) -> None:
     proc = cli("study", "--preset", "full", "--out", "out", "--nproc", nproc, cwd=tmp_path)
-    assert_clean_error(proc, "expected a CUDA device for device='cuda', but torch sees none")
+    assert_one_line_error(proc, "expected a CUDA device for device='cuda', but torch sees none")
     assert not (tmp_path / "out").exists()
 
 

@@ -4,27 +4,15 @@ shapes, audit failures, and damaged rows or files in a study directory."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import Ran, assert_one_line_error, cli
 from normrnn.study import load_results, write_report
 from normrnn.study.results import ResultsWarning
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "normrnn", *args], capture_output=True, text=True, timeout=300,
-                          cwd=cwd)
-
-
-def _one_line(out: subprocess.CompletedProcess, message: str) -> None:
-    assert out.returncode == 2, out.stderr
-    assert message in out.stderr and "Traceback" not in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -41,7 +29,7 @@ def _one_line(out: subprocess.CompletedProcess, message: str) -> None:
     (["bench", "layers", "--batch", "100000"], "expected at most 268,435,456 gate values"),
 ])
 def test_bad_bench_and_explain_flags_are_one_line_errors(args: list[str], message: str) -> None:
-    _one_line(_cli(*args), message)
+    assert_one_line_error(cli(*args), message)
 
 
 AUDITED = '''
@@ -92,7 +80,7 @@ def uncopyable():
 ])
 def test_audit_that_could_not_run_exits_2_in_one_line(tmp_path, factory: str, message: str) -> None:
     (tmp_path / "audited.py").write_text(AUDITED)
-    _one_line(_cli("audit", factory, "--input-shape", "2,4", "--layout", "BF", cwd=tmp_path), message)
+    assert_one_line_error(cli("audit", factory, "--input-shape", "2,4", "--layout", "BF", cwd=tmp_path), message)
 
 
 def _row(run_id: str, **changes) -> dict:
@@ -104,8 +92,8 @@ def _row(run_id: str, **changes) -> dict:
 
 def test_report_on_a_missing_or_empty_directory_says_which(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
-    _one_line(_cli("report", str(tmp_path / "typo"), cwd=tmp_path), "typo is not a directory")
-    _one_line(_cli("report", "empty", cwd=tmp_path), "no results in empty: expected results.jsonl")
+    assert_one_line_error(cli("report", str(tmp_path / "typo"), cwd=tmp_path), "typo is not a directory")
+    assert_one_line_error(cli("report", "empty", cwd=tmp_path), "no results in empty: expected results.jsonl")
     assert not (tmp_path / "typo").exists()
 
 
@@ -126,29 +114,25 @@ def test_report_skips_rows_with_bad_fields_and_names_damaged_files(tmp_path) -> 
 
 
 def test_study_settings_that_would_fail_late_fail_before_anything_is_written(tmp_path) -> None:
-    def study(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-        import os
-
-        return subprocess.run([sys.executable, "-m", "normrnn", "study", "--preset", "smoke", *args],
-                              capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                              env={**os.environ, **(env or {})})
+    def study(*args: str, env: dict | None = None) -> Ran:
+        return cli("study", "--preset", "smoke", *args, cwd=tmp_path, env=env)
 
     (tmp_path / "g3.toml").write_text('preset = "smoke"\nnorms = ["group:3"]\n')  # width 8
-    _one_line(study("--config", "g3.toml", "--out", "a"), "norms: 'group:3' does not fit width=8")
+    assert_one_line_error(study("--config", "g3.toml", "--out", "a"), "norms: 'group:3' does not fit width=8")
     (tmp_path / "mm.toml").write_text('preset = "smoke"\ndataset = "moving_mnist"\ndata_path = "nope.npy"\n')
-    _one_line(study("--config", "mm.toml", "--out", "a"), "expected data_path to name the files")
-    _one_line(study("--out", "a", env={"WORLD_SIZE": "abc"}), "environment variable WORLD_SIZE")
-    _one_line(study("--out", "a", env={"WORLD_SIZE": "3"}), "batch_size divisible by the number of processes (3)")
-    _one_line(study("--out", ""), "expected --out to name a directory, got ''")
+    assert_one_line_error(study("--config", "mm.toml", "--out", "a"), "expected data_path to name the files")
+    assert_one_line_error(study("--out", "a", env={"WORLD_SIZE": "abc"}), "environment variable WORLD_SIZE")
+    assert_one_line_error(study("--out", "a", env={"WORLD_SIZE": "3"}),
+                          "batch_size divisible by the number of processes (3)")
+    assert_one_line_error(study("--out", ""), "expected --out to name a directory, got ''")
     # a study that cannot fit in memory: one line, before the data are generated or a cell of that width is built
     (tmp_path / "wide.toml").write_text('preset = "smoke"\nwidth = 100000\n')
-    _one_line(study("--config", "wide.toml", "--out", "a"), "expected the study to fit in memory")
+    assert_one_line_error(study("--config", "wide.toml", "--out", "a"), "expected the study to fit in memory")
     (tmp_path / "many.toml").write_text('preset = "smoke"\ntrain_samples = 100000000\n')
-    _one_line(study("--config", "many.toml", "--plan"), "its data take 1907.3 GiB")
+    assert_one_line_error(study("--config", "many.toml", "--plan"), "its data take 1907.3 GiB")
     assert not (tmp_path / "a").exists()
-    out = subprocess.run([sys.executable, "-m", "normrnn", "train", "--preset", "smoke", "--seed", str(2**40),
-                          "--out", "a"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    _one_line(out, "expected seed to be an int >= 0 and <= 2147483647")
+    out = cli("train", "--preset", "smoke", "--seed", str(2**40), "--out", "a", cwd=tmp_path)
+    assert_one_line_error(out, "expected seed to be an int >= 0 and <= 2147483647")
 
 
 def test_a_directory_without_finished_runs_accepts_a_corrected_config(tmp_path) -> None:

@@ -13,6 +13,7 @@ import textwrap
 import pytest
 import torch
 
+from helpers import cli
 from normrnn import GRU, LSTM, BatchNorm, ConvLSTM, RecurrentBatchNorm
 from normrnn._loader import check_text, source_hash
 from normrnn.cli import main
@@ -339,8 +340,7 @@ def test_train_names_who_holds_its_run(tmp_path, capsys) -> None:
     run_dir.mkdir(parents=True)
     (run_dir / "claim.owner").write_text("process 4242 on node7\n")
     with FileLock(run_dir / "claim.lock"):
-        code = subprocess.run([sys.executable, "-m", "normrnn", "train", "--preset", "smoke", "--norm", "none",
-                               "--out", str(out), "--no-progress"], capture_output=True, text=True, timeout=300)
+        code = cli("train", "--preset", "smoke", "--norm", "none", "--out", str(out), "--no-progress")
     assert_one_line_error(code.returncode, code.stderr, "being trained by process 4242 on node7")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from conftest import assert_same_test_mse, interrupt_after, run_study_on_ray
+from helpers import assert_one_line_error, cli
 from normrnn._loader import source_hash
 from normrnn.layers import ConvLSTM
 from normrnn.study import RunSpec, StudyConfig, load_results, run, run_study, train_run
@@ -262,12 +262,7 @@ def test_bad_factories_fail_before_any_work_in_one_line(usermod, case: str) -> N
     flag, value, message = BAD[case]
     args = ["--model", "usermod:build", "--data", "usermod:load"]
     args[args.index(flag) + 1] = value
-    out = subprocess.run([sys.executable, "-m", "normrnn", "study", "--preset", "smoke", *args, "--out", "study"],
-                         cwd=usermod, capture_output=True, text=True, timeout=300,
-                         env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
-    assert out.returncode == 2, out.stderr
-    assert message in out.stderr and "Traceback" not in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+    assert_one_line_error(cli("study", "--preset", "smoke", *args, "--out", "study", cwd=usermod), message)
     assert not (usermod / "study").exists()  # nothing written
 
 

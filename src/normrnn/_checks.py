@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
+    import torch
     from torch import Tensor, nn
 
-__all__ = ["autocasting", "did_you_mean", "first_line", "input_like_parameters", "non_negative", "one_of",
+__all__ = ["Factory", "autocasting", "did_you_mean", "first_line", "input_like_parameters", "non_negative", "one_of",
            "positive_int"]
+
+
+class Factory(TypedDict):
+    """The ``device`` and ``dtype`` keywords a module passes on to the tensors and modules it creates (what torch
+    calls ``factory_kwargs``); typed, so that ``torch.empty(..., **factory)`` type-checks."""
+
+    device: torch.device | str | None
+    dtype: torch.dtype | None
 
 
 def did_you_mean(value: object, options: Iterable[str]) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import input_like_parameters, one_of, positive_int
+from .._checks import Factory, input_like_parameters, one_of, positive_int
 from ..kernels import get_backend, resolve_backend
 from ..norms import Norm, NormLike, NormSpec, call_norm
 from ..norms.functional import check_mask
@@ -118,7 +118,7 @@ class RecurrentCell(nn.Module):
         self.gate_probe: GateProbe | None = None  # set to observe the sigmoid gates, e.g. their saturation
         self._norm_kwargs = dict(norm_kwargs or {})
         self._compile_keys: dict[bool, str] = {}
-        factory = {"device": device, "dtype": dtype}
+        factory: Factory = {"device": device, "dtype": dtype}
         G, C = self.num_gates, hidden_channels
         self.weight_x = nn.Parameter(torch.empty(G * C, in_channels, *self.kernel_size, **factory))
         self.weight_h = nn.Parameter(torch.empty(G * C, C, *self.kernel_size, **factory))
@@ -159,7 +159,7 @@ class RecurrentCell(nn.Module):
 
     # -- construction ---------------------------------------------------------------------------------
 
-    def _build_extra_params(self, *, bias: bool, factory: dict) -> None:
+    def _build_extra_params(self, *, bias: bool, factory: Factory) -> None:
         """Create a subclass's own parameters (LSTM peepholes, the GRU's recurrent candidate bias)."""
 
     def _check_backend(self) -> None:
@@ -171,11 +171,11 @@ class RecurrentCell(nn.Module):
             raise ValueError(f"expected a gate backend that can run {type(self).__name__}(norm={self.norm_spec!r}), "
                              f"got {self.backend!r}: {why}")
 
-    def _make_norm(self, spec: NormSpec, gates: int, *, center: bool, factory: dict) -> nn.Module:
+    def _make_norm(self, spec: NormSpec, gates: int, *, center: bool, factory: Factory) -> nn.Module:
         return gate_norm(spec, self.hidden_channels, gates, scope=self.norm_scope, layout=self.layout,
                          center=center, **factory, **self._norm_kwargs)
 
-    def _build_norms(self, spec: NormSpec, factory: dict) -> None:
+    def _build_norms(self, spec: NormSpec, factory: Factory) -> None:
         """Create the gate norms; subclasses add their own (LSTM: the cell norm, GRU: the joint pair)."""
         if self.norm_inputs == "separate":
             self.norm_x = self._make_norm(spec, self.num_gates, center=False, factory=factory)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from .._checks import Factory
 from ..norms import NormSpec
 from .base import Conv, Dense, RecurrentCell
 from .gates import gru_gates
@@ -34,7 +35,7 @@ class _GRUBase(RecurrentCell):
             raise ValueError("expected recurrent_dropout=0 with reset_after=False (not implemented for that form)")
         super().__init__(in_channels, hidden_channels, kernel_size, **kwargs)
 
-    def _build_extra_params(self, *, bias: bool, factory: dict) -> None:
+    def _build_extra_params(self, *, bias: bool, factory: Factory) -> None:
         has = bias and self.reset_after  # reset before: the candidate has one bias, in the input projection
         self.bias_hn = nn.Parameter(torch.empty(self.hidden_channels, **factory)) if has else None
 
@@ -48,7 +49,7 @@ class _GRUBase(RecurrentCell):
     def _hidden_n(self, rh: Tensor) -> Tensor:
         return self.geometry.project(rh, self.weight_h[2 * self.hidden_channels :], recurrent=True)
 
-    def _build_norms(self, spec: NormSpec, factory: dict) -> None:
+    def _build_norms(self, spec: NormSpec, factory: Factory) -> None:
         super()._build_norms(spec, factory)
         if self.norm_inputs == "joint":
             self.norm_rz = self._make_norm(spec, 2, center=True, factory=factory)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import one_of
+from .._checks import Factory, one_of
 from ..norms import NormSpec, create_norm
 from .base import Conv, Dense, RecurrentCell
 from .gates import LSTMState, lstm_gates
@@ -66,11 +66,11 @@ class _LSTMBase(RecurrentCell):
         for key in [k for k in state_dict if k.startswith(old)]:
             state_dict[prefix + "state_norm." + key[len(old):]] = state_dict.pop(key)
 
-    def _build_extra_params(self, *, bias: bool, factory: dict) -> None:
+    def _build_extra_params(self, *, bias: bool, factory: Factory) -> None:
         shape = (3, self.hidden_channels, *(self.peephole_size or ()))  # (3, C) or elementwise (3, C, *S)
         self.weight_peephole = nn.Parameter(torch.empty(shape, **factory)) if self.peephole else None
 
-    def _build_norms(self, spec: NormSpec, factory: dict) -> None:
+    def _build_norms(self, spec: NormSpec, factory: Factory) -> None:
         super()._build_norms(spec, factory)
         if self.norm_inputs == "joint":
             self.norm_gates = self._make_norm(spec, 4, center=True, factory=factory)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import input_like_parameters, one_of, positive_int
+from .._checks import Factory, input_like_parameters, one_of, positive_int
 from ..cells import RecurrentCell, step_layout
 from ..cells.states import LayerState
 from ..norms.functional import check_mask
@@ -93,7 +93,7 @@ class RecurrentLayer(nn.Module):
         self.merge = merge
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
-        factory = {"device": device, "dtype": dtype}
+        factory: Factory = {"device": device, "dtype": dtype}
         conv = {} if kernel_size is None else {"kernel_size": kernel_size, "spatial_dims": spatial_dims}
         self.layers = nn.ModuleList()
         self.skips = nn.ModuleList()
@@ -110,7 +110,7 @@ class RecurrentLayer(nn.Module):
             c_in = c_out
         self.out_channels = c_in
 
-    def _projection(self, c_in: int, c_out: int, factory: dict) -> nn.Module:
+    def _projection(self, c_in: int, c_out: int, factory: Factory) -> nn.Module:
         """The residual path: identity when the channels match, else a 1×1 projection without bias."""
         if c_in == c_out:
             return nn.Identity()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .._checks import non_negative, positive_int
+from .._checks import Factory, non_negative, positive_int
 from .base import Description, GroupedStatsView, GroupNormView, Norm
 from .functional import NormAxes, norm_forward, plan_kernel
 from .layout import Layout
@@ -62,7 +62,7 @@ class AxisNorm(Norm):
         self.axes = NormAxes(self.layout, reduce, groups)
         self.eps = non_negative("eps", eps)
         self.param_axes, self.param_shape = self._resolve_params(param_axes, param_shape)
-        factory = {"device": device, "dtype": dtype}
+        factory: Factory = {"device": device, "dtype": dtype}
         use_scale = affine and scale
         use_center = affine and center and not self.rms
         self.weight = nn.Parameter(torch.empty(self.param_shape, **factory)) if use_scale else None

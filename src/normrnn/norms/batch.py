@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._checks import non_negative, one_of, positive_int
+from .._checks import Factory, non_negative, one_of, positive_int
 from .base import Description, Norm, check_step
 from .functional import NormAxes, RunningStats, mask_view, norm_forward, plan_kernel
 from .layout import Layout
@@ -108,7 +108,7 @@ class BatchNorm(Norm):
         self.var_estimator = var_estimator
         self.sync = sync
         self.process_group = process_group
-        factory = {"device": device, "dtype": dtype}
+        factory: Factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(num_channels, **factory)) if affine and scale else None
         self.bias = nn.Parameter(torch.empty(num_channels, **factory)) if affine and center else None
         if track_running_stats:

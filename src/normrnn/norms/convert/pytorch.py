@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..._checks import Factory
 from ..batch import BatchNorm
 from ..layout import Layout
 from ..modules import GroupNorm, Identity, InstanceNorm, LayerNorm, RMSNorm
@@ -28,7 +29,7 @@ def from_torch(module: nn.Module, layout: str | Layout) -> nn.Module:
     """
     parsed = Layout.parse(layout)
     ref = next(iter(module.parameters()), None)
-    factory = {} if ref is None else {"device": ref.device, "dtype": ref.dtype}
+    factory: Factory = {"device": None if ref is None else ref.device, "dtype": None if ref is None else ref.dtype}
     if isinstance(module, nn.Identity):
         return Identity()
     if isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
@@ -61,7 +62,7 @@ def from_torch(module: nn.Module, layout: str | Layout) -> nn.Module:
     raise AssertionError(f"unreachable: {type(module).__name__} is in _SUPPORTED")
 
 
-def _from_trailing_norm(module: nn.LayerNorm | nn.RMSNorm, parsed: Layout, factory: dict) -> nn.Module:
+def _from_trailing_norm(module: nn.LayerNorm | nn.RMSNorm, parsed: Layout, factory: Factory) -> nn.Module:
     """``nn.LayerNorm`` or ``nn.RMSNorm``, which normalize the trailing ``normalized_shape`` of ``parsed``."""
     k = len(module.normalized_shape)
     if k > parsed.ndim - 1:
