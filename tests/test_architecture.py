@@ -112,3 +112,16 @@ def test_the_report_loads_no_training_code(tmp_path: Path) -> None:
                 "normrnn.study.distributed", "normrnn.study.preflight", "normrnn.layers"}
     assert (tmp_path / "report.md").exists()
     assert training.isdisjoint(modules.split()), sorted(training & set(modules.split()))
+
+
+def test_the_package_names_are_one_list_that_type_checkers_see_too() -> None:
+    """``normrnn.__all__`` and the lazy loader come from ``_EXPORTS``; the ``TYPE_CHECKING`` imports (what IDEs and
+    mypy see) import exactly those names from exactly those subpackages, and each name loads."""
+    import normrnn
+
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    static = {(node.module, alias.name) for node in ast.walk(tree) if id(node) in _type_checking_nodes(tree)
+              and isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert static == {(module, name) for module, names in normrnn._EXPORTS.items() for name in names}
+    assert set(normrnn.__all__) == {*normrnn._HOME, "__version__"}
+    assert all(getattr(normrnn, name) is not None for name in normrnn.__all__)

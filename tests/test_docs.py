@@ -111,12 +111,14 @@ def test_no_raw_docstring_markup_reaches_the_site_and_math_renders(site: Path) -
 def test_every_study_setting_is_documented_with_its_allowed_values(site: Path) -> None:
     import dataclasses
 
+    from normrnn.cells import cell_kinds
     from normrnn.data import DATASETS
     from normrnn.study import StudyConfig, config
 
     html = _reference_html(site)["study"]
-    allowed = {"dataset": DATASETS, "cell": config.CELL_KINDS, "head": config.HEADS, "schedule": config.SCHEDULES,
-               "precision": config.PRECISIONS, "lr_search": config.LR_SEARCHES, "topologies": config.TOPOLOGIES,
+    allowed = {"dataset": DATASETS, "cell": cell_kinds(spatial=True), "head": config.HEADS,
+               "schedule": config.SCHEDULES, "precision": config.PRECISIONS, "lr_search": config.LR_SEARCHES,
+               "topologies": config.TOPOLOGIES,
                "norm_inputs": ("joint", "separate"), "norm_scope": ("per_gate", "all_gates")}
     for field in dataclasses.fields(StudyConfig):
         entry = _entry(html, f"normrnn.study.StudyConfig.{field.name}")

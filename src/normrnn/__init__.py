@@ -24,11 +24,14 @@ if TYPE_CHECKING:  # what type checkers and the docs see; at run time each name 
 
 # Importing normrnn does not import torch: the ``normrnn`` command decides OpenMP's wait policy before torch loads
 # (normrnn.cli.entry), and "normrnn --help" stays fast. Each name is imported from its subpackage on first use.
-_HOME = {"AuditReport": "auditing", "audit": "auditing", "ConvGRUCell": "cells", "ConvLSTMCell": "cells",
-         "GRUCell": "cells", "LSTMCell": "cells", "GRU": "layers", "LSTM": "layers", "ConvGRU": "layers",
-         "ConvLSTM": "layers", "BatchNorm": "norms", "GroupNorm": "norms", "Identity": "norms", "InstanceNorm": "norms",
-         "LayerNorm": "norms", "Layout": "norms", "RecurrentBatchNorm": "norms", "RMSNorm": "norms",
-         "create_norm": "norms", "explain": "norms"}
+_EXPORTS = {  # the one list of the package's names, by the subpackage each is loaded from
+    "auditing": ("AuditReport", "audit"),
+    "cells": ("ConvGRUCell", "ConvLSTMCell", "GRUCell", "LSTMCell"),
+    "layers": ("GRU", "LSTM", "ConvGRU", "ConvLSTM"),
+    "norms": ("BatchNorm", "GroupNorm", "Identity", "InstanceNorm", "LayerNorm", "Layout", "RecurrentBatchNorm",
+              "RMSNorm", "create_norm", "explain"),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
@@ -46,26 +49,4 @@ def __dir__() -> list[str]:
 __version__ = "0.2.0"
 """The installed version of normrnn."""
 
-__all__ = [
-    "GRU",
-    "LSTM",
-    "AuditReport",
-    "BatchNorm",
-    "ConvGRU",
-    "ConvGRUCell",
-    "ConvLSTM",
-    "ConvLSTMCell",
-    "GRUCell",
-    "GroupNorm",
-    "Identity",
-    "InstanceNorm",
-    "LSTMCell",
-    "LayerNorm",
-    "Layout",
-    "RMSNorm",
-    "RecurrentBatchNorm",
-    "__version__",
-    "audit",
-    "create_norm",
-    "explain",
-]
+__all__ = sorted([*_HOME, "__version__"])

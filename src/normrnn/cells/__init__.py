@@ -64,6 +64,7 @@ Schmidhuber 2000) are per-channel weights added after the gate norm: ``i += w_ci
 from .base import RecurrentCell
 from .gates import GateProbe, LSTMState, gru_gates, lstm_gates
 from .gru import ConvGRUCell, GRUCell
+from .kinds import CellKind, cell_kind, cell_kinds, register_cell_kind
 from .lstm import ConvLSTMCell, LSTMCell
 from .norms import gate_norm
 from .options import CellOptions, GRUOptions, LSTMOptions
@@ -71,6 +72,7 @@ from .projection import Geometry, step_layout
 from .states import CellState, LayerState
 
 __all__ = [
+    "CellKind",
     "CellOptions",
     "CellState",
     "ConvGRUCell",
@@ -84,8 +86,11 @@ __all__ = [
     "LSTMState",
     "LayerState",
     "RecurrentCell",
+    "cell_kind",
+    "cell_kinds",
     "gate_norm",
     "gru_gates",
     "lstm_gates",
+    "register_cell_kind",
     "step_layout",
 ]

@@ -12,6 +12,7 @@ from .._checks import Factory
 from ..norms import NormSpec
 from .base import Conv, Dense, RecurrentCell
 from .gates import gru_gates
+from .kinds import register_cell_kind
 from .options import CellOptions
 
 if TYPE_CHECKING:
@@ -119,3 +120,7 @@ class GRUCell(Dense, _GRUBase):
         >>> GRUCell(4, 6)(torch.randn(3, 4)).shape
         torch.Size([3, 6])
     """
+
+
+register_cell_kind("convgru", ConvGRUCell, spatial=True)
+register_cell_kind("gru", GRUCell, spatial=False)

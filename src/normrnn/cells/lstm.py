@@ -11,6 +11,7 @@ from .._checks import Factory, one_of
 from ..norms import NormSpec, create_norm
 from .base import Conv, Dense, RecurrentCell
 from .gates import LSTMState, lstm_gates
+from .kinds import register_cell_kind
 from .options import CellOptions
 
 if TYPE_CHECKING:
@@ -164,3 +165,7 @@ class LSTMCell(Dense, _LSTMBase):
         >>> h.shape
         torch.Size([3, 6])
     """
+
+
+register_cell_kind("convlstm", ConvLSTMCell, spatial=True)
+register_cell_kind("lstm", LSTMCell, spatial=False)

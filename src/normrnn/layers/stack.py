@@ -16,7 +16,7 @@ from ..cells.states import LayerState
 from ..norms.functional import check_mask
 from .recurrence import MERGES, Recurrence
 
-__all__ = ["RecurrentLayer"]
+__all__ = ["RecurrentLayer", "layer_for"]
 
 
 def _channels_list(hidden_channels: int | Sequence[int], num_layers: int) -> list[int]:
@@ -27,6 +27,9 @@ def _channels_list(hidden_channels: int | Sequence[int], num_layers: int) -> lis
         raise ValueError(f"expected hidden_channels to be an int or {num_layers} ints (one per layer), "
                          f"got {hidden_channels!r}")
     return out
+
+
+_LAYERS: dict[type[RecurrentCell], type[RecurrentLayer]] = {}  # cell class -> its layer class
 
 
 class RecurrentLayer(nn.Module):
@@ -54,6 +57,11 @@ class RecurrentLayer(nn.Module):
     """
 
     cell_class: type[RecurrentCell]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "cell_class" in cls.__dict__:  # the layer of one cell type, found from it by layer_for
+            _LAYERS[cls.cell_class] = cls
 
     def __init__(
         self,
@@ -274,3 +282,12 @@ class RecurrentLayer(nn.Module):
         if self.dropout:
             s += f", dropout={self.dropout}"
         return s
+
+
+def layer_for(cell: type[RecurrentCell]) -> type[RecurrentLayer]:
+    """The layer class that stacks ``cell`` over time (the subclass of :class:`RecurrentLayer` whose ``cell_class``
+    it is), e.g. ``layer_for(ConvLSTMCell)`` is :class:`~normrnn.layers.ConvLSTM`."""
+    if cell not in _LAYERS:
+        raise ValueError(f"expected a cell class with a layer ({', '.join(c.__name__ for c in _LAYERS)}), got "
+                         f"{getattr(cell, '__name__', cell)!r}")
+    return _LAYERS[cell]

@@ -14,6 +14,7 @@ from typing import Any
 
 from .._checks import did_you_mean
 from .._loader import check_text, source_hash
+from ..cells import cell_kinds
 from ..cells.init import RECURRENT_INITS
 from ..data import DATASETS, GENERATED
 from .checks import (
@@ -43,7 +44,6 @@ DEFAULT_NORMS = ("none", "layer", "group:8", "recurrent_batch", "instance", "rms
 STUDY_NORMS = ("none", "layer", "group:8", "recurrent_batch")  # bias-only, per-sample, grouped, batch statistics
 BASELINE = "none"  # bias-only: the reference of every comparison, cost ratio and answer in the report
 TOPOLOGIES = ("stacked", "residual")
-CELL_KINDS = ("convlstm", "convgru")
 HEADS = ("sigmoid", "linear")  # the forecaster's output: squashed into [0, 1], or left as is
 SCHEDULES = ("onecycle", "cosine", "constant")
 # keys added after studies were already on disk: at these values (what those studies ran) they stay out of the
@@ -74,7 +74,7 @@ _SCALAR_CHECKS: dict[str, Callable[[str, object], None]] = {
     "test_samples": lambda k, v: integer(k, v, minimum=1),
     "data_seed": lambda k, v: integer(k, v, minimum=0, maximum=MAX_SEED),
     "fresh_train": lambda k, v: kind(k, v, bool, "true or false"),
-    "cell": lambda k, v: choice(k, v, CELL_KINDS),
+    "cell": lambda k, v: choice(k, v, cell_kinds(spatial=True)),
     "width": lambda k, v: integer(k, v, minimum=1),
     "kernel_size": lambda k, v: integer(k, v, minimum=1),
     "patch": lambda k, v: integer(k, v, minimum=1),

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from .._checks import first_line
 from .._loader import FactoryExit, accepted, no_exit, resolve
-from ..layers import ConvGRU, ConvLSTM
+from ..cells import cell_kind
+from ..layers import layer_for
 
 if TYPE_CHECKING:
     from .config import StudyConfig
@@ -27,14 +28,13 @@ __all__ = ["Forecaster", "ModelConfig", "build_model", "model_settings"]
 
 ModelFactory = Callable[..., nn.Module]
 
-CELL_LAYERS = {"convlstm": ConvLSTM, "convgru": ConvGRU}
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """What the encoder-forecaster is built from."""
 
-    cell: str = "convlstm"  # convlstm | convgru
+    cell: str = "convlstm"  # a convolutional cell kind: convlstm | convgru (normrnn.cells.cell_kinds)
     depth: int = 2  # stacked layers in the encoder and in the forecaster
     width: int = 16  # hidden channels of every layer
     kernel_size: int = 3  # k x k recurrent convolutions
@@ -65,14 +65,13 @@ class Forecaster(nn.Module):
 
     def __init__(self, config: ModelConfig, *, frames_in: int = 10, frames_out: int = 10) -> None:
         super().__init__()
-        if config.cell not in CELL_LAYERS:
-            raise ValueError(f"expected cell to be one of {', '.join(CELL_LAYERS)}, got {config.cell!r}")
+        kind = cell_kind(config.cell, spatial=True)  # a ValueError naming the registered kinds
         if config.head not in ("sigmoid", "linear"):
             raise ValueError(f"expected head to be 'sigmoid' or 'linear', got {config.head!r}")
         self.config = config
         self.frames_out = frames_out
         c = config.channels * config.patch**2
-        layer = CELL_LAYERS[config.cell]
+        layer = layer_for(kind.cell)
         options = {"num_layers": config.depth, "norm": config.norm, "norm_inputs": config.norm_inputs,
                    "norm_scope": config.norm_scope, "residual": config.residual,
                    "forget_bias": config.forget_bias, "recurrent_init": config.recurrent_init}

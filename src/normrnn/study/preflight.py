@@ -145,9 +145,9 @@ def check_data_path(config: StudyConfig) -> None:
 
 def check_norms_fit(config: StudyConfig) -> None:
     """Every norm of the grid builds for the built-in model's width (``group:G`` must divide it), before any work."""
-    from ..cells import ConvGRUCell, ConvLSTMCell
+    from ..cells import cell_kind
 
-    cell = {"convlstm": ConvLSTMCell, "convgru": ConvGRUCell}[config.cell]
+    cell = cell_kind(config.cell).cell
     for norm in config.norms:
         try:
             cell(config.width, config.width, 1, norm=norm, norm_inputs=config.norm_inputs,
