@@ -64,3 +64,21 @@ def assert_one_line_error(ran: Ran, *fragments: str) -> None:
     assert len(lines) == 1, ran.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def result_row(*, norm: str = "none", topology: str = "stacked", depth: int = 1, seed: int = 0, lr_mult: float = 1.0,
+               test_mse: float | None = 5.0, diverged: bool = False, run_id: str | None = None,
+               **fields: object) -> dict:
+    """A synthetic row of ``results.jsonl``: the fields the report requires, and ``fields``; each a field of
+    :class:`~normrnn.study.rows.ResultRow` with its type (checked, so a test cannot write a row the reader would
+    skip)."""
+    from normrnn.study.grid import RunSpec
+    from normrnn.study.rows import FIELDS, row_problem
+
+    row = {"run_id": run_id or RunSpec(norm, topology, depth, seed, lr_mult).run_id, "norm": norm,
+           "topology": topology, "depth": depth, "seed": seed, "lr_mult": lr_mult, "test_mse": test_mse,
+           "diverged": diverged, **fields}
+    unknown = set(row) - {f.name for f in FIELDS}
+    assert not unknown, f"not ResultRow fields: {sorted(unknown)}"
+    assert row_problem(row) is None, row_problem(row)
+    return row

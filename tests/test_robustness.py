@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import interrupt_after
-from helpers import assert_one_line_error, cli
+from helpers import assert_one_line_error, cli, result_row
 from normrnn._io import atomic_write_text
 from normrnn.study import RunSpec, StudyConfig, load_config, load_results, run_study, train_run
 from normrnn.study.checkpoint import CheckpointWarning, read_checkpoint
@@ -46,11 +46,9 @@ threads = 1
 
 
 def _row(config: StudyConfig, norm: str, seed: int, mse: float) -> dict:
-    return {"run_id": RunSpec(norm, "stacked", 1, seed, 1.0).run_id, "study": config.name,
-            "config_hash": config.config_hash, "norm": norm, "topology": "stacked", "depth": 1, "seed": seed,
-            "lr_mult": 1.0, "test_mse": mse, "test_mae": mse, "test_ssim": 0.5, "test_psnr": 20.0, "diverged": False,
-            "diverged_step": None, "step_time_s": 1.0, "peak_mem_mb": 10.0, "loss_spikes": 0,
-            "gate_saturation_mean": 0.1, "val_curve": [mse], "train_curve": [mse]}
+    return result_row(norm=norm, seed=seed, test_mse=mse, study=config.name, config_hash=config.config_hash,
+                      test_mae=mse, test_ssim=0.5, test_psnr=20.0, diverged_step=None, step_time_s=1.0,
+                      peak_mem_mb=10.0, loss_spikes=0, gate_saturation_mean=0.1, val_curve=[mse], train_curve=[mse])
 
 
 def _fake_study(directory: Path, config: StudyConfig, mse: float) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Ran, assert_one_line_error, cli
+from helpers import Ran, assert_one_line_error, cli, result_row
 from normrnn.study import load_results, write_report
 from normrnn.study.results import ResultsWarning
 
@@ -84,10 +84,9 @@ def test_audit_that_could_not_run_exits_2_in_one_line(tmp_path, factory: str, me
 
 
 def _row(run_id: str, **changes) -> dict:
-    row = {"run_id": run_id, "norm": "none", "topology": "stacked", "depth": 1, "seed": 0, "lr_mult": 1.0,
-           "diverged": False, "test_mse": 5.0, "step_time_s": 0.1, "peak_mem_mb": 1.0, "loss_spikes": 0,
-           "val_curve": [5.0], "train_curve": [0.1]}
-    return {**row, **changes}
+    row = result_row(run_id=run_id, step_time_s=0.1, peak_mem_mb=1.0, loss_spikes=0, val_curve=[5.0],
+                     train_curve=[0.1])
+    return {**row, **changes}  # changes may be wrong on purpose
 
 
 def test_report_on_a_missing_or_empty_directory_says_which(tmp_path) -> None:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from conftest import assert_same_test_mse, interrupt_after, run_study_on_ray
+from helpers import result_row
 from normrnn.cli import main
 from normrnn.study import (
     RunSpec,
@@ -28,10 +29,10 @@ from normrnn.study import (
 )
 from normrnn.study.data import load_datasets
 from normrnn.study.directory import claim
+from normrnn.study.history import count_spikes
 from normrnn.study.metrics import frame_mae, frame_mse, psnr, ssim
 from normrnn.study.report import mean_ci, write_report
 from normrnn.study.results import append_result
-from normrnn.study.train import count_spikes
 
 TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4, epochs=3,
                    batch_size=4, norms=("none",), topologies=("stacked",), frames_in=3, frames_out=2)
@@ -165,12 +166,12 @@ def test_smoke_study_end_to_end_then_resume_skips_finished_runs(tmp_path, capsys
 
 def _row(norm: str, topology: str, seed: int, mse: float | None, lr_mult: float = 1.0) -> dict:
     ok = mse is not None
-    return {"run_id": f"{norm}_{topology}_s{seed}_lr{lr_mult}", "study": "synthetic", "norm": norm,
-            "topology": topology, "depth": 2, "seed": seed, "lr_mult": lr_mult, "test_mse": mse,
-            "test_mae": mse, "test_ssim": 0.5 if ok else None, "test_psnr": 20.0 if ok else None,
-            "diverged": not ok, "diverged_step": None if ok else 3, "step_time_s": 1.0 if norm == "none" else 1.1,
-            "peak_mem_mb": 10.0, "loss_spikes": 0, "gate_saturation_mean": 0.1 if ok else None,
-            "val_curve": [2 * mse, mse] if ok else [], "train_curve": []}
+    return result_row(norm=norm, topology=topology, depth=2, seed=seed, lr_mult=lr_mult, test_mse=mse,
+                      diverged=not ok, study="synthetic", test_mae=mse, test_ssim=0.5 if ok else None,
+                      test_psnr=20.0 if ok else None, diverged_step=None if ok else 3,
+                      step_time_s=1.0 if norm == "none" else 1.1, peak_mem_mb=10.0, loss_spikes=0,
+                      gate_saturation_mean=0.1 if ok else None, val_curve=[2 * mse, mse] if ok else [],
+                      train_curve=[])
 
 
 def test_report_separates_real_differences_from_noise(tmp_path) -> None:

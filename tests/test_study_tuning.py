@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import interrupt_after
+from helpers import result_row
 from normrnn.study import RunSpec, StudyConfig, expand_grid, load_results, run_study, train_run
 from normrnn.study.aggregate import aggregate, best_lr, median_range
 from normrnn.study.config import PRESETS
@@ -88,10 +89,9 @@ def test_a_checkpoint_from_before_saturation_curves_resumes(tmp_path, tiny_data)
 # --- best learning rate and successive halving -------------------------------------------------------------------
 
 def _row(norm: str, mult: float, seed: int, val: float | None, test: float, diverged: bool = False) -> dict:
-    return {"run_id": f"{norm}_{mult}_{seed}", "norm": norm, "topology": "stacked", "depth": 2, "seed": seed,
-            "lr_mult": mult, "val_mse": val, "test_mse": test, "diverged": diverged, "step_time_s": 1.0,
-            "peak_mem_mb": 1.0, "gate_saturation_mean": 0.0, "loss_spikes": 0, "val_curve": [], "train_curve": [],
-            "steps_to_learn": 5, "gate_saturation_curve": [0.1]}
+    return result_row(norm=norm, depth=2, seed=seed, lr_mult=mult, test_mse=test, diverged=diverged, val_mse=val,
+                      step_time_s=1.0, peak_mem_mb=1.0, gate_saturation_mean=0.0, loss_spikes=0, val_curve=[],
+                      train_curve=[], steps_to_learn=5, gate_saturation_curve=[0.1])
 
 
 def test_best_lr_is_chosen_by_validation_not_test_and_never_where_a_seed_diverged() -> None:

@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from .checks import canonical_norm
+from .rows import SUMMARIZED
 
 __all__ = ["METRICS", "Aggregate", "aggregate", "best_lr", "differ", "diverged_everywhere", "main_variants", "mean_ci",
            "median_range", "stability_frontier"]
 
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086]  # Student's t, two-sided 95%, df = 1..20
-METRICS = ("test_mse", "test_mae", "test_ssim", "test_psnr", "train_mse", "val_mse")
+METRICS = SUMMARIZED  # averaged with a 95% interval per variant: the ResultRow fields marked so
 Aggregate = dict[str, Any]
 
 

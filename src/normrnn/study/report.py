@@ -25,12 +25,12 @@ from .aggregate import Aggregate, aggregate, differ, diverged_everywhere, mean_c
 from .config import BASELINE
 from .plots import figure_markdown, plot_all
 from .results import ResultsWarning, load_cost, load_results
+from .rows import REQUIRED
 from .tables import all_tables, baselines_table, fmt, main_only, verdict
 
 __all__ = ["Report", "aggregate", "mean_ci", "summarize", "write_report"]
 
 
-_REPORTED = ("norm", "topology", "depth", "lr_mult", "diverged", "test_mse")  # a row without these cannot be reported
 
 
 def _directory_hash(directory: Path) -> tuple[str | None, dict[str, Any] | None]:
@@ -58,7 +58,7 @@ def _load_studies(directories: Sequence[str | Path], *, mixed: bool) -> dict[str
         default, identity = _directory_hash(d)
         by_hash: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in load_results(d):
-            missing = [k for k in _REPORTED if k not in row]
+            missing = [k for k in REQUIRED if k not in row]
             if missing:
                 warnings.warn(f"normrnn: skipped run {row['run_id']!r} of {d / 'results.jsonl'}: it lacks {missing}",
                               ResultsWarning, stacklevel=2)

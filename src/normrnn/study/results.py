@@ -1,6 +1,6 @@
 """A study directory's results: ``results.jsonl``, one JSON row per finished run, written by many processes.
 
-Reading needs nothing but this module, so a report never imports training.
+Reading needs nothing but this module and the row schema (:mod:`.rows`), so a report never imports training.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import os
 import warnings
 from pathlib import Path
 from typing import Any
+
+from .rows import row_problem
 
 __all__ = ["COST_FILE", "ResultsWarning", "append_result", "load_cost", "load_results"]
 
@@ -35,39 +37,13 @@ def load_results(directory: str | Path, *, warn: bool = True) -> list[dict[str, 
         except json.JSONDecodeError:
             why = "not valid JSON (torn by a crash, or damaged)"
         else:
-            why = _row_problem(row)
+            why = row_problem(row)
             if why is None:
                 rows.append(row)
                 continue
         if warn:
             warnings.warn(f"normrnn: skipped line {number} of {path}: {why}", ResultsWarning, stacklevel=2)
     return rows
-
-
-_NUMBER = (int, float)
-# field -> (types it may have, whether null is allowed): what the report and the resume logic read
-_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
-    "norm": ((str,), False), "topology": ((str,), False), "depth": ((int,), False), "seed": ((int,), False),
-    "lr_mult": (_NUMBER, False), "diverged": ((bool,), False), "test_mse": (_NUMBER, True),
-    "test_mae": (_NUMBER, True), "test_ssim": (_NUMBER, True), "test_psnr": (_NUMBER, True),
-    "train_mse": (_NUMBER, True), "step_time_s": (_NUMBER, True), "peak_mem_mb": (_NUMBER, True),
-    "loss_spikes": (_NUMBER, True), "val_curve": ((list,), True), "train_curve": ((list,), True),
-}
-
-
-def _row_problem(row: object) -> str | None:
-    """Why ``row`` is not a usable result row, or ``None``. Rows of other writers (tests, older versions) may
-    lack fields; a field that is there must have its type (a string ``test_mse`` would crash the report)."""
-    if not isinstance(row, dict) or not isinstance(row.get("run_id"), str) or not row["run_id"]:
-        return "not a result row (expected a JSON object with a 'run_id')"
-    for key, (types, nullable) in _FIELDS.items():
-        if key not in row:
-            continue
-        value = row[key]
-        if (value is None and not nullable) or (value is not None and (
-                not isinstance(value, types) or (isinstance(value, bool) and bool not in types))):
-            return f"run {row['run_id']!r} has {key}={value!r}, expected {' or '.join(t.__name__ for t in types)}"
-    return None
 
 
 def append_result(directory: str | Path, row: dict[str, Any]) -> bool:

@@ -26,27 +26,13 @@ from .data import Datasets, fresh_train_set, train_subset
 from .distributed import Rank, broadcast, current, global_mean, local_batch_size
 from .factories import batch, loss_function
 from .grid import RunSpec
-from .metrics import SATURATED, no_learning_guesses, plateaued, prediction_metrics, probed_cells, steps_to_learn
+from .history import NOT_EVALUATED, FinalMetrics, RunHistory, grew, result_row
+from .metrics import SATURATED, no_learning_guesses, prediction_metrics, probed_cells
 from .model import ModelFactory, build_model
 from .tensorboard import RunLogger
 
-__all__ = ["count_spikes", "saved_tensor_megabytes", "train_run"]
+__all__ = ["saved_tensor_megabytes", "train_run"]
 
-
-
-def grew(value: float, reference: float, factor: float) -> bool:
-    """Whether ``value`` rose above ``reference`` by more than ``(factor - 1) × |reference|``: for a positive loss,
-    ``value > factor × reference``; defined for losses of any sign (a log-space or NLL loss may be negative)."""
-    return value - reference > (factor - 1) * abs(reference)
-
-
-def count_spikes(losses: list[float], *, factor: float = 3.0, window: int = 50, warmup: int = 10) -> int:
-    """Steps whose loss :func:`grew` past ``factor`` × the running median of the previous ``window`` losses."""
-    spikes = 0
-    for i in range(warmup, len(losses)):
-        if grew(losses[i], statistics.median(losses[max(0, i - window) : i]), factor):
-            spikes += 1
-    return spikes
 
 
 def saved_tensor_megabytes(model: nn.Module, x: Tensor, y: Tensor) -> float:
@@ -173,7 +159,7 @@ def train_run(
     state = _resume(lambda: _start(config, spec, model_factory, device, rank, total_steps), ckpt_path,
                     config.config_hash, rank)
     history = state.history
-    logger = RunLogger(run_dir, purge_step=len(history["loss"])) if tensorboard and rank.is_main else None
+    logger = RunLogger(run_dir, purge_step=len(history.loss)) if tensorboard and rank.is_main else None
     loop = _Loop(config, spec, data, device, rank, sampler, local_batch, loss_function(config.loss),
                  _data_parallel(state.model, device) if rank.active else state.model, logger, on_step,
                  bf16=precision == "bf16")
@@ -183,9 +169,11 @@ def train_run(
                                                        device), device)
     if logger is not None:
         logger.close()
-    row = _result_row(config, spec, state.model, data, history, loop.memory, device, bf16=loop.bf16)
-    row["processes"] = rank.world_size
-    return row
+    final = NOT_EVALUATED if history.diverged_step is not None else _evaluate_final(config, state.model, data, device,
+                                                                                     bf16=loop.bf16)
+    row = result_row(config, spec, history, final, params=sum(p.numel() for p in state.model.parameters()),
+                     memory=loop.memory, floor=_learn_floor(config, data), bf16=loop.bf16, processes=rank.world_size)
+    return row.to_dict()
 
 
 @dataclass
@@ -195,7 +183,7 @@ class _State:
     model: nn.Module
     opt: torch.optim.Optimizer
     sched: Any
-    history: dict[str, Any]
+    history: RunHistory
 
 
 @dataclass
@@ -225,9 +213,7 @@ def _start(config: StudyConfig, spec: RunSpec, factory: ModelFactory | None, dev
     if rank.active:
         convert_sync_batchnorm(model)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
-    history = {"loss": [], "grad_norm": [], "step_time": [], "train_curve": [], "val_curve": [], "val_steps": [],
-               "gate_saturation_curve": [], "diverged_step": None, "epoch": 0}
-    return _State(model, opt, _make_scheduler(config, opt, lr, total_steps), history)
+    return _State(model, opt, _make_scheduler(config, opt, lr, total_steps), RunHistory())
 
 
 def _resume(start: Callable[[], _State], path: Path, config_hash: str, rank: Rank) -> _State:
@@ -241,10 +227,7 @@ def _resume(start: Callable[[], _State], path: Path, config_hash: str, rank: Ran
         state.model.load_state_dict(ckpt["model"])
         state.opt.load_state_dict(ckpt["optimizer"])
         state.sched.load_state_dict(ckpt["scheduler"])
-        state.history = ckpt["history"]
-        state.history.setdefault("gate_saturation_curve", [])  # checkpoints written before it was recorded
-        per_epoch = len(state.history["loss"]) // max(state.history["epoch"], 1)  # (epochs before val_steps)
-        state.history.setdefault("val_steps", [per_epoch * (e + 1) for e in range(len(state.history["val_curve"]))])
+        state.history = RunHistory.from_dict(ckpt["history"])
         return state
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
         if rank.is_main:
@@ -255,17 +238,17 @@ def _resume(start: Callable[[], _State], path: Path, config_hash: str, rank: Ran
 def _train_epochs(loop: _Loop, state: _State, path: Path, on_epoch: Callable[[int], None] | None) -> None:
     """The run's remaining epochs, each checkpointed to ``path``; stops early where the run diverges."""
     history = state.history
-    while history["epoch"] < loop.config.epochs and history["diverged_step"] is None:
+    while history.epoch < loop.config.epochs and history.diverged_step is None:
         losses = _train_epoch(loop, state)
         if losses is None or not _end_epoch(loop, state, losses, path):
             return
         if on_epoch is not None:
-            on_epoch(history["epoch"])
+            on_epoch(history.epoch)
 
 
 def _train_epoch(loop: _Loop, state: _State) -> list[float] | None:
     """One epoch of optimizer steps: their losses, or None when the run diverged (the history says where)."""
-    epoch = state.history["epoch"]
+    epoch = state.history.epoch
     torch.manual_seed(_step_seed(loop.spec.seed, epoch, loop.rank.rank))  # dropout etc.: per rank, per epoch
     losses = []
     train = fresh_train_set(loop.config, loop.spec.seed, epoch) if loop.config.fresh_train else loop.data.train
@@ -290,23 +273,23 @@ def _step(loop: _Loop, state: _State, x: Tensor, y: Tensor, n: int) -> float | N
     loss.backward()
     grad_norm = float(nn.utils.clip_grad_norm_(state.model.parameters(), config.clip or math.inf))  # 0: no clip
     value = global_mean(loss.detach(), n, loop.rank)  # the loss of the global batch
-    first = history["loss"][0] if history["loss"] else value
+    first = history.loss[0] if history.loss else value
     if not (math.isfinite(value) and math.isfinite(grad_norm)) or grew(value, first, config.divergence_bound):
-        history["diverged_step"] = len(history["loss"])
-        history["loss"].append(value if math.isfinite(value) else None)
+        history.diverged_step = len(history.loss)
+        history.loss.append(value if math.isfinite(value) else None)
         return None
     state.opt.step()
     state.sched.step()
     state.opt.zero_grad(set_to_none=True)
     if loop.device.type == "cuda":
         torch.cuda.synchronize()
-    history["step_time"].append(time.perf_counter() - start)
-    history["loss"].append(value)
-    history["grad_norm"].append(grad_norm)
+    history.step_time.append(time.perf_counter() - start)
+    history.loss.append(value)
+    history.grad_norm.append(grad_norm)
     if loop.logger is not None:
-        loop.logger.step(len(history["loss"]) - 1, value, grad_norm)
+        loop.logger.step(len(history.loss) - 1, value, grad_norm)
     if loop.on_step is not None:
-        loop.on_step(len(history["loss"]))
+        loop.on_step(len(history.loss))
     return value
 
 
@@ -316,21 +299,22 @@ def _end_epoch(loop: _Loop, state: _State, losses: list[float], path: Path) -> b
     val = evaluate(model, loop.data.val, batch_size=eval_batch(config), device=loop.device, bf16=loop.bf16,
                    gates=True, loss=config.loss)
     if not math.isfinite(val["mse"]):
-        history["diverged_step"] = len(history["loss"])
+        history.diverged_step = len(history.loss)
         return False
-    history["train_curve"].append(statistics.fmean(losses))
-    history["val_curve"].append(val["mse"])
-    history["val_steps"].append(len(history["loss"]))
+    history.train_curve.append(statistics.fmean(losses))
+    history.val_curve.append(val["mse"])
+    history.val_steps.append(len(history.loss))
     if val["gate_saturation"]:
-        history["gate_saturation_curve"].append(statistics.fmean(val["gate_saturation"]))
-    history["epoch"] += 1
+        history.gate_saturation_curve.append(statistics.fmean(val["gate_saturation"]))
+    history.epoch += 1
     if loop.rank.is_main:
         checkpoint = {"model": model.state_dict(), "optimizer": state.opt.state_dict(),
-                      "scheduler": state.sched.state_dict(), "history": history, "config_hash": config.config_hash}
+                      "scheduler": state.sched.state_dict(), "history": history.to_dict(),
+                      "config_hash": config.config_hash}
         atomic_write(path, lambda f: torch.save(checkpoint, f))
     if loop.logger is not None:
         first_batch = torch.arange(min(config.batch_size, len(loop.data.val)))
-        loop.logger.epoch(history["epoch"], history["val_curve"][-1], model,
+        loop.logger.epoch(history.epoch, history.val_curve[-1], model,
                           batch(loop.data.val, first_batch, loop.device)[0])
     return True
 
@@ -356,45 +340,15 @@ def _peak_memory(model: nn.Module, x: Tensor, y: Tensor, device: torch.device) -
     return saved_tensor_megabytes(model, x, y)
 
 
-def _result_row(config: StudyConfig, spec: RunSpec, model: nn.Module, data: Datasets, history: dict[str, Any],
-                memory: float, device: torch.device, *, bf16: bool) -> dict[str, Any]:
-    diverged = history["diverged_step"] is not None
-    none = {"mse": None, "mae": None, "ssim": None, "psnr": None, "gate_saturation": None}
-    metrics, train_mse = none, None
-    if not diverged:
-        metrics = evaluate(model, data.test, batch_size=eval_batch(config), device=device, bf16=bf16,
-                           gates=True)
-        train_mse = evaluate(model, train_subset(data), batch_size=eval_batch(config), device=device,
-                             bf16=bf16)["mse"]
-        if not all(math.isfinite(v) for v in (metrics["mse"], metrics["mae"], train_mse)):
-            diverged = True  # non-finite weights after the last step: a result, recorded as diverged there
-            history["diverged_step"] = len(history["loss"])
-            metrics, train_mse = none, None
-    times = history["step_time"][1:] or history["step_time"]  # the first step includes one-time set-up
-    grads = [g for g in history["grad_norm"] if g is not None]
-    saturation = metrics["gate_saturation"]
-    losses = [v for v in history["loss"] if v is not None]
-    floor: float | None = no_learning_loss(train_subset(data), config.loss)
-    if not math.isfinite(floor):  # e.g. 1 - correlation, undefined for a constant prediction
-        floor = None
-    return {
-        "run_id": spec.run_id, "study": config.name, "config_hash": config.config_hash, "cell": config.cell,
-        "norm": spec.norm, "topology": spec.topology, "depth": spec.depth, "seed": spec.seed, "lr_mult": spec.lr_mult,
-        "test_mse": metrics["mse"], "test_mae": metrics["mae"], "test_ssim": metrics["ssim"],
-        "test_psnr": metrics["psnr"], "train_mse": train_mse, "diverged": diverged,
-        "diverged_step": history["diverged_step"],
-        "step_time_s": statistics.median(times) if times else None,  # sequential runs: noisy, see cost.json
-        "peak_mem_mb": memory,
-        "loss_spikes": count_spikes(losses), "grad_norm_mean": statistics.fmean(grads) if grads else None,
-        "grad_norm_max": max(grads) if grads else None,
-        "gate_saturation": saturation, "gate_saturation_mean": statistics.fmean(saturation) if saturation else None,
-        "params": sum(p.numel() for p in model.parameters()), "epochs": history["epoch"],
-        "train_curve": history["train_curve"], "val_curve": history["val_curve"], "val_steps": history["val_steps"],
-        "plateau": None if diverged else plateaued(history["val_curve"], history["val_steps"]),
-        "val_mse": history["val_curve"][-1] if history["val_curve"] and not diverged else None,
-        "learn_floor_loss": floor, "steps_to_learn": None if floor is None else steps_to_learn(history["loss"], floor),
-        **({} if floor is not None else {"learn_floor_note": f"loss {config.loss} is not finite for the no-learning "
-                                                            "predictors (constant frames), so steps to learn is "
-                                                            "undefined"}),
-        "gate_saturation_curve": history["gate_saturation_curve"], "precision": "bf16" if bf16 else "fp32",
-    }
+def _evaluate_final(config: StudyConfig, model: nn.Module, data: Datasets, device: torch.device, *,
+                    bf16: bool) -> FinalMetrics:
+    """The test metrics (with gate saturation) and the train MSE of the trained model."""
+    test = evaluate(model, data.test, batch_size=eval_batch(config), device=device, bf16=bf16, gates=True)
+    train = evaluate(model, train_subset(data), batch_size=eval_batch(config), device=device, bf16=bf16)
+    return FinalMetrics(test, train["mse"])
+
+
+def _learn_floor(config: StudyConfig, data: Datasets) -> float | None:
+    """The no-learning loss on the training subset, or None where the loss is not finite for those predictors."""
+    floor = no_learning_loss(train_subset(data), config.loss)
+    return floor if math.isfinite(floor) else None  # e.g. 1 - correlation, undefined for a constant prediction
