@@ -143,7 +143,7 @@ def test_unsupported_cells_get_a_one_line_reason(kwargs: dict, match: str) -> No
     with pytest.raises(ValueError, match=match) as info:
         ConvLSTMCell(3, 4, 3, backend="triton", **kwargs)
     assert "\n" not in str(info.value)
-    with pytest.raises(ValueError, match="no Triton GRU block"):
+    with pytest.raises(ValueError, match="no fused GRU block"):
         ConvGRUCell(3, 4, 3, backend="triton")
 
 

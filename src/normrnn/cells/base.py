@@ -13,6 +13,7 @@ from .._checks import Factory, input_like_parameters, one_of, positive_int
 from ..kernels import get_backend, resolve_backend
 from ..norms import Norm, NormLike, NormSpec, call_norm
 from ..norms.functional import check_mask
+from .fusion import FusedLSTMBlock
 from .gates import GateProbe, NormFn
 from .gates import activation as activation_fn
 from .init import RECURRENT_INITS, check_rates, init_recurrent_weight
@@ -132,8 +133,6 @@ class RecurrentCell(nn.Module):
         self._build_extra_params(bias=bias, factory=factory)
         self.reset_parameters()
         self._check_backend()
-
-    # -- geometry, kept as attributes for callers ---------------------------------------------------------
 
     @property
     def spatial_dims(self) -> int:
@@ -319,6 +318,10 @@ class RecurrentCell(nn.Module):
         if key is None:
             key = self._compile_keys[self.training] = f"{self!r} training={self.training}"
         return key
+
+    def fused_block(self) -> FusedLSTMBlock | str:
+        """This cell's gate block as a fused kernel computes it, or why it has none (:mod:`.fusion`)."""
+        return f"there is no fused {self.kind.upper()} block yet"
 
     def gate_backend(self, device: torch.device, mask: Tensor | None = None) -> str:
         """The name of the gate backend that runs for inputs on ``device`` (``"auto"`` resolved; eager where the

@@ -10,9 +10,10 @@ from torch import Tensor, nn
 from .._checks import Factory, one_of
 from ..norms import NormSpec, create_norm
 from .base import Conv, Dense, RecurrentCell
+from .fusion import FusedLSTMBlock, fused_lstm_block
 from .gates import LSTMState, lstm_gates
 from .kinds import register_cell_kind
-from .options import CellOptions
+from .options import CellOptions, LSTMOptions
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -22,6 +23,7 @@ __all__ = ["NORM_CELL", "PEEPHOLES", "PEEPHOLE_PLACEMENTS", "ConvLSTMCell", "LST
 NORM_CELL = ("none", "output", "carried")
 PEEPHOLES = (False, True, "channel", "elementwise")  # True is "channel": per-channel weights, any resolution
 PEEPHOLE_PLACEMENTS = ("after_norm", "before_norm")
+_OPTIONS = tuple(sorted(LSTMOptions.__optional_keys__))  # every option an LSTM cell takes
 
 
 class _LSTMBase(RecurrentCell):
@@ -95,6 +97,9 @@ class _LSTMBase(RecurrentCell):
             state_norm=self.bind_norm(self.state_norm, t, mask), norm_cell=self.norm_cell, probe=self.gate_probe,
             act=self.act, gate_act=self.gate_act, peephole_before_norm=self.peephole_placement == "before_norm",
         )
+
+    def fused_block(self) -> FusedLSTMBlock | str:
+        return fused_lstm_block(self, _OPTIONS)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

@@ -1,17 +1,21 @@
 """Gate blocks and the registry that picks one per call: eager, compiled, fused and triton.
 
-- :mod:`.registry`: the :class:`GateBackend` objects, :func:`register_backend`, ``"auto"`` resolution;
-- :mod:`.compile`: :class:`CompiledBlock`, ``torch.compile(fullgraph=True)`` with a loud fallback;
-- :mod:`.fused`: :func:`fused_lstm_gates`, one memory-light autograd op for a group-normalized LSTM block;
+- :mod:`.registry`: :class:`GateBackend`, the eager backend, :func:`register_backend`, ``"auto"`` resolution;
+- :mod:`.compile`: :class:`CompiledBlock`, ``torch.compile(fullgraph=True)`` with a loud fallback, and the
+  ``compiled`` backend;
+- :mod:`.fused`: :func:`fused_lstm_gates`, one memory-light autograd op for a group-normalized LSTM block, and the
+  ``fused`` backend;
 - :mod:`.triton`: :func:`triton_lstm_gates`, the same block as Triton kernels (CUDA, or CPU under
-  ``TRITON_INTERPRET=1``); Triton itself is imported only when a kernel first runs.
+  ``TRITON_INTERPRET=1``; Triton itself is imported only when a kernel first runs), and the ``triton`` backend.
+
+Each backend registers itself in its own module, which this package imports (adding one: one module and one import
+here).
 """
 
 from .compile import CompiledBlock, CompileFallbackWarning, configure_compile
 from .fused import fused_lstm_gates
 from .registry import (
     GateBackend,
-    TritonBackend,
     auto_backend,
     backend_names,
     get_backend,
@@ -20,7 +24,7 @@ from .registry import (
     resolve_backend,
     unregister_backend,
 )
-from .triton import triton_lstm_gates, triton_unavailable
+from .triton import TritonBackend, triton_lstm_gates, triton_unavailable
 
 __all__ = [
     "CompileFallbackWarning",

@@ -39,12 +39,18 @@ import os
 import re
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["ELEMENT_BLOCK", "STATS_BLOCK", "triton_lstm_gates", "triton_unavailable"]
+from .registry import GateBackend, register_backend
+
+if TYPE_CHECKING:
+    from ..cells import RecurrentCell
+    from ..cells.states import CellState
+
+__all__ = ["ELEMENT_BLOCK", "STATS_BLOCK", "TritonBackend", "triton_lstm_gates", "triton_unavailable"]
 
 ELEMENT_BLOCK = 1024  # elements per program of the elementwise kernels
 STATS_BLOCK = 1024  # elements per sweep step of the statistics kernel
@@ -252,3 +258,39 @@ def triton_lstm_gates(pre: Tensor, c: Tensor, weight: Tensor | None = None, shif
     state = c.reshape(B, C4 // 4, S).contiguous()  # (B, C, S)
     h, c_new = _TritonLSTMGates.apply(flat, state, weight, shift, _Norm(groups, float(eps), rms))
     return h.reshape(c.shape), c_new.reshape(c.shape)
+
+
+class TritonBackend(GateBackend):
+    """The LSTM gate block as Triton kernels (:func:`triton_lstm_gates`), forward and backward, for a joint per-gate
+    norm with per-(sample, group) statistics: ``none``, ``layer``, ``group:G``, ``rms``. Runs on CUDA, and on CPU
+    under ``TRITON_INTERPRET=1`` (the tests). Opt-in: ``"auto"`` keeps ``compiled`` on CUDA until a GPU
+    measurement (``make gpu-check``) shows this is faster. Masks need no special care: the statistics are per
+    sample, and the layer keeps padded samples' states."""
+
+    name = "triton"
+    priority = -1
+
+    def prefers(self, device: torch.device) -> bool:
+        return False
+
+    def unsupported(self, cell: RecurrentCell) -> str | None:
+        block = cell.fused_block()
+        why = triton_unavailable() or (block if isinstance(block, str) else None)
+        if why is None and not isinstance(block, str) and block.normalized and block.stats is None:
+            why = (f"it needs a joint gate norm with per-sample statistics over channel groups and positions "
+                   f"(none, layer, group:G, rms), got norm={cell.norm_spec!r}")
+        return why
+
+    def __call__(self, cell: RecurrentCell, gx: Tensor, gh: Tensor | None, state: CellState, t: int,
+                 mask: Tensor | None) -> CellState:
+        block = cell.fused_block()
+        assert not isinstance(block, str)  # unsupported() said so at construction
+        pre = gx if gh is None else gx + gh
+        view = block.stats
+        if view is None:
+            return triton_lstm_gates(pre, state[1], None, block.bias)
+        shift = view.bias if view.bias is not None else block.bias
+        return triton_lstm_gates(pre, state[1], view.weight, shift, groups=view.groups, eps=view.eps, rms=view.rms)
+
+
+register_backend(TritonBackend())

@@ -58,7 +58,7 @@ class ResultRow:
     val_mse: float | None = field(metadata=_meta("MSE", "lower", summary="mean_ci"))
     learn_floor_loss: float | None = field(metadata=_meta())
     steps_to_learn: int | None = field(metadata=_meta("steps", "lower"))
-    learn_floor_note: str | None = field(default=None, metadata=_meta(omit_none=True))  # why steps_to_learn is undefined
+    learn_floor_note: str | None = field(default=None, metadata=_meta(omit_none=True))  # why no steps_to_learn
     gate_saturation_curve: list[float] = field(metadata=_meta("fraction", "lower"))  # per epoch
     precision: str = field(metadata=_meta())  # fp32 | bf16
     processes: int = field(default=1, metadata=_meta())  # data-parallel ranks that trained it
