@@ -45,10 +45,9 @@ def positive_int(name: str, value: object) -> int:
 
 def non_negative(name: str, value: object) -> float:
     """``value`` as a float if it is a finite real number >= 0 (not a bool): NaN would pass a plain ``< 0`` check."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not 0 <= value < float("inf"):  # type: ignore[operator]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
         raise ValueError(f"expected {name} to be a finite number >= 0, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
 def one_of(name: str, value: str, options: tuple[str, ...]) -> str:

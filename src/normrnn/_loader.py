@@ -130,9 +130,9 @@ def _imported_files(path: str, root: Path, seen: set[str]) -> None:
                 continue
             names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
         for name in names:
-            found = _module_file(name) if name else None
-            if found is not None:
-                _add_file(found, root, seen)
+            file = _module_file(name) if name else None
+            if file is not None:
+                _add_file(file, root, seen)
 
 
 def _add_file(path: str, root: Path, seen: set[str]) -> None:

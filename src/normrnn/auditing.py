@@ -253,7 +253,9 @@ def _describe(module: nn.Module, use: NormUse, parsed: Layout, sizes: dict[str, 
     else:
         channels = getattr(module, "num_features", getattr(module, "num_channels", None))
         letters, use.ambiguous = _infer(shape, channels, 1, parsed, sizes)
-        use.param_shape = (channels,) if getattr(module, "weight", None) is not None else ()
+        use.param_shape = ()
+        if channels is not None and getattr(module, "weight", None) is not None:
+            use.param_shape = (int(channels),)
         if isinstance(module, nn.GroupNorm):
             reduced, use.spec = letters[1:], f"group:{module.num_groups} (reduce={letters[1:]})"
         elif isinstance(module, nn.modules.instancenorm._InstanceNorm):

@@ -311,6 +311,8 @@ def create_dataset(
     elif name in ("moving_mnist", "moving_mnist_idx"):
         if path is None:
             raise ValueError(f"dataset {name!r} needs a path to its files")
+        if not isinstance(seed, int):
+            raise ValueError(f"dataset {name!r} reads fixed files: expected an int seed, got {seed!r}")
         if name == "moving_mnist_idx":
             video = moving_mnist_from_idx(path, n, split=split, seed=seed, size=size, steps=steps)
         else:

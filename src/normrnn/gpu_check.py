@@ -243,10 +243,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{tests['summary']}")
         return 0 if tests["returncode"] in (0, 5) else tests["returncode"]  # 5: pytest collected nothing
     print(f"gpu-check on {torch.cuda.get_device_name()}: tests", flush=True)
-    tests = [_pytest(["tests/test_triton.py"])]
-    measure(Path(args.out), "cuda", GPU_SHAPE, tests=tests, study=not args.skip_study)
+    runs = [_pytest(["tests/test_triton.py"])]
+    measure(Path(args.out), "cuda", GPU_SHAPE, tests=runs, study=not args.skip_study)
     print((Path(args.out) / "gpu-check.md").read_text())
-    return 0 if all(t["returncode"] in (0, 5) for t in tests) else 1
+    return 0 if all(t["returncode"] in (0, 5) for t in runs) else 1
 
 
 if __name__ == "__main__":

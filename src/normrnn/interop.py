@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from torch import nn
@@ -108,7 +108,7 @@ def convlstm_from_keras(weights: Sequence[Any], config: Mapping[str, Any]) -> Co
     if data_format not in ("channels_last", "channels_first"):  # Keras stores (*k, C_in, 4C) kernels for both
         raise ValueError(f"unsupported Keras config data_format={config.get('data_format')!r}; expected "
                          "'channels_last' or 'channels_first'")
-    activations = {"activation": _keras_activation(config, "activation", "tanh"),
+    activations: dict[str, Any] = {"activation": _keras_activation(config, "activation", "tanh"),
                    "recurrent_activation": _keras_activation(config, "recurrent_activation", "sigmoid")}
     k, c_in, gates = kernel.shape[:d], kernel.shape[d], kernel.shape[-1]
     C = int(config.get("filters", gates // 4))
@@ -230,9 +230,9 @@ def from_tf1_convlstm_cell(variables: Mapping[str, Any], *, normalize: bool = Tr
     cell = model.cell(0)
     if normalize:
         (gj, bj), (gi, bi), (gf, bf), (go, bo), (gc, bc) = _tf1_layer_norms(variables, "", 5)
-        load_arrays(cell.norm_gates, weight=np.concatenate([gi, gf, gj, go]),
+        load_arrays(cast(nn.Module, cell.norm_gates), weight=np.concatenate([gi, gf, gj, go]),
                     bias=np.concatenate([bi, bf + forget_bias, bj, bo]))  # the constant forget bias joins β_f
-        load_arrays(cell.state_norm, weight=gc, bias=bc)
+        load_arrays(cast(nn.Module, cell.state_norm), weight=gc, bias=bc)
     else:
         bias = _tf1_blocks(arrays["bias"], _TF1_LSTM_ORDER).copy()
         bias[C : 2 * C] += forget_bias
@@ -270,8 +270,8 @@ def from_tf1_convgru_cell(variables: Mapping[str, Any], *, normalize: bool = Tru
     if normalize:
         (gr, br), (gu, bu) = _tf1_layer_norms(variables, "gates/", 2)
         ((gn, bn),) = _tf1_layer_norms(variables, "candidate/", 1)
-        load_arrays(cell.norm_rz, weight=np.concatenate([gr, gu]), bias=np.concatenate([br, bu]))
-        load_arrays(cell.norm_n, weight=gn, bias=bn)
+        load_arrays(cast(nn.Module, cell.norm_rz), weight=np.concatenate([gr, gu]), bias=np.concatenate([br, bu]))
+        load_arrays(cast(nn.Module, cell.norm_n), weight=gn, bias=bn)
     else:
         tensors["bias"] = np.concatenate([arrays["gates/bias"], arrays["candidate/bias"]])
     load_arrays(cell, **tensors)
@@ -294,7 +294,7 @@ def rnn_from_torch(module: nn.LSTM | nn.GRU) -> LSTM | GRU:
     if getattr(module, "proj_size", 0):
         raise ValueError(f"torch.nn.LSTM with proj_size={module.proj_size} is not supported")
     cls = LSTM if isinstance(module, nn.LSTM) else GRU
-    ref = module.weight_ih_l0
+    ref = cast(nn.Parameter, module.weight_ih_l0)  # nn.Module types its attributes Tensor | Module
     new = cls(module.input_size, module.hidden_size, num_layers=module.num_layers, bias=module.bias,
               batch_first=module.batch_first, dropout=float(module.dropout), bidirectional=module.bidirectional,
               device=ref.device, dtype=ref.dtype)

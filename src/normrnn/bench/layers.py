@@ -3,10 +3,12 @@ to bias-only, the naive loop and the conv-only floor, with activation memory."""
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -102,8 +104,8 @@ def bench_layers(config: LayerBenchConfig = LayerBenchConfig(),
                  f"{config.rounds} rounds x {config.repeats} calls")
     samples = time_interleaved(calls, rounds=config.rounds, repeats=config.repeats, warmup=config.warmup,
                                groups=[list(calls)])
-    memory = {name: saved_tensor_bytes(lambda model=model, name=name: _forward(model, x, _bf16(config, name)))
-              / 2**20 for name, model in models.items()}
+    memory = {name: saved_tensor_bytes(functools.partial(_forward, model, x, _bf16(config, name))) / 2**20
+              for name, model in models.items()}
     peak = {name: cuda_peak_mb(call, device) for name, call in calls.items()} if device.type == "cuda" else {}
     return [_row(config, name, list(shape), samples, memory, peak, models) for name in models]
 
@@ -122,7 +124,7 @@ def _check_runnable(config: LayerBenchConfig) -> torch.device:
 
 def _models(config: LayerBenchConfig, x: Tensor, progress: Callable[[str], None] | None) -> dict[str, nn.Module]:
     """Every variant, each checked equal to its reference on ``x`` before anything is timed."""
-    build = dict(num_layers=config.num_layers, device=x.device, dtype=x.dtype)
+    build: dict[str, Any] = dict(num_layers=config.num_layers, device=x.device, dtype=x.dtype)
     C_in, C, k = config.in_channels, config.hidden_channels, config.kernel_size
     models: dict[str, nn.Module] = {}
     for norm in config.norms:
@@ -143,10 +145,11 @@ def _models(config: LayerBenchConfig, x: Tensor, progress: Callable[[str], None]
         models[HOISTED] = ConvLSTM(C_in, C, k, backend="eager", projection="hoisted", **build)
         models[HOISTED].load_state_dict(models["none"].state_dict())
         _check_same(models["none"], models[HOISTED], x, "hoisted projection disagrees with the default")
-    models[NAIVE] = NaiveConvLSTM(models["none"]).to(x.device)
+    reference = cast(ConvLSTM, models["none"])  # built above: every model is a ConvLSTM
+    models[NAIVE] = NaiveConvLSTM(reference).to(x.device)
     _check_same(models["none"], models[NAIVE], x, "bias-only ConvLSTM disagrees with the naive reference")
     if config.floor:
-        models[FLOOR] = ConvOnly(models["none"])
+        models[FLOOR] = ConvOnly(reference)
     return models
 
 

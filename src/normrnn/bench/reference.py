@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -24,16 +26,17 @@ class NaiveConvLSTM(nn.Module):
             if cell.normalized or cell.bias is None:
                 raise ValueError("NaiveConvLSTM mirrors a bias-only ConvLSTM (norm='none', bias=True)")
             k = cell.kernel_size
-            conv = nn.Conv2d(cell.in_channels + cell.hidden_channels, 4 * cell.hidden_channels, k,
+            conv = nn.Conv2d(cell.in_channels + cell.hidden_channels, 4 * cell.hidden_channels, (k[0], k[1]),
                              padding="same", dtype=cell.weight_x.dtype)  # even k: the extra zero after, as ours
             with torch.no_grad():
                 conv.weight.copy_(torch.cat([cell.weight_x, cell.weight_h], dim=1))
+                assert conv.bias is not None  # nn.Conv2d's default bias=True
                 conv.bias.copy_(cell.bias)
             self.convs.append(conv)
 
     def forward(self, x: Tensor) -> Tensor:
         B, T, _, H, W = x.shape
-        for conv in self.convs:
+        for conv in cast(list[nn.Conv2d], list(self.convs)):  # nn.ModuleList types its items as Module
             C = conv.out_channels // 4
             h = c = x.new_zeros(B, C, H, W)
             outputs = []

@@ -12,7 +12,8 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -20,26 +21,39 @@ from torch import Tensor
 __all__ = ["check_close", "check_timing", "paired_ratios", "time_interleaved", "timing_row"]
 
 
-def check_timing(config: object) -> None:
+class TimingSettings(Protocol):
+    """What every bench config has: its frozen dataclass fields for the timing."""
+
+    @property
+    def rounds(self) -> int: ...
+    @property
+    def repeats(self) -> int: ...
+    @property
+    def warmup(self) -> int: ...
+    @property
+    def threads(self) -> int | None: ...
+
+
+def check_timing(config: TimingSettings) -> None:
     """The timing settings every bench config shares: positive rounds and repeats, warmup >= 0, threads >= 1,
     device cpu or cuda[:N]. One-line ``ValueError`` before anything is built or timed."""
     import re
 
     from .._checks import positive_int
 
-    positive_int("rounds", config.rounds)  # type: ignore[attr-defined]
-    positive_int("repeats", config.repeats)  # type: ignore[attr-defined]
-    warmup = config.warmup  # type: ignore[attr-defined]
+    positive_int("rounds", config.rounds)
+    positive_int("repeats", config.repeats)
+    warmup = config.warmup
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"expected warmup to be an int >= 0, got {warmup!r}")
-    if config.threads is not None:  # type: ignore[attr-defined]
-        positive_int("threads", config.threads)  # type: ignore[attr-defined]
+    if config.threads is not None:
+        positive_int("threads", config.threads)
     device = getattr(config, "device", "cpu")
     if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise ValueError(f"expected device to be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], *, rounds: int, repeats: int, warmup: int,
+def time_interleaved(fns: Mapping[str, Callable[[], object]], *, rounds: int, repeats: int, warmup: int,
                      groups: Sequence[Sequence[str]] | None = None, seed: int = 0) -> dict[str, list[float]]:
     """Seconds per call for each function, one sample per round, rounds interleaved across functions.
 

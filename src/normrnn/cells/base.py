@@ -198,7 +198,7 @@ class RecurrentCell(nn.Module):
         C = self.hidden_channels
         for module in self.children():
             if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+                module.reset_parameters()  # type: ignore[operator]  # hasattr: nn.Module types it Tensor | Module
         for name in self.zero_init:
             if getattr(self, name, None) is not None:
                 nn.init.zeros_(getattr(self, name))
@@ -211,7 +211,7 @@ class RecurrentCell(nn.Module):
         """Reset the running statistics of every batch norm in the cell."""
         for module in self.modules():
             if module is not self and hasattr(module, "reset_running_stats"):
-                module.reset_running_stats()
+                module.reset_running_stats()  # type: ignore[operator]  # as reset_parameters above
 
     # -- projections -----------------------------------------------------------------------------------
 
@@ -273,7 +273,7 @@ class RecurrentCell(nn.Module):
         """The zero state for a batch shaped like ``like`` ``(B, *, *S)``, in ``like``'s dtype and device."""
         shape = (like.shape[0], self.hidden_channels, *like.shape[2:])
         zeros = [like.new_zeros(shape) for _ in range(self.state_size)]
-        return tuple(zeros) if self.state_size > 1 else zeros[0]
+        return (zeros[0], zeros[1]) if self.state_size > 1 else zeros[0]
 
     def check_state(self, state: object, batch: int, spatial: tuple[int, ...], *, what: str = "state",
                     like: Tensor | None = None) -> CellState:
@@ -291,13 +291,14 @@ class RecurrentCell(nn.Module):
 
     def _freeze(self, new: CellState, old: CellState, mask: Tensor | None) -> CellState:
         """The new state where the (B,) mask is True, the old one elsewhere, in the state's own dtype."""
-        if self.state_size > 1:
-            return tuple(freeze(n, o, mask) for n, o in zip(new, old, strict=True))
+        if isinstance(new, tuple) and isinstance(old, tuple):  # (h, c)
+            return freeze(new[0], old[0], mask), freeze(new[1], old[1], mask)
+        assert isinstance(new, Tensor) and isinstance(old, Tensor)  # one state tensor: h
         return freeze(new, old, mask)
 
     def output(self, state: CellState) -> Tensor:
         """The hidden state ``h`` of a state."""
-        return state[0] if self.state_size > 1 else state
+        return state[0] if isinstance(state, tuple) else state
 
     # -- the step --------------------------------------------------------------------------------------
 

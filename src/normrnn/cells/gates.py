@@ -109,7 +109,7 @@ def _lstm_update(pre: Tensor, c: Tensor, peepholes: tuple[Tensor | None, ...], s
     """:func:`lstm_gates` after the norm and the bias: the gates, the new cell state and ``h``."""
     w_ci, w_cf, w_co = peepholes
     i, f, g, o = pre.chunk(4, dim=1)  # each (B, C, *S)
-    if w_ci is not None:
+    if w_ci is not None and w_cf is not None:  # the three peepholes come together
         i = i + w_ci * c
         f = f + w_cf * c
     i, f = gate_act(i), gate_act(f)
@@ -131,7 +131,7 @@ def _lstm_peepholes_first(pre: Tensor, c: Tensor, norm: NormFn | None, bias: Ten
     """:func:`lstm_gates` with the peepholes before the norm (TF1 order); the output gate is normalized last."""
     w_ci, w_cf, w_co = peepholes
     i, f, g, o = pre.chunk(4, dim=1)  # raw pre-activations, each (B, C, *S)
-    if w_ci is not None:
+    if w_ci is not None and w_cf is not None:
         i, f = i + w_ci * c, f + w_cf * c
     raw = torch.cat([i, f, g, o], dim=1)  # (B, 4C, *S)
 

@@ -56,12 +56,15 @@ class _GRUBase(RecurrentCell):
             self.norm_rz = self._make_norm(spec, 2, center=True, factory=factory)
             self.norm_n = self._make_norm(spec, 1, center=True, factory=factory)
 
-    def gate_block(self, gx: Tensor, gh: Tensor | None, state: Tensor, t: int,  # type: ignore[override]
+    def gate_block(self, gx: Tensor, gh: Tensor | None, state: Tensor, t: int,  # type: ignore[override]  # h alone
                    mask: Tensor | None) -> Tensor:
         """Everything after the two projections, eagerly (:func:`gru_gates`): the part a gate backend replaces."""
         norm_rz = norm_n = None
+        assert gh is not None  # a GRU's reset gate multiplies W_h * h alone: it is never projected jointly
         if self.norm_inputs == "separate":
-            gx, gh = self.bind_norm(self.norm_x, t, mask)(gx), self.bind_norm(self.norm_h, t, mask)(gh)
+            norm_x, norm_h = self.bind_norm(self.norm_x, t, mask), self.bind_norm(self.norm_h, t, mask)
+            assert norm_x is not None and norm_h is not None  # built for norm_inputs='separate'
+            gx, gh = norm_x(gx), norm_h(gh)
         elif self.normalized:
             norm_rz, norm_n = self.bind_norm(self.norm_rz, t, mask), self.bind_norm(self.norm_n, t, mask)
         return gru_gates(gx, gh, state, norm_rz=norm_rz, norm_n=norm_n, bias=self.gate_bias,

@@ -41,7 +41,7 @@ class _LSTMBase(RecurrentCell):
         if peephole not in PEEPHOLES:
             raise ValueError(f"expected peephole to be one of {PEEPHOLES}, got {peephole!r}")
         self.norm_cell = one_of("norm_cell", norm_cell, NORM_CELL)
-        self.peephole = {True: "channel", False: False}.get(peephole, peephole)  # type: ignore[arg-type]
+        self.peephole = {True: "channel", False: False}.get(peephole, peephole)  # type: ignore[arg-type]  # str keys too
         self.peephole_placement = one_of("peephole_placement", peephole_placement, PEEPHOLE_PLACEMENTS)
         if (self.peephole == "elementwise") != (peephole_size is not None):
             raise ValueError("expected peephole_size, the state's spatial size, exactly when peephole='elementwise'; "
@@ -82,12 +82,14 @@ class _LSTMBase(RecurrentCell):
             self.state_norm = create_norm(spec, self.hidden_channels, layout=self.layout, **factory,
                                          **self._norm_kwargs)
 
-    def gate_block(self, gx: Tensor, gh: Tensor | None, state: LSTMState, t: int,  # type: ignore[override]
+    def gate_block(self, gx: Tensor, gh: Tensor | None, state: LSTMState, t: int,  # type: ignore[override]  # (h, c)
                    mask: Tensor | None) -> LSTMState:
         """Everything after the projections, eagerly (:func:`lstm_gates`): the part a gate backend replaces.
         ``gh`` is None when ``gx`` already holds both projections."""
         if self.norm_inputs == "separate":
-            pre = self.bind_norm(self.norm_x, t, mask)(gx) + self.bind_norm(self.norm_h, t, mask)(gh)
+            norm_x, norm_h = self.bind_norm(self.norm_x, t, mask), self.bind_norm(self.norm_h, t, mask)
+            assert norm_x is not None and norm_h is not None and gh is not None  # separate: W_h * h comes apart
+            pre = norm_x(gx) + norm_h(gh)
             norm = None
         else:
             pre = gx if gh is None else gx + gh

@@ -24,7 +24,7 @@ def checked_state(state: object, size: int, expected: tuple[int, ...], *, what: 
                   like: Tensor | None = None) -> CellState:
     """``state``, a tensor ``h`` (``size`` 1) or a tuple ``(h, c)``, each of shape ``expected``; a ``ValueError``
     says what does not fit. Given the input ``like``, each is checked (and cast under autocast) to its dtype."""
-    tensors: Sequence[Any] = state if size > 1 else (state,)  # type: ignore[assignment]
+    tensors: Sequence[Any] = state if size > 1 else (state,)  # type: ignore[assignment]  # checked just below
     if size > 1 and (not isinstance(state, (tuple, list)) or len(state) != size):
         raise ValueError(f"expected {what} to be a tuple (h, c), got {type(state).__name__}"
                          + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else ""))

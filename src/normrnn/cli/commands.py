@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..study import RunSpec, StudyConfig
@@ -54,6 +54,7 @@ def bench(args: argparse.Namespace) -> int:
         _check_writable(args.json)  # before the benchmark, not after it
     timing = {"rounds": args.rounds, "repeats": args.repeats, "warmup": args.warmup, "threads": args.threads}
     timing = {k: v for k, v in timing.items() if v is not None}
+    config: NormBenchConfig | LayerBenchConfig
     if args.target == "norms":
         config = NormBenchConfig(shape=parse_shape(args.shape), dtype=args.dtype, **timing)
         rows = bench_norms(config, progress=_progress)
@@ -110,7 +111,7 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
 
     config = load_config(args.preset, args.config)
     keys = ("threads", "workers", "precision", "device", "model", "data")
-    overrides = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
     try:
         return dataclasses.replace(config, **overrides)
     except ValueError as e:
@@ -157,7 +158,7 @@ def train(args: argparse.Namespace) -> int:
     from ..study import RunSpec
 
     config = _study_config(args)
-    def pick(flag: object, grid: tuple) -> object:  # 0 is a value, never a missing flag
+    def pick(flag: Any, grid: tuple) -> Any:  # 0 is a value, never a missing flag (RunSpec checks the value)
         return grid[0] if flag is None else flag
 
     spec = RunSpec(norm=pick(args.norm, config.norms), topology=pick(args.topology, config.topologies),

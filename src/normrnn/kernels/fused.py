@@ -51,7 +51,7 @@ def _gates(a: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor
 
 class _FusedLSTMGates(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, pre: Tensor, c: Tensor, weight: Tensor, bias: Tensor, groups: int,  # type: ignore[override]
+    def forward(ctx: Any, pre: Tensor, c: Tensor, weight: Tensor, bias: Tensor, groups: int,
                 eps: float) -> tuple[Tensor, Tensor]:
         N, C, HxW = _flat(pre)
         a, mean, rstd = torch.native_group_norm(pre, weight, bias, N, C, HxW, groups, eps)
@@ -61,7 +61,7 @@ class _FusedLSTMGates(torch.autograd.Function):
         return o * tanh_c, c_new
 
     @staticmethod
-    def backward(ctx: Any, dh: Tensor, dc_new: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, dh: Tensor, dc_new: Tensor) -> tuple[Tensor | None, ...]:
         pre, c, weight, bias, mean, rstd = ctx.saved_tensors
         N, C, HxW = _flat(pre)
         G = ctx.groups

@@ -134,7 +134,7 @@ def _statistics(pre: Tensor, norm: _Norm, fp64: bool) -> tuple[Tensor, Tensor]:
 
 class _TritonLSTMGates(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, pre: Tensor, c: Tensor, weight: Tensor | None, shift: Tensor | None,  # type: ignore[override]
+    def forward(ctx: Any, pre: Tensor, c: Tensor, weight: Tensor | None, shift: Tensor | None,
                 norm: _Norm) -> tuple[Tensor, Tensor]:
         forward_kernel = _kernels().forward
         B, C4, S = pre.shape
@@ -156,7 +156,7 @@ class _TritonLSTMGates(torch.autograd.Function):
         return h, c_new
 
     @staticmethod
-    def backward(ctx: Any, dh: Tensor, dc_new: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, dh: Tensor, dc_new: Tensor | None) -> tuple[Tensor | None, ...]:
         gates_kernel, norm_kernel = _kernels().backward_gates, _kernels().backward_norm
         pre, c, weight, shift, mean, rstd = ctx.saved_tensors
         norm: _Norm = ctx.norm
@@ -176,7 +176,10 @@ class _TritonLSTMGates(torch.autograd.Function):
             HAS_DC=dc_new is not None, DAX=dax_needed, FP64=fp64, BLOCK=ELEMENT_BLOCK)
         da_sum = da.sum(2)  # (B, 4C): Σ over positions
         dax_sum = dax.sum(2) if dax_needed else None
-        dweight = dax_sum.sum(0).to(weight.dtype) if weight is not None and ctx.needs_input_grad[2] else None
+        dweight = None
+        if weight is not None and ctx.needs_input_grad[2]:
+            assert dax_sum is not None  # dax_needed with a weight
+            dweight = dax_sum.sum(0).to(weight.dtype)
         dshift = da_sum.sum(0).to(shift.dtype) if shift is not None and ctx.needs_input_grad[3] else None
         gamma = weight.to(work) if weight is not None else None
         if not norm.groups:  # a = pre·γ + β
@@ -185,6 +188,7 @@ class _TritonLSTMGates(torch.autograd.Function):
         if gamma is None:
             gamma = torch.ones(C4, device=pre.device, dtype=work)
         sum_dy = (da_sum * gamma).reshape(B * groups, -1).sum(1)  # (B·G,): Σ γ d(a) over each group
+        assert dax_sum is not None  # dax_needed with a norm
         sum_dyx = (dax_sum * gamma).reshape(B * groups, -1).sum(1)  # Σ γ d(a) x-hat
         dpre = torch.empty_like(pre)
         n = pre.numel()

@@ -7,6 +7,8 @@ their outputs. Masks and states arrive validated: :class:`normrnn.layers.Recurre
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -69,7 +71,8 @@ def run_direction(cell: RecurrentCell, x: Tensor, state: CellState | None, mask:
     if reverse:
         order = reverse_order(mask, T)
         seq = _take(seq, order)
-        mask = None if mask is None else mask.gather(1, order)  # valid steps first
+        if mask is not None and order is not None:  # (no mask: a plain flip)
+            mask = mask.gather(1, order)  # valid steps first
     steps = seq.unbind(1)  # T views (B, *, *S); unlike seq[:, t], backward stacks once instead of T scatters
     if state is None:
         state = cell.initial_state(_projected_dtype(steps[0]))
@@ -111,17 +114,24 @@ class Recurrence(nn.ModuleList):
         return len(self) == 2
 
     @property
+    def cells(self) -> list[RecurrentCell]:
+        """The forward cell, and the backward one of a bidirectional layer."""
+        return cast(list[RecurrentCell], list(self))  # nn.ModuleList types its items as Module
+
+    @property
     def out_channels(self) -> int:
-        C = self[0].hidden_channels
+        C = self.cells[0].hidden_channels
         return 2 * C if self.bidirectional and self.merge == "concat" else C
 
     def forward(self, x: Tensor, state: LayerState | None, mask: Tensor | None) -> tuple[Tensor, LayerState]:
+        cells = self.cells
         if self.go_backwards:  # Keras' go_backwards: read the steps last to first, output them in that order
-            return run_direction(self[0], x.flip(1), state, None if mask is None else mask.flip(1))
+            return run_direction(cells[0], x.flip(1), cast(CellState | None, state),
+                                 None if mask is None else mask.flip(1))
         if not self.bidirectional:
-            return run_direction(self[0], x, state, mask)
-        states = (None, None) if state is None else state
+            return run_direction(cells[0], x, cast(CellState | None, state), mask)
+        states = (None, None) if state is None else cast(tuple[CellState, CellState], state)
         (y_f, s_f), (y_b, s_b) = (run_direction(cell, x, s, mask, reverse=d == 1)
-                                  for d, (cell, s) in enumerate(zip(self, states, strict=True)))
+                                  for d, (cell, s) in enumerate(zip(cells, states, strict=True)))
         y = torch.cat([y_f, y_b], dim=2) if self.merge == "concat" else y_f + y_b  # (B, T, C_out, *S)
         return y, (s_f, s_b)

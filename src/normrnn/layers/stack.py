@@ -4,7 +4,7 @@ place where inputs, masks and states are validated."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ __all__ = ["RecurrentLayer", "layer_for"]
 def _channels_list(hidden_channels: int | Sequence[int], num_layers: int) -> list[int]:
     if isinstance(hidden_channels, int) and not isinstance(hidden_channels, bool):
         return [hidden_channels] * num_layers
-    out = list(hidden_channels)
+    out = list(hidden_channels)  # type: ignore[arg-type]  # a bool is refused below: not a list of ints
     if len(out) != num_layers:
         raise ValueError(f"expected hidden_channels to be an int or {num_layers} ints (one per layer), "
                          f"got {hidden_channels!r}")
@@ -102,7 +102,7 @@ class RecurrentLayer(nn.Module):
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
         factory: Factory = {"device": device, "dtype": dtype}
-        conv = {} if kernel_size is None else {"kernel_size": kernel_size, "spatial_dims": spatial_dims}
+        conv: dict[str, Any] = {} if kernel_size is None else {"kernel_size": kernel_size, "spatial_dims": spatial_dims}
         self.layers = nn.ModuleList()
         self.skips = nn.ModuleList()
         c_in = in_channels
@@ -112,8 +112,9 @@ class RecurrentLayer(nn.Module):
             if residual and cells[0].geometry.resamples:
                 raise ValueError("expected padding='same' and stride 1 with residual=True: the residual path "
                                  "adds each layer's input to its output, so their sizes must match")
-            self.layers.append(Recurrence(cells, merge=merge, go_backwards=self.go_backwards))
-            c_out = self.layers[-1].out_channels
+            layer = Recurrence(cells, merge=merge, go_backwards=self.go_backwards)
+            self.layers.append(layer)
+            c_out = layer.out_channels
             self.skips.append(self._projection(c_in, c_out, factory) if residual else nn.Identity())
             c_in = c_out
         self.out_channels = c_in
@@ -127,17 +128,22 @@ class RecurrentLayer(nn.Module):
         conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[self.spatial_dims - 1]
         return conv(c_in, c_out, 1, bias=False, **factory)
 
+    @property
+    def recurrences(self) -> list[Recurrence]:
+        """The layers, first to last (``self.layers``, typed: nn.ModuleList types its items as Module)."""
+        return cast(list[Recurrence], list(self.layers))
+
     def cells(self) -> Iterator[RecurrentCell]:
         """Every cell, layer by layer, the forward cell of a layer before its backward one."""
-        for layer in self.layers:
-            yield from layer
+        for layer in self.recurrences:
+            yield from layer.cells
 
     def cell(self, layer: int, direction: int = 0) -> RecurrentCell:
         """The cell of layer ``layer`` (0-based), ``direction`` 0 forward or 1 backward."""
-        if not 0 <= layer < self.num_layers or direction not in range(len(self.layers[layer])):
+        if not 0 <= layer < self.num_layers or direction not in range(len(self.recurrences[layer].cells)):
             raise ValueError(f"expected layer in [0, {self.num_layers}) and direction in "
                              f"[0, {2 if self.bidirectional else 1}), got layer={layer}, direction={direction}")
-        return self.layers[layer][direction]
+        return self.recurrences[layer].cells[direction]
 
     def reset_parameters(self) -> None:
         """Re-initialize every cell (which resets its norms, then writes the forget bias) and projection."""
@@ -145,7 +151,7 @@ class RecurrentLayer(nn.Module):
             cell.reset_parameters()
         for skip in self.skips:
             if hasattr(skip, "reset_parameters"):
-                skip.reset_parameters()
+                skip.reset_parameters()  # type: ignore[operator]  # hasattr: nn.Module types it Tensor | Module
 
     def reset_running_stats(self) -> None:
         """Reset the running statistics of every batch norm."""
@@ -197,8 +203,9 @@ class RecurrentLayer(nn.Module):
         if not isinstance(state, (list, tuple)) or len(state) != self.num_layers:
             got = f"{len(state)} entries" if isinstance(state, (list, tuple)) else type(state).__name__
             raise ValueError(f"expected state to be a list with one entry per layer ({self.num_layers}), got {got}")
-        out = []
-        for k, (entry, cells) in enumerate(zip(state, self.layers, strict=True)):
+        out: list[LayerState | None] = []
+        for k, (entry, layer) in enumerate(zip(state, self.recurrences, strict=True)):
+            cells = layer.cells
             spatial = cells[0].geometry.output_size(spatial) if self.spatial_dims else spatial  # the state's size
             if entry is None:
                 out.append(None)
@@ -207,8 +214,9 @@ class RecurrentLayer(nn.Module):
                 if not isinstance(entry, (list, tuple)) or len(entry) != 2:
                     raise ValueError(f"expected state[{k}] to be a (forward, backward) pair for a bidirectional "
                                      f"layer, got {type(entry).__name__}")
-                out.append(tuple(cell.check_state(s, B, spatial, what=f"state[{k}][{d}]", like=like)
-                                 for d, (s, cell) in enumerate(zip(entry, cells, strict=True))))
+                forward, backward = (cell.check_state(s, B, spatial, what=f"state[{k}][{d}]", like=like)
+                                     for d, (s, cell) in enumerate(zip(entry, cells, strict=True)))
+                out.append((forward, backward))
             else:
                 out.append(cells[0].check_state(entry, B, spatial, what=f"state[{k}]", like=like))
         return out
@@ -258,8 +266,8 @@ class RecurrentLayer(nn.Module):
             if k > 0 and self.dropout:
                 x = F.dropout(x, self.dropout, self.training)
             y, final = layer(x, states[k], mask)  # (B, T, C_out, *S)
-            if self.go_backwards and mask is not None:  # y runs last step first: so do its mask and padding
-                mask, valid = mask.flip(1), valid.flip(1)
+            if self.go_backwards and mask is not None and valid is not None:  # y runs last step first: so do
+                mask, valid = mask.flip(1), valid.flip(1)  # its mask and padding
             if self.residual:
                 y = y + self._skip(k, inp).to(y.dtype)
             if valid is not None:

@@ -15,8 +15,8 @@ class TorchRNNKeys:
     def _load_torch_keys(self, module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
         if prefix + "weight_ih_l0" not in state_dict:
             return
-        for k, layer in enumerate(self.layers):
-            for d, cell in enumerate(layer):
+        for k, layer in enumerate(self.recurrences):  # type: ignore[attr-defined]  # mixed into a RecurrentLayer
+            for d, cell in enumerate(layer.cells):
                 src = f"{prefix}%s_l{k}{'_reverse' if d else ''}"
                 dst = f"{prefix}layers.{k}.{d}."
                 if cell.normalized or getattr(cell, "peephole", False):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 from torch import Tensor, nn
 
@@ -128,6 +128,10 @@ def call_norm(module: nn.Module, x: Tensor, mask: Tensor | None = None, step: in
     return module(x)
 
 
+@overload
+def check_step(step: object, *, required: Literal[True]) -> int: ...
+@overload
+def check_step(step: object, *, required: bool) -> int | None: ...
 def check_step(step: object, *, required: bool) -> int | None:
     """``step`` if it is ``None`` (and not required) or an int >= 0; a clear ``ValueError`` otherwise."""
     if step is None and not required:

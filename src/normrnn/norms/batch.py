@@ -130,6 +130,8 @@ class BatchNorm(Norm):
     def reset_running_stats(self) -> None:
         """Zero the running mean and count; set the running variance to one."""
         if self.track_running_stats:
+            assert isinstance(self.running_mean, Tensor) and isinstance(self.running_var, Tensor)  # buffers, when
+            assert isinstance(self.num_batches_tracked, Tensor)  # tracking (nn.Module types them Tensor | Module)
             self.running_mean.zero_()
             self.running_var.fill_(1.0)
             self.num_batches_tracked.zero_()
@@ -168,7 +170,7 @@ class BatchNorm(Norm):
         shape = tuple(shape)
         affine = self.weight is not None or self.bias is not None
         return Description(self.axes.reduce, self.axes.stats_letters, self.axes.stats_shape(shape),
-                           self.axes.count(shape), "C" if affine else "", (self.num_channels,) if affine else (),
+                           self.axes.count(shape), "C" if affine else "", (self.num_channels or 0,) if affine else (),
                            f"{self.plan.describe(self.axes)} with running averages per channel")
 
     def _running(self, slot: int | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -253,7 +255,7 @@ class BatchNorm(Norm):
 
     def _too_few_valid(self, x: Tensor, mask: Tensor) -> bool:
         """Whether the mask leaves at most one value per channel (a fully padded step, say)."""
-        per_entry = x.numel() // max(mask.numel() * self.num_channels, 1)  # values per channel per (b, t) entry
+        per_entry = x.numel() // max(mask.numel() * (self.num_channels or 1), 1)  # values per channel per (b, t) entry
         return int(mask.sum()) * per_entry <= 1
 
     def extra_repr(self) -> str:
@@ -389,7 +391,7 @@ class RecurrentBatchNorm(BatchNorm):
         kernel = (f"per time step: F.batch_norm with running statistics in slot min(t, {self.max_steps - 1}) "
                   f"of ({self.max_steps}, C)")
         return Description(reduce, letters, sizes, self.axes.count(step_shape), "C" if affine else "",
-                           (self.num_channels,) if affine else (), kernel, comparable=False)
+                           (self.num_channels or 0,) if affine else (), kernel, comparable=False)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, max_steps={self.max_steps}, gamma_init={self.gamma_init}"

@@ -62,7 +62,7 @@ NormLike = Union[str, "NormSpec", Callable[..., nn.Module]]  # a spec string, a 
 """What ``norm=`` accepts: a spec string, a parsed :class:`NormSpec`, a normrnn norm class or any factory."""
 
 
-def _accepted(fn: Callable[..., nn.Module], kwargs: dict[str, object]) -> dict[str, object]:
+def _accepted(fn: Callable[..., nn.Module], kwargs: dict[str, Any]) -> dict[str, Any]:
     """The subset of ``kwargs`` that ``fn``'s signature accepts (all of them if it takes ``**kwargs``)."""
     try:
         params = inspect.signature(fn).parameters
@@ -153,6 +153,7 @@ class NormSpec:
         if hidden_channels % groups:
             raise ValueError(f"norm {self.name!r}: expected the groups to divide hidden_channels={hidden_channels}, "
                              f"got {groups} groups per gate")
+        assert self.entry.grouped_as is not None  # register_norm requires it beside gate_groups
         grouped = find_norm(self.entry.grouped_as)
         return replace(self, entry=grouped, arg=None, kwargs={"num_groups": num_gates * groups})
 
@@ -163,7 +164,7 @@ class NormSpec:
             return self.factory(num_channels, **_accepted(self.factory, {"layout": layout, **kwargs}))
         if issubclass(self.entry.cls, Identity):  # no statistics, so the norms' arguments mean nothing to it
             return self.entry.cls(num_channels, **_accepted(self.entry.cls, {"layout": layout, **kwargs}))
-        options = {**kwargs, **self.kwargs}
+        options: dict[str, Any] = {**kwargs, **self.kwargs}
         if self.entry.arg is not None:
             if self.arg is not None:
                 options[self.entry.arg] = self.arg

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -156,7 +156,7 @@ def _candidates(layout: Layout, num_channels: int, subject: nn.Module) -> list[t
 
 @torch.no_grad()
 def _equivalences(spec: NormLike, module: nn.Module, layout: Layout, shape: tuple[int, ...], reduce: str | None,
-                  kwargs: dict[str, object]) -> list[Equivalence]:
+                  kwargs: dict[str, Any]) -> list[Equivalence]:
     """Run each candidate next to the explained norm on one probe input, affine off."""
     C = shape[layout.dim("C")]
     equivalences: list[Equivalence] = []
@@ -187,7 +187,7 @@ def explain(
     shape: str | Sequence[int],
     reduce: str | None = None,
     compare: bool = True,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> Explanation:
     """Explain what a norm spec does to an input of ``shape`` in ``layout``.
 
@@ -291,10 +291,10 @@ def tour() -> str:
         y = torch_bn(v).flatten().tolist()
         keras_bn(v)
     out += [f"  x = [1, 2, 3, 4], training step, eps=1e-5: y = [{', '.join(f'{a:.6f}' for a in y)}]",
-            f"  PyTorch convention (momentum=0.1, unbiased):     running mean {float(torch_bn.running_mean):.6g}, "
-            f"running var {float(torch_bn.running_var):.6g}",
+            f"  PyTorch convention (momentum=0.1, unbiased):     running mean {_value(torch_bn.running_mean):.6g}, "
+            f"running var {_value(torch_bn.running_var):.6g}",
             f"  Keras 3 momentum=0.99 -> normrnn momentum={keras_bn.momentum:.2f}, biased: running mean "
-            f"{float(keras_bn.running_mean):.6g}, running var {float(keras_bn.running_var):.6g}"]
+            f"{_value(keras_bn.running_mean):.6g}, running var {_value(keras_bn.running_var):.6g}"]
 
     section("Group norm (G=8) on ConvLSTM gates, per frame or across time")
     out.append(str(explain("group:8", layout="BTCHW", shape=(2, 3, 32, 8, 8))))
@@ -303,3 +303,9 @@ def tour() -> str:
     out.append("")
     out.append("Try your own: normrnn explain SPEC --layout LAYOUT --shape 4,2,3 [--reduce LETTERS]")
     return "\n".join(out).lstrip("\n")
+
+
+def _value(buffer: object) -> float:
+    """A one-element buffer as a float (nn.Module types a buffer attribute as Tensor | Module)."""
+    assert isinstance(buffer, torch.Tensor)
+    return float(buffer)

@@ -272,14 +272,14 @@ def _batch_norm(x: Tensor, axes: NormAxes, weight: Tensor | None, bias: Tensor |
         running.update(mean, var, float(n))
         return y
     stats = compute_stats(x, axes, mask=mask, all_reduce=all_reduce)
-    n = float(stats.count.reshape(-1)[0])
+    count = float(stats.count.reshape(-1)[0])
     if running.check is not None:
-        running.check(n)
+        running.check(count)
     y = apply_affine(normalize(x, stats, axes, eps), param_view(weight, layout, "C"), param_view(bias, layout, "C"))
     if running.update is not None:
         assert stats.mean is not None and stats.var is not None  # batch norm is centred
         C = stats.mean.numel()
-        running.update(stats.mean.reshape(C), stats.var.reshape(C) * (n / (n - 1)), n)
+        running.update(stats.mean.reshape(C), stats.var.reshape(C) * (count / (count - 1)), count)
     return y.to(x.dtype)
 
 

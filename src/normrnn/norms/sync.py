@@ -20,7 +20,7 @@ def cross_process_sum(process_group: object | None = None) -> Callable[[Tensor],
     if not (dist.is_available() and dist.is_initialized()):
         return None
     group = process_group if process_group is not None else dist.group.WORLD
-    if dist.get_world_size(group) == 1:
+    if dist.get_world_size(group) == 1:  # type: ignore[arg-type]  # a ProcessGroup, typed object for users
         return None
     return lambda t: _AllReduceSum.apply(t, group)
 
@@ -45,8 +45,8 @@ def convert_sync_batchnorm(module: nn.Module, process_group: object | None = Non
 
     for m in module.modules():
         if isinstance(m, Norm) and hasattr(m, "sync"):
-            m.sync = True
-            m.process_group = process_group
+            m.sync = True  # type: ignore[assignment]  # a batch norm's flag; nn.Module types it Tensor | Module
+            m.process_group = process_group  # type: ignore[assignment]  # as sync
     return module
 
 

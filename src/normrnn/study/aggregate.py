@@ -56,8 +56,8 @@ def median_range(values: Sequence[float | None]) -> tuple[float | None, float | 
         return None, None, None
     ordered = sorted(values, key=lambda v: math.inf if v is None else v)
     n = len(ordered)
-    middle = ordered[n // 2] if n % 2 else (None if None in ordered[n // 2 - 1 : n // 2 + 1]
-                                            else (ordered[n // 2 - 1] + ordered[n // 2]) / 2)
+    below, above = ordered[(n - 1) // 2], ordered[n // 2]  # the same value for odd n
+    middle = above if n % 2 else (None if below is None or above is None else (below + above) / 2)
     return middle, ordered[0], ordered[-1]
 
 

@@ -24,15 +24,15 @@ def integer(key: str, value: object, *, minimum: int, maximum: int | None = None
 
 
 def number(key: str, value: object, *, minimum: float, strict: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < minimum or (strict and value == minimum):
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or value < minimum or (strict and value == minimum)):
         bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
         raise ValueError(f"expected {key} to be a finite number {bound}, got {value!r}")
 
 
 def fraction(key: str, value: object) -> None:
     number(key, value, minimum=0.0, strict=True)
-    if value >= 1:  # type: ignore[operator]
+    if value >= 1:  # type: ignore[operator]  # a number: checked on the line above
         raise ValueError(f"expected {key} to be a fraction in (0, 1), got {value!r}")
 
 

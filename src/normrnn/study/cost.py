@@ -20,7 +20,7 @@ from .._io import atomic_write_text
 from ..bench.timing import paired_ratios, time_interleaved
 from .config import BASELINE, StudyConfig
 from .data import Datasets
-from .factories import batch, loss_function
+from .factories import first_batch, loss_function, size_of
 from .grid import RunSpec
 from .model import build_model
 from .results import COST_FILE, load_cost
@@ -49,7 +49,7 @@ def measure_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], *, ro
                      "ratio": statistics.median(ratios) if ratios else None,
                      "ratio_min": min(ratios) if ratios else None, "ratio_max": max(ratios) if ratios else None})
     return {"config_hash": config.config_hash, "rounds": rounds, "threads": torch.get_num_threads(),
-            "batch_size": min(config.batch_size, len(data.train)), "precision": "bf16" if bf16 else "fp32",
+            "batch_size": min(config.batch_size, size_of(data.train)), "precision": "bf16" if bf16 else "fp32",
             "rows": rows}
 
 
@@ -57,7 +57,7 @@ def training_step(config: StudyConfig, data: Datasets, spec: RunSpec, *, bf16: b
     """One forward+backward step of ``spec``'s model (built here) on the first training batch; gradients are
     dropped after each call, so it can be timed again and again."""
     device = torch.device(config.device)
-    x, y = batch(data.train, torch.arange(min(config.batch_size, len(data.train))), device)
+    x, y = first_batch(data.train, config.batch_size, device)
     loss_fn = loss_function(config.loss)
     model = build_model(config, spec).to(device)
 

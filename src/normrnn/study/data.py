@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
 from ..data import create_dataset
 from .config import StudyConfig
-from .factories import batch, load_user_data, subset
+from .factories import batch, load_user_data, size_of, subset
 from .metrics import no_learning_guesses, prediction_metrics
 
 __all__ = ["Datasets", "cached_datasets", "fresh_train_set", "load_datasets", "reference_predictors", "train_subset"]
@@ -31,7 +32,7 @@ def load_datasets(config: StudyConfig) -> Datasets:
     config's data factory, or the built-in ``dataset``."""
     if config.data is not None:
         return Datasets(*(load_user_data(config.data, split, config.data_seed) for split in ("train", "val", "test")))
-    common = {"seed": config.data_seed, "size": config.size, "frames_in": config.frames_in,
+    common: dict[str, Any] = {"seed": config.data_seed, "size": config.size, "frames_in": config.frames_in,
               "frames_out": config.frames_out, "path": config.data_path}
     return Datasets(
         train=create_dataset(config.dataset, config.train_samples, split="train", **common),
@@ -43,7 +44,7 @@ def load_datasets(config: StudyConfig) -> Datasets:
 def reference_predictors(test: Dataset) -> dict[str, dict[str, float | None]]:
     """Test metrics of the predictors that learn nothing, the floor any model must beat: all-zero targets, the
     mean target value everywhere, and (frames in, frames out) the last given frame repeated."""
-    x, y = batch(test, torch.arange(len(test)), torch.device("cpu"))
+    x, y = batch(test, torch.arange(size_of(test)), torch.device("cpu"))
     return {name: {f"test_{k}": v for k, v in prediction_metrics(g, y).items()}
             for name, g in no_learning_guesses(x, y).items()}
 
@@ -64,4 +65,4 @@ def fresh_train_set(config: StudyConfig, seed: int, epoch: int) -> Dataset:
 def train_subset(data: Datasets) -> Dataset:
     """The fixed part of the training set that ``train_mse`` is measured on: its first sequences, as many as the
     test set has, so train and test MSE average over as many samples."""
-    return subset(data.train, min(len(data.train), len(data.test)))
+    return subset(data.train, min(size_of(data.train), size_of(data.test)))

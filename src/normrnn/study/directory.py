@@ -67,8 +67,9 @@ def check_directory(config: StudyConfig, out: Path) -> None:
             raise ValueError(f"{out} holds a different study (differs in {changed}); use another --out directory")
     others = {row_hash(r, config.config_hash) for r in load_results(out, warn=False)} - {config.config_hash}
     if others:
-        raise ValueError(f"{out}/results.jsonl holds runs of a different study (config hash {', '.join(sorted(others))}"
-                         f"; this config is {config.config_hash}); use another --out directory")
+        hashes = ", ".join(sorted(map(str, others)))
+        raise ValueError(f"{out}/results.jsonl holds runs of a different study (config hash {hashes}; this config is "
+                         f"{config.config_hash}); use another --out directory")
     if not path.exists() or json.loads(path.read_text()) != resolved:
         atomic_write_text(path, json.dumps(resolved, indent=2) + "\n")
 

@@ -94,7 +94,7 @@ def run_on_ray(config: StudyConfig, out: Path, todo: list[RunSpec], *, progress:
     if started:
         ray.init(address=address)
     resources = {"num_gpus": 1} if config.device == "cuda" else {"num_cpus": config.threads or 1}
-    task = ray.remote(**resources)(_ray_task)
+    task = ray.remote(**resources)(_ray_task)  # type: ignore[call-overload]  # Ray's stubs type each option apart
     pending = {task.remote(config, str(out.resolve()), spec): spec for spec in todo}
     bar = progress_bar(len(todo), enabled=progress and bool(todo), unit="run")
     try:

@@ -24,7 +24,7 @@ from .._checks import first_line
 from .._loader import FactoryExit, accepted, no_exit, resolve
 from ..data import SequenceDataset
 
-__all__ = ["LOSSES", "batch", "check_model", "load_user_data", "loss_function", "subset"]
+__all__ = ["LOSSES", "batch", "check_model", "first_batch", "load_user_data", "loss_function", "size_of", "subset"]
 
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"mse": F.mse_loss, "mae": F.l1_loss}
 
@@ -44,11 +44,21 @@ def batch(data: Dataset, idx: Tensor, device: torch.device) -> tuple[Tensor, Ten
     return x.to(device), y.to(device)
 
 
+def size_of(data: Dataset) -> int:
+    """How many samples a map-style dataset holds (torch's ``Dataset`` type does not declare ``__len__``)."""
+    return len(data)  # type: ignore[arg-type]  # map-style datasets define __len__
+
+
+def first_batch(data: Dataset, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The first ``n`` samples of ``data`` (all of them, if it holds fewer) as one batch on ``device``."""
+    return batch(data, torch.arange(min(n, size_of(data))), device)
+
+
 def subset(data: Dataset, n: int) -> Dataset:
     """The first ``n`` samples of ``data``."""
     if isinstance(data, SequenceDataset):
         return SequenceDataset(data.video[:n], frames_in=data.frames_in, frames_out=data.frames_out)
-    return Subset(data, range(min(n, len(data))))  # type: ignore[arg-type]
+    return Subset(data, range(min(n, size_of(data))))
 
 
 def load_user_data(text: str, split: str, seed: int) -> Dataset:
@@ -80,7 +90,7 @@ def load_user_data(text: str, split: str, seed: int) -> Dataset:
     if not all(t.is_floating_point() for t in sample):
         raise ValueError(f"data factory {text}: expected floating-point (input, target) tensors, got "
                          f"{sample[0].dtype} and {sample[1].dtype} in split {split!r} (convert them, e.g. / 255)")
-    _check_finite(text, split, data, sample)
+    _check_finite(text, split, data, (sample[0], sample[1]))
     return data
 
 

@@ -69,8 +69,9 @@ def halving_winner(rows: Sequence[dict[str, Any]]) -> float:
     """The LR multiplier of the row with the lowest final validation MSE; diverged rows never win."""
     def score(r: dict[str, Any]) -> tuple[float, float]:
         val = r.get("val_mse")
-        ok = not r.get("diverged") and isinstance(val, (int, float)) and math.isfinite(val)
-        return (val if ok else math.inf, r["lr_mult"])
+        if r.get("diverged") or not isinstance(val, (int, float)) or not math.isfinite(val):
+            val = math.inf
+        return (val, r["lr_mult"])
 
     return float(min(rows, key=score)["lr_mult"])
 

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -62,7 +64,7 @@ def steps_to_learn(losses: list[float | None], floor: float, *, fraction: float 
         recent = losses[max(0, i - window + 1) : i + 1]
         if len(recent) < min(window, len(losses)) or any(v is None for v in recent):
             continue
-        if sum(recent) / len(recent) < floor - (1 - fraction) * abs(floor):  # type: ignore[arg-type]
+        if sum(recent) / len(recent) < floor - (1 - fraction) * abs(floor):  # type: ignore[arg-type]  # no None: above
             return i
     return None
 
@@ -119,14 +121,15 @@ def ssim(pred: Tensor, target: Tensor, *, data_range: float = 1.0, win_size: int
     return float(s.mean(dim=(1, 2, 3)).mean())
 
 
-def probed_cells(model: nn.Module) -> list[nn.Module]:
+def probed_cells(model: nn.Module) -> list[Any]:
     """The model's recurrent cells that report their sigmoid gates, in module order: normrnn cells, and a user's
     modules that hold a ``gate_probe`` attribute they call with their gates (``self.gate_probe = None`` in
     ``__init__``). Found by what they are, never by calling an attribute of the model by name (a user's own
     ``cells`` may be anything)."""
     from ..cells import RecurrentCell
 
-    return [m for m in model.modules() if isinstance(m, RecurrentCell) or "gate_probe" in vars(m)]
+    return [m for m in model.modules() if isinstance(m, RecurrentCell) or "gate_probe" in vars(m)]  # typed Any: a
+    # user's module has gate_probe as an attribute of its own, which nn.Module's type does not declare
 
 
 PLATEAU_GAIN = 0.02  # a run has plateaued when its last quarter of steps improved validation MSE by less than this

@@ -72,7 +72,7 @@ class Forecaster(nn.Module):
         self.frames_out = frames_out
         c = config.channels * config.patch**2
         layer = layer_for(kind.cell)
-        options = {"num_layers": config.depth, "norm": config.norm, "norm_inputs": config.norm_inputs,
+        options: dict[str, Any] = {"num_layers": config.depth, "norm": config.norm, "norm_inputs": config.norm_inputs,
                    "norm_scope": config.norm_scope, "residual": config.residual,
                    "forget_bias": config.forget_bias, "recurrent_init": config.recurrent_init}
         self.encoder = layer(c, config.width, config.kernel_size, **options)

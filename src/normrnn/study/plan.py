@@ -8,10 +8,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from .config import StudyConfig
 from .cost import measure_cost, training_step
 from .data import Datasets, load_datasets
+from .factories import size_of
 from .grid import RunSpec
 from .pool import threads_of_runs
 from .precision import choose_precision
@@ -38,13 +40,14 @@ def plan(config: StudyConfig, runs: list[RunSpec], data: Datasets | None = None)
         costliest = RunSpec(*max(timing, key=timing.__getitem__), seed=0, lr_mult=1.0)  # as cost.py builds it
         shared = 1.0 if config.workers == 1 else shared_slowdown(
             [training_step(config, data, costliest, bf16=bf16) for _ in range(config.workers)])
-    sizes = (len(data.train), len(data.val), len(data.test))  # a data factory's sizes, too
+    sizes = (size_of(data.train), size_of(data.val), size_of(data.test))  # a data factory's sizes, too
     per_epoch = math.ceil(sizes[0] / config.batch_size)
     per_run = {key: run_seconds(config, t, sizes) for key, t in timing.items()}
     total = estimate_seconds(config, runs, timing, sizes, shared=shared)
-    axes = {"norms": Counter(s.norm for s in runs), "topologies": Counter(s.topology for s in runs),
-            "depths": Counter(s.depth for s in runs), "seeds": Counter(s.seed for s in runs),
-            "lr_mults": Counter(s.lr_mult for s in runs)}
+    axes: dict[str, Counter[Any]] = {
+        "norms": Counter(s.norm for s in runs), "topologies": Counter(s.topology for s in runs),
+        "depths": Counter(s.depth for s in runs), "seeds": Counter(s.seed for s in runs),
+        "lr_mults": Counter(s.lr_mult for s in runs)}
     lines = [f"study {config.name!r} (config hash {config.config_hash}): {len(runs)} runs",
              "  " + " × ".join(f"{len(c)} {name} ({', '.join(map(str, c))})" for name, c in axes.items()),
              f"  each run: {config.epochs} epochs × {per_epoch} steps of batch {config.batch_size}, "

@@ -54,7 +54,7 @@ def run_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_o
     job = {"config": config.to_dict(), "out": str(out.resolve()), "shard": shard_of, "tensorboard": tensorboard,
            "runs": None if runs is None else [vars(s) for s in runs], "threads": worker_threads(config),
            "sys_path": [p or os.getcwd() for p in sys.path]}  # the caller's modules, found in the caller's order
-    logs = [tempfile.TemporaryFile(mode="w+") for _ in range(config.workers)]
+    logs: list[IO[str]] = [tempfile.TemporaryFile(mode="w+") for _ in range(config.workers)]
     previous = _stop_on_sigterm()
     children = [subprocess.Popen([sys.executable, "-m", "normrnn.study.pool"], stdin=subprocess.PIPE,
                                  stdout=subprocess.DEVNULL, stderr=log, text=True) for log in logs]

@@ -22,7 +22,7 @@ from .._io import atomic_write_text
 from ..bench.precision import bf16_hardware
 from ..bench.timing import time_interleaved
 from .config import StudyConfig
-from .factories import batch, loss_function
+from .factories import first_batch, loss_function
 from .grid import RunSpec
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def choose_precision(config: StudyConfig, data: Datasets, *, rounds: int = _ROUN
     lacking = bf16_hardware(device)
     if lacking is not None:
         return {"requested": "auto", "precision": "fp32", "ratio": None, "why": lacking}
-    x, y = batch(data.train, torch.arange(min(config.batch_size, len(data.train))), device)
+    x, y = first_batch(data.train, config.batch_size, device)
     loss = loss_function(config.loss)
     calls = {}
     for depth in config.depths:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -18,7 +18,7 @@ from .checks import check_device
 from .config import StudyConfig
 from .data import Datasets, load_datasets
 from .distributed import env_world_size, local_batch_size
-from .factories import batch, check_model, loss_function
+from .factories import check_model, first_batch, loss_function
 from .grid import RunSpec, planned_runs
 from .model import build_model
 from .pool import unimportable_factories
@@ -38,7 +38,7 @@ def check_factories(config: StudyConfig) -> Datasets | None:
         return None
     data = load_datasets(config)
     try:
-        x, y = batch(data.train, torch.arange(min(config.batch_size, len(data.train))), torch.device("cpu"))
+        x, y = first_batch(data.train, config.batch_size, torch.device("cpu"))
     except Exception as e:  # default_collate on samples of different shapes, or a __getitem__ that raises
         raise ValueError(f"data factory {config.data}: its first {config.batch_size} training samples do not make "
                          f"a batch: {type(e).__name__}: {first_line(e)}") from None
@@ -78,7 +78,7 @@ def _variant(spec: RunSpec) -> str:
 
 
 def check_runnable(config: StudyConfig, out: str | Path, *, nproc: int = 1, executor: str = "local",
-                   runs: Iterable[RunSpec] | None = None, shard_of: tuple[int, int] | None = None) -> None:
+                   runs: Sequence[RunSpec] | None = None, shard_of: tuple[int, int] | None = None) -> None:
     """Every check that needs no work: executor, process count, device, batch split, output directory, and the
     norms of ``runs`` (default: the grid's). ``StudyConfig`` itself has checked its values; these depend on this
     machine and this command."""
@@ -156,7 +156,7 @@ def check_norms_fit(config: StudyConfig) -> None:
             raise ValueError(f"norms: {norm!r} does not fit width={config.width}: {e}") from None
 
 
-def pooled(config: StudyConfig, executor: str, nproc: int, runs: list[RunSpec] | None) -> bool:
+def pooled(config: StudyConfig, executor: str, nproc: int, runs: Sequence[RunSpec] | None) -> bool:
     """Whether the runs train in a local pool: ``workers > 1``, more than one run, and no other placement (Ray, or
     data-parallel processes, place the runs themselves and leave ``workers`` unused)."""
     several = runs is None or len(runs) > 1

@@ -78,7 +78,8 @@ def _differences(settings: dict[str, tuple[Path, dict[str, Any] | None]]) -> str
     known = [s for _, s in settings.values() if s is not None]
     if len(known) == len(settings):
         keys = sorted(k for k in known[0] if len({json.dumps(s.get(k)) for s in known}) > 1)
-        where = ", ".join(f"{d} ({', '.join(f'{k}={s[k]}' for k in keys)})" for d, s in settings.values())
+        where = ", ".join(f"{d} ({', '.join(f'{k}={s[k]}' for k in keys)})" for d, s in settings.values()
+                          if s is not None)
         return f"they differ in {keys}: {where}"
     return "their config hashes differ: " + ", ".join(f"{d}: {h}" for h, (d, _) in settings.items())
 
@@ -134,10 +135,10 @@ def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | 
                                                                                  for a in aggs))
         out.append(f"- **Does normalization stabilize training?** Largest stable LR multiplier at depth {depth}, "
                    f"clipping as configured: {text}.")
-    ln = [a for a in main if a["norm"] == "layer" and math.isfinite(a.get("gap", math.nan))]
-    none = {(a["topology"], a["depth"]): a for a in main if a["norm"] == BASELINE}
-    pairs = [(a, none[(a["topology"], a["depth"])]) for a in ln if (a["topology"], a["depth"]) in none
-             and math.isfinite(none[(a["topology"], a["depth"])].get("gap", math.nan))]
+    with_gap = [a for a in main if a["norm"] == "layer" and math.isfinite(a.get("gap", math.nan))]
+    bias_only = {(a["topology"], a["depth"]): a for a in main if a["norm"] == BASELINE}
+    pairs = [(a, bias_only[(a["topology"], a["depth"])]) for a in with_gap if (a["topology"], a["depth"]) in bias_only
+             and math.isfinite(bias_only[(a["topology"], a["depth"])].get("gap", math.nan))]
     if pairs:
         a, b = max(pairs, key=lambda p: p[0]["depth"])
         out.append(f"- **Does layer norm help training but hurt test accuracy?** At depth {a['depth']} "

@@ -32,6 +32,7 @@ def load_results(directory: str | Path, *, warn: bool = True) -> list[dict[str, 
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
+        why: str | None
         try:
             row = json.loads(line)
         except json.JSONDecodeError:

@@ -64,7 +64,7 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
     return finished_rows(out, known_runs(config, out, runs, shard_of))
 
 
-def _run_phases(config: StudyConfig, out: Path, rank: Rank, runs: Iterable[RunSpec] | None,
+def _run_phases(config: StudyConfig, out: Path, rank: Rank, runs: list[RunSpec] | None,
                 shard_of: tuple[int, int] | None, *, executor: str, progress: bool, ray_address: str | None,
                 tensorboard: bool) -> None:
     """Train this process's unfinished runs, phase by phase (a halving search adds phases as runs finish)."""
@@ -92,6 +92,7 @@ def _run_phases(config: StudyConfig, out: Path, rank: Rank, runs: Iterable[RunSp
         if executor == "ray":
             run_on_ray(config, out, todo, progress=progress, address=ray_address)
         else:
+            assert data is not None  # prepared above: this process trains (need_data)
             run_locally(config, out, todo, data, progress=progress and rank.is_main, rank=rank,
                         tensorboard=tensorboard)
 
@@ -116,7 +117,7 @@ def run(config: StudyConfig, out: str | Path, *, model: Callable[..., Any] | str
     from .._loader import factory_name
     from .report import write_report
 
-    changes = {key: value if isinstance(value, str) else factory_name(value)
+    changes: dict[str, Any] = {key: value if isinstance(value, str) else factory_name(value)
                for key, value in (("model", model), ("data", data), ("loss", loss)) if value is not None}
     config = dataclasses.replace(config, **changes)
     rows = run_study(config, out, **options)

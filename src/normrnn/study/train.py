@@ -24,7 +24,7 @@ from .checkpoint import read_checkpoint, set_aside
 from .config import StudyConfig
 from .data import Datasets, fresh_train_set, train_subset
 from .distributed import Rank, broadcast, current, global_mean, local_batch_size
-from .factories import batch, loss_function
+from .factories import batch, loss_function, size_of
 from .grid import RunSpec
 from .history import NOT_EVALUATED, FinalMetrics, RunHistory, grew, result_row
 from .metrics import SATURATED, no_learning_guesses, prediction_metrics, probed_cells
@@ -47,7 +47,8 @@ def _sampler(n: int, seed: int, rank: Rank) -> DistributedSampler:
     """Shuffles ``range(n)`` by (seed, epoch) alone and deals rank r every world_size-th index, so local batch k
     of all ranks together is global batch k of one process: results and resuming do not depend on the world
     size (for n divisible by it; otherwise the sampler repeats a few samples to even out the ranks)."""
-    return DistributedSampler(range(n), num_replicas=rank.world_size, rank=rank.rank, shuffle=True,
+    indices: Any = range(n)  # a map-style dataset of indices to the sampler, which reads only its length
+    return DistributedSampler(indices, num_replicas=rank.world_size, rank=rank.rank, shuffle=True,
                               seed=seed * 100_003, drop_last=False)
 
 
@@ -82,7 +83,7 @@ def evaluate(model: nn.Module, data: Dataset, *, batch_size: int, device: torch.
             cell.gate_probe = probe
     preds, targets = [], []
     try:
-        for idx in torch.arange(len(data)).split(batch_size):
+        for idx in torch.arange(size_of(data)).split(batch_size):
             x, y = batch(data, idx, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 preds.append(model(x).float().cpu())
@@ -101,7 +102,7 @@ def evaluate(model: nn.Module, data: Dataset, *, batch_size: int, device: torch.
 def no_learning_loss(data: Dataset, loss: str = "mse") -> float:
     """The training loss of the best predictor that learns nothing, on ``data``: the floor that
     ``steps_to_learn`` is measured against."""
-    x, y = batch(data, torch.arange(len(data)), torch.device("cpu"))
+    x, y = batch(data, torch.arange(size_of(data)), torch.device("cpu"))
     fn = loss_function(loss)
     return min(float(fn(guess, y)) for guess in no_learning_guesses(x, y).values())
 
@@ -152,7 +153,7 @@ def train_run(
 
         precision = choose_precision(config, data)["precision"]
     run_dir.mkdir(parents=True, exist_ok=True)
-    sampler = _sampler(len(data.train), spec.seed, rank)
+    sampler = _sampler(size_of(data.train), spec.seed, rank)
     local_batch = local_batch_size(config.batch_size, rank.world_size)
     total_steps = config.epochs * math.ceil(len(sampler) / local_batch)
     ckpt_path = run_dir / "checkpoint.pt"
@@ -165,7 +166,7 @@ def train_run(
                  bf16=precision == "bf16")
     _train_epochs(loop, state, ckpt_path, on_epoch)
     if loop.memory is None:  # resumed after the last epoch: measure on one batch
-        loop.memory = _peak_memory(state.model, *batch(data.train, torch.arange(min(local_batch, len(data.train))),
+        loop.memory = _peak_memory(state.model, *batch(data.train, torch.arange(min(local_batch, size_of(data.train))),
                                                        device), device)
     if logger is not None:
         logger.close()
@@ -274,6 +275,7 @@ def _step(loop: _Loop, state: _State, x: Tensor, y: Tensor, n: int) -> float | N
     grad_norm = float(nn.utils.clip_grad_norm_(state.model.parameters(), config.clip or math.inf))  # 0: no clip
     value = global_mean(loss.detach(), n, loop.rank)  # the loss of the global batch
     first = history.loss[0] if history.loss else value
+    assert first is not None  # a first step that was not finite stopped the run there
     if not (math.isfinite(value) and math.isfinite(grad_norm)) or grew(value, first, config.divergence_bound):
         history.diverged_step = len(history.loss)
         history.loss.append(value if math.isfinite(value) else None)
@@ -313,7 +315,7 @@ def _end_epoch(loop: _Loop, state: _State, losses: list[float], path: Path) -> b
                       "config_hash": config.config_hash}
         atomic_write(path, lambda f: torch.save(checkpoint, f))
     if loop.logger is not None:
-        first_batch = torch.arange(min(config.batch_size, len(loop.data.val)))
+        first_batch = torch.arange(min(config.batch_size, size_of(loop.data.val)))
         loop.logger.epoch(history.epoch, history.val_curve[-1], model,
                           batch(loop.data.val, first_batch, loop.device)[0])
     return True

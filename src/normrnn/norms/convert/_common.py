@@ -4,7 +4,7 @@ axes, checks of attributes and variables, and copying arrays in."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -108,8 +108,11 @@ def _int_option(what: str, value: object) -> int:
     return value
 
 
+M = TypeVar("M", bound=nn.Module)  # load_arrays returns the module it was given
+
+
 @torch.no_grad()
-def load_arrays(module: nn.Module, **tensors: Any) -> nn.Module:
+def load_arrays(module: M, **tensors: Any) -> M:
     """Copy arrays into same-named parameters/buffers, checking shapes."""
     for name, value in tensors.items():
         if value is None:

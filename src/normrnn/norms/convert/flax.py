@@ -94,7 +94,7 @@ class _Flags:
     eps: float
 
     @property
-    def affine(self) -> dict[str, bool]:
+    def affine(self) -> dict[str, Any]:
         return {"affine": self.use_scale or self.use_bias, "scale": self.use_scale, "center": self.use_bias}
 
 

@@ -48,16 +48,16 @@ def from_torch(module: nn.Module, layout: str | Layout) -> nn.Module:
         if module.track_running_stats:
             raise ValueError("InstanceNorm with track_running_stats=True is not supported: normrnn's instance norm "
                              "always uses per-instance statistics")
-        new = InstanceNorm(module.num_features, layout=parsed, reduce=parsed.letters[2:], eps=module.eps,
-                           affine=module.affine, **factory)
-        return load_arrays(new, weight=module.weight, bias=module.bias)
+        instance = InstanceNorm(module.num_features, layout=parsed, reduce=parsed.letters[2:], eps=module.eps,
+                                affine=module.affine, **factory)
+        return load_arrays(instance, weight=module.weight, bias=module.bias)
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        new = BatchNorm(module.num_features, layout=parsed, eps=module.eps, momentum=module.momentum,
-                        affine=module.affine, track_running_stats=module.track_running_stats,
-                        sync=isinstance(module, nn.SyncBatchNorm),
-                        process_group=getattr(module, "process_group", None), **factory)
-        new.train(module.training)
-        return load_arrays(new, weight=module.weight, bias=module.bias, running_mean=module.running_mean,
+        batch = BatchNorm(module.num_features, layout=parsed, eps=module.eps, momentum=module.momentum,
+                          affine=module.affine, track_running_stats=module.track_running_stats,
+                          sync=isinstance(module, nn.SyncBatchNorm),
+                          process_group=getattr(module, "process_group", None), **factory)
+        batch.train(module.training)
+        return load_arrays(batch, weight=module.weight, bias=module.bias, running_mean=module.running_mean,
                      running_var=module.running_var, num_batches_tracked=module.num_batches_tracked)
     raise AssertionError(f"unreachable: {type(module).__name__} is in _SUPPORTED")
 
@@ -76,9 +76,9 @@ def _from_trailing_norm(module: nn.LayerNorm | nn.RMSNorm, parsed: Layout, facto
     axes, shape = (None, None) if reduce == "C" else (reduce, tuple(module.normalized_shape))
     if isinstance(module, nn.RMSNorm):
         eps = module.eps if module.eps is not None else torch.finfo(torch.float32).eps
-        new = RMSNorm(C, layout=parsed, reduce=reduce, eps=eps, affine=module.elementwise_affine,
+        rms = RMSNorm(C, layout=parsed, reduce=reduce, eps=eps, affine=module.elementwise_affine,
                       param_axes=axes, param_shape=shape, **factory)
-        return load_arrays(new, weight=module.weight)
+        return load_arrays(rms, weight=module.weight)
     new = LayerNorm(C, layout=parsed, reduce=reduce, eps=module.eps, affine=module.elementwise_affine,
                     center=module.bias is not None, param_axes=axes, param_shape=shape, **factory)
     return load_arrays(new, weight=module.weight, bias=module.bias)
