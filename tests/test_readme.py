@@ -128,9 +128,9 @@ def test_the_converge_plan_was_within_a_quarter_of_its_wall_time() -> None:
     wall time the study then took here (``timing.json``: start to report, pauses subtracted)."""
     import json
 
-    from normrnn.study.config import PRESETS
     from normrnn.study.grid import planned_runs
     from normrnn.study.plan import estimate_seconds
+    from normrnn.study.presets import PRESETS
 
     text = (CONVERGE / "plan.txt").read_text()
     step_s = {(n, t, int(d)): float(s) for n, t, d, s in

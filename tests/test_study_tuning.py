@@ -17,11 +17,11 @@ from conftest import interrupt_after
 from helpers import result_row
 from normrnn.study import RunSpec, StudyConfig, expand_grid, load_results, run_study, train_run
 from normrnn.study.aggregate import aggregate, best_lr, median_range
-from normrnn.study.config import PRESETS
 from normrnn.study.data import load_datasets, train_subset
 from normrnn.study.grid import halving_winner, planned_runs
 from normrnn.study.metrics import steps_to_learn
 from normrnn.study.model import build_model
+from normrnn.study.presets import PRESETS
 from normrnn.study.report import write_report
 from normrnn.study.train import evaluate
 

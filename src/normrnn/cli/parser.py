@@ -80,7 +80,7 @@ _EXAMPLES = {
 def _epilog(command: str) -> str:
     text = "examples:\n" + "\n".join(f"  {line}" for line in _EXAMPLES[command])
     if command == "study":
-        from ..study.grid import preset_table
+        from ..study.presets import preset_table
 
         text = ("presets (--preset NAME; wall time from start to report, measured on our 2-core CPU machine):\n"
                 + preset_table() + "\n\n" + text)

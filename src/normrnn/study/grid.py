@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .checks import MAX_SEED, canonical_norm, choice, integer, mult_token, norm_spec, norm_token, number
-from .config import PRESETS, TOPOLOGIES, StudyConfig
+from .config import TOPOLOGIES, StudyConfig
 
-__all__ = ["RunSpec", "expand_grid", "halving_winner", "parse_shard", "planned_runs", "preset_table", "shard"]
+__all__ = ["RunSpec", "expand_grid", "halving_winner", "parse_shard", "planned_runs", "shard"]
 
 
 @dataclass(frozen=True)
@@ -113,19 +113,3 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-# wall time of `normrnn study --preset NAME` from start to report, measured on our 2-core CPU machine (docs/guides/
-# study.md); None: not measured since the preset last changed (`--plan` estimates it on your machine)
-PRESET_WALL: dict[str, str | None] = {"smoke": "35 s", "quick": "5 min", "tuned": "25 min", "converge": "106 min",
-                                      "deep": None, "stability": None, "standard": None, "gpu": None, "full": None}
-
-
-def preset_table() -> str:
-    """The presets as a plain-text table: grid, run count and measured wall time (``normrnn study --help``)."""
-    rows = [("preset", "runs", "grid (norms × topologies × depths × seeds × LR multipliers)", "device", "wall time")]
-    for name, c in PRESETS.items():
-        mults = f"{len(c.lr_mults)} ({c.lr_search})" if len(c.lr_mults) > 1 else "1"
-        grid = (f"{len(c.norms)} × {len(c.topologies)} × {','.join(map(str, c.depths))} × {len(c.seeds)} × {mults}")
-        rows.append((name, str(len(planned_runs(c))), grid, c.device, PRESET_WALL.get(name) or "not measured"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                     for row in rows)

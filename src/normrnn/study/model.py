@@ -7,6 +7,7 @@ patching (``patch``, as OpenSTL does) trades resolution for channels and speed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,14 @@ class ModelConfig:
     forget_bias: float = 1.0  # added to the forget gate's bias at initialization
     recurrent_init: str = "orthogonal"  # orthogonal | default (uniform)
     head: str = "linear"  # linear: the 1×1 head's output as is (PredRNN, OpenSTL) | sigmoid: outputs in [0, 1]
+
+    @classmethod
+    def for_run(cls, config: StudyConfig, spec: RunSpec) -> ModelConfig:
+        """The study's model part for one run: every field the config's model part names (by name, so a model
+        setting added to both reaches the model with no copying), and the run's depth, norm and topology."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        shared = {key: value for key, value in config.part("model").items() if key in names}
+        return cls(**shared, depth=spec.depth, norm=spec.norm, residual=spec.topology == "residual")
 
 
 class Forecaster(nn.Module):
@@ -117,16 +126,11 @@ def build_model(config: StudyConfig, spec: RunSpec, factory: ModelFactory | None
         except Exception as e:  # the user's code: name it, in one line
             raise ValueError(f"model factory {name} raised for {spec.run_id}: {type(e).__name__}: "
                              f"{first_line(e)}") from None
-    model_config = ModelConfig(cell=config.cell, depth=spec.depth, width=config.width,
-                               kernel_size=config.kernel_size, norm=spec.norm, norm_inputs=config.norm_inputs,
-                               norm_scope=config.norm_scope, residual=spec.topology == "residual",
-                               patch=config.patch, forget_bias=config.forget_bias,
-                               recurrent_init=config.recurrent_init, head=config.head)
-    return Forecaster(model_config, frames_in=config.frames_in, frames_out=config.frames_out)
+    return Forecaster(ModelConfig.for_run(config, spec), frames_in=config.frames_in, frames_out=config.frames_out)
 
 
 def model_settings(config: StudyConfig) -> dict[str, Any]:
-    """The config's model keys, as a model factory may take them."""
-    keys = ("cell", "width", "kernel_size", "patch", "norm_inputs", "norm_scope", "forget_bias", "recurrent_init",
-            "head", "frames_in", "frames_out")
-    return {k: getattr(config, k) for k in keys}
+    """The config's model part (less the factory's own name and version) and the frames in and out, as a model
+    factory may take them."""
+    settings = {k: v for k, v in config.part("model").items() if k not in ("model", "model_version")}
+    return {**settings, "frames_in": config.frames_in, "frames_out": config.frames_out}

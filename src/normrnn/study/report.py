@@ -37,7 +37,8 @@ def _directory_hash(directory: Path) -> tuple[str | None, dict[str, Any] | None]
     """The config hash and settings recorded in ``DIR/study.json`` (``None`` when it is missing or damaged)."""
     import dataclasses
 
-    from .config import StudyConfig, legacy_keys
+    from .config import StudyConfig
+    from .presets import legacy_keys
 
     try:
         stored = legacy_keys(json.loads((directory / "study.json").read_text()))
