@@ -125,3 +125,18 @@ def test_the_package_names_are_one_list_that_type_checkers_see_too() -> None:
     assert static == {(module, name) for module, names in normrnn._EXPORTS.items() for name in names}
     assert set(normrnn.__all__) == {*normrnn._HOME, "__version__"}
     assert all(getattr(normrnn, name) is not None for name in normrnn.__all__)
+
+
+def test_no_module_over_400_lines_and_no_function_over_60() -> None:
+    """The sizes past which a module becomes a package and a function gets split."""
+    long_modules, long_functions = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 400:
+            long_modules.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None:
+                start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                if node.end_lineno - start + 1 > 60:
+                    long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert not long_modules and not long_functions, (long_modules, long_functions)

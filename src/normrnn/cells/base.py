@@ -293,8 +293,7 @@ class RecurrentCell(nn.Module):
         """The new state where the (B,) mask is True, the old one elsewhere, in the state's own dtype."""
         if isinstance(new, tuple) and isinstance(old, tuple):  # (h, c)
             return freeze(new[0], old[0], mask), freeze(new[1], old[1], mask)
-        assert isinstance(new, Tensor) and isinstance(old, Tensor)  # one state tensor: h
-        return freeze(new, old, mask)
+        return freeze(new, old, mask)  # type: ignore[arg-type]  # one state tensor, h, as state_size says
 
     def output(self, state: CellState) -> Tensor:
         """The hidden state ``h`` of a state."""

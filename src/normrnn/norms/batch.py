@@ -130,11 +130,9 @@ class BatchNorm(Norm):
     def reset_running_stats(self) -> None:
         """Zero the running mean and count; set the running variance to one."""
         if self.track_running_stats:
-            assert isinstance(self.running_mean, Tensor) and isinstance(self.running_var, Tensor)  # buffers, when
-            assert isinstance(self.num_batches_tracked, Tensor)  # tracking (nn.Module types them Tensor | Module)
-            self.running_mean.zero_()
-            self.running_var.fill_(1.0)
-            self.num_batches_tracked.zero_()
+            for buffer, value in ((self.running_mean, 0.0), (self.running_var, 1.0), (self.num_batches_tracked, 0)):
+                assert isinstance(buffer, Tensor)  # registered when tracking (nn.Module types it Tensor | Module)
+                buffer.fill_(value)
 
     def reset_parameters(self) -> None:
         """Reset the running statistics, set γ to 1 and β to 0."""
