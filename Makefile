@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 
-.PHONY: demo test lint typecheck docs bench gpu-check clean
+.PHONY: demo test test-fast lint typecheck docs bench gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ typecheck: $(VENV)/.installed-dev
 
 test: lint typecheck
 	$(BIN)/python -m pytest -q src tests
+
+# the edit loop: every test but the slow ones (processes, the docs site, compilers), no lint or type check
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m "not slow" src tests
 
 # the site from docs/ (guides and the API reference from the docstrings) into site/; warnings are errors
 docs: $(VENV)/.installed-dev

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "normrnn"
 
@@ -98,6 +100,7 @@ def test_the_architecture_page_states_the_tested_order() -> None:
     assert order in page
 
 
+@pytest.mark.slow
 def test_the_report_loads_no_training_code(tmp_path: Path) -> None:
     """``normrnn report`` on the committed converge rows: its process never imports training, models, executors or
     the process-group code."""

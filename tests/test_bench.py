@@ -50,6 +50,7 @@ def test_profile_splits_one_step_into_categories_that_add_up() -> None:
     assert [r.ms for r in rows] == sorted((r.ms for r in rows), reverse=True)
 
 
+@pytest.mark.slow
 def test_gpu_check_rehearses_its_whole_pipeline_on_cpu(tmp_path) -> None:
     """make gpu-check gets one shot on a lent GPU: its bench, bandwidth, study and report code runs here first,
     on the CPU under Triton's interpreter at a tiny shape."""

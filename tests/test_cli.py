@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from normrnn import cli
@@ -47,12 +48,14 @@ def test_bench_norms_small_run_checks_and_reports_ratios(tmp_path, capsys):
     assert "normrnn layer" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_console_script_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "normrnn", "explain", "batch", "--layout", "BTCHW",
                              "--shape", "2,3,4,5,5"], capture_output=True, text=True, check=True)
     assert "statistics   (C,) = (4,)" in result.stdout
 
 
+@pytest.mark.slow
 def test_long_commands_run_with_passive_openmp_wait(monkeypatch):
     calls = []
     monkeypatch.setattr(os, "execve", lambda path, args, env: calls.append((path, args, env)))

@@ -50,6 +50,7 @@ def _assert_same_training(ddp: dict, single: dict) -> None:
         torch.testing.assert_close(ddp["model"][k], single["model"][k], atol=1e-5, rtol=1e-5, msg=k)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_equal_one_process(tmp_path, capsys) -> None:
     config = tmp_path / "bn.toml"
     config.write_text(TOML)
@@ -86,6 +87,7 @@ def _run_dir(out: str | Path, spec: RunSpec) -> Path:
     return Path(out) / "runs" / spec.run_id
 
 
+@pytest.mark.slow
 def test_a_run_resumes_with_another_world_size(tmp_path) -> None:
     spec = RunSpec("recurrent_batch", "residual", 2, 0, 1.0)
     data = load_datasets(SMALL)
@@ -99,6 +101,7 @@ def test_a_run_resumes_with_another_world_size(tmp_path) -> None:
     _assert_same_training(_checkpoint(mixed, spec.run_id), _checkpoint(single, spec.run_id))
 
 
+@pytest.mark.slow
 def test_study_nproc_launches_the_group_itself(tmp_path) -> None:
     config = dataclasses.replace(SMALL, epochs=1)
     rows = run_study(config, tmp_path / "two", nproc=2, progress=False)

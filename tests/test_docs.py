@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # processes, a site build or an interpreter: make test-fast skips them
+
 _ROOT = Path(__file__).resolve().parents[1]
 _PAGES = [_ROOT / "README.md", *sorted((_ROOT / "docs").rglob("*.md"))]
 _BLOCKS = [(page, i, code) for page in _PAGES

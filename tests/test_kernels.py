@@ -199,6 +199,7 @@ _INDUCTOR_CASES = [(ConvLSTM, "group:2")] + [
     for cls in (ConvLSTM, ConvGRU) for norm in NORMS if (cls, norm) != (ConvLSTM, "group:2")]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="inductor on CPU needs a C++ compiler")
 @pytest.mark.parametrize(("cls", "norm"), _INDUCTOR_CASES)
 def test_inductor_block_matches_eager_in_fp32(cls, norm: str) -> None:

@@ -62,6 +62,7 @@ def _worker(rank: int, init_file: str, result_file: str, kind: str, masked: bool
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "masked"), [("batch", False), ("batch", True), ("recurrent", False)])
 def test_sync_batch_norm_equals_global_batch(tmp_path, kind, masked):
     if not dist.is_available():

@@ -44,6 +44,7 @@ def _swap(argv: list[str], flag: str, value: str) -> list[str]:
     return [*argv[: i + 1], value, *argv[i + 2 :]]
 
 
+@pytest.mark.slow
 def test_own_model_commands_run_as_printed_and_the_excerpt_is_the_reports_shape(tmp_path) -> None:
     run, plan = _commands(_section("Study your own model"))
     # the plan command exactly as printed (its --out is never written): it checks the factories and trains nothing

@@ -225,6 +225,7 @@ def test_a_claimed_run_is_left_to_its_owner(tmp_path) -> None:
     assert {r["run_id"] for r in run_study(config, tmp_path, progress=False)} == {held.run_id, other.run_id}
 
 
+@pytest.mark.slow
 def test_two_shards_at_once_into_one_directory_lose_nothing(tmp_path) -> None:
     out = tmp_path / "shared"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -239,6 +240,7 @@ def test_two_shards_at_once_into_one_directory_lose_nothing(tmp_path) -> None:
     assert (out / "report.md").exists()  # written by the shard that completed the grid
 
 
+@pytest.mark.slow
 def test_ray_executor_equals_the_local_one(tmp_path) -> None:
     config = dataclasses.replace(TINY, norms=("none", "layer"), epochs=1, threads=1)
     want = run_study(config, tmp_path / "local", progress=False)

@@ -103,6 +103,7 @@ def test_own_model_and_data_end_to_end_then_resume(usermod) -> None:
     assert resumed["test_mse"] == full["test_mse"] and resumed["val_curve"] == full["val_curve"]
 
 
+@pytest.mark.slow
 def test_own_model_and_data_train_alike_under_ddp_and_ray(usermod, monkeypatch) -> None:
     """Scale-out works the same for a user's model: two DDP processes, and a Ray task per run, equal one process."""
     monkeypatch.setenv("PYTHONPATH", f"{usermod}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")  # the workers'

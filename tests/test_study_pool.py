@@ -18,6 +18,8 @@ from normrnn.study import StudyConfig, expand_grid, load_config, load_results, r
 from normrnn.study.pool import worker_threads
 from normrnn.study.preflight import check_runnable
 
+pytestmark = pytest.mark.slow  # processes, a site build or an interpreter: make test-fast skips them
+
 TINY = StudyConfig(name="tiny-pool", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4,
                    epochs=2, batch_size=4, norms=("none", "layer"), topologies=("stacked",), frames_in=3,
                    frames_out=2, threads=2)

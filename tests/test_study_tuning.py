@@ -231,6 +231,7 @@ def test_plan_shows_the_shapes_a_data_factory_really_gives(monkeypatch) -> None:
     assert "estimated total: " in text and " s on this machine" in text  # under a minute: in seconds
 
 
+@pytest.mark.slow
 def test_the_converge_plan_is_quick_and_writes_nothing(tmp_path, capsys) -> None:
     """``--plan`` times one training step of each variant of the real converge grid (18 models), so it stays under the
     20 s budget (about 9 s on our 2-core machine; the bound is generous, not a benchmark)."""

@@ -21,6 +21,8 @@ from normrnn.kernels.triton import triton_lstm_gates, triton_unavailable
 from normrnn.layers import LSTM, ConvLSTM
 from normrnn.norms import GroupNorm, RMSNorm
 
+pytestmark = pytest.mark.slow  # processes, a site build or an interpreter: make test-fast skips them
+
 if triton_unavailable() is not None:
     pytest.skip(triton_unavailable(), allow_module_level=True)
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # processes, a site build or an interpreter: make test-fast skips them
+
 _ROOT = Path(__file__).resolve().parents[1]
 
 
