@@ -15,9 +15,10 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) --editable '.[study]'
 	@touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
+# the dev extra includes the study extra: one pip run installs both (and marks both installed)
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) --editable '.[dev]'
-	@touch $@
+	@touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed
 	$(BIN)/normrnn study --preset quick --out study-quick

@@ -317,3 +317,17 @@ def test_triton_interpreter_defect_is_named_only_where_it_bites() -> None:
     assert interpreter_defect("3.10.1", numpy_takes_int_of_1_element=False) is None
     assert interpreter_defect("3.10.0rc1+git5", numpy_takes_int_of_1_element=False) is None
     assert "Triton 3.6.0+cu" in interpreter_defect("3.6.0+cu", numpy_takes_int_of_1_element=False)
+
+
+def test_every_public_module_of_the_kernels_package_is_imported_and_registers_its_backend() -> None:
+    """Adding a backend is one new module: the package imports each public one (and nothing else registers)."""
+    import pkgutil
+    import sys
+
+    import normrnn.kernels as kernels
+    from normrnn.kernels.registry import _BACKENDS
+
+    public = [m.name for m in pkgutil.iter_modules(kernels.__path__) if not m.name.startswith("_")]
+    assert all(f"normrnn.kernels.{name}" in sys.modules for name in public)
+    homes = {type(b).__module__.rpartition(".")[2] for b in _BACKENDS.values()}
+    assert homes <= set(public) and {"compile", "fused", "triton"} <= homes

@@ -8,9 +8,12 @@
 - :mod:`.triton`: :func:`triton_lstm_gates`, the same block as Triton kernels (CUDA, or CPU under
   ``TRITON_INTERPRET=1``; Triton itself is imported only when a kernel first runs), and the ``triton`` backend.
 
-Each backend registers itself in its own module, which this package imports (adding one: one module and one import
-here).
+Each backend registers itself in its own module, and this package imports every public module it holds: a new backend
+is one new module, with no other file to edit.
 """
+
+import importlib
+import pkgutil
 
 from .compile import CompiledBlock, CompileFallbackWarning, configure_compile
 from .fused import fused_lstm_gates
@@ -25,6 +28,11 @@ from .registry import (
     unregister_backend,
 )
 from .triton import TritonBackend, triton_lstm_gates, triton_unavailable
+
+# every public module registers its backend when imported (the explicit imports above are the names we export)
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "CompileFallbackWarning",
