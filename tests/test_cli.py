@@ -149,3 +149,23 @@ def test_misspelled_names_get_a_suggestion(tmp_path, capsys):
     toml.write_text('norms = ["zzz"]\n')
     assert main(["study", "--config", str(toml), "--plan", "--out", str(tmp_path)]) == 2
     assert "did you mean" not in capsys.readouterr().err  # nothing close: no guess
+
+
+def test_a_command_checks_its_study_once(tmp_path, monkeypatch):
+    """The CLI runs every check before it joins a process group, and the study does not run them again."""
+    from helpers import cli
+    from normrnn.study import preflight, runner
+
+    calls = []
+    original = preflight.check_runnable
+
+    def counted(*args, **kwargs):
+        calls.append(args[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(preflight, "check_runnable", counted)
+    monkeypatch.setattr(runner, "check_runnable", counted)
+    ran = cli("train", "--preset", "smoke", "--norm", "none", "--depth", "1", "--out", str(tmp_path / "t"),
+              "--no-progress")
+    assert ran.returncode == 0, ran.stderr
+    assert calls == [str(tmp_path / "t")]

@@ -198,7 +198,7 @@ def _run(config: StudyConfig, args: argparse.Namespace, runs: list[RunSpec] | No
     rank = init_from_env(config.device)
     try:
         run_study(config, args.out, runs=runs, shard_of=shard_of, progress=not args.no_progress, nproc=args.nproc,
-                  executor=args.executor, ray_address=args.ray_address, tensorboard=args.tensorboard)
+                  executor=args.executor, ray_address=args.ray_address, tensorboard=args.tensorboard, checked=True)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {args.out} is consistent; run the same command again to resume", file=sys.stderr)
         return None

@@ -20,7 +20,7 @@ __all__ = ["run", "run_study"]
 def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
               runs: Iterable[RunSpec] | None = None, nproc: int = 1, executor: str = "local",
               ray_address: str | None = None, tensorboard: bool = False,
-              shard_of: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+              shard_of: tuple[int, int] | None = None, checked: bool = False) -> list[dict[str, Any]]:
     """Run every unfinished run of ``config`` (or of ``runs``, e.g. a shard) into ``out``; return their rows.
 
     Finished runs (already in ``results.jsonl``) are skipped; interrupted ones resume from their last
@@ -41,14 +41,17 @@ def run_study(config: StudyConfig, out: str | Path, *, progress: bool = True,
         executor: ``"local"``, or ``"ray"`` to submit each run as a Ray task. Default: ``"local"``.
         ray_address: the Ray cluster to join. Default: ``None``, ``$RAY_ADDRESS`` or a new local instance.
         tensorboard: log each run to ``runs/ID/tensorboard`` (local executor). Default: ``False``.
-        shard_of: ``(I, N)``: only shard I of N of the grid (:func:`~normrnn.study.config.shard`), phase by phase.
+        shard_of: ``(I, N)``: only shard I of N of the grid (:func:`~normrnn.study.grid.shard`), phase by phase.
             Default: ``None``, every run.
+        checked: the caller has run :func:`~normrnn.study.preflight.check_runnable` with these arguments (the CLI
+            does, before it joins a torchrun group), so it is not run twice. Default: ``False``.
     """
     out = Path(out)
     rank = current()
     runs = None if runs is None else list(runs)
-    check_runnable(config, out, nproc=nproc, executor=executor, runs=runs,  # before any data or child process
-                   shard_of=shard_of)
+    if not checked:
+        check_runnable(config, out, nproc=nproc, executor=executor, runs=runs,  # before any data or child process
+                       shard_of=shard_of)
     if executor == "ray" and rank.active:
         raise ValueError("expected executor='local' for data-parallel runs, got 'ray'; use one or the other")
     if nproc > 1:
