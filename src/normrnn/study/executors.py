@@ -55,7 +55,9 @@ def run_as_worker(config: StudyConfig, out: Path, runs: list[RunSpec] | None, sh
 
 
 def run_locally(config: StudyConfig, out: Path, todo: list[RunSpec], data: Datasets, *, progress: bool,
-                 rank: Rank, tensorboard: bool = False) -> None:
+                rank: Rank, tensorboard: bool = False) -> None:
+    """``todo`` one after another in this process (every rank of a torchrun group together), with a progress bar
+    by epoch."""
     if config.threads is not None:
         torch.set_num_threads(max(1, config.threads // rank.world_size))  # the processes share the cores
     bar = progress_bar(len(todo) * config.epochs, enabled=progress)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from .._loader import factory_name
 from .config import StudyConfig
 from .data import Datasets
 from .directory import check_directory, finished_rows, known_runs, prepare, unfinished
@@ -71,14 +73,14 @@ def _run_phases(config: StudyConfig, out: Path, rank: Rank, runs: list[RunSpec] 
                 shard_of: tuple[int, int] | None, *, executor: str, progress: bool, ray_address: str | None,
                 tensorboard: bool) -> None:
     """Train this process's unfinished runs, phase by phase (a halving search adds phases as runs finish)."""
-    checked = None
+    loaded = None
     if rank.is_main:
-        checked = check_factories(config)  # a broken factory fails here, before anything is written
+        loaded = check_factories(config)  # a broken factory fails here, before anything is written
         out.mkdir(parents=True, exist_ok=True)
         check_directory(config, out)
     barrier(rank)
     if pooled(config, executor, 1, runs) and not rank.active:
-        prepare(config, out, Rank(), need_data=False, whole=runs is None, loaded=checked)  # the workers load their own
+        prepare(config, out, Rank(), need_data=False, whole=runs is None, loaded=loaded)  # the workers load their own
         run_in_pool(config, out, runs, shard_of, progress=progress, tensorboard=tensorboard)
         return
     data: Datasets | None = None
@@ -88,7 +90,7 @@ def _run_phases(config: StudyConfig, out: Path, rank: Rank, runs: list[RunSpec] 
                           if s.run_id not in tried], rank)
         if data is None:
             data = prepare(config, out, rank, need_data=executor == "local" and bool(todo), whole=runs is None,
-                           loaded=checked)
+                           loaded=loaded)
         if not todo:
             break
         tried |= {s.run_id for s in todo}  # a run another process holds is not waited for
@@ -115,13 +117,11 @@ def run(config: StudyConfig, out: str | Path, *, model: Callable[..., Any] | str
         >>> def build(*, norm, topology, depth, seed, **settings): ...  # doctest: +SKIP
         >>> report = run(PRESETS["smoke"], "study-own", model=build)  # doctest: +SKIP
     """
-    import dataclasses
-
-    from .._loader import factory_name
     from .report import write_report
 
+    given = (("model", model), ("data", data), ("loss", loss))
     changes: dict[str, Any] = {key: value if isinstance(value, str) else factory_name(value)
-               for key, value in (("model", model), ("data", data), ("loss", loss)) if value is not None}
+                               for key, value in given if value is not None}
     config = dataclasses.replace(config, **changes)
     rows = run_study(config, out, **options)
     return write_report([out]) if report else rows
