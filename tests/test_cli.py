@@ -169,3 +169,26 @@ def test_a_command_checks_its_study_once(tmp_path, monkeypatch):
               "--no-progress")
     assert ran.returncode == 0, ran.stderr
     assert calls == [str(tmp_path / "t")]
+
+
+def test_a_registered_subcommand_is_parsed_run_and_documented(monkeypatch, capsys):
+    """A new subcommand is one module: its registration alone puts it in the parser, its handler and its --help."""
+    from normrnn.cli import build_parser, registry
+
+    monkeypatch.setattr(registry, "SUBCOMMANDS", dict(registry.SUBCOMMANDS))  # the test's registration is its own
+
+    def hello(args) -> int:
+        print(f"hello {args.who}")
+        return 0
+
+    @registry.subcommand("hello", order=0, examples=("normrnn hello world",))
+    def _add(sub) -> None:
+        p = sub.add_parser("hello", help="say hello")
+        p.add_argument("who")
+        p.set_defaults(func=hello)
+
+    monkeypatch.setattr("normrnn.cli.parser.SUBCOMMANDS", registry.SUBCOMMANDS)
+    assert main(["hello", "world"]) == 0 and capsys.readouterr().out == "hello world\n"
+    choices = build_parser()._subparsers._group_actions[0].choices
+    assert "examples:\n  normrnn hello world" in choices["hello"].epilog
+    assert next(iter(choices)) == "hello"  # order=0: first in normrnn --help

@@ -1,10 +1,12 @@
-"""The ``normrnn`` command line: a thin argparse layer over the library (:mod:`.parser` builds the parser,
-:mod:`.commands` holds each subcommand's handler)."""
+"""The ``normrnn`` command line: a thin argparse layer over the library. Each subcommand is a module of this package
+(its arguments, handler and examples, registered in :mod:`.registry`); :mod:`.parser` builds the parser from them."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import pkgutil
 import sys
 import traceback
 import warnings
@@ -12,6 +14,10 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from .parser import build_parser
+
+# every module of the package registers its subcommand when imported: a new subcommand is one new module
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["PASSIVE_WAIT_COMMANDS", "entry", "main"]
 
