@@ -54,3 +54,16 @@ def test_the_block_carries_the_views_the_norm_allows(cell, expected: tuple[str, 
 def test_a_cell_a_fused_kernel_cannot_express_says_why(make, reason: str) -> None:
     block = make().fused_block()
     assert isinstance(block, str) and block.startswith(reason)
+
+
+def test_a_foreign_gate_norm_has_no_view_and_the_fused_kernels_refuse_it() -> None:
+    """A norm given as any callable (here torch's own GroupNorm) is no normrnn norm: neither view, and a reason."""
+    from torch import nn
+
+    from normrnn.kernels import get_backend
+
+    cell = ConvLSTMCell(2, 8, 3, norm=lambda C, **kwargs: nn.GroupNorm(4, C))
+    block = cell.fused_block()
+    assert isinstance(block, FusedLSTMBlock) and block.normalized
+    assert block.stats is None and block.group_norm is None
+    assert "needs a joint group or layer gate norm" in get_backend("fused").unsupported(cell)

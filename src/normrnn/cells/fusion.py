@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from torch import Tensor
+    from torch import Tensor, nn
 
     from ..norms.base import GroupedStatsView, GroupNormView
     from .base import RecurrentCell
@@ -27,12 +27,25 @@ __all__ = ["LSTM_FUSABLE", "FusedLSTMBlock", "fused_lstm_block"]
 
 @dataclass(frozen=True)
 class FusedLSTMBlock:
-    """A plain LSTM update after one joint gate norm, as a fused kernel reads it."""
+    """A plain LSTM update after one joint gate norm, as a fused kernel reads it. A kernel takes the view of the norm
+    it computes (each built when asked for, so a step builds only the one its kernel uses)."""
 
-    stats: GroupedStatsView | None  # the gate norm as per-(sample, group) statistics; None: no norm, or another kind
-    group_norm: GroupNormView | None  # the gate norm as F.group_norm's arguments, where it is one
+    norm: nn.Module | None  # the joint gate norm; None: the cell has none
     bias: Tensor | None  # the cell's gate bias, added after the norm (None: the norm's shift is the bias)
-    normalized: bool  # whether the cell has a gate norm at all
+
+    @property
+    def normalized(self) -> bool:
+        return self.norm is not None
+
+    @property
+    def stats(self) -> GroupedStatsView | None:
+        """The gate norm as per-(sample, group) statistics; None: no norm, or another kind (a foreign one, say)."""
+        return getattr(self.norm, "as_grouped_stats", lambda: None)()
+
+    @property
+    def group_norm(self) -> GroupNormView | None:
+        """The gate norm as ``F.group_norm``'s arguments, where it is one."""
+        return getattr(self.norm, "as_group_norm", lambda: None)()
 
 
 _ANY = None  # outside the gate block (projections, initialization, dispatch), or in it through the norm's view
@@ -63,10 +76,7 @@ def fused_lstm_block(cell: RecurrentCell, options: tuple[str, ...]) -> FusedLSTM
         rule = LSTM_FUSABLE[name]
         if rule is not None and not rule[1](getattr(cell, name)):
             return _refusal(cell, name, rule[0])
-    norm = getattr(cell, "norm_gates", None) if cell.normalized else None
-    return FusedLSTMBlock(stats=None if norm is None else norm.as_grouped_stats(),
-                          group_norm=None if norm is None else norm.as_group_norm(), bias=cell.gate_bias,
-                          normalized=cell.normalized)
+    return FusedLSTMBlock(norm=getattr(cell, "norm_gates", None) if cell.normalized else None, bias=cell.gate_bias)
 
 
 def _refusal(cell: RecurrentCell, name: str, needs: str) -> str:

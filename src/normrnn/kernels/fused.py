@@ -130,8 +130,9 @@ class FusedBackend(GateBackend):
     def __call__(self, cell: RecurrentCell, gx: Tensor, gh: Tensor | None, state: CellState, t: int,
                  mask: Tensor | None) -> CellState:
         block = cell.fused_block()
-        assert not isinstance(block, str) and block.group_norm is not None  # unsupported() said so at construction
+        assert not isinstance(block, str)  # unsupported() said so at construction
         g = block.group_norm
+        assert g is not None  # as above
         pre = gx if gh is None else gx + gh
         return fused_lstm_gates(pre, state[1], g.weight, g.bias, groups=g.groups, eps=g.eps)
 
