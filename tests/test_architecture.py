@@ -5,6 +5,7 @@ code."""
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import subprocess
 import sys
@@ -117,18 +118,20 @@ def test_the_report_loads_no_training_code(tmp_path: Path) -> None:
     assert training.isdisjoint(modules.split()), sorted(training & set(modules.split()))
 
 
-def test_the_package_names_are_one_list_that_type_checkers_see_too() -> None:
-    """``normrnn.__all__`` and the lazy loader come from ``_EXPORTS``; the ``TYPE_CHECKING`` imports (what IDEs and
-    mypy see) import exactly those names from exactly those subpackages, and each name loads."""
-    import normrnn
-
-    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+@pytest.mark.parametrize("package", ["normrnn", "normrnn.study"])
+def test_the_package_names_are_one_list_that_type_checkers_see_too(package: str) -> None:
+    """``__all__`` and the lazy loader come from ``_EXPORTS``; the ``TYPE_CHECKING`` imports (what IDEs and mypy see)
+    import exactly those names from exactly those submodules, and each name loads."""
+    module = importlib.import_module(package)
+    assert module.__file__ is not None
+    tree = ast.parse(Path(module.__file__).read_text())
     static = {(node.module, alias.name) for node in ast.walk(tree) if id(node) in _type_checking_nodes(tree)
               and isinstance(node, ast.ImportFrom) for alias in node.names}
-    assert static == {(module, name) for module, names in normrnn._EXPORTS.items() for name in names}
-    assert set(normrnn.__all__) == {*normrnn._HOME, "__version__"}
-    assert all(getattr(normrnn, name) is not None for name in normrnn.__all__)
-
+    exported = {(sub, name) for sub, names in module._EXPORTS.items() for name in names}
+    assert static == exported
+    assert set(module.__all__) - {"__version__"} == {name for _, name in exported}
+    assert all(getattr(module, name) is not None for name in module.__all__)
+    assert set(dir(module)) >= set(module.__all__)
 
 def test_no_module_over_400_lines_and_no_function_over_60() -> None:
     """The sizes past which a module becomes a package and a function gets split."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._loader import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and the docs see; at run time each name loads on first use (below)
     from .auditing import AuditReport, audit
@@ -31,22 +32,9 @@ _EXPORTS = {  # the one list of the package's names, by the subpackage each is l
     "norms": ("BatchNorm", "GroupNorm", "Identity", "InstanceNorm", "LayerNorm", "Layout", "RecurrentBatchNorm",
               "RMSNorm", "create_norm", "explain"),
 }
-_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'normrnn' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_HOME])
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __version__ = "0.2.0"
 """The installed version of normrnn."""
 
-__all__ = sorted([*_HOME, "__version__"])
+__all__ = sorted([*(name for names in _EXPORTS.values() for name in names), "__version__"])

@@ -14,11 +14,12 @@ import importlib.util
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FactoryExit", "accepted", "check_text", "factory_name", "no_exit", "resolve", "source_hash"]
+__all__ = ["FactoryExit", "accepted", "check_text", "factory_name", "lazy_exports", "no_exit", "resolve",
+           "source_hash"]
 
 
 def _is_name(text: str) -> bool:
@@ -177,3 +178,23 @@ def accepted(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return kwargs
     return {k: v for k, v in kwargs.items() if k in params}
+
+
+def lazy_exports(package: str, exports: Mapping[str, tuple[str, ...]],
+                 namespace: dict[str, Any]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` (PEP 562) for ``exports`` (submodule → the names it gives): each
+    name is imported from its submodule on first use and then kept in ``namespace`` (the package's globals), so
+    importing the package imports none of them."""
+    home = {name: module for module, names in exports.items() for name in names}
+
+    def getattr_(name: str) -> Any:
+        if name not in home:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{home[name]}", package), name)
+        namespace[name] = value  # later lookups skip this function
+        return value
+
+    def dir_() -> list[str]:
+        return sorted([*namespace, *home])
+
+    return getattr_, dir_

@@ -11,8 +11,9 @@ which reads rows and never imports training: ``aggregate``, ``tables``, ``plots`
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._loader import lazy_exports
 
 if TYPE_CHECKING:
     from .config import StudyConfig
@@ -25,38 +26,10 @@ if TYPE_CHECKING:
     from .train import train_run
 
 # each name loads its module on first use, so that ``normrnn report`` imports no training code
-_HOME = {"PRESETS": "presets", "StudyConfig": "config", "load_config": "presets", "RunSpec": "grid",
-         "expand_grid": "grid", "parse_shard": "grid", "shard": "grid", "Forecaster": "model", "ModelConfig": "model",
-         "write_report": "report", "append_result": "results", "load_results": "results", "run": "runner",
-         "run_study": "runner", "train_run": "train"}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'normrnn.study' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_HOME])
-
-
-__all__ = [
-    "PRESETS",
-    "Forecaster",
-    "ModelConfig",
-    "RunSpec",
-    "StudyConfig",
-    "append_result",
-    "expand_grid",
-    "load_config",
-    "load_results",
-    "parse_shard",
-    "run",
-    "run_study",
-    "shard",
-    "train_run",
-    "write_report",
-]
+_EXPORTS = {
+    "config": ("StudyConfig",), "grid": ("RunSpec", "expand_grid", "parse_shard", "shard"),
+    "model": ("Forecaster", "ModelConfig"), "presets": ("PRESETS", "load_config"), "report": ("write_report",),
+    "results": ("append_result", "load_results"), "runner": ("run", "run_study"), "train": ("train_run",),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
