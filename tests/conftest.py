@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing.process
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -36,6 +38,26 @@ def randomize(module: torch.nn.Module) -> torch.nn.Module:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def starts_a_process_unmarked(test: str):
+    """A stand-in for the calls that start processes, failing ``test``: it is not marked ``slow``."""
+    def refuse(*args, **kwargs):
+        pytest.fail(f"{test} starts a process but is not marked slow; mark it @pytest.mark.slow "
+                    "(make test-fast skips those)", pytrace=False)
+    return refuse
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_in_slow_tests(request, monkeypatch) -> None:
+    """Every test that starts a process is marked ``slow``: elsewhere ``subprocess`` (``run``, ``Popen``, and so
+    Ray's and torchrun's launchers) and ``multiprocessing`` (``Process``, ``Pool``) fail the test before a process
+    starts. ``pytest.fail`` raises a ``BaseException``, so code that catches ``Exception`` cannot hide it."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    refuse = starts_a_process_unmarked(request.node.nodeid)
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)
 
 
 def _reference(x, layout, reduce, groups, eps, rms, mask):

@@ -146,3 +146,23 @@ def test_no_module_over_400_lines_and_no_function_over_60() -> None:
                 if node.end_lineno - start + 1 > 60:
                     long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
     assert not long_modules and not long_functions, (long_modules, long_functions)
+
+
+def test_a_test_not_marked_slow_cannot_start_a_process() -> None:
+    """The conftest guard: subprocess and multiprocessing refuse here (this test is not marked slow), before any
+    process starts."""
+    import multiprocessing
+
+    with pytest.raises(pytest.fail.Exception, match="not marked slow"):
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+    with pytest.raises(pytest.fail.Exception, match="not marked slow"):
+        multiprocessing.get_context("spawn").Process(target=print).start()
+    with pytest.raises(pytest.fail.Exception, match="not marked slow"), \
+            multiprocessing.get_context("spawn").Pool(1):
+        pass
+
+
+@pytest.mark.slow
+def test_a_slow_test_may_start_a_process() -> None:
+    done = subprocess.run([sys.executable, "-c", "print(6 * 7)"], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "42"

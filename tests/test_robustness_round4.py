@@ -130,6 +130,7 @@ def test_an_edited_helper_module_changes_the_hash(user4) -> None:
     assert StudyConfig(**SMALL, model="user4:build_named").config_hash != before
 
 
+@pytest.mark.slow
 def test_a_factory_without_a_source_file_needs_a_named_version(user4) -> None:
     code = textwrap.dedent("""
         import sys

@@ -201,6 +201,7 @@ def _append_many(directory: str, seed: int) -> None:
         append_result(directory, {"run_id": run_id, "writer": seed, "pad": "x" * 5000})
 
 
+@pytest.mark.slow
 def test_concurrent_appends_keep_every_run_exactly_once(tmp_path) -> None:
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         pool.starmap(_append_many, [(str(tmp_path), seed) for seed in range(4)])

@@ -97,12 +97,12 @@ def _row(norm: str, mult: float, seed: int, val: float | None, test: float, dive
 def test_best_lr_is_chosen_by_validation_not_test_and_never_where_a_seed_diverged() -> None:
     rows = [_row("none", 1.0, s, 60.0, 50.0) for s in (0, 1)]
     rows += [_row("none", 3.0, s, 55.0, 70.0) for s in (0, 1)]  # best on validation, worse on test
-    rows += [_row("none", 10.0, 0, 40.0, 40.0), _row("none", 10.0, 1, None, math.nan, diverged=True)]
+    rows += [_row("none", 10.0, 0, 40.0, 40.0), _row("none", 10.0, 1, None, None, diverged=True)]
     (best,) = best_lr(aggregate(rows))
     assert best["lr_mult"] == 3.0 and best["test_mse"] == 70.0
     # LR halving: the only multiplier run with every seed lost a seed; it is still shown, the divergence with it
     halved = [_row("none", 1.0, 0, 60.0, 50.0), _row("none", 10.0, 0, 40.0, 40.0),
-              _row("none", 10.0, 1, None, math.nan, diverged=True), _row("none", 10.0, 2, 42.0, 44.0)]
+              _row("none", 10.0, 1, None, None, diverged=True), _row("none", 10.0, 2, 42.0, 44.0)]
     (best,) = best_lr(aggregate(halved))
     assert best["lr_mult"] == 10.0 and best["diverged_rate"] == pytest.approx(1 / 3) and best["test_mse"] == 42.0
 
@@ -196,22 +196,23 @@ def test_plan_times_every_variant_and_totals_them(monkeypatch) -> None:
 
     timed = []
 
-    def fake_cost(config, data, runs, **kwargs):
-        timed.extend((r.norm, r.topology, r.depth) for r in runs)
-        return {"rows": [{"norm": r.norm, "topology": r.topology, "depth": r.depth, "step_ms": 1e4 * r.depth}
-                         for r in runs]}
+    def fake_cost(steps):
+        keys = [(n, t, int(d)) for n, t, d in (name.split("/") for name in steps)]
+        timed.extend(keys)
+        return {name: 10.0 * key[2] for name, key in zip(steps, keys, strict=True)}
 
-    monkeypatch.setattr(plan_module, "measure_cost", fake_cost)
+    monkeypatch.setattr(plan_module, "_fastest_of_rounds", fake_cost)
     monkeypatch.setattr(plan_module, "shared_slowdown", lambda steps: 1.5)
     config = dataclasses.replace(TINY, norms=("none", "layer", "group:2"), topologies=("stacked", "residual"),
                                  depths=(1, 2, 4), seeds=(0, 1, 2), lr_mults=(1.0, 3.0), lr_search="halving",
                                  workers=2)
     runs = planned_runs(config)
     text = plan_module.plan(config, runs)
-    assert set(timed) == {(n, t, d) for n in config.norms for t in config.topologies for d in config.depths}
-    step_s = {key: 10.0 * key[2] for key in timed}  # the fake 1e4 ms per layer
+    variants = {(n, t, d) for n in config.norms for t in config.topologies for d in config.depths}
+    assert set(timed) < variants  # the reference at depths 1 and 4 of each topology, each norm at depth 1
+    step_s = {key: 10.0 * key[2] for key in variants}  # the fake 10 s per layer, inferred where not timed
     total = plan_module.estimate_seconds(config, runs, step_s, (12, 4, 4), shared=1.5)
-    assert f"estimated total: {total / 60:.0f} min" in text and "× 1.50 slower when they share" in text
+    assert f"estimated total: {total / 60:.0f} min" in text and "× 1.50 slower when 2 share" in text
     assert f"{len(runs)} runs" in text and "LR halving" in text
     json.dumps(text)  # plain text
 
@@ -222,8 +223,7 @@ def test_plan_shows_the_shapes_a_data_factory_really_gives(monkeypatch) -> None:
     from normrnn.study import plan as plan_module
     from normrnn.study.data import Datasets
 
-    monkeypatch.setattr(plan_module, "measure_cost", lambda config, data, runs, **kw: {
-        "rows": [{"norm": r.norm, "topology": r.topology, "depth": r.depth, "step_ms": 20.0} for r in runs]})
+    monkeypatch.setattr(plan_module, "_fastest_of_rounds", lambda steps: dict.fromkeys(steps, 0.02))
     pairs = TensorDataset(torch.zeros(8, 3, 1, 12, 12), torch.zeros(8, 2, 1, 12, 12))
     config = dataclasses.replace(TINY, data="examples.own_model:load", model_version="v1")
     text = plan_module.plan(config, planned_runs(config), data=Datasets(pairs, pairs, pairs))
@@ -232,23 +232,20 @@ def test_plan_shows_the_shapes_a_data_factory_really_gives(monkeypatch) -> None:
 
 
 @pytest.mark.slow
-def test_the_converge_plan_is_quick_and_writes_nothing(tmp_path, capsys) -> None:
-    """``--plan`` times one training step of each variant of the real converge grid (18 models), so it stays under the
-    20 s budget (about 9 s on our 2-core machine; the bound is generous, not a benchmark)."""
-    import time
-
+def test_the_converge_plan_writes_nothing_and_says_how_it_estimated(tmp_path, capsys) -> None:
+    """``--plan`` on the real converge grid (18 models): its speed is in its own output and in the notes, never
+    asserted here."""
     from normrnn.cli import main
 
-    start = time.perf_counter()
     assert main(["study", "--preset", "converge", "--plan", "--out", str(tmp_path / "c")]) == 0
-    assert time.perf_counter() - start < 20
     text = capsys.readouterr().out
+    assert "How: 6 of the 18 models timed" in text and "Expect ±25%" in text
     assert "72 runs" in text and "LR halving: 2 multipliers" in text and not (tmp_path / "c").exists()
 
 
 def test_the_plan_estimate_by_hand() -> None:
     """A run is its steps plus a third of a step per evaluation batch; runs are dealt longest first to the workers,
-    each slowed ``shared`` times when two share the machine."""
+    each slowed ``shared`` times while two share the machine."""
     from normrnn.study.plan import estimate_seconds, run_seconds
 
     config = dataclasses.replace(TINY, epochs=2, batch_size=4, depths=(1, 2), workers=2)
@@ -258,26 +255,87 @@ def test_the_plan_estimate_by_hand() -> None:
     runs = planned_runs(config)  # depth 1 and 2, one run each
     one, two = run_seconds(config, 1.0, sizes), run_seconds(config, 3.0, sizes)
     step_s = {("none", "stacked", 1): 1.0, ("none", "stacked", 2): 3.0}
-    assert estimate_seconds(config, runs, step_s, sizes, shared=1.35) == pytest.approx(two * 1.35)
+    # side by side, 1.35× slower, until the short run ends; then the long one alone at full speed
+    assert estimate_seconds(config, runs, step_s, sizes, shared=1.35) == pytest.approx(one * 1.35 + (two - one))
     alone = dataclasses.replace(config, workers=1)
     assert estimate_seconds(alone, runs, step_s, sizes, shared=1.35) == pytest.approx(one + two)
 
 
-def test_the_shared_slowdown_of_steps_that_hold_the_gil_or_not() -> None:
-    """Two steps that hold the GIL (pure Python) cannot overlap in threads, so each takes about twice as long side by
-    side; two that release it (sleeping, as torch's kernels do while they compute) overlap fully. A property of
-    the method, with wide bounds; nothing here is a speed target."""
-    import time
+def test_the_shared_slowdown_is_the_ratio_of_medians_together_to_alone() -> None:
+    """An injected timer: a step timed in the calling thread takes 1 s (2 s in one round, which the median drops),
+    and 2.5 s in a thread beside the others; every step runs in its own thread, all at once, each round."""
+    import threading
 
     from normrnn.study.plan import shared_slowdown
 
-    def spin() -> None:
-        for _ in range(3_000_000):  # ~30 ms of Python bytecode: threads take turns at the GIL every 5 ms
-            pass
+    calls: list[str] = []
+    alone = iter([1.0, 2.0, 1.0])
+    inside = threading.Barrier(3, timeout=10)
 
-    def sleep() -> None:
-        time.sleep(0.03)
+    def seconds(step) -> float:
+        step()
+        if threading.current_thread() is threading.main_thread():
+            return next(alone)
+        inside.wait()  # all three steps are inside at once, or this raises
+        return 2.5
 
-    assert shared_slowdown([spin, spin]) > 1.5
-    assert shared_slowdown([sleep, sleep]) < 1.3
-    assert shared_slowdown([spin]) == pytest.approx(1.0, abs=0.3)  # one run alone shares nothing
+    steps = [lambda k=k: calls.append(f"step {k}") for k in range(3)]
+    assert shared_slowdown(steps, rounds=3, seconds=seconds) == 2.5
+    assert sorted(calls) == sorted([f"step {k}" for k in range(3)] * 4 + ["step 0"] * 3)  # set-up, alone, together
+    # faster side by side than alone is noise: never below 1
+    assert shared_slowdown(steps[:2], rounds=1, seconds=lambda step: 0.5 if threading.current_thread()
+                           is not threading.main_thread() else 1.0) == 1.0
+
+
+def test_one_run_shares_nothing_and_is_not_timed() -> None:
+    from normrnn.study.plan import shared_slowdown
+
+    def fail(step) -> float:
+        raise AssertionError("one step alone is not timed")
+
+    assert shared_slowdown([lambda: None], seconds=fail) == 1.0
+
+
+def test_the_makespan_slows_runs_only_while_they_overlap() -> None:
+    """By hand: runs of 3 s and 1 s alone on 2 workers, 2× slower side by side: together until the short one ends at
+    2 s (1 s of work each), then the long one alone for its last 2 s."""
+    from normrnn.study.plan import makespan
+
+    assert makespan([3.0, 1.0], workers=2, shared=2.0) == pytest.approx(4.0)
+    assert makespan([5.0], workers=32, shared=9.0) == 5.0  # one run never shares, whatever the workers
+    assert makespan([2.0, 2.0], workers=2, shared=1.5) == pytest.approx(3.0)  # always together
+    assert makespan([1.0, 2.0, 3.0], workers=1, shared=5.0) == 6.0  # one after another
+    # 3 workers, 3× slower all together: 1 + (3 − 1)·(m − 1)/2 with m running, so 2× with two
+    # [3, 2, 1]: all three until the 1 ends (3 s); [2, 1] left at 2× until the 1 ends (2 s); 1 left alone (1 s)
+    assert makespan([1.0, 2.0, 3.0], workers=3, shared=3.0) == pytest.approx(6.0)
+
+
+def test_the_plan_times_few_models_and_infers_the_rest() -> None:
+    """A step's time linear in depth and a norm's ratio the same at every depth: the inferred times are exact for
+    a machine that follows that model, and only the reference's extreme depths and each norm once are timed."""
+    from normrnn.study.plan import step_times
+
+    config = dataclasses.replace(TINY, norms=("none", "layer", "group:2"), topologies=("stacked", "residual"),
+                                 depths=(1, 2, 4, 8), seeds=(0,))
+    ratio, per_layer = {"none": 1.0, "layer": 1.5, "group:2": 2.0}, {"stacked": 0.1, "residual": 0.12}
+    timed: list[str] = []
+
+    def measure(steps: dict) -> dict:
+        timed.extend(steps)
+        out = {}
+        for name in steps:
+            norm, topology, depth = name.split("/")
+            out[name] = ratio[norm] * (0.05 + per_layer[topology] * int(depth))
+        return out
+
+    times, how = step_times(config, load_datasets(config), planned_runs(config), measure=measure)
+    assert sorted(timed) == sorted(["none/stacked/1", "none/stacked/8", "none/residual/1", "none/residual/8",
+                                    "layer/stacked/1", "group:2/stacked/1"])
+    assert len(times) == 3 * 2 * 4
+    for (norm, topology, depth), t in times.items():
+        assert t == pytest.approx(ratio[norm] * (0.05 + per_layer[topology] * depth))
+    assert "6 of the 24 models timed" in how
+    small = dataclasses.replace(config, norms=("none",), topologies=("stacked",), depths=(1, 2))
+    timed.clear()
+    times, how = step_times(small, load_datasets(small), planned_runs(small), measure=measure)
+    assert sorted(timed) == ["none/stacked/1", "none/stacked/2"] and "every one of the 2 models" in how

@@ -10,10 +10,12 @@ import contextlib
 import functools
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import os
 import sys
+import sysconfig
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -93,21 +95,37 @@ def factory_name(fn: Callable[..., Any]) -> str:
 
 
 def _module_file(name: str) -> str | None:
-    """The source file of module ``name`` (loaded or findable), or ``None``."""
+    """The source file of module ``name`` (loaded or findable), or ``None``, found without importing anything:
+    ``importlib.util.find_spec("pkg.mod")`` would run ``pkg/__init__.py``, and hashing must not run user code."""
     module = sys.modules.get(name)
-    path = getattr(module, "__file__", None)
-    if path is None and name != "__main__":
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            spec = None
-        path = getattr(spec, "origin", None)
+    path = getattr(module, "__file__", None) if module is not None else None
+    if module is None and name != "__main__":
+        path = getattr(_find_spec(name), "origin", None)
     return path if path and os.path.isfile(path) else None
 
 
-def _imported_files(path: str, root: Path, seen: set[str]) -> None:
-    """Add to ``seen`` the files under ``root`` that ``path`` imports, and theirs, read from the source (the same
-    answer in every process, whatever it has imported). Installed packages and normrnn itself are not the user's."""
+def _find_spec(name: str) -> importlib.machinery.ModuleSpec | None:
+    """The spec of ``name`` from the finders alone: the top-level package through every finder (an editable
+    install's too), then each submodule inside its parent's folders; no package's ``__init__`` runs."""
+    parts = name.split(".")
+    try:
+        spec = importlib.util.find_spec(parts[0])  # a top-level name: finding it imports nothing
+    except (ImportError, ValueError):
+        return None
+    for i in range(1, len(parts)):
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        full = ".".join(parts[: i + 1])
+        loaded = sys.modules.get(full)
+        spec = loaded.__spec__ if loaded is not None else importlib.machinery.PathFinder.find_spec(
+            full, list(spec.submodule_search_locations))
+    return spec
+
+
+def _imported_files(path: str, seen: set[str]) -> None:
+    """Add to ``seen`` the user's files that ``path`` imports, and theirs, read from the source (the same answer in
+    every process, whatever it has imported): wherever they are found (the current directory, ``PYTHONPATH``, an
+    editable install), but not the standard library, installed packages or normrnn itself (:func:`_users`)."""
     try:
         tree = ast.parse(Path(path).read_bytes())
     except (OSError, SyntaxError, ValueError):
@@ -127,31 +145,53 @@ def _imported_files(path: str, root: Path, seen: set[str]) -> None:
                 candidates += [c / alias.name for c in candidates[:1] for alias in node.names]
                 for c in candidates:
                     for found in (c.with_suffix(".py"), c / "__init__.py"):
-                        _add_file(str(found), root, seen)
+                        _add_file(str(found), seen)
                 continue
             names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
         for name in names:
             file = _module_file(name) if name else None
             if file is not None:
-                _add_file(file, root, seen)
+                _add_file(file, seen)
 
 
-def _add_file(path: str, root: Path, seen: set[str]) -> None:
+def _add_file(path: str, seen: set[str]) -> None:
     resolved = os.path.realpath(path)
-    own = Path(__file__).resolve().parents[1]  # normrnn's package directory
-    if resolved in seen or not os.path.isfile(resolved) or not Path(resolved).is_relative_to(root):
-        return
-    if Path(resolved).is_relative_to(own) or "site-packages" in Path(resolved).parts:
+    if resolved in seen or not os.path.isfile(resolved) or not _users(resolved):
         return
     seen.add(resolved)
-    _imported_files(resolved, root, seen)
+    _imported_files(resolved, seen)
+
+
+@functools.cache
+def _not_users() -> tuple[Path, ...]:
+    """Folders whose files are nobody's edits: normrnn's package and the standard library."""
+    stdlib = {sysconfig.get_path(key) for key in ("stdlib", "platstdlib")}
+    return (Path(__file__).resolve().parent, *(Path(p).resolve() for p in stdlib if p))
+
+
+def _users(path: str) -> bool:
+    """Whether ``path`` is the user's code: not installed into site-packages (an editable install is the user's
+    source folder, so it counts), not the standard library, not normrnn."""
+    where = Path(path)
+    installed = {"site-packages", "dist-packages"} & set(where.parts)
+    return not installed and not any(where.is_relative_to(d) for d in _not_users())
+
+
+def _key(path: str, root: Path) -> str:
+    """A dependency's name in the hash, the same on every machine: its path under the factory's top-level folder,
+    or under the ``sys.path`` entry it was found in."""
+    if Path(path).is_relative_to(root):
+        return os.path.relpath(path, root)
+    entries = [Path(os.path.realpath(e or os.getcwd())) for e in sys.path]
+    found = [e for e in entries if Path(path).is_relative_to(e)]
+    return os.path.relpath(path, max(found, key=lambda e: len(e.parts))) if found else path
 
 
 @functools.cache
 def source_hash(text: str) -> str | None:
     """A short hash of ``MODULE:NAME``'s source: its module's file and every file of the user's that it imports,
-    directly or not, from the same directory tree (the top-level package's folder). ``None`` when the module has
-    no source file (``python -c``, a REPL, a notebook), whose edits could not be seen."""
+    directly or not (:func:`_imported_files`), found and read without running any of them. ``None`` when the module
+    has no source file (``python -c``, a REPL, a notebook), whose edits could not be seen."""
     module_name = text.partition(":")[0]
     _search_cwd()
     path = _module_file(module_name)
@@ -161,11 +201,11 @@ def source_hash(text: str) -> str | None:
     depth = module_name.count(".") + (Path(path).name == "__init__.py")
     root = Path(path).parents[depth]
     deps: set[str] = set()
-    _imported_files(path, root, deps)
+    _imported_files(path, deps)
     deps.discard(path)
     content = text.encode() + Path(path).read_bytes()
-    for dep in sorted(deps):  # none for a self-contained module: its hash is what it was before deps counted
-        content += b"\0" + os.path.relpath(dep, root).encode() + b"\0" + Path(dep).read_bytes()
+    for dep in sorted(deps, key=lambda d: _key(d, root)):  # none for a self-contained module: its hash as before
+        content += b"\0" + _key(dep, root).encode() + b"\0" + Path(dep).read_bytes()
     return hashlib.sha256(content).hexdigest()[:12]
 
 

@@ -31,13 +31,13 @@ from .checks import (
     number,
 )
 from .factories import LOSSES
+from .rows import TOPOLOGIES
 
 __all__ = ["BASELINE", "DEFAULT_NORMS", "PARTS", "StudyConfig"]
 
 DEFAULT_NORMS = ("none", "layer", "group:8", "recurrent_batch", "instance", "rms")
 STUDY_NORMS = ("none", "layer", "group:8", "recurrent_batch")  # bias-only, per-sample, grouped, batch statistics
 BASELINE = "none"  # bias-only: the reference of every comparison, cost ratio and answer in the report
-TOPOLOGIES = ("stacked", "residual")
 HEADS = ("sigmoid", "linear")  # the forecaster's output: squashed into [0, 1], or left as is
 SCHEDULES = ("onecycle", "cosine", "constant")
 # keys added after studies were already on disk: at these values (what those studies ran) they stay out of the

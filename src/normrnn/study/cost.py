@@ -8,24 +8,20 @@ study, into ``DIR/cost.json``.
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from .._io import atomic_write_text
 from ..bench.timing import paired_ratios, time_interleaved
 from .config import BASELINE, StudyConfig
 from .data import Datasets
 from .factories import first_batch, loss_function, size_of
 from .grid import RunSpec
 from .model import build_model
-from .results import COST_FILE, load_cost
 
-__all__ = ["measure_cost", "training_step", "write_cost"]
+__all__ = ["measure_cost", "training_step"]
 
 _ROUNDS, _WARMUP = 5, 1  # interleaved rounds per variant, and untimed calls before them
 
@@ -69,12 +65,3 @@ def training_step(config: StudyConfig, data: Datasets, spec: RunSpec, *, bf16: b
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     return run
-
-
-def write_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], out: Path, *, bf16: bool = False) -> None:
-    """Measure once: an existing ``cost.json`` of this study is kept."""
-    if load_cost(out, config.config_hash) is None:
-        cost = measure_cost(config, data, runs, bf16=bf16)
-        atomic_write_text(out / COST_FILE, json.dumps(cost, indent=1) + "\n")
-
-

@@ -13,13 +13,13 @@ from typing import Any
 
 from .._io import atomic_write_text
 from .config import StudyConfig
-from .cost import write_cost
+from .cost import measure_cost
 from .data import Datasets, load_datasets, reference_predictors
 from .distributed import Rank, broadcast
 from .grid import RunSpec, expand_grid, planned_runs, shard
 from .pool import threads_of_runs
-from .precision import PRECISION_FILE, load_precision, study_precision
-from .results import append_result, load_cost, load_results
+from .precision import PRECISION_FILE, choose_precision, load_precision
+from .results import COST_FILE, append_result, load_cost, load_results
 from .train import train_run
 
 __all__ = [
@@ -43,8 +43,9 @@ def row_hash(row: dict[str, Any], default: str | None) -> str | None:
     return row.get("config_hash", default)
 
 
-def check_directory(config: StudyConfig, out: Path) -> None:
-    """Record the study in ``DIR/study.json``; refuse to mix a different study into an existing directory.
+def check_directory(config: StudyConfig, out: Path, *, record: bool = True) -> None:
+    """Record the study in ``DIR/study.json`` (``record=False``: only check); refuse to mix a different study into an
+    existing directory.
 
     Two witnesses: ``study.json`` names the keys that differ; the config hash in every result row catches a
     different study even when ``study.json`` is gone. The grid may grow (more seeds, norms, depths, LR
@@ -70,7 +71,8 @@ def check_directory(config: StudyConfig, out: Path) -> None:
         hashes = ", ".join(sorted(map(str, others)))
         raise ValueError(f"{out}/results.jsonl holds runs of a different study (config hash {hashes}; this config is "
                          f"{config.config_hash}); use another --out directory")
-    if not path.exists() or json.loads(path.read_text()) != resolved:
+    if record and (not path.exists() or json.loads(path.read_text()) != resolved):
+        out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(resolved, indent=2) + "\n")
 
 
@@ -152,18 +154,32 @@ def known_runs(config: StudyConfig, out: Path, runs: Iterable[RunSpec] | None,
 def prepare(config: StudyConfig, out: Path, rank: Rank, *, need_data: bool, whole: bool,
              loaded: Datasets | None = None) -> Datasets | None:
     """The data (when this process trains, or must write the baselines or the cost table; ``loaded`` if the
-    factory check already loaded it), ``baselines.json`` and, once per study, ``cost.json`` over the whole grid."""
+    factory check already loaded it), and on the main process the study's one-time files: ``study.json``,
+    ``baselines.json``, ``precision.json`` (``auto``) and, once per study, ``cost.json`` over the whole grid. All
+    are measured first and written after, so data, model or loss that fails in any of them leaves nothing."""
     baselines = out / "baselines.json"
+    need_baselines = rank.is_main and not baselines.exists()
     need_cost = whole and rank.is_main and load_cost(out, config.config_hash) is None
     need_precision = rank.is_main and config.precision == "auto" and load_precision(out, config) is None
-    if not (need_data or (rank.is_main and not baselines.exists()) or need_cost or need_precision):
+    if not (need_data or need_baselines or need_cost or need_precision):
+        if rank.is_main:
+            check_directory(config, out)
         return None
     data = loaded if loaded is not None else load_datasets(config)
-    if rank.is_main and not baselines.exists():
-        atomic_write_text(baselines, json.dumps(reference_predictors(data.test), indent=2) + "\n")
+    files: dict[Path, str] = {}
+    if need_baselines:
+        files[baselines] = json.dumps(reference_predictors(data.test), indent=2) + "\n"
     if rank.is_main:
         with threads_of_runs(config):
-            precision = study_precision(config, data, out)  # auto: decided once, at the runs' thread count
+            precision = recorded_precision(config, out) if not need_precision else None
+            if precision is None:  # auto: decided once, at the runs' thread count
+                record = {**choose_precision(config, data), "config_hash": config.config_hash}
+                files[out / PRECISION_FILE] = json.dumps(record, indent=1) + "\n"
+                precision = record["precision"]
             if need_cost:  # once per study, over the whole grid: the report's cost table
-                write_cost(config, data, planned_runs(config), out, bf16=precision == "bf16")
+                cost = measure_cost(config, data, planned_runs(config), bf16=precision == "bf16")
+                files[out / COST_FILE] = json.dumps(cost, indent=1) + "\n"
+        check_directory(config, out)
+        for path, text in files.items():
+            atomic_write_text(path, text)
     return data

@@ -14,7 +14,7 @@ from .config import StudyConfig
 from .data import Datasets, cached_datasets, load_datasets
 from .directory import known_runs, train_one, unfinished
 from .distributed import Rank
-from .grid import RunSpec
+from .grid import RunSpec, planned_runs
 
 __all__ = ["progress_bar", "run_as_worker", "run_in_pool", "run_locally", "run_on_ray"]
 
@@ -31,10 +31,13 @@ def run_in_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shar
     todo = unfinished(out, known(), config.config_hash)
     if not todo:
         return
+    # a halving search adds the later seeds' runs as the first seed's finish: they may keep more workers busy
+    later = len(planned_runs(config)) - len(known()) if runs is None and shard_of is None else 0
     bar = progress_bar(0, enabled=progress, unit="run")
     try:
         run_pool(config, out, runs, shard_of, total=lambda: len(known()), progress=bar, tensorboard=tensorboard,
-                 done=lambda: len(known()) - len(unfinished(out, known(), config.config_hash)))
+                 done=lambda: len(known()) - len(unfinished(out, known(), config.config_hash)),
+                 most=len(todo) + max(0, later))
     finally:
         bar.close()
 

@@ -30,8 +30,27 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"mse": F.mse_loss, "mae
 
 
 def loss_function(spec: str) -> Callable[[Tensor, Tensor], Tensor]:
-    """``"mse"``, ``"mae"`` or a ``MODULE:FUNC`` loss."""
-    return LOSSES[spec] if spec in LOSSES else resolve(spec, "loss")
+    """``"mse"``, ``"mae"`` or a ``MODULE:FUNC`` loss. A user's loss is checked at every call, wherever it is
+    called (training, in this process or a pool's, the cost table, evaluation): one that raises, exits or returns
+    something other than a scalar tensor is a one-line ``ValueError`` naming it, never a traceback."""
+    if spec in LOSSES:
+        return LOSSES[spec]
+    fn = resolve(spec, "loss")
+
+    def checked(pred: Tensor, target: Tensor) -> Tensor:
+        try:
+            with no_exit(f"loss {spec}"):
+                value = fn(pred, target)
+        except FactoryExit:
+            raise
+        except Exception as e:
+            raise ValueError(f"loss {spec} raised: {type(e).__name__}: {first_line(e)}") from None
+        if not (isinstance(value, Tensor) and value.numel() == 1):
+            got = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(f"loss {spec}: expected a scalar tensor (reduce it, e.g. .mean()), got {got}")
+        return value
+
+    return checked
 
 
 def batch(data: Dataset, idx: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -94,6 +113,22 @@ def load_user_data(text: str, split: str, seed: int) -> Dataset:
     return data
 
 
+def _check_tensors(text: str, model: nn.Module, device: torch.device) -> None:
+    """A model whose parameters or buffers are shapes without values (``meta``), or on a device the study does not
+    use, would pass a forward check and fail later, in the cost table or the optimizer."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    meta = [name for name, t in tensors if t.is_meta]
+    if meta:
+        raise ValueError(f"model factory {text}: expected a model with values, but {meta[0]!r}"
+                         f"{f' and {len(meta) - 1} more' if len(meta) > 1 else ''} is on the meta device (shapes "
+                         f"only); build it on 'cpu', or call .to_empty(device='cpu') and initialize it")
+    elsewhere = sorted({str(t.device) for _, t in tensors if t.device.type != "cpu"
+                        and not (t.device.type == device.type and device.index in (None, t.device.index))})
+    if elsewhere:
+        raise ValueError(f"model factory {text}: expected its parameters on 'cpu' or the study's device "
+                         f"{str(device)!r}, got {', '.join(map(repr, elsewhere))}")
+
+
 def _check_finite(text: str, split: str, data: Dataset, first: tuple[Tensor, Tensor]) -> None:
     """NaN or Inf in the data would be recorded as a run diverging at step 0: refuse it, naming the sample. A
     ``TensorDataset``'s tensors are checked whole (cheap); any other dataset, its ``first`` sample."""
@@ -105,12 +140,15 @@ def _check_finite(text: str, split: str, data: Dataset, first: tuple[Tensor, Ten
                              f"holds NaN or Inf; expected finite values")
 
 
-def check_model(text: str, model: object, x: Tensor, y: Tensor, *, grad: bool = True) -> Tensor:
+def check_model(text: str, model: object, x: Tensor, y: Tensor, *, grad: bool = True,
+                device: torch.device | None = None) -> Tensor:
     """One batch through a user's model: its output, shaped like the target, on the input's device and (``grad``)
     differentiable with respect to its trainable parameters (else training would fail deep in autograd after the
-    study began), or a ValueError."""
+    study began), or a ValueError. Its tensors must hold values (not on the ``meta`` device) on the CPU or the
+    study's ``device``, where the study moves them."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model factory {text}: expected an nn.Module, got {type(model).__name__}")
+    _check_tensors(text, model, x.device if device is None else device)
     try:
         with no_exit(f"model factory {text}'s model"):
             out = model(x)

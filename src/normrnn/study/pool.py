@@ -32,12 +32,12 @@ __all__ = ["main", "run_pool", "threads_of_runs", "worker_threads"]
 _POLL_S = 1.0  # how often the parent counts finished rows, and a waiting child looks for an unclaimed run
 
 
-def worker_threads(config: StudyConfig) -> int:
-    """Torch threads for each of the ``workers`` processes: the study's threads (torch's default when unset) split
-    evenly, at least one each."""
+def worker_threads(config: StudyConfig, workers: int | None = None) -> int:
+    """Torch threads for each of ``workers`` processes (default: ``config.workers``): the study's threads (torch's
+    default when unset) split evenly, at least one each."""
     import torch
 
-    return max(1, (config.threads or torch.get_num_threads()) // config.workers)
+    return max(1, (config.threads or torch.get_num_threads()) // (workers or config.workers))
 
 
 def unimportable_factories(config: StudyConfig) -> list[str]:
@@ -47,14 +47,17 @@ def unimportable_factories(config: StudyConfig) -> list[str]:
 
 
 def run_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_of: tuple[int, int] | None, *,
-             done: Callable[[], int], total: Callable[[], int], progress: Any, tensorboard: bool) -> None:
-    """Train the study's unfinished runs in ``config.workers`` child processes and wait for them; ``done()`` and
-    ``total()`` count finished and known runs for the ``progress`` bar. Ctrl-C stops the children (each keeps its
-    last epoch's checkpoint); a child that fails stops the others and its one-line error is raised here."""
+             done: Callable[[], int], total: Callable[[], int], progress: Any, tensorboard: bool,
+             most: int | None = None) -> None:
+    """Train the study's unfinished runs in ``config.workers`` child processes, but no more than ``most`` (the runs
+    left, counting those a halving search will add), and wait for them; ``done()`` and ``total()`` count finished
+    and known runs for the ``progress`` bar. Ctrl-C stops the children (each keeps its last epoch's checkpoint); a
+    child that fails stops the others and its one-line error is raised here."""
+    workers = config.workers if most is None else max(1, min(config.workers, most))
     job = {"config": config.to_dict(), "out": str(out.resolve()), "shard": shard_of, "tensorboard": tensorboard,
-           "runs": None if runs is None else [vars(s) for s in runs], "threads": worker_threads(config),
+           "runs": None if runs is None else [vars(s) for s in runs], "threads": worker_threads(config, workers),
            "sys_path": [p or os.getcwd() for p in sys.path]}  # the caller's modules, found in the caller's order
-    logs: list[IO[str]] = [tempfile.TemporaryFile(mode="w+") for _ in range(config.workers)]
+    logs: list[IO[str]] = [tempfile.TemporaryFile(mode="w+") for _ in range(workers)]
     previous = _stop_on_sigterm()
     children = [subprocess.Popen([sys.executable, "-m", "normrnn.study.pool"], stdin=subprocess.PIPE,
                                  stdout=subprocess.DEVNULL, stderr=log, text=True) for log in logs]
@@ -150,14 +153,15 @@ if __name__ == "__main__":
 
 
 @contextlib.contextmanager
-def threads_of_runs(config: StudyConfig) -> Iterator[None]:
+def threads_of_runs(config: StudyConfig, workers: int | None = None) -> Iterator[None]:
     """Torch's thread count inside the block set to what each run of ``config`` trains with (the study's threads
-    split among its workers); unchanged when the study sets neither. Timings taken inside speak for the runs."""
+    split among its ``workers``, default ``config.workers``); unchanged when the study sets neither. Timings taken
+    inside speak for the runs."""
     import torch
 
     before = torch.get_num_threads()
     if config.threads is not None or config.workers > 1:
-        torch.set_num_threads(worker_threads(config))
+        torch.set_num_threads(worker_threads(config, workers))
     try:
         yield
     finally:

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._io import atomic_write_text
 from ..bench.precision import bf16_hardware
 from ..bench.timing import time_interleaved
 from .config import StudyConfig
@@ -28,7 +27,7 @@ from .grid import RunSpec
 if TYPE_CHECKING:
     from .data import Datasets
 
-__all__ = ["PAYS", "PRECISION_FILE", "choose_precision", "load_precision", "study_precision"]
+__all__ = ["PAYS", "PRECISION_FILE", "choose_precision", "load_precision"]
 
 PRECISION_FILE = "precision.json"
 PAYS = 0.9  # auto picks bf16 when its paired step time is at most this fraction of fp32's
@@ -47,9 +46,11 @@ def _step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss: Callab
     return run
 
 
-def choose_precision(config: StudyConfig, data: Datasets, *, rounds: int = _ROUNDS) -> dict[str, Any]:
+def choose_precision(config: StudyConfig, data: Datasets, *, rounds: int = _ROUNDS,
+                     depths: tuple[int, ...] | None = None) -> dict[str, Any]:
     """The precision ``config`` runs at, and why: as set, or for ``auto`` measured on this machine (one training step
-    per depth of the grid, first norm and topology, fp32 beside bf16 in ``rounds`` interleaved rounds)."""
+    per depth of the grid, or of ``depths``, first norm and topology, fp32 beside bf16 in ``rounds`` interleaved
+    rounds)."""
     from .model import build_model
 
     if config.precision != "auto":
@@ -60,14 +61,15 @@ def choose_precision(config: StudyConfig, data: Datasets, *, rounds: int = _ROUN
         return {"requested": "auto", "precision": "fp32", "ratio": None, "why": lacking}
     x, y = first_batch(data.train, config.batch_size, device)
     loss = loss_function(config.loss)
+    depths = config.depths if depths is None else depths
     calls = {}
-    for depth in config.depths:
+    for depth in depths:
         model = build_model(config, RunSpec(config.norms[0], config.topologies[0], depth, 0, 1.0)).to(device)
         for bf16 in (False, True):
             calls[f"d{depth} {'bf16' if bf16 else 'fp32'}"] = _step(model, x, y, loss, bf16)
     samples = time_interleaved(calls, rounds=rounds, repeats=1, warmup=1,
-                               groups=[[f"d{d} fp32", f"d{d} bf16"] for d in config.depths])
-    totals = {p: [sum(r) for r in zip(*(samples[f"d{d} {p}"] for d in config.depths), strict=True)]
+                               groups=[[f"d{d} fp32", f"d{d} bf16"] for d in depths])
+    totals = {p: [sum(r) for r in zip(*(samples[f"d{d} {p}"] for d in depths), strict=True)]
               for p in ("fp32", "bf16")}
     ratio = statistics.median(b / f for b, f in zip(totals["bf16"], totals["fp32"], strict=True))
     chosen = "bf16" if ratio <= PAYS else "fp32"
@@ -83,15 +85,3 @@ def load_precision(out: str | Path, config: StudyConfig) -> str | None:
         return None
     ok = isinstance(record, dict) and record.get("config_hash") == config.config_hash
     return record.get("precision") if ok and record.get("precision") in ("fp32", "bf16") else None
-
-
-def study_precision(config: StudyConfig, data: Datasets, out: str | Path) -> str:
-    """The study's precision: as set, or ``auto``'s choice, made once and kept in ``DIR/precision.json``."""
-    if config.precision != "auto":
-        return config.precision
-    recorded = load_precision(out, config)
-    if recorded is not None:
-        return recorded
-    record = {**choose_precision(config, data), "config_hash": config.config_hash}
-    atomic_write_text(Path(out) / PRECISION_FILE, json.dumps(record, indent=1) + "\n")
-    return record["precision"]

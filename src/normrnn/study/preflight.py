@@ -13,7 +13,7 @@ import torch
 
 from .._checks import first_line, one_of, positive_int
 from .._io import check_out_dir
-from .._loader import FactoryExit, no_exit
+from ..data import GENERATED, create_dataset
 from .checks import check_device
 from .config import StudyConfig
 from .data import Datasets, load_datasets
@@ -45,32 +45,35 @@ def check_factories(config: StudyConfig) -> Datasets | None:
     spec, *others = {(s.norm, s.topology, s.depth): s for s in planned_runs(config)}.values()
     model = build_model(config, spec)
     if config.model is not None:
-        pred = check_model(config.model, model, x, y)
+        device = torch.device(config.device)
+        pred = check_model(config.model, model, x, y, device=device)
         for other in others:  # a model that is wrong only for a later variant fails here too, not mid-study
             with torch.no_grad():
-                check_model(f"{config.model} ({_variant(other)})", build_model(config, other), x, y, grad=False)
+                check_model(f"{config.model} ({_variant(other)})", build_model(config, other), x, y, grad=False,
+                            device=device)
     else:
         try:
-            with torch.no_grad():
-                pred = model(x)
+            pred = model(x)
         except (ValueError, RuntimeError) as e:  # the user's data in normrnn's forecaster
             raise ValueError(f"the built-in forecaster cannot take data factory {config.data}'s batches of shape "
                              f"{tuple(x.shape)} (it expects (B, T, 1, H, W) frames; pass --model for other data): "
                              f"{first_line(e)}") from None
-    try:
-        with no_exit(f"loss {config.loss}"):
-            value = loss_function(config.loss)(pred.float(), y)
-    except FactoryExit:
-        raise
-    except Exception as e:
-        raise ValueError(f"loss {config.loss} raised: {type(e).__name__}: {e}") from None
-    if not (isinstance(value, torch.Tensor) and value.numel() == 1):
-        got = f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
-        raise ValueError(f"loss {config.loss}: expected a scalar tensor (reduce it, e.g. .mean()), got {got}")
-    if pred.grad_fn is not None and value.grad_fn is None:
-        raise ValueError(f"loss {config.loss}: expected a scalar computed from the prediction (with a grad_fn), "
-                         f"got one detached from it")
+    _check_loss(config.loss, pred, y)
     return data
+
+
+def _check_loss(loss: str, pred: torch.Tensor, y: torch.Tensor) -> None:
+    """The loss as a training step calls it: on the prediction with its graph, then backward through both (a loss
+    that works only on detached tensors, e.g. through ``.numpy()``, fails here, not in the cost table)."""
+    value = loss_function(loss)(pred.float(), y)  # a one-line error if it raises or is not a scalar
+    if pred.grad_fn is not None and value.grad_fn is None:
+        raise ValueError(f"loss {loss}: expected a scalar computed from the prediction (with a grad_fn), "
+                         f"got one detached from it")
+    if value.grad_fn is not None:
+        try:
+            value.backward()
+        except RuntimeError as e:
+            raise ValueError(f"loss {loss}: its backward pass raised: {first_line(e)}") from None
 
 
 def _variant(spec: RunSpec) -> str:
@@ -136,11 +139,18 @@ def check_memory(config: StudyConfig) -> None:
 
 
 def check_data_path(config: StudyConfig) -> None:
-    """A dataset read from files needs its files, before anything is written."""
-    if config.data is None and config.dataset in ("moving_mnist", "moving_mnist_idx"):
+    """The built-in dataset can be made, before anything is written: a dataset read from files needs its files; a
+    generated one is generated once, one sequence, so that its own checks (a canvas larger than the digits, the
+    digits it reads installed) fail here and not after ``study.json`` is written."""
+    if config.data is not None:
+        return
+    if config.dataset in ("moving_mnist", "moving_mnist_idx"):
         if config.data_path is None or not os.path.exists(config.data_path):
             raise ValueError(f"expected data_path to name the files of dataset {config.dataset!r}, got "
                              f"{config.data_path!r}" + ("" if config.data_path is None else " (it does not exist)"))
+    elif config.dataset in GENERATED:
+        create_dataset(config.dataset, 1, split="train", seed=config.data_seed, size=config.size,
+                       frames_in=config.frames_in, frames_out=config.frames_out)
 
 
 def check_norms_fit(config: StudyConfig) -> None:
@@ -159,5 +169,5 @@ def check_norms_fit(config: StudyConfig) -> None:
 def pooled(config: StudyConfig, executor: str, nproc: int, runs: Sequence[RunSpec] | None) -> bool:
     """Whether the runs train in a local pool: ``workers > 1``, more than one run, and no other placement (Ray, or
     data-parallel processes, place the runs themselves and leave ``workers`` unused)."""
-    several = runs is None or len(runs) > 1
+    several = len(planned_runs(config) if runs is None else runs) > 1
     return config.workers > 1 and several and executor == "local" and nproc == 1 and env_world_size() == 1

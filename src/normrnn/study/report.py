@@ -74,6 +74,17 @@ def _load_studies(directories: Sequence[str | Path], *, mixed: bool) -> dict[str
     return dict(studies)
 
 
+def _load_with_notes(directories: Sequence[str | Path], *,
+                     mixed: bool) -> tuple[dict[str, list[tuple[Path, list[dict[str, Any]]]]], list[str]]:
+    """:func:`_load_studies`, and what its reader warned of (rows skipped or replaced), for the report to say too."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResultsWarning)
+        studies = _load_studies(directories, mixed=mixed)
+    for w in caught:  # shown as before
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return studies, [str(w.message).removeprefix("normrnn: ") for w in caught if issubclass(w.category, ResultsWarning)]
+
+
 def _differences(settings: dict[str, tuple[Path, dict[str, Any] | None]]) -> str:
     """Which settings differ between studies, or their hashes when a ``study.json`` is missing."""
     known = [s for _, s in settings.values() if s is not None]
@@ -245,7 +256,7 @@ def write_report(directories: Sequence[str | Path], out: str | Path | None = Non
     if missing:
         raise ValueError(f"expected study directories, but {', '.join(missing)} "
                          f"{'is not a directory' if len(missing) == 1 else 'are not directories'}")
-    studies = _load_studies(directories, mixed=mixed)
+    studies, notes = _load_with_notes(directories, mixed=mixed)
     rows = [row for groups in studies.values() for row in _merge(groups)]
     if not rows:
         raise ValueError(f"no results in {', '.join(map(str, directories))}: expected results.jsonl from a study")
@@ -275,7 +286,8 @@ def write_report(directories: Sequence[str | Path], out: str | Path | None = Non
         "pixels (values in [0, 1]) and averaged over frames and samples, the OpenSTL/PredRNN convention; SSIM "
         "is skimage's default (7×7 window), PSNR is per frame. Diverged runs count in the divergence rate only. "
         "Peak memory on CPU is parameters, gradients and AdamW state plus the tensors autograd saves in one "
-        f"training step; on CUDA it is `max_memory_allocated`.{lr_note}"])
+        f"training step at the run's precision; on CUDA it is `max_memory_allocated`.{lr_note}",
+        *(["Rows not reported as written:\n\n" + "\n".join(f"- {note}" for note in notes)] if notes else [])])
     if len(parts) == 1:
         tables, baselines_md, summary, plots = parts[0]
     else:  # each study's tables, baselines and summary stay together, in its own section

@@ -18,17 +18,19 @@ __all__ = ["COST_FILE", "ResultsWarning", "append_result", "load_cost", "load_re
 
 
 class ResultsWarning(UserWarning):
-    """A line of ``results.jsonl`` was skipped: damaged, or not a result row."""
+    """A line of ``results.jsonl`` was skipped (damaged, or not a result row) or replaced by a newer row of its run."""
 
 
 def load_results(directory: str | Path, *, warn: bool = True) -> list[dict[str, Any]]:
     """The rows of ``DIR/results.jsonl``. A line that is not JSON (torn by a crash, or damaged) or not a result
-    row (``{}``, ``null``, an object without a ``run_id``) is skipped, with a :class:`ResultsWarning` naming its
-    line number unless ``warn=False``; nothing else is lost."""
+    row (``{}``, ``null``, a field of the wrong type or out of range) is skipped, with a :class:`ResultsWarning`
+    naming its line number unless ``warn=False``. A run recorded twice with different numbers (the study writes
+    each run once: an edit or a merge did this) keeps its newer (later) row, with a warning naming both lines."""
     path = Path(directory) / "results.jsonl"
     if not path.exists():
         return []
-    rows: list[dict[str, Any]] = []
+    rows: dict[str, dict[str, Any]] = {}
+    lines: dict[str, int] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
@@ -40,11 +42,17 @@ def load_results(directory: str | Path, *, warn: bool = True) -> list[dict[str, 
         else:
             why = row_problem(row)
             if why is None:
-                rows.append(row)
+                run = row["run_id"]
+                if run in rows and rows[run] != row and warn:
+                    warnings.warn(f"normrnn: run {run!r} is recorded twice in {path} with different numbers, on "
+                                  f"lines {lines[run]} and {number}; kept line {number}, the newer", ResultsWarning,
+                                  stacklevel=2)
+                rows.pop(run, None)  # the newer row takes the run's place in the order
+                rows[run], lines[run] = row, number
                 continue
         if warn:
             warnings.warn(f"normrnn: skipped line {number} of {path}: {why}", ResultsWarning, stacklevel=2)
-    return rows
+    return list(rows.values())
 
 
 def append_result(directory: str | Path, row: dict[str, Any]) -> bool:

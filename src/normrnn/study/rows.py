@@ -6,20 +6,28 @@ fields. Adding a metric is one field here and the line of ``train.py`` that comp
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FIELDS", "REQUIRED", "SUMMARIZED", "Field", "ResultRow", "row_problem"]
+__all__ = ["FIELDS", "REQUIRED", "SUMMARIZED", "TOPOLOGIES", "Field", "ResultRow", "row_problem"]
+
+TOPOLOGIES = ("stacked", "residual")  # the study's topologies: plain stacks, and each layer's input added to its output
 
 
 def _meta(unit: str = "", better: str | None = None, *, required: bool = False, summary: str | None = None,
-          omit_none: bool = False) -> dict[str, Any]:
+          omit_none: bool = False, minimum: float | None = None, strict: bool = False,
+          choices: tuple[str, ...] | None = None) -> dict[str, Any]:
     """A field's metadata: ``unit``; ``better``: "lower" | "higher" | None; ``required``: a row without it cannot be
     reported; ``summary="mean_ci"``: aggregated as a mean with its 95% interval; ``omit_none``: left out of the
-    written row when ``None`` (its presence means something)."""
-    return {"unit": unit, "better": better, "required": required, "summary": summary, "omit_none": omit_none}
+    written row when ``None`` (its presence means something); ``minimum`` (``strict``: excluded) and ``choices``:
+    the values the reader accepts (of each item, for a list)."""
+    return {"unit": unit, "better": better, "required": required, "summary": summary, "omit_none": omit_none,
+            "minimum": minimum, "strict": strict, "choices": choices}
+
+
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,37 +39,38 @@ class ResultRow:
     config_hash: str = field(metadata=_meta())  # the study the row belongs to
     cell: str = field(metadata=_meta())
     norm: str = field(metadata=_meta(required=True))
-    topology: str = field(metadata=_meta(required=True))
-    depth: int = field(metadata=_meta(required=True))
-    seed: int = field(metadata=_meta())
-    lr_mult: float = field(metadata=_meta(required=True))
-    test_mse: float | None = field(metadata=_meta("MSE", "lower", required=True, summary="mean_ci"))
-    test_mae: float | None = field(metadata=_meta("MAE", "lower", summary="mean_ci"))
-    test_ssim: float | None = field(metadata=_meta("", "higher", summary="mean_ci"))
+    topology: str = field(metadata=_meta(required=True, choices=TOPOLOGIES))
+    depth: int = field(metadata=_meta(required=True, minimum=1))
+    seed: int = field(metadata=_meta(minimum=0.0))
+    lr_mult: float = field(metadata=_meta(required=True, minimum=0.0, strict=True))
+    test_mse: float | None = field(metadata=_meta("MSE", "lower", required=True, summary="mean_ci", minimum=0.0))
+    test_mae: float | None = field(metadata=_meta("MAE", "lower", summary="mean_ci", minimum=0.0))
+    test_ssim: float | None = field(metadata=_meta("", "higher", summary="mean_ci", minimum=-1.0))
     test_psnr: float | None = field(metadata=_meta("dB", "higher", summary="mean_ci"))
-    train_mse: float | None = field(metadata=_meta("MSE", "lower", summary="mean_ci"))
+    train_mse: float | None = field(metadata=_meta("MSE", "lower", summary="mean_ci", minimum=0.0))
     diverged: bool = field(metadata=_meta(required=True))
-    diverged_step: int | None = field(metadata=_meta("step"))
-    step_time_s: float | None = field(metadata=_meta("s", "lower"))  # median; sequential runs: noisy, see cost.json
-    peak_mem_mb: float | None = field(metadata=_meta("MB", "lower"))
-    loss_spikes: int | None = field(metadata=_meta("steps", "lower"))
-    grad_norm_mean: float | None = field(metadata=_meta())
-    grad_norm_max: float | None = field(metadata=_meta())
-    gate_saturation: list[float] | None = field(metadata=_meta("fraction", "lower"))  # per probed cell
-    gate_saturation_mean: float | None = field(metadata=_meta("fraction", "lower"))
-    params: int = field(metadata=_meta("parameters"))
-    epochs: int = field(metadata=_meta("epochs"))
-    train_curve: list[float] | None = field(metadata=_meta("MSE", "lower"))  # per epoch
-    val_curve: list[float] | None = field(metadata=_meta("MSE", "lower"))  # per epoch
-    val_steps: list[int] = field(metadata=_meta("step"))  # the step of each val_curve point
+    diverged_step: int | None = field(metadata=_meta("step", minimum=0.0))
+    # the median step; sequential runs are noisy, see cost.json
+    step_time_s: float | None = field(metadata=_meta("s", "lower", minimum=0.0))
+    peak_mem_mb: float | None = field(metadata=_meta("MB", "lower", minimum=0.0))
+    loss_spikes: int | None = field(metadata=_meta("steps", "lower", minimum=0.0))
+    grad_norm_mean: float | None = field(metadata=_meta(minimum=0.0))
+    grad_norm_max: float | None = field(metadata=_meta(minimum=0.0))
+    gate_saturation: list[float] | None = field(metadata=_meta("fraction", "lower", minimum=0.0))  # per probed cell
+    gate_saturation_mean: float | None = field(metadata=_meta("fraction", "lower", minimum=0.0))
+    params: int = field(metadata=_meta("parameters", minimum=0.0))
+    epochs: int = field(metadata=_meta("epochs", minimum=0.0))
+    train_curve: list[float] | None = field(metadata=_meta("MSE", "lower"))  # per epoch; a custom loss may be < 0
+    val_curve: list[float] | None = field(metadata=_meta("MSE", "lower", minimum=0.0))  # per epoch
+    val_steps: list[int] = field(metadata=_meta("step", minimum=0.0))  # the step of each val_curve point
     plateau: bool | None = field(metadata=_meta())
-    val_mse: float | None = field(metadata=_meta("MSE", "lower", summary="mean_ci"))
+    val_mse: float | None = field(metadata=_meta("MSE", "lower", summary="mean_ci", minimum=0.0))
     learn_floor_loss: float | None = field(metadata=_meta())
-    steps_to_learn: int | None = field(metadata=_meta("steps", "lower"))
+    steps_to_learn: int | None = field(metadata=_meta("steps", "lower", minimum=0.0))
     learn_floor_note: str | None = field(default=None, metadata=_meta(omit_none=True))  # why no steps_to_learn
-    gate_saturation_curve: list[float] = field(metadata=_meta("fraction", "lower"))  # per epoch
-    precision: str = field(metadata=_meta())  # fp32 | bf16
-    processes: int = field(default=1, metadata=_meta())  # data-parallel ranks that trained it
+    gate_saturation_curve: list[float] = field(metadata=_meta("fraction", "lower", minimum=0.0))  # per epoch
+    precision: str = field(metadata=_meta(choices=("fp32", "bf16")))
+    processes: int = field(default=1, metadata=_meta(minimum=1))  # data-parallel ranks that trained it
 
     def to_dict(self) -> dict[str, Any]:
         """The row as written: every field in order, less the ``omit_none`` ones that are ``None``."""
@@ -80,22 +89,54 @@ class Field:
     better: str | None
     required: bool
     summary: str | None
+    items: tuple[type, ...] | None = None  # a list's item types (never None inside)
+    minimum: float | None = None  # the least value (of each item), excluded when ``strict``
+    strict: bool = False
+    choices: tuple[str, ...] | None = None
+
+    def problem(self, value: object) -> str | None:
+        """Why ``value`` (not ``None``) cannot be this field's, or ``None``."""
+        if not _is(value, self.types):
+            return f"expected {_names(self.types)}"
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(value, list) and (self.items is None or not _is(item, self.items)):
+                return f"expected a list of {_names(self.items or ())}, holding {item!r}"
+            if isinstance(item, (int, float)) and not isinstance(item, bool):
+                if not math.isfinite(item):
+                    return "expected a finite number"
+                if self.minimum is not None and (item < self.minimum or (self.strict and item == self.minimum)):
+                    return f"expected {'>' if self.strict else '>='} {self.minimum:g}"
+            if self.choices is not None and item not in self.choices:
+                return f"expected one of {', '.join(self.choices)}"
+        return None
 
 
-def _json_types(annotation: object) -> tuple[tuple[type, ...], bool]:
-    """The JSON value types of an annotation (``float`` takes ints too, ``list[...]`` is a list) and whether it
-    takes ``None``."""
+def _json_types(annotation: object) -> tuple[tuple[type, ...], bool, tuple[type, ...] | None]:
+    """The JSON value types of an annotation (``float`` takes ints too, ``list[...]`` is a list), whether it takes
+    ``None``, and a list's item types."""
     hint = typing.get_type_hints(ResultRow)[annotation] if isinstance(annotation, str) else annotation
     args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     kinds = tuple(typing.get_origin(a) or a for a in args if a is not type(None))
     if float in kinds:  # JSON writes 3.0 as 3.0 but a user's 3 as 3
         kinds = (int, *kinds)
-    return kinds, type(None) in args
+    lists = [a for a in args if typing.get_origin(a) is list]
+    items = _json_types(typing.get_args(lists[0])[0])[0] if lists else None
+    return kinds, type(None) in args, items
 
 
-FIELDS: tuple[Field, ...] = tuple(
-    Field(f.name, *_json_types(f.name), f.metadata["unit"], f.metadata["better"], f.metadata["required"],
-          f.metadata["summary"]) for f in dataclasses.fields(ResultRow))
+def _is(value: object, kinds: tuple[type, ...]) -> bool:
+    """``isinstance``, but JSON's ``true`` is no number."""
+    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+
+
+def _field(f: dataclasses.Field[Any]) -> Field:
+    kinds, nullable, items = _json_types(f.name)
+    m = f.metadata
+    return Field(f.name, kinds, nullable, m["unit"], m["better"], m["required"], m["summary"], items, m["minimum"],
+                 m["strict"], m["choices"])
+
+
+FIELDS: tuple[Field, ...] = tuple(_field(f) for f in dataclasses.fields(ResultRow))
 """Every field of :class:`ResultRow`, in order, with what the reader checks."""
 
 REQUIRED = tuple(f.name for f in FIELDS if f.required)
@@ -114,12 +155,15 @@ def row_problem(row: object) -> str | None:
         if f.name not in row:
             continue
         value = row[f.name]
-        if value is None:
-            if not f.nullable:
-                return f"run {row['run_id']!r} has {f.name}=None, expected {_names(f.types)}"
-        elif not isinstance(value, f.types) or (isinstance(value, bool) and bool not in f.types):
-            return f"run {row['run_id']!r} has {f.name}={value!r}, expected {_names(f.types)}"
+        why = (None if f.nullable else f"expected {_names(f.types)}") if value is None else f.problem(value)
+        if why is not None:
+            return f"run {row['run_id']!r} has {f.name}={_short(value)}, {why}"
     return None
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _names(kinds: tuple[type, ...]) -> str:

@@ -76,8 +76,7 @@ def _run_phases(config: StudyConfig, out: Path, rank: Rank, runs: list[RunSpec] 
     loaded = None
     if rank.is_main:
         loaded = check_factories(config)  # a broken factory fails here, before anything is written
-        out.mkdir(parents=True, exist_ok=True)
-        check_directory(config, out)
+        check_directory(config, out, record=False)  # prepare() records the study once its set-up has run
     barrier(rank)
     if pooled(config, executor, 1, runs) and not rank.active:
         prepare(config, out, Rank(), need_data=False, whole=runs is None, loaded=loaded)  # the workers load their own

@@ -35,10 +35,16 @@ __all__ = ["saved_tensor_megabytes", "train_run"]
 
 
 
-def saved_tensor_megabytes(model: nn.Module, x: Tensor, y: Tensor) -> float:
+def saved_tensor_megabytes(model: nn.Module, x: Tensor, y: Tensor, *, bf16: bool = False) -> float:
     """Training memory on CPU: parameters, gradients and AdamW state (4 copies of the parameters) plus the
-    distinct storages autograd saves in one forward (:func:`normrnn.profiling.saved_tensor_bytes`)."""
-    saved = saved_tensor_bytes(lambda: F.mse_loss(model(x), y))
+    distinct storages autograd saves in one forward (:func:`normrnn.profiling.saved_tensor_bytes`), under bf16
+    autocast when the run trains in it."""
+    def forward() -> Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            pred = model(x)
+        return F.mse_loss(pred.float(), y)
+
+    saved = saved_tensor_bytes(forward)
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     return (4 * params + saved) / 2**20
 
@@ -137,7 +143,7 @@ def train_run(
     step (an exception there stops the run as Ctrl-C would). A diverged run stops early and is returned as a
     result. ``tensorboard`` logs the run to ``run_dir/tensorboard`` (:mod:`normrnn.study.tensorboard`).
     ``model_factory`` builds the model in place of normrnn's :class:`Forecaster` (see :func:`build_model`).
-    ``precision`` (``"fp32"`` or ``"bf16"``) is the study's (:func:`~normrnn.study.precision.study_precision`);
+    ``precision`` (``"fp32"`` or ``"bf16"``) is the study's (``precision.json``);
     ``None``: the config's, with ``auto`` decided here (:func:`~normrnn.study.precision.choose_precision`).
 
     In a process group (``rank``, default: :func:`~normrnn.study.distributed.current`) the model is wrapped in
@@ -166,8 +172,8 @@ def train_run(
                  bf16=precision == "bf16")
     _train_epochs(loop, state, ckpt_path, on_epoch)
     if loop.memory is None:  # resumed after the last epoch: measure on one batch
-        loop.memory = _peak_memory(state.model, *batch(data.train, torch.arange(min(local_batch, size_of(data.train))),
-                                                       device), device)
+        first = batch(data.train, torch.arange(min(local_batch, size_of(data.train))), device)
+        loop.memory = _peak_memory(state.model, *first, device, bf16=loop.bf16)
     if logger is not None:
         logger.close()
     final = NOT_EVALUATED if history.diverged_step is not None else _evaluate_final(config, state.model, data, device,
@@ -256,7 +262,7 @@ def _train_epoch(loop: _Loop, state: _State) -> list[float] | None:
     for idx in _batches(loop.sampler, loop.local_batch, epoch):
         x, y = batch(train, idx, loop.device)
         if loop.memory is None:
-            loop.memory = _peak_memory(state.model, x, y, loop.device)
+            loop.memory = _peak_memory(state.model, x, y, loop.device, bf16=loop.bf16)
         value = _step(loop, state, x, y, len(idx))
         if value is None:
             return None
@@ -331,15 +337,18 @@ def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def _peak_memory(model: nn.Module, x: Tensor, y: Tensor, device: torch.device) -> float:
-    """Peak training memory, measured on a copy so that batch-norm buffers and the run stay untouched."""
+def _peak_memory(model: nn.Module, x: Tensor, y: Tensor, device: torch.device, *, bf16: bool = False) -> float:
+    """Peak training memory at the run's precision, measured on a copy so that batch-norm buffers and the run stay
+    untouched."""
     model = copy.deepcopy(model)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        F.mse_loss(model(x), y).backward()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            pred = model(x)
+        F.mse_loss(pred.float(), y).backward()
         model.zero_grad(set_to_none=True)
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return saved_tensor_megabytes(model, x, y)
+    return saved_tensor_megabytes(model, x, y, bf16=bf16)
 
 
 def _evaluate_final(config: StudyConfig, model: nn.Module, data: Datasets, device: torch.device, *,
