@@ -56,7 +56,8 @@ def plan(config: StudyConfig, runs: list[RunSpec], data: Datasets | None = None)
         "norms": Counter(s.norm for s in runs), "topologies": Counter(s.topology for s in runs),
         "depths": Counter(s.depth for s in runs), "seeds": Counter(s.seed for s in runs),
         "lr_mults": Counter(s.lr_mult for s in runs)}
-    lines = [f"study {config.name!r} (config hash {config.config_hash}): {len(runs)} runs",
+    count = f"{len(runs)} run{'s' if len(runs) > 1 else ''}"
+    lines = [f"study {config.name!r} (config hash {config.config_hash}): {count}",
              "  " + " × ".join(f"{len(c)} {name} ({', '.join(map(str, c))})" for name, c in axes.items()),
              f"  each run: {config.epochs} epochs × {per_epoch} steps of batch {config.batch_size}, "
              + _data_line(config, data)
@@ -71,7 +72,7 @@ def plan(config: StudyConfig, runs: list[RunSpec], data: Datasets | None = None)
     side = ("one after another" if overlap == 1
             else f"{overlap} side by side, each step × {shared:.2f} slower when {overlap} share the machine")
     precision = chosen["precision"] + (f", auto: {chosen['why']}" if config.precision == "auto" else "")
-    lines += ["", f"estimated total: {_duration(total)} on this machine ({len(runs)} runs, {side}, {precision}"
+    lines += ["", f"estimated total: {_duration(total)} on this machine ({count}, {side}, {precision}"
               f"{halving}). Nothing was trained or written.",
               f"How: {how}. Expect ±25%: that is how close such an estimate came to converge's measured wall time; "
               "a busy machine makes every step slower."]
@@ -233,4 +234,6 @@ def _data_line(config: StudyConfig, data: Datasets) -> str:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 0.5:
+        return "under 1 s"
     return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.0f} min"
