@@ -99,27 +99,37 @@ def test_links_into_the_site_land_on_a_heading(page: str, heading: str) -> None:
 CONVERGE = ROOT / "results" / "converge"  # the converge study's rows and timings, as it ran for the README
 
 
-def _converge_best() -> dict[tuple[str, str, int], dict]:
+STUDIES = {  # the committed studies the README reports: rows, config hash, depths
+    "converge": (72, "0ce69f350142", (1, 4, 8)),
+    "tuned": (192, None, (1, 2, 4, 8)),
+}
+
+
+def _best(name: str) -> dict[tuple[str, str, int], dict]:
     from normrnn.study.aggregate import aggregate, main_variants
     from normrnn.study.results import load_results
 
-    rows = load_results(CONVERGE)
-    assert len(rows) == 72 and {r["config_hash"] for r in rows} == {"0ce69f350142"}
+    rows = load_results(ROOT / "results" / name)
+    count, config_hash, _ = STUDIES[name]
+    assert len(rows) == count and len({r["config_hash"] for r in rows}) == 1
+    assert config_hash is None or rows[0]["config_hash"] == config_hash
     return {(a["topology"], a["norm"], a["depth"]): a for a in main_variants(aggregate(rows))}
 
 
-def test_the_converge_answer_is_the_committed_studys() -> None:
-    """Every cell of the README's converge table is the committed study's mean ± 95% CI at its best multiplier."""
+@pytest.mark.parametrize("name", list(STUDIES))
+def test_the_readme_answer_tables_are_the_committed_studys(name: str) -> None:
+    """Every cell of the README's test-MSE table of a study is the committed rows' mean ± 95% CI at its best
+    multiplier."""
     from normrnn.study.tables import fmt
 
-    best = _converge_best()
+    best, depths = _best(name), STUDIES[name][2]
     section = _section("Does normalization matter in stacked ConvLSTMs?")
-    table = _table(section.split("<!-- converge -->\n")[1].split("\n\n")[0])
-    assert table[0] == ["topology", "norm", "depth 1", "depth 4", "depth 8"]
-    assert len(table) == 7
+    table = _table(section.split(f"<!-- {name} -->\n")[1].split("\n\n")[0])
+    assert table[0] == ["topology", "norm", *(f"depth {d}" for d in depths)]
+    assert len(table) == 1 + len({(t, n) for t, n, _ in best})
     for topology, label, *cells in table[1:]:
         norm = label.split(" ")[0]
-        for depth, cell in zip((1, 4, 8), cells, strict=True):
+        for depth, cell in zip(depths, cells, strict=True):
             a = best[topology, norm, depth]
             assert cell == f"{fmt(a['test_mse'], a['test_mse_ci'])} (×{a['lr_mult']:g})", (topology, norm, depth)
 
@@ -145,3 +155,16 @@ def test_the_converge_plan_was_within_a_quarter_of_its_wall_time() -> None:
     assert abs(estimate / 60 - printed) <= 1  # the same model as the plan's (its step times were rounded)
     wall = json.loads((CONVERGE / "timing.json").read_text())["wall_s"]
     assert abs(estimate / wall - 1) <= 0.25, (estimate, wall)
+
+
+@pytest.mark.parametrize("name", ["converge", "tuned"])
+def test_the_readme_quotes_each_studys_findings_as_its_report_writes_them(name: str, tmp_path) -> None:
+    """The README's findings block is the Findings section that ``normrnn report results/NAME`` writes, word for
+    word: the claims are generated from the rows, not paraphrased."""
+    from normrnn.study import write_report
+
+    block = re.search(rf"<!-- findings:{name} -->\n(.*?)\n<!-- /findings:{name} -->", README, flags=re.S)
+    assert block, f"the README has no findings block for {name}"
+    report = write_report([ROOT / "results" / name], tmp_path)
+    assert report.findings == "### Findings\n\n" + block.group(1)
+    assert (tmp_path / "findings.json").exists()

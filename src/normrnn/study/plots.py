@@ -6,22 +6,26 @@ kept in view), and draws error bars only where there is a confidence interval (t
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write
+from .._io import atomic_write, atomic_write_text
 from .aggregate import Aggregate, main_variants
 from .config import BASELINE
 from .metrics import SATURATED
+from .rows import TOPOLOGIES
 
 __all__ = ["MSE_LABEL", "plot_all"]
 
 MSE_LABEL = "MSE per frame (summed over pixels)"
 
 Floor = tuple[str, float] | None  # (name, test MSE) of the best no-learning predictor
+_TOPOLOGY_ORDER = list(TOPOLOGIES)  # every figure shows the topologies in this order
 
 
 def _pyplot() -> Any:
@@ -60,14 +64,40 @@ def _ci(a: Aggregate, key: str) -> float:
     return a.get(key + "_ci") or 0.0
 
 
-def plot_curves(main: list[Aggregate], out: Path, floor: Floor, prefix: str) -> str | None:
-    """Validation MSE (solid) and training loss (dotted) against optimizer steps: one panel per topology and depth,
-    one line per norm at its learning rate in ``main``, its legend saying how many seeds reached a plateau."""
+def curve_rows(main: list[Aggregate], pixels: int | None) -> list[dict[str, Any]]:
+    """The learning curves' data, one row per variant and evaluation: means over seeds of the validation MSE per
+    frame and of the training loss on the same scale (the per-pixel training MSE × ``pixels`` per frame; empty where
+    the loss is not the MSE or the frame size is unknown)."""
+    out = []
+    for a in main:
+        xs = a.get("val_steps") or list(range(1, len(a["val_curve"]) + 1))
+        train = [v * pixels for v in a["train_curve"]] if pixels and a["train_curve"] else []
+        for i, (step, val) in enumerate(zip(xs, a["val_curve"], strict=False)):
+            out.append({"topology": a["topology"], "depth": a["depth"], "norm": a["norm"], "lr_mult": a["lr_mult"],
+                        "step": step, "val_mse": val, "train_mse": train[i] if i < len(train) else None})
+    return out
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``rows`` as CSV beside their plot (same stem), so the plotted values can be read and checked."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["empty"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def plot_curves(main: list[Aggregate], out: Path, floor: Floor, prefix: str, pixels: int | None = None) -> str | None:
+    """Validation MSE (solid) and training MSE (dotted) per frame against optimizer steps: one panel per topology
+    and depth, one line per norm at its learning rate in ``main``, its legend saying how many seeds reached a
+    plateau. Its data go to ``learning_curves.csv`` (:func:`curve_rows`)."""
     main = [a for a in main if a["val_curve"]]
     if not main:  # every run diverged before its first evaluation
         return None
+    rows = curve_rows(main, pixels)
+    _write_csv(out / f"{prefix}learning_curves.csv", rows)
     plt = _pyplot()
-    topologies = list(dict.fromkeys(a["topology"] for a in main))
+    topologies = sorted({a["topology"] for a in main}, key=_TOPOLOGY_ORDER.index)
     depths = sorted({a["depth"] for a in main})
     fig, axes = plt.subplots(len(topologies), len(depths), figsize=(4.2 * len(depths) + 0.6, 3.3 * len(topologies)),
                              squeeze=False)
@@ -75,22 +105,21 @@ def plot_curves(main: list[Aggregate], out: Path, floor: Floor, prefix: str) -> 
         ax, later = axes[r][c], []
         for i, a in enumerate(x for x in main if (x["topology"], x["depth"]) == (topo, depth)):
             color = f"C{i % 10}"
-            xs = a.get("val_steps") or list(range(1, len(a["val_curve"]) + 1))
+            mine = [row for row in rows if (row["norm"], row["topology"], row["depth"], row["lr_mult"])
+                    == (a["norm"], topo, depth, a["lr_mult"])]
             plateau = f", plateau {sum(a['plateau'])}/{len(a['plateau'])}" if a.get("plateau") else ""
-            ax.plot(xs[: len(a["val_curve"])], a["val_curve"], marker="o", ms=3, color=color,
+            ax.plot([row["step"] for row in mine], [row["val_mse"] for row in mine], marker="o", ms=3, color=color,
                     label=f"{a['norm']} × {a['lr_mult']:g}{plateau}")
-            train = []
-            if a["train_curve"]:
-                # the training loss is a per-pixel mean: scale it to a per-frame sum like the validation MSE
-                scale = a["val_curve"][0] / a["train_curve"][0] if a["train_curve"][0] else 1.0
-                train = [v * scale for v in a["train_curve"]]
-                ax.plot(xs[: len(train)], train, ls=":", color=color, lw=1)
-            skip = 1 if len(a["val_curve"]) > 3 else 0  # a long curve's first evaluation may spike: leave it out
-            later += a["val_curve"][skip:] + train[skip:]
+            train = [(row["step"], row["train_mse"]) for row in mine if row["train_mse"] is not None]
+            if train:
+                ax.plot(*zip(*train, strict=True), ls=":", color=color, lw=1)
+            skip = 1 if len(mine) > 3 else 0  # a long curve's first evaluation may spike: leave it out
+            later += [row["val_mse"] for row in mine[skip:]] + [v for _, v in train[skip:]]
         _floor_line(ax, floor)
-        ax.plot([], [], ls=":", color="gray", lw=1, label="training loss (scaled)")  # the dotted lines' key
+        if pixels:
+            ax.plot([], [], ls=":", color="gray", lw=1, label="training MSE per frame")  # the dotted lines' key
         ax.set(title=f"{topo}, depth {depth}", xlabel="optimizer step" if main[0].get("val_steps") else "epoch",
-               ylabel="validation MSE per frame" if c == 0 else "")
+               ylabel="MSE per frame" if c == 0 else "")
         ax.xaxis.get_major_locator().set_params(integer=True)
         _fit_y(ax, later, floor)  # each panel its own range, past the first evaluation's spike
         ax.legend(fontsize=6)
@@ -103,7 +132,7 @@ def plot_test_mse(main: list[Aggregate], out: Path, floor: Floor, prefix: str, n
     plt = _pyplot()
     depth = max(a["depth"] for a in main)
     main = [a for a in main if a["depth"] == depth]
-    topologies = list(dict.fromkeys(a["topology"] for a in main))
+    topologies = sorted({a["topology"] for a in main}, key=_TOPOLOGY_ORDER.index)
     norms = list(dict.fromkeys(a["norm"] for a in main))
     width = 0.8 / len(topologies)
     fig, ax = plt.subplots(figsize=(max(0.8 * len(norms) * len(topologies) + 2.5, 5.0), 3.8))
@@ -131,7 +160,7 @@ def plot_test_mse(main: list[Aggregate], out: Path, floor: Floor, prefix: str, n
 def plot_depth(main: list[Aggregate], out: Path, floor: Floor, prefix: str, note: str = "") -> str:
     """Test MSE against depth, one line per norm, stacked and residual side by side, 95% CI bands."""
     plt = _pyplot()
-    topologies = list(dict.fromkeys(a["topology"] for a in main))
+    topologies = sorted({a["topology"] for a in main}, key=_TOPOLOGY_ORDER.index)
     fig, axes = plt.subplots(1, len(topologies), figsize=(5 * len(topologies), 3.8), squeeze=False, sharey=True)
     for ax, topo in zip(axes[0], topologies, strict=True):
         for norm in dict.fromkeys(a["norm"] for a in main):
@@ -218,8 +247,9 @@ def plot_cost(cost: dict[str, Any], out: Path, prefix: str) -> str:
     """Paired step-time ratios to bias-only (median, min-max over rounds), per norm, topology and depth."""
     plt = _pyplot()
     rows = [r for r in cost["rows"] if r["norm"] != BASELINE and r["ratio"] is not None]
-    fig, ax = plt.subplots(figsize=(max(0.35 * len(rows) + 3, 5.0), 3.6))
-    labels = [f"{r['norm']}\n{r['topology'][:3]} d{r['depth']}" for r in rows]
+    rows.sort(key=lambda r: (_TOPOLOGY_ORDER.index(r["topology"]), r["depth"], r["norm"]))
+    fig, ax = plt.subplots(figsize=(max(0.3 * len(rows) + 3, 5.0), 4.2))
+    labels = [f"{r['norm']} {r['topology'][:3]} d{r['depth']}" for r in rows]
     ratios = [r["ratio"] for r in rows]
     colors = {n: f"C{i % 10}" for i, n in enumerate(dict.fromkeys(r["norm"] for r in rows))}
     ax.bar(range(len(rows)), ratios, color=[colors[r["norm"]] for r in rows])
@@ -227,7 +257,7 @@ def plot_cost(cost: dict[str, Any], out: Path, prefix: str) -> str:
                                                 [r["ratio_max"] - r["ratio"] for r in rows]],
                 fmt="none", ecolor="k", capsize=2)
     ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xticks(range(len(rows)), labels, fontsize=6)
+    ax.set_xticks(range(len(rows)), labels, fontsize=6, rotation=60, ha="right", rotation_mode="anchor")
     ax.set(ylabel="training step time ÷ bias-only", title="cost: paired, interleaved rounds\n(bar: median, whisker: "
            "min–max)")
     _fit_y(ax, [r["ratio_min"] for r in rows] + [r["ratio_max"] for r in rows] + [1.0], None)
@@ -262,9 +292,10 @@ def plot_saturation(main: list[Aggregate], out: Path, prefix: str) -> str | None
 
 # each plot's heading and one-line caption in report.md, by file name (less the mixed-report prefix)
 FIGURES: dict[str, tuple[str, str]] = {
-    "learning_curves.png": ("Learning curves", "Validation MSE (solid) and scaled training loss (dotted) against "
-                            "optimizer steps, per topology and depth; the legend counts the seeds whose last quarter "
-                            "of steps improved validation MSE by under 2% (a plateau)."),
+    "learning_curves.png": ("Learning curves", "Validation MSE (solid) and training MSE (dotted, the per-pixel "
+                            "training loss × pixels per frame, so on the same scale) against optimizer steps, per "
+                            "topology and depth; the legend counts the seeds whose last quarter of steps improved "
+                            "validation MSE by under 2% (a plateau). The values are in the CSV of the same name."),
     "test_mse.png": ("Test MSE by norm", "Test MSE at the deepest depth, from zero, with 95% CIs over seeds; the "
                      "dashed line is the best no-learning predictor."),
     "depth.png": ("Test MSE by depth", "Test MSE against the number of stacked layers (log scale), 95% CIs."),
@@ -286,11 +317,12 @@ def figure_markdown(name: str) -> str:
 
 
 def plot_all(aggs: list[Aggregate], out: Path, floor: Floor, cost: dict[str, Any] | None,
-             prefix: str = "") -> list[str]:
-    """Every plot that the study's grid supports, by file name."""
+             prefix: str = "", pixels: int | None = None) -> list[str]:
+    """Every plot that the study's grid supports, by file name; ``pixels`` per frame put the training loss (a
+    per-pixel MSE) on the validation MSE's per-frame scale (``None``: unknown, or another loss; not drawn)."""
     main = main_variants(aggs)
     note = ", each at its best LR" if len({a["lr_mult"] for a in aggs}) > 1 else ""
-    names = [plot_curves(main, out, floor, prefix), plot_test_mse(main, out, floor, prefix, note)]
+    names = [plot_curves(main, out, floor, prefix, pixels), plot_test_mse(main, out, floor, prefix, note)]
     if len({a["depth"] for a in main}) > 1:
         names.append(plot_depth(main, out, floor, prefix, note))
     if len({a["lr_mult"] for a in aggs}) > 1:

@@ -23,6 +23,7 @@ from typing import Any
 from .._io import atomic_write_text
 from .aggregate import Aggregate, aggregate, differ, diverged_everywhere, mean_ci, stability_frontier
 from .config import BASELINE
+from .findings import find, findings_json, findings_markdown
 from .plots import figure_markdown, plot_all
 from .results import ResultsWarning, load_cost, load_results
 from .rows import REQUIRED
@@ -72,6 +73,22 @@ def _load_studies(directories: Sequence[str | Path], *, mixed: bool) -> dict[str
         raise ValueError("refusing to merge different studies: " + _differences(settings)
                          + "; report them one by one, or pass --mixed to report each study in its own section")
     return dict(studies)
+
+
+def _frame_pixels(directories: Sequence[Path]) -> int | None:
+    """Pixels per frame of a study on the built-in data with the MSE loss (one channel, ``size``²), from its
+    ``study.json``; ``None`` for a data factory's frames or another loss, whose training loss is not a per-pixel
+    MSE of known frames."""
+    for d in directories:
+        try:
+            stored = json.loads((d / "study.json").read_text())
+        except (OSError, ValueError):
+            continue
+        size = stored.get("size") if isinstance(stored, dict) else None
+        if stored.get("data") is None and stored.get("loss", "mse") == "mse" and isinstance(size, int) and size > 0:
+            return size * size
+        return None
+    return None
 
 
 def _load_with_notes(directories: Sequence[str | Path], *,
@@ -228,13 +245,15 @@ class Report:
     title: str
     tables: str  # the accuracy, divergence and cost tables (markdown)
     baselines: str  # the no-learning predictors (markdown)
+    findings: str  # the Findings section: the tested comparisons (markdown)
     summary: str  # one line per finding
     plots: tuple[str, ...]  # PNG file names beside report.md
 
     @property
     def markdown(self) -> str:
         """The whole ``report.md``."""
-        parts = [self.tables, self.baselines, self.summary, "\n\n".join(map(figure_markdown, self.plots))]
+        parts = [self.tables, self.baselines, self.findings, self.summary,
+                 "\n\n".join(map(figure_markdown, self.plots))]
         return self.title + "\n\n" + "\n\n".join(p for p in parts if p) + "\n"
 
     def __str__(self) -> str:
@@ -242,6 +261,34 @@ class Report:
 
     def __contains__(self, text: str) -> bool:
         return text in self.markdown
+
+
+@dataclass(frozen=True)
+class _StudyPart:
+    """One study's share of a report: its markdown parts and plots, and its findings for ``findings.json``."""
+
+    config_hash: str
+    markdown: tuple[str, str, str, str, list[str]]  # (tables, baselines, findings, summary, plot file names)
+    findings: dict[str, Any]
+
+
+def _study_part(h: str, groups: list[tuple[Path, list[dict[str, Any]]]], out: Path, *, several: bool) -> _StudyPart:
+    """Aggregate, test, tabulate and plot the rows of one study (config hash ``h``)."""
+    study_rows = _merge(groups)
+    aggs = aggregate(study_rows)
+    found = find(aggs)
+    baselines = _load_baselines([d for d, _ in groups])
+    best = min(baselines, key=lambda k: baselines[k]["test_mse"]) if baselines else None
+    floor = None if best is None else (best, baselines[best]["test_mse"])
+    cost = next((c for d, _ in groups if (c := load_cost(d, h)) is not None), None)
+    name = study_rows[0].get("study")
+    pixels = _frame_pixels([d for d, _ in groups])
+    plots = plot_all(aggs, out, floor, cost, f"{name}-{h}-" if several else "", pixels=pixels)
+    heading = f"## Study {name} ({h}), from {', '.join(str(d) for d, _ in groups)}\n\n" if several else ""
+    findings = findings_markdown(found)
+    return _StudyPart(h, (heading + all_tables(aggs, None if floor is None else floor[1], cost, pixels),
+                          baselines_table(baselines), "### Findings\n\n" + findings if findings else "",
+                          summarize(aggs, baselines, cost), plots), findings_json(found))
 
 
 def write_report(directories: Sequence[str | Path], out: str | Path | None = None, *,
@@ -262,20 +309,7 @@ def write_report(directories: Sequence[str | Path], out: str | Path | None = Non
         raise ValueError(f"no results in {', '.join(map(str, directories))}: expected results.jsonl from a study")
     out = Path(out or directories[0])
     out.mkdir(parents=True, exist_ok=True)
-    parts: list[tuple[str, str, str, list[str]]] = []  # (tables, baselines, summary, plots) per study
-    for h, groups in studies.items():
-        study_rows = _merge(groups)
-        aggs = aggregate(study_rows)
-        baselines = _load_baselines([d for d, _ in groups])
-        best = min(baselines, key=lambda k: baselines[k]["test_mse"]) if baselines else None
-        floor = None if best is None else (best, baselines[best]["test_mse"])
-        cost = next((c for d, _ in groups if (c := load_cost(d, h)) is not None), None)
-        label = f"{study_rows[0].get('study')} ({h})"
-        prefix = f"{study_rows[0].get('study')}-{h}-" if len(studies) > 1 else ""
-        plots = plot_all(aggs, out, floor, cost, prefix)
-        heading = f"## Study {label}, from {', '.join(str(d) for d, _ in groups)}\n\n" if len(studies) > 1 else ""
-        parts.append((heading + all_tables(aggs, None if floor is None else floor[1], cost), baselines_table(baselines),
-                      summarize(aggs, baselines, cost), plots))
+    parts = [_study_part(h, groups, out, several=len(studies) > 1) for h, groups in studies.items()]
     names = ", ".join(sorted({str(r.get("study")) for r in rows}))
     lrs = {ident["lr"] for d in directories if (ident := _directory_hash(Path(d))[1]) and "lr" in ident}
     lr_note = (f" An LR multiplier (× m) scales the AdamW peak learning rate {next(iter(lrs)):g}: × 10 is a peak of "
@@ -289,13 +323,16 @@ def write_report(directories: Sequence[str | Path], out: str | Path | None = Non
         f"training step at the run's precision; on CUDA it is `max_memory_allocated`.{lr_note}",
         *(["Rows not reported as written:\n\n" + "\n".join(f"- {note}" for note in notes)] if notes else [])])
     if len(parts) == 1:
-        tables, baselines_md, summary, plots = parts[0]
-    else:  # each study's tables, baselines and summary stay together, in its own section
-        tables = "\n\n".join("\n\n".join(p[:3]) for p in parts)
-        baselines_md, summary = "", ""
-        plots = [name for p in parts for name in p[3]]
-    report = Report(out / "report.md", title, tables, baselines_md, summary, tuple(plots))
+        tables, baselines_md, findings, summary, plots = parts[0].markdown
+    else:  # each study's tables, baselines, findings and summary stay together, in its own section
+        tables = "\n\n".join("\n\n".join(q for q in p.markdown[:4] if q) for p in parts)
+        baselines_md, findings, summary = "", "", ""
+        plots = [name for p in parts for name in p.markdown[4]]
+    report = Report(out / "report.md", title, tables, baselines_md, findings, summary, tuple(plots))
     atomic_write_text(report.path, report.markdown)
+    found = {p.config_hash: p.findings for p in parts}  # one study: its findings; several: by config hash
+    atomic_write_text(out / "findings.json", json.dumps(
+        parts[0].findings if len(parts) == 1 else found, indent=1) + "\n")
     flat = [{k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()} for r in rows]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for r in flat for k in r)))

@@ -9,6 +9,7 @@ from typing import Any
 from .aggregate import Aggregate, differ, main_variants, median_range, stability_frontier
 from .metrics import LEARN_FRACTION, LEARN_WINDOW, PLATEAU_GAIN, SATURATED
 from .plots import MSE_LABEL
+from .rows import TOPOLOGIES
 
 __all__ = ["all_tables", "baselines_table", "fmt", "main_only", "verdict"]
 
@@ -116,6 +117,25 @@ def _accuracy(aggs: list[Aggregate]) -> str:
     return "\n".join(lines)
 
 
+def _openstl_metrics(aggs: list[Aggregate], pixels: int | None) -> str:
+    """OpenSTL's metric set for each variant at its best LR: MSE per frame and per pixel, MAE, SSIM and PSNR, as
+    its Moving MNIST table reports them (so a reader can set our numbers beside theirs, per pixel)."""
+    main = [a for a in main_only(aggs) if math.isfinite(a["test_mse"])]
+    if not main or not any(math.isfinite(a["test_ssim"]) for a in main):
+        return ""
+    per_pixel = "" if pixels is None else f" MSE per pixel is MSE per frame ÷ {pixels} pixels."
+    lines = [f"### OpenSTL's metrics{_at_best(aggs)} (mean over seeds)", "",
+             "Test MSE and MAE per frame (summed over a frame's pixels, averaged over frames), SSIM and PSNR per "
+             f"frame, as OpenSTL's Moving MNIST table reports them.{per_pixel}", "",
+             "| topology | depth | norm | LR | MSE / frame ↓ | MSE / pixel ↓ | MAE / frame ↓ | SSIM ↑ | PSNR dB ↑ |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for a in main:
+        pixel = "–" if pixels is None else f"{a['test_mse'] / pixels:.5f}"
+        lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | ×{a['lr_mult']:g} | {fmt(a['test_mse'])} | "
+                     f"{pixel} | {fmt(a['test_mae'])} | {fmt(a['test_ssim'], digits=4)} | {fmt(a['test_psnr'])} |")
+    return "\n".join(lines)
+
+
 def _depth(aggs: list[Aggregate]) -> str:
     main = main_only(aggs)
     depths = sorted({a["depth"] for a in main})
@@ -181,18 +201,34 @@ def _cost(cost: dict[str, Any] | None) -> str:
     lines = ["### Cost", "",
              f"One training step (forward + backward, batch {cost['batch_size']}) of each variant's model at the "
              f"study's shapes, timed in {cost['rounds']} interleaved rounds with bias-only of the same topology and "
-             f"depth beside it ({cost['threads']} threads): the median ratio and its min–max over rounds.", "",
-             "| topology | depth | norm | step ms | ÷ bias-only | min–max |", "|---|---|---|---|---|---|"]
-    for r in sorted(cost["rows"], key=lambda r: (r["topology"], r["depth"])):
+             f"depth beside it ({cost['threads']} thread{'s' if cost['threads'] != 1 else ''}). "
+             "*step ms* is the median of the variant's own times; "
+             "*÷ bias-only* is the median of its per-round ratios to bias-only timed beside it, with their min–max. "
+             "The two need not agree: the ratio of two medians is not the median of the paired ratios, and the "
+             f"paired one cancels what the machine did in each round. *noisy*: the rounds' ratios spread by more than "
+             f"{NOISY:g}× (max ÷ min); read those ratios as rough.", "",
+             "| topology | depth | norm | step ms | ÷ bias-only | min–max | |", "|---|---|---|---|---|---|---|"]
+    for r in sorted(cost["rows"], key=lambda r: (TOPOLOGIES.index(r["topology"]), r["depth"])):
         span = "–" if r["ratio"] is None else f"{r['ratio_min']:.2f}–{r['ratio_max']:.2f}"
         lines.append(f"| {r['topology']} | {r['depth']} | {r['norm']} | {r['step_ms']:.1f} | {fmt(r['ratio'])} "
-                     f"| {span} |")
+                     f"| {span} | {'noisy' if noisy(r) else ''} |")
     return "\n".join(lines)
 
 
-def all_tables(aggs: list[Aggregate], floor: float | None = None, cost: dict[str, Any] | None = None) -> str:
-    return "\n\n".join(p for p in (_best_lr(aggs), _accuracy(aggs), _time_to_learn(aggs), _depth(aggs),
-                                    _stability(aggs, floor), _generalization(aggs), _cost(cost)) if p)
+NOISY = 1.5  # a cost row whose paired ratios spread more than this (max ÷ min) is flagged
+
+
+def noisy(row: dict[str, Any]) -> bool:
+    """Whether a cost row's paired ratios spread by more than :data:`NOISY` times."""
+    low, high = row.get("ratio_min"), row.get("ratio_max")
+    return low is not None and high is not None and low > 0 and high / low > NOISY
+
+
+def all_tables(aggs: list[Aggregate], floor: float | None = None, cost: dict[str, Any] | None = None,
+               pixels: int | None = None) -> str:
+    return "\n\n".join(p for p in (_best_lr(aggs), _accuracy(aggs), _openstl_metrics(aggs, pixels),
+                                    _time_to_learn(aggs), _depth(aggs), _stability(aggs, floor), _generalization(aggs),
+                                    _cost(cost)) if p)
 
 
 def baselines_table(rows: dict[str, dict[str, float]]) -> str:
