@@ -16,7 +16,6 @@ from normrnn.study.aggregate import aggregate
 from normrnn.study.findings import find, holm, welch
 
 ROOT = Path(__file__).resolve().parents[1]
-CONVERGE = ROOT / "results" / "converge"
 
 
 def _seeds(rows: list[dict], norm: str, topology: str, depth: int, lr_mult: float) -> list[float]:
@@ -25,10 +24,11 @@ def _seeds(rows: list[dict], norm: str, topology: str, depth: int, lr_mult: floa
             == (norm, topology, depth, lr_mult) and not r["diverged"]]
 
 
-def test_every_p_value_and_interval_is_scipys_welch_test_on_the_rows() -> None:
-    rows = load_results(CONVERGE)
+@pytest.mark.parametrize(("name", "count"), [("converge", 24), ("tuned", 48)])
+def test_every_p_value_and_interval_is_scipys_welch_test_on_the_rows(name: str, count: int) -> None:
+    rows = load_results(ROOT / "results" / name)
     found = find(aggregate(rows))
-    assert len(found) == 24  # 12 norm-vs-bias-only + 12 depth-vs-depth-1
+    assert len(found) == count  # converge: 12 norm-vs-bias-only + 12 depth-vs-depth-1; tuned: 24 + 24
     for c in found:
         a = _seeds(rows, c.norm, c.topology, c.depth, c.lr_mult)
         b = _seeds(rows, c.against_norm, c.topology, c.against_depth, c.against_lr_mult)
@@ -50,8 +50,9 @@ def _holm_by_hand(p: list[float]) -> list[float]:
     return adjusted
 
 
-def test_holm_adjustment_recomputes_by_hand_in_each_family() -> None:
-    found = find(aggregate(load_results(CONVERGE)))
+@pytest.mark.parametrize("name", ["converge", "tuned"])
+def test_holm_adjustment_recomputes_by_hand_in_each_family(name: str) -> None:
+    found = find(aggregate(load_results(ROOT / "results" / name)))
     for family in ("norm vs bias-only", "depth vs shallowest"):
         rows = [c for c in found if c.family == family]
         assert [c.p_holm for c in rows] == pytest.approx(_holm_by_hand([c.p for c in rows]))

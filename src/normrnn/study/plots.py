@@ -292,8 +292,9 @@ def plot_saturation(main: list[Aggregate], out: Path, prefix: str) -> str | None
 
 # each plot's heading and one-line caption in report.md, by file name (less the mixed-report prefix)
 FIGURES: dict[str, tuple[str, str]] = {
-    "learning_curves.png": ("Learning curves", "Validation MSE (solid) and training MSE (dotted, the per-pixel "
-                            "training loss × pixels per frame, so on the same scale) against optimizer steps, per "
+    "learning_curves.png": ("Learning curves", "Validation MSE (solid) and training MSE (dotted: the per-pixel "
+                            "training loss averaged over each epoch's steps, × pixels per frame, so on the same "
+                            "scale) against optimizer steps, per "
                             "topology and depth; the legend counts the seeds whose last quarter of steps improved "
                             "validation MSE by under 2% (a plateau). The values are in the CSV of the same name."),
     "test_mse.png": ("Test MSE by norm", "Test MSE at the deepest depth, from zero, with 95% CIs over seeds; the "
