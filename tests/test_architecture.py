@@ -18,7 +18,8 @@ PACKAGE = ROOT / "src" / "normrnn"
 
 # lowest first; a unit may import its own modules and those of lower layers only
 LAYERS = (
-    ("_checks", "_io", "_loader"),
+    ("_checks",),
+    ("_io", "_loader"),
     ("norms", "kernels", "data", "profiling"),
     ("cells",),
     ("layers",),

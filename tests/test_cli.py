@@ -126,11 +126,26 @@ def test_a_missing_extra_is_one_line_naming_the_pip_install_before_any_work(tmp_
     out = tmp_path / "study"
     assert main(["study", "--preset", "smoke", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "matplotlib is not installed" in err and 'pip install "normrnn[study]"' in err
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout: an editable install
+    assert err.count("\n") == 1 and "matplotlib is not installed" in err
+    assert f'cd {root} && pip install -c constraints.txt ".[study]"' in err
     assert not out.exists()  # nothing was trained or written
     gone.discard("matplotlib")
     assert main(["study", "--preset", "smoke", "--tensorboard", "--out", str(out)]) == 2
-    assert 'pip install "normrnn[tensorboard]"' in capsys.readouterr().err
+    assert '".[tensorboard]"' in capsys.readouterr().err
+
+
+def test_the_install_hint_follows_how_normrnn_was_installed(tmp_path):
+    from normrnn._checks import install_hint
+
+    site = tmp_path / "site-packages" / "normrnn"  # a wheel's install: no checkout around it
+    assert install_hint("study", ["matplotlib", "tqdm"], site) == "pip install matplotlib tqdm"
+    checkout = tmp_path / "repo"
+    (checkout / "src" / "normrnn").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text("")
+    (checkout / "constraints.txt").write_text("")
+    assert install_hint("ray", ["ray"], checkout / "src" / "normrnn") == (
+        f'cd {checkout} && pip install -c constraints.txt ".[ray]"')
     assert main(["explain", "layer", "--layout", "BTF", "--shape", "4,2,3"]) == 0  # needs no extra
 
 
@@ -192,3 +207,40 @@ def test_a_registered_subcommand_is_parsed_run_and_documented(monkeypatch, capsy
     choices = build_parser()._subparsers._group_actions[0].choices
     assert "examples:\n  normrnn hello world" in choices["hello"].epilog
     assert next(iter(choices)) == "hello"  # order=0: first in normrnn --help
+
+
+class _ClosedPipe:
+    """A stdout whose reader has gone away, as after ``| head -n 1``."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("argv", [["explain", "layer", "--layout", "BTF", "--shape", "4,2,3"],
+                                  ["report", "results/converge", "--out", "OUT"]])
+def test_a_closed_pipe_ends_the_command_quietly(argv, monkeypatch, capsys, tmp_path):
+    argv = [str(tmp_path) if a == "OUT" else a for a in argv]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.slow
+def test_explain_piped_to_head_prints_no_error():
+    done = subprocess.run(f"{sys.executable} -m normrnn explain --tour | head -n 1", shell=True, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.count("\n") == 1 and done.stderr == "", done.stderr
+
+
+def test_a_misspelled_factory_gets_a_suggestion_and_no_shadowing_hint(tmp_path, capsys):
+    from helpers import assert_one_line_error, cli
+
+    (tmp_path / "mymodels5.py").write_text("def build(*, norm, topology, depth, seed): ...\n")
+    ran = cli("study", "--preset", "smoke", "--model", "mymodels5:biuld", "--plan", cwd=tmp_path)
+    assert_one_line_error(ran, "'mymodels5' has no 'biuld' (did you mean 'build'?)")
+    assert "shadow" not in ran.stderr

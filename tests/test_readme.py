@@ -168,3 +168,34 @@ def test_the_readme_quotes_each_studys_findings_as_its_report_writes_them(name: 
     report = write_report([ROOT / "results" / name], tmp_path)
     assert report.findings == "### Findings\n\n" + block.group(1)
     assert (tmp_path / "findings.json").exists()
+
+
+def _plan_pairs(commands: list[list[str]]) -> list[tuple[list[str], list[list[str]]]]:
+    """Each ``--plan`` command with the commands beside it that train."""
+    runs = [c for c in commands if "--plan" not in c]
+    return [(c, runs) for c in commands if "--plan" in c]
+
+
+def test_every_plan_example_plans_the_study_beside_it() -> None:
+    """A ``--plan`` line is its study's command plus ``--plan``, flag for flag: one that left out ``--data`` planned
+    another study (another config hash) than the line above it trained."""
+    from normrnn.cli.study import _STUDY_EXAMPLES
+
+    blocks = [[shlex.split(line.split("  #")[0]) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+              for block in re.findall(r"```sh\n(.*?)```", README, flags=re.S)]
+    blocks.append([shlex.split(line.split("  #")[0]) for line in _STUDY_EXAMPLES])
+    pairs = [pair for block in blocks for pair in _plan_pairs([c for c in block if c[:2] == ["normrnn", "study"]])]
+    assert len(pairs) >= 2  # the README's own-model block and study --help
+    for plan, runs in pairs:
+        without = [a for a in plan if a != "--plan"]
+        def flags(argv: list[str]) -> list[tuple[str, str]]:  # (flag, value) pairs, in any order
+            return sorted(zip(argv[::2], argv[1::2], strict=True))
+
+        assert any(flags(without) == flags(r) for r in runs), plan
+
+
+def test_the_first_screen_says_what_normrnn_is_then_the_two_commands() -> None:
+    title, intro, commands = README.split("\n\n")[:3]
+    assert title == "# normrnn"
+    assert intro.startswith("normrnn is ") and intro.count(". ") == 0 and intro.endswith(".")  # one sentence
+    assert commands.startswith("```sh\nmake demo") and "\nmake test" in commands

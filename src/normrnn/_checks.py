@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
 
-__all__ = ["Factory", "autocasting", "did_you_mean", "first_line", "input_like_parameters", "non_negative", "one_of",
-           "positive_int"]
+__all__ = ["Factory", "autocasting", "did_you_mean", "first_line", "input_like_parameters", "install_hint",
+           "non_negative", "one_of", "positive_int"]
 
 
 class Factory(TypedDict):
@@ -82,3 +83,13 @@ def autocasting(x: Tensor) -> bool:
         return torch.is_autocast_enabled(x.device.type)
     except RuntimeError:
         return False
+
+
+def install_hint(extra: str, missing: Iterable[str], package: Path | None = None) -> str:
+    """The command that installs ``extra`` the way normrnn was installed: from its checkout (an editable install:
+    the package sits in ``src/`` beside ``pyproject.toml``) with the tested versions, or else the missing packages
+    themselves into this environment (which keeps its own torch)."""
+    root = (Path(__file__).resolve().parent if package is None else package).parents[1]
+    if (root / "pyproject.toml").is_file() and (root / "constraints.txt").is_file():
+        return f"cd {root} && pip install -c constraints.txt \".[{extra}]\""
+    return "pip install " + " ".join(missing)

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ._checks import did_you_mean
+
 __all__ = ["FactoryExit", "accepted", "check_text", "factory_name", "lazy_exports", "no_exit", "resolve",
            "source_hash"]
 
@@ -75,13 +77,24 @@ def resolve(text: str, what: str) -> Callable[..., Any]:
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            where = getattr(module, "__file__", None) or "a module without a file"
-            raise ValueError(f"{what} {text}: {module_name!r} has no {attr!r} (imported from {where}; a module of "
-                             "the standard library or another package may shadow yours: rename your file)")
+            raise ValueError(f"{what} {text}: {module_name!r} has no {attr!r}{_why_missing(module, obj, part)}")
         obj = getattr(obj, part)
     if not callable(obj):
         raise ValueError(f"{what} {text}: expected a callable, got {type(obj).__name__}")
     return obj
+
+
+def _why_missing(module: Any, obj: Any, part: str) -> str:
+    """What to tell a user whose ``MODULE:NAME`` names nothing: the closest name there ("did you mean"), and, only
+    when the module found is not a file of theirs (the standard library's or an installed package's), that it may
+    shadow theirs."""
+    names = [n for n in dir(obj) if not n.startswith("_")]
+    hint = did_you_mean(part, names)
+    where = getattr(module, "__file__", None)
+    if where is not None and not _users(os.path.realpath(where)):
+        hint += (f" (imported from {where}, which is not yours: a module of the standard library or another package "
+                 "may shadow your file; rename it)")
+    return hint
 
 
 def factory_name(fn: Callable[..., Any]) -> str:

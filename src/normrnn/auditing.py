@@ -16,7 +16,8 @@ Findings (``AuditReport.findings``, each with ``module``, ``kind`` and ``message
   ``BatchNorm2d`` at every step of a recurrent loop, whose averages then mix the steps;
 - ``batch-of-one``: batch statistics over one sample, or one value per channel;
 - ``group-norm-spans-time``: ``GroupNorm(1, C)`` whose statistics span T, where the layout suggests per-step
-  statistics were meant (the "GroupNorm(1) is LayerNorm" confusion, seed 003 and TF-Addons #2143).
+  statistics were meant (the "GroupNorm(1) is LayerNorm" confusion of
+  `TF-Addons issue 2143 <https://github.com/tensorflow/addons/issues/2143>`_).
 
 Example::
 
@@ -306,8 +307,8 @@ def _check(module: nn.Module, use: NormUse) -> list[Finding]:
                            f"GroupNorm(1, {module.num_channels}) on a {layout} tensor reduces {', '.join(reduced)}: "
                            "one statistic per sample spanning every time step. GroupNorm(1) equals layer norm only "
                            "over the same axes; per-step layer norm reduces the features of each step alone "
-                           f"(normrnn create_norm('layer', C, layout={layout!r})), as seed 003 and TF-Addons #2143 "
-                           "discuss."))
+                           f"(in Python: normrnn.create_norm('layer', C, layout={layout!r})); see "
+                           "https://github.com/tensorflow/addons/issues/2143"))
     return out
 
 

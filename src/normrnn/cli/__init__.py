@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
+from .._checks import install_hint
 from .parser import build_parser
 
 # every module of the package registers its subcommand when imported: a new subcommand is one new module
@@ -47,8 +48,7 @@ def check_extras(args: argparse.Namespace) -> None:
         missing = [_PACKAGES.get(m, m) for m in modules if importlib.util.find_spec(m) is None]
         if missing:
             raise ValueError(f"this needs normrnn's {extra!r} extra, and {', '.join(missing)} "
-                             f"{'is' if len(missing) == 1 else 'are'} not installed: pip install "
-                             f"\"normrnn[{extra}]\" (from a checkout: pip install -c constraints.txt \".[{extra}]\")")
+                             f"{'is' if len(missing) == 1 else 'are'} not installed: {install_hint(extra, missing)}")
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -56,6 +56,15 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     """Warnings as one line each, as a command-line user wants them."""
     text = str(message).removeprefix("normrnn: ")
     print(f"normrnn: warning: {text}", file=sys.stderr if file is None else file)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's flush at exit does not fail again on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # not a file descriptor (a captured stream): nothing to flush
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,7 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         check_extras(args)
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, so that a reader that went away (`| head`) is seen below, not at exit
+        return code
+    except BrokenPipeError:  # the reader of our output closed it (`normrnn explain layer | head -n 1`): not an error
+        _silence_stdout()
+        return 0
     except (ValueError, OSError) as e:
         if args.debug:
             traceback.print_exc()

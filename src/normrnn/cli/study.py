@@ -58,8 +58,9 @@ def _presets() -> str:
 
 _STUDY_EXAMPLES = (  # commands to copy, at the end of --help
     "normrnn study --preset quick --out study-quick      # what make demo runs; re-run to resume",
-    "normrnn study --preset tuned --plan --out study-tuned   # the runs and an estimated time; no training",
-    "normrnn study --model examples.own_model:build --config examples/own_model.toml --out study-own",
+    "normrnn study --preset quick --plan --out study-quick   # the same study's runs and estimated time; no training",
+    "normrnn study --model examples.own_model:build --data examples.own_model:load --config examples/own_model.toml "
+    "--out study-own",
 )
 
 

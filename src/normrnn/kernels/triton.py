@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .._checks import install_hint
 from .registry import GateBackend, register_backend
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def triton_unavailable(device: torch.device | None = None, *, interpreter: bool 
     default when ``TRITON_INTERPRET=1``), or ``None`` when they can."""
     interpreter = interpreting() if interpreter is None else interpreter
     if importlib.util.find_spec("triton") is None:
-        return "Triton is not installed (pip install 'normrnn[triton]', Linux x86_64)"
+        return f"Triton is not installed ({install_hint('triton', ['triton'])}; Linux x86_64)"
     if device is not None and device.type != "cuda" and not interpreter:
         return f"Triton runs on CUDA, or on CPU only under TRITON_INTERPRET=1; got a {device.type} tensor"
     if interpreter:

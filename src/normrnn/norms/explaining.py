@@ -275,7 +275,8 @@ def tour() -> str:
     section("Layer norm on images (B, H, W, C) over (H, W, C): one statistic per sample")
     out.append(str(explain("layer", layout="BHWC", shape=(4, 2, 2, 3))))
 
-    section("Keras GroupNormalization(groups=1) equals LayerNorm only over every non-batch axis (TF-Addons #2143)")
+    section("Keras GroupNormalization(groups=1) equals LayerNorm only over every non-batch axis "
+            "(https://github.com/tensorflow/addons/issues/2143)")
     out.append(str(explain("group:1", layout="BTF", shape=(2, 3, 4), reduce="TF")))
     v = torch.arange(24, dtype=torch.float64).pow(1.5).reshape(2, 3, 4)
     gn = create_norm("group:1", 4, layout="BTF", reduce="TF", affine=False).double()

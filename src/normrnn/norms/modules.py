@@ -39,7 +39,8 @@ class LayerNorm(AxisNorm):
     (Keras ``LayerNormalization(axis=-1)``, TF1 ``layer_norm(begin_norm_axis=-1)``) and an image ``"BCHW"``
     per sample. ``reduce="TF"`` reproduces TF1's default ``begin_norm_axis=1`` on ``[B, T, F]``. With
     C in ``R`` this equals ``GroupNorm(num_groups=1)`` over the same axes; it never equals group norm
-    when ``R`` is only C (Keras' and TF-Addons' "G=1 is LN" claim, TFA #2143).
+    when ``R`` is only C (Keras' and TF-Addons' "G=1 is LN" claim,
+    https://github.com/tensorflow/addons/issues/2143).
 
     Args:
         num_channels: C, the size of the channel axis.

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from .._checks import install_hint
 from .config import StudyConfig
 from .data import Datasets, cached_datasets, load_datasets
 from .directory import known_runs, train_one, unfinished
@@ -94,7 +95,7 @@ def run_on_ray(config: StudyConfig, out: Path, todo: list[RunSpec], *, progress:
     try:
         import ray
     except ImportError as e:
-        raise ValueError("expected Ray for executor='ray'; install it with: pip install 'normrnn[ray]'") from e
+        raise ValueError(f"expected Ray for executor='ray'; install it with: {install_hint('ray', ['ray'])}") from e
     started = not ray.is_initialized()
     if started:
         ray.init(address=address)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import install_hint
 from .metrics import SATURATED, probed_cells
 
 __all__ = ["RunLogger"]
@@ -28,7 +29,7 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:
             raise ValueError("expected the tensorboard package for --tensorboard; install it with: "
-                             "pip install 'normrnn[tensorboard]'") from e
+                             f"{install_hint('tensorboard', ['tensorboard'])}") from e
         self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step)
 
     def step(self, step: int, loss: float, grad_norm: float) -> None:
