@@ -244,3 +244,31 @@ def test_a_misspelled_factory_gets_a_suggestion_and_no_shadowing_hint(tmp_path, 
     ran = cli("study", "--preset", "smoke", "--model", "mymodels5:biuld", "--plan", cwd=tmp_path)
     assert_one_line_error(ran, "'mymodels5' has no 'biuld' (did you mean 'build'?)")
     assert "shadow" not in ran.stderr
+
+
+def test_norms_lists_the_registries_with_what_each_spec_reduces(capsys):
+    from normrnn.kernels import backend_names
+    from normrnn.norms import LayerNorm
+    from normrnn.norms.explaining import explain
+    from normrnn.norms.layout import LETTERS
+    from normrnn.norms.registry import NormEntry, norm_entries, registered_norm
+
+    class PluginNorm(LayerNorm):
+        """A plugin's norm: per step, over the features."""
+
+    with registered_norm(NormEntry("plugin_layer", PluginNorm, gate_groups=lambda arg, C: 1, grouped_as="group")):
+        assert main(["norms"]) == 0
+        out = capsys.readouterr().out
+    for entry in [*norm_entries(), NormEntry("plugin_layer", PluginNorm)]:  # the plugin too
+        assert f"\n  {entry.usage}" in out, entry.name
+    assert "A plugin's norm: per step, over the features" in out
+    for letter in LETTERS:
+        assert f"\n  {letter}  " in out
+    for name in backend_names():
+        assert name == "auto" or f"\n  {name} " in out
+    reduce = explain("group:4", layout="BTCHW", shape=(2, 3, 8, 4, 4)).reduce  # what explain says, as the table
+    row = next(line for line in out.splitlines() if line.startswith("  group[:G]"))
+    assert row.split()[1:1 + len(reduce)] == [f"{c}," for c in reduce[:-1]] + [reduce[-1]]
+    assert main(["norms", "--layout", "BTF"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  layer"))
+    assert row.split()[1:4] == ["F", "B,", "T"]  # reduces the features, per sample and step

@@ -189,3 +189,8 @@ def test_no_argument_with_a_default_is_shown_as_required(site: Path) -> None:
                 if row and p.default is not inspect.Parameter.empty and "<em>required</em>" in row.group(1):
                     wrong.append(f"{module}.{name}({p.name})")
     assert not wrong, f"shown as required but have defaults: {wrong}"
+
+
+def test_the_site_publishes_pages_not_its_build_hooks(site: Path) -> None:
+    assert not list(site.rglob("*.py")), "build hooks (docs/_ext) reached the site"
+    assert (site / "index.html").exists()

@@ -15,11 +15,12 @@ import torch
 
 from .._checks import autocasting
 
-__all__ = ["LETTERS", "SPATIAL", "Layout"]
+__all__ = ["LETTERS", "LETTER_NAMES", "SPATIAL", "Layout"]
 
 SPATIAL = "DHWL"  # spatial letters; L is the length axis of 1-D signals
 LETTERS = "BTCF" + SPATIAL  # every letter a layout may use
 _NAMES = {"B": "batch", "T": "time", "C": "channels", "D": "depth", "H": "height", "W": "width", "L": "length"}
+LETTER_NAMES = {**_NAMES, "F": "features (the same axis as C)"}  # what each layout letter names
 
 
 @dataclass(frozen=True)
