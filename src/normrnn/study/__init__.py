@@ -1,12 +1,22 @@
 """``normrnn study``: the normalization ablation (norm × topology × depth × seed × LR) and its report.
 
-The package, in import order (each module imports only those before it): ``checks`` (value checks), ``config``
-(:class:`StudyConfig`, its parts), ``grid`` (:class:`RunSpec`, expansion, halving, shards), ``presets`` (the named
-grids, TOML files), ``factories``, ``metrics``, ``model``, ``data``, ``checkpoint``, ``history`` (a run's record and
-its row), ``train`` (one run), ``cost`` and ``precision`` (timed once per study), ``results`` (the rows on disk, with
-``rows``, their schema), ``directory`` (witness, claims, one run's claim-train-record), ``pool``, ``executors``
-(local, pool, Ray), ``preflight`` (every check before work), ``runner`` (phases), ``plan``; and the report side,
-which reads rows and never imports training: ``aggregate``, ``tables``, ``plots``, ``report``.
+From the command line, ``normrnn study --preset quick --out study-quick`` trains a grid (re-run it to resume) and
+writes ``study-quick/report.md``; ``normrnn report study-quick`` rewrites the report. From Python, a preset or your
+own :class:`StudyConfig` runs the same way, and the report comes back as data.
+
+For contributors, the package in import order (each module imports only those before it): ``checks`` (value checks),
+``config`` (:class:`StudyConfig`, its parts), ``grid`` (:class:`RunSpec`, expansion, halving, shards), ``presets``
+(the named grids, TOML files), ``factories``, ``metrics``, ``model``, ``data``, ``checkpoint``, ``history`` (a run's
+record and its row), ``train`` (one run), ``cost`` and ``precision`` (timed once per study), ``results`` (the rows
+on disk, with ``rows``, their schema), ``directory`` (witness, claims, one run's claim-train-record), ``pool``,
+``executors`` (local, pool, Ray), ``preflight`` (every check before work), ``runner`` (phases), ``plan``; and the
+report side, which reads rows and never imports training: ``aggregate``, ``tables``, ``plots``, ``report``.
+
+Example::
+
+    >>> from normrnn.study import PRESETS, run
+    >>> report = run(PRESETS["smoke"], "study-smoke")  # doctest: +SKIP
+    >>> print(report.findings)  # doctest: +SKIP
 """
 
 from __future__ import annotations
