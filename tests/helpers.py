@@ -82,3 +82,24 @@ def result_row(*, norm: str = "none", topology: str = "stacked", depth: int = 1,
     assert not unknown, f"not ResultRow fields: {sorted(unknown)}"
     assert row_problem(row) is None, row_problem(row)
     return row
+
+
+@contextlib.contextmanager
+def user_modules(folder: Path, monkeypatch, files: dict[str, str]):
+    """A user's modules: ``files`` (name → source) written into ``folder``, which becomes the current directory and
+    first on ``sys.path``, as modules next to the user's shell. Afterwards every module imported from ``folder`` is
+    forgotten, and so are the factory hashes, so a later test's module of the same name is its own."""
+    from normrnn._loader import source_hash
+
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    monkeypatch.chdir(folder)
+    monkeypatch.syspath_prepend(str(folder))
+    try:
+        yield folder
+    finally:
+        for name, module in list(sys.modules.items()):
+            file = getattr(module, "__file__", None) or ""
+            if file and Path(file).resolve().is_relative_to(folder.resolve()):
+                del sys.modules[name]
+        source_hash.cache_clear()

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 import torch
 
-from helpers import cli
+from helpers import cli, user_modules
 from normrnn import GRU, LSTM, BatchNorm, ConvLSTM, RecurrentBatchNorm
 from normrnn._loader import check_text, source_hash
 from normrnn.cli import main
@@ -90,15 +90,9 @@ def load_dict(*, split, seed):
 
 @pytest.fixture
 def user4(tmp_path, monkeypatch):
-    (tmp_path / "user4.py").write_text(USER)
-    (tmp_path / "helper4.py").write_text("WIDTH = 4\n")
-    (tmp_path / "exits4.py").write_text("import sys\nsys.exit(4)\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
-    for name in ("user4", "helper4", "exits4"):
-        sys.modules.pop(name, None)
-    source_hash.cache_clear()
+    files = {"user4.py": USER, "helper4.py": "WIDTH = 4\n", "exits4.py": "import sys\nsys.exit(4)\n"}
+    with user_modules(tmp_path, monkeypatch, files) as folder:
+        yield folder
 
 
 def assert_one_line_error(code: int, err: str, *fragments: str) -> None:

@@ -15,7 +15,7 @@ import warnings
 import pytest
 import torch
 
-from helpers import assert_one_line_error, cli, result_row
+from helpers import assert_one_line_error, cli, result_row, user_modules
 from normrnn._loader import source_hash
 from normrnn.study import StudyConfig, load_results, write_report
 from normrnn.study.data import load_datasets
@@ -64,13 +64,8 @@ def build_meta(*, norm, topology, depth, seed):
 
 @pytest.fixture
 def user5(tmp_path, monkeypatch):
-    (tmp_path / "user5.py").write_text(USER)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
-    for name in [m for m in sys.modules if m.split(".")[0] in ("user5", "pkg5", "model5", "netlib5")]:
-        del sys.modules[name]
-    source_hash.cache_clear()
+    with user_modules(tmp_path, monkeypatch, {"user5.py": USER}) as folder:
+        yield folder
 
 
 def toml(path, settings: dict) -> str:

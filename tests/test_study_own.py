@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from conftest import assert_same_test_mse, interrupt_after, run_study_on_ray
-from helpers import assert_one_line_error, cli
+from helpers import assert_one_line_error, cli, user_modules
 from normrnn._loader import source_hash
 from normrnn.layers import ConvLSTM
 from normrnn.study import RunSpec, StudyConfig, load_results, run, run_study, train_run
@@ -74,12 +73,8 @@ SMALL = dict(name="own", epochs=2, batch_size=4, norms=("none", "layer"), topolo
 @pytest.fixture
 def usermod(tmp_path, monkeypatch):
     """``usermod.py`` in a directory on the path, as a user's module next to their shell."""
-    (tmp_path / "usermod.py").write_text(USER_MODULE)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
-    sys.modules.pop("usermod", None)
-    source_hash.cache_clear()
+    with user_modules(tmp_path, monkeypatch, {"usermod.py": USER_MODULE}) as folder:
+        yield folder
 
 
 def test_own_model_and_data_end_to_end_then_resume(usermod) -> None:
