@@ -37,3 +37,23 @@ def test_the_learning_curves_csv_holds_the_plotted_means_with_training_on_the_va
         assert float(last["val_mse"]) == pytest.approx(statistics.fmean(r["val_curve"][-1] for r in runs))
         # on one scale, training and validation MSE at the end are close, as the rows' train_mse and val_mse are
         assert float(last["train_mse"]) == pytest.approx(float(last["val_mse"]), rel=0.1)
+
+
+def test_a_damaged_study_json_or_another_loss_draws_no_rescaled_training_curve(tmp_path) -> None:
+    """The report reads the frame size from ``study.json``: a file that is no JSON object is no frame size (the
+    report is still written), and a study whose loss is not the MSE keeps its per-pixel MSE column but draws no
+    training curve on the validation scale."""
+    import json
+    import shutil
+
+    shutil.copy(CONVERGE / "results.jsonl", tmp_path / "results.jsonl")
+    (tmp_path / "study.json").write_text("[1, 2]")
+    write_report([tmp_path])
+    with open(tmp_path / "learning_curves.csv", newline="") as f:
+        assert {row["train_mse"] for row in csv.DictReader(f)} == {""}
+    stored = json.loads((CONVERGE / "study.json").read_text())
+    (tmp_path / "study.json").write_text(json.dumps({**stored, "loss": "mae"}))
+    report = write_report([tmp_path])
+    with open(tmp_path / "learning_curves.csv", newline="") as f:
+        assert {row["train_mse"] for row in csv.DictReader(f)} == {""}
+    assert "MSE per pixel is MSE per frame ÷ 1024 pixels" in report.markdown

@@ -171,11 +171,12 @@ def prepare(config: StudyConfig, out: Path, rank: Rank, *, need_data: bool, whol
         files[baselines] = json.dumps(reference_predictors(data.test), indent=2) + "\n"
     if rank.is_main:
         with threads_of_runs(config):
-            precision = recorded_precision(config, out) if not need_precision else None
-            if precision is None:  # auto: decided once, at the runs' thread count
+            if need_precision:  # auto: decided once, at the runs' thread count
                 record = {**choose_precision(config, data), "config_hash": config.config_hash}
                 files[out / PRECISION_FILE] = json.dumps(record, indent=1) + "\n"
                 precision = record["precision"]
+            else:
+                precision = recorded_precision(config, out)
             if need_cost:  # once per study, over the whole grid: the report's cost table
                 cost = measure_cost(config, data, planned_runs(config), bf16=precision == "bf16")
                 files[out / COST_FILE] = json.dumps(cost, indent=1) + "\n"

@@ -6,15 +6,13 @@ kept in view), and draws error bars only where there is a confidence interval (t
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write, atomic_write_text
+from .._io import atomic_write, atomic_write_csv
 from .aggregate import Aggregate, main_variants
 from .config import BASELINE
 from .metrics import SATURATED
@@ -25,7 +23,6 @@ __all__ = ["MSE_LABEL", "plot_all"]
 MSE_LABEL = "MSE per frame (summed over pixels)"
 
 Floor = tuple[str, float] | None  # (name, test MSE) of the best no-learning predictor
-_TOPOLOGY_ORDER = list(TOPOLOGIES)  # every figure shows the topologies in this order
 
 
 def _pyplot() -> Any:
@@ -78,15 +75,6 @@ def curve_rows(main: list[Aggregate], pixels: int | None) -> list[dict[str, Any]
     return out
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """``rows`` as CSV beside their plot (same stem), so the plotted values can be read and checked."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["empty"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
-
-
 def plot_curves(main: list[Aggregate], out: Path, floor: Floor, prefix: str, pixels: int | None = None) -> str | None:
     """Validation MSE (solid) and training MSE (dotted) per frame against optimizer steps: one panel per topology
     and depth, one line per norm at its learning rate in ``main``, its legend saying how many seeds reached a
@@ -95,9 +83,9 @@ def plot_curves(main: list[Aggregate], out: Path, floor: Floor, prefix: str, pix
     if not main:  # every run diverged before its first evaluation
         return None
     rows = curve_rows(main, pixels)
-    _write_csv(out / f"{prefix}learning_curves.csv", rows)
+    atomic_write_csv(out / f"{prefix}learning_curves.csv", rows)  # the plotted values, to read and check
     plt = _pyplot()
-    topologies = sorted({a["topology"] for a in main}, key=_TOPOLOGY_ORDER.index)
+    topologies = sorted({a["topology"] for a in main}, key=TOPOLOGIES.index)
     depths = sorted({a["depth"] for a in main})
     fig, axes = plt.subplots(len(topologies), len(depths), figsize=(4.2 * len(depths) + 0.6, 3.3 * len(topologies)),
                              squeeze=False)
@@ -132,7 +120,7 @@ def plot_test_mse(main: list[Aggregate], out: Path, floor: Floor, prefix: str, n
     plt = _pyplot()
     depth = max(a["depth"] for a in main)
     main = [a for a in main if a["depth"] == depth]
-    topologies = sorted({a["topology"] for a in main}, key=_TOPOLOGY_ORDER.index)
+    topologies = sorted({a["topology"] for a in main}, key=TOPOLOGIES.index)
     norms = list(dict.fromkeys(a["norm"] for a in main))
     width = 0.8 / len(topologies)
     fig, ax = plt.subplots(figsize=(max(0.8 * len(norms) * len(topologies) + 2.5, 5.0), 3.8))
@@ -160,7 +148,7 @@ def plot_test_mse(main: list[Aggregate], out: Path, floor: Floor, prefix: str, n
 def plot_depth(main: list[Aggregate], out: Path, floor: Floor, prefix: str, note: str = "") -> str:
     """Test MSE against depth, one line per norm, stacked and residual side by side, 95% CI bands."""
     plt = _pyplot()
-    topologies = sorted({a["topology"] for a in main}, key=_TOPOLOGY_ORDER.index)
+    topologies = sorted({a["topology"] for a in main}, key=TOPOLOGIES.index)
     fig, axes = plt.subplots(1, len(topologies), figsize=(5 * len(topologies), 3.8), squeeze=False, sharey=True)
     for ax, topo in zip(axes[0], topologies, strict=True):
         for norm in dict.fromkeys(a["norm"] for a in main):
@@ -247,7 +235,7 @@ def plot_cost(cost: dict[str, Any], out: Path, prefix: str) -> str:
     """Paired step-time ratios to bias-only (median, min-max over rounds), per norm, topology and depth."""
     plt = _pyplot()
     rows = [r for r in cost["rows"] if r["norm"] != BASELINE and r["ratio"] is not None]
-    rows.sort(key=lambda r: (_TOPOLOGY_ORDER.index(r["topology"]), r["depth"], r["norm"]))
+    rows.sort(key=lambda r: (TOPOLOGIES.index(r["topology"]), r["depth"], r["norm"]))
     fig, ax = plt.subplots(figsize=(max(0.3 * len(rows) + 3, 5.0), 4.2))
     labels = [f"{r['norm']} {r['topology'][:3]} d{r['depth']}" for r in rows]
     ratios = [r["ratio"] for r in rows]

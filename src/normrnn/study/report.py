@@ -8,8 +8,6 @@ where the 95% intervals overlap. Aggregation lives in :mod:`.aggregate`, plots i
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import statistics
@@ -20,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_text
+from .._io import atomic_write_csv, atomic_write_text
 from .aggregate import Aggregate, aggregate, differ, diverged_everywhere, mean_ci, stability_frontier
 from .config import BASELINE
 from .findings import find, findings_json, findings_markdown
@@ -75,20 +73,21 @@ def _load_studies(directories: Sequence[str | Path], *, mixed: bool) -> dict[str
     return dict(studies)
 
 
-def _frame_pixels(directories: Sequence[Path]) -> int | None:
-    """Pixels per frame of a study on the built-in data with the MSE loss (one channel, ``size``²), from its
-    ``study.json``; ``None`` for a data factory's frames or another loss, whose training loss is not a per-pixel
-    MSE of known frames."""
+def _frame_pixels(directories: Sequence[Path]) -> tuple[int | None, bool]:
+    """Pixels per frame of a study on the built-in data (one channel, ``size``²), and whether its training loss is
+    the MSE, from its ``study.json``: ``(None, False)`` for a data factory's frames or an unreadable file."""
     for d in directories:
         try:
             stored = json.loads((d / "study.json").read_text())
         except (OSError, ValueError):
             continue
-        size = stored.get("size") if isinstance(stored, dict) else None
-        if stored.get("data") is None and stored.get("loss", "mse") == "mse" and isinstance(size, int) and size > 0:
-            return size * size
-        return None
-    return None
+        if not isinstance(stored, dict):
+            continue
+        size = stored.get("size")
+        if stored.get("data") is None and isinstance(size, int) and size > 0:
+            return size * size, stored.get("loss", "mse") == "mse"
+        return None, False
+    return None, False
 
 
 def _load_with_notes(directories: Sequence[str | Path], *,
@@ -282,8 +281,9 @@ def _study_part(h: str, groups: list[tuple[Path, list[dict[str, Any]]]], out: Pa
     floor = None if best is None else (best, baselines[best]["test_mse"])
     cost = next((c for d, _ in groups if (c := load_cost(d, h)) is not None), None)
     name = study_rows[0].get("study")
-    pixels = _frame_pixels([d for d, _ in groups])
-    plots = plot_all(aggs, out, floor, cost, f"{name}-{h}-" if several else "", pixels=pixels)
+    pixels, mse_loss = _frame_pixels([d for d, _ in groups])
+    # the training curve is on the validation scale only when it is a per-pixel MSE of frames of known size
+    plots = plot_all(aggs, out, floor, cost, f"{name}-{h}-" if several else "", pixels=pixels if mse_loss else None)
     heading = f"## Study {name} ({h}), from {', '.join(str(d) for d, _ in groups)}\n\n" if several else ""
     findings = findings_markdown(found)
     return _StudyPart(h, (heading + all_tables(aggs, None if floor is None else floor[1], cost, pixels),
@@ -333,11 +333,7 @@ def write_report(directories: Sequence[str | Path], out: str | Path | None = Non
     found = {p.config_hash: p.findings for p in parts}  # one study: its findings; several: by config hash
     atomic_write_text(out / "findings.json", json.dumps(
         parts[0].findings if len(parts) == 1 else found, indent=1) + "\n")
-    flat = [{k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()} for r in rows]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for r in flat for k in r)))
-    writer.writeheader()
-    writer.writerows(flat)
-    atomic_write_text(out / "results.csv", buffer.getvalue())
+    atomic_write_csv(out / "results.csv", [{k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()}
+                                           for r in rows])
     atomic_write_text(out / "results.json", json.dumps(rows, indent=1) + "\n")
     return report

@@ -35,16 +35,18 @@ __all__ = ["saved_tensor_megabytes", "train_run"]
 
 
 
+def _mse_at(model: nn.Module, x: Tensor, y: Tensor, bf16: bool) -> Tensor:
+    """The MSE of one forward as a training step runs it: under bf16 autocast when the run trains in it."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        pred = model(x)
+    return F.mse_loss(pred.float(), y)
+
+
 def saved_tensor_megabytes(model: nn.Module, x: Tensor, y: Tensor, *, bf16: bool = False) -> float:
     """Training memory on CPU: parameters, gradients and AdamW state (4 copies of the parameters) plus the
     distinct storages autograd saves in one forward (:func:`normrnn.profiling.saved_tensor_bytes`), under bf16
     autocast when the run trains in it."""
-    def forward() -> Tensor:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            pred = model(x)
-        return F.mse_loss(pred.float(), y)
-
-    saved = saved_tensor_bytes(forward)
+    saved = saved_tensor_bytes(lambda: _mse_at(model, x, y, bf16))
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     return (4 * params + saved) / 2**20
 
@@ -343,9 +345,7 @@ def _peak_memory(model: nn.Module, x: Tensor, y: Tensor, device: torch.device, *
     model = copy.deepcopy(model)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            pred = model(x)
-        F.mse_loss(pred.float(), y).backward()
+        _mse_at(model, x, y, bf16).backward()
         model.zero_grad(set_to_none=True)
         return torch.cuda.max_memory_allocated(device) / 2**20
     return saved_tensor_megabytes(model, x, y, bf16=bf16)
