@@ -23,7 +23,7 @@ from .grid import RunSpec, planned_runs
 from .model import build_model
 from .pool import unimportable_factories
 
-__all__ = ["EXECUTORS", "check_data_path", "check_factories", "check_memory", "check_norms_fit", "check_runnable",
+__all__ = ["EXECUTORS", "check_builtin_data", "check_factories", "check_memory", "check_norms_fit", "check_runnable",
            "pooled"]
 
 EXECUTORS = ("local", "ray")  # in this process (or a torchrun group), or one Ray task per run
@@ -102,7 +102,7 @@ def check_runnable(config: StudyConfig, out: str | Path, *, nproc: int = 1, exec
     if isinstance(out, str) and not out.strip():
         raise ValueError("expected --out to name a directory, got ''")
     check_out_dir(Path(out))
-    check_data_path(config)
+    check_builtin_data(config)
     check_memory(config)  # before check_norms_fit builds a cell of the config's width
     if config.model is None:
         norms = config.norms if runs is None else tuple(dict.fromkeys(s.norm for s in runs))
@@ -138,7 +138,7 @@ def check_memory(config: StudyConfig) -> None:
                          + "; lower train_samples, size, width, depths or batch_size")
 
 
-def check_data_path(config: StudyConfig) -> None:
+def check_builtin_data(config: StudyConfig) -> None:
     """The built-in dataset can be made, before anything is written: a dataset read from files needs its files; a
     generated one is generated once, one sequence, so that its own checks (a canvas larger than the digits, the
     digits it reads installed) fail here and not after ``study.json`` is written."""
