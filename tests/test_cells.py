@@ -362,3 +362,45 @@ def test_a_checkpoint_that_names_the_state_norm_cell_norm_still_loads() -> None:
     new.load_state_dict(renamed)  # strict: every key found
     x = torch.randn(2, 3, 2, 5, 5)
     torch.testing.assert_close(new(x)[0], old(x)[0])
+
+
+_CONV_ONLY = {"kernel_size", "spatial_dims", "dilation", "recurrent_dilation", "padding", "stride"}
+
+
+@pytest.mark.parametrize("name", ["ConvLSTMCell", "ConvGRUCell", "LSTMCell", "GRUCell"])
+def test_a_cell_spells_out_every_keyword_with_its_default(name: str) -> None:
+    """``inspect.signature`` (so help() and the site) names every option, each with the default the cell really
+    uses: passing every default explicitly builds the same cell as passing none."""
+    import inspect
+
+    from normrnn import cells
+
+    cls = getattr(cells, name)
+    params = inspect.signature(cls).parameters
+    assert all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in params.values()), list(params)
+    options = cells.ConvLSTMOptions if "LSTM" in name else cells.ConvGRUOptions
+    conv = name.startswith("Conv")
+    assert set(params) - {"in_channels", "hidden_channels"} == (set(options.__annotations__) | _CONV_ONLY
+                                                                if conv else set(options.__annotations__) - _CONV_ONLY)
+    positional = (3, 4, 3) if conv else (3, 4)
+    defaults = {n: p.default for n, p in params.items() if p.default is not inspect.Parameter.empty}
+    torch.manual_seed(0)
+    plain = cls(*positional)
+    torch.manual_seed(0)
+    explicit = cls(*positional, **defaults)
+    assert repr(explicit) == repr(plain)
+    pairs = zip(plain.state_dict().values(), explicit.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert [p.kind for p in params.values()].count(inspect.Parameter.KEYWORD_ONLY) == len(params) - len(positional)
+
+
+def test_a_subclass_with_its_own_init_keeps_its_own_signature() -> None:
+    import inspect
+
+    from normrnn.cells import ConvLSTMCell
+
+    class Mine(ConvLSTMCell):
+        def __init__(self, channels: int) -> None:
+            super().__init__(channels, channels, 3)
+
+    assert list(inspect.signature(Mine).parameters) == ["channels"]

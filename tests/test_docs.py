@@ -194,3 +194,31 @@ def test_no_argument_with_a_default_is_shown_as_required(site: Path) -> None:
 def test_the_site_publishes_pages_not_its_build_hooks(site: Path) -> None:
     assert not list(site.rglob("*.py")), "build hooks (docs/_ext) reached the site"
     assert (site / "index.html").exists()
+
+
+def test_a_cell_shows_every_option_typed_and_no_private_base(site: Path) -> None:
+    import inspect
+
+    from normrnn import cells
+
+    html = _reference_html(site)["cells"]
+    for name in ("ConvLSTMCell", "ConvGRUCell", "LSTMCell", "GRUCell"):
+        entry = _entry(html, f"normrnn.cells.{name}")
+        assert "_LSTMBase" not in entry and "_GRUBase" not in entry, f"{name} shows a private base"
+        for p in inspect.signature(getattr(cells, name)).parameters.values():
+            row = re.search(rf"<code>{p.name}</code>\s*</td>\s*<td>(.*?)</td>", entry, flags=re.S)
+            assert row, f"{name}'s table lacks {p.name}"
+            assert re.sub(r"<[^>]+>|\s", "", row.group(1)), f"{name}({p.name}) shows no type"
+
+
+def test_signatures_show_default_values_not_constant_names(site: Path) -> None:
+    """``norms = DEFAULT_NORMS`` tells a reader nothing: the site spells the value out, as help() does."""
+    from normrnn.study.config import DEFAULT_NORMS
+
+    shown = []
+    for name, html in _reference_html(site).items():
+        for sig in re.findall(r'class="doc-signature.*?</pre>', html, flags=re.S):
+            shown += [(name, m) for m in re.findall(r"=\s*([A-Z][A-Z0-9_]{2,})\b", re.sub(r"<[^>]+>", "", sig))]
+    assert not shown, f"defaults shown by a constant's name: {shown}"
+    study = re.sub(r"<[^>]+>", "", _entry(_reference_html(site)["study"], "normrnn.study.StudyConfig"))
+    assert all(f'"{norm}"' in study for norm in DEFAULT_NORMS)

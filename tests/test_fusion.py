@@ -8,13 +8,13 @@ import torch
 from normrnn.cells import ConvGRUCell, ConvLSTMCell, LSTMCell
 from normrnn.cells.fusion import LSTM_FUSABLE, FusedLSTMBlock, fused_lstm_block
 from normrnn.cells.lstm import _OPTIONS
-from normrnn.cells.options import LSTMOptions
+from normrnn.cells.options import ConvLSTMOptions
 
 
 def test_every_lstm_option_is_classified_for_the_fused_blocks() -> None:
     """A new option must be decided on (listed, with the values a fused kernel computes exactly) before any
     fused kernel may run a cell: one missing here is a refusal, which this test turns into a failure."""
-    assert set(LSTMOptions.__optional_keys__) == set(LSTM_FUSABLE) == set(_OPTIONS)
+    assert set(ConvLSTMOptions.__optional_keys__) == set(LSTM_FUSABLE) == set(_OPTIONS)
 
 
 def test_an_option_the_whitelist_does_not_know_refuses_the_cell() -> None:

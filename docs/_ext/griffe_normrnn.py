@@ -13,7 +13,8 @@ renders Markdown, so before mkdocstrings parses a docstring this extension rewri
 It also puts every keyword argument in each class's own signature and Args table: ``**kwargs:
 Unpack[SomeOptions]`` (a layer passing its cells' options on, a cell subclass its base's) becomes the named
 keyword arguments, each with the default, type and description of the class that consumes it, so ``ConvLSTM``'s
-entry shows all of its arguments in one place, as ``torch.nn.LSTM``'s does.
+entry shows all of its arguments in one place, as ``torch.nn.LSTM``'s does. "Bases:" leaves out private classes
+(a cell's ``Conv`` and ``_LSTMBase``), which have no page.
 """
 
 from __future__ import annotations
@@ -186,12 +187,48 @@ class NormrnnDocstrings(griffe.Extension):
                     found.setdefault(name, set()).add(text)
         # the fallback for an undocumented argument: a name that means one thing wherever it is documented
         described = {name: texts.pop() for name, texts in found.items() if len(texts) == 1}
-        for obj in objects:  # signatures first: they read the consumers' docstrings in their own dialect
-            if isinstance(obj, griffe.Class):
-                _expand(obj, described)
+        classes = [obj for obj in objects if isinstance(obj, griffe.Class)]
+        for cls in classes:  # signatures first: they read the consumers' docstrings in their own dialect
+            _expand(cls, described)
+        for obj in objects:
+            _expand_defaults(obj, loader.modules_collection)
+        for cls in classes:  # "Bases:" names public classes only (after _expand, which walks the whole MRO)
+            cls.bases = [b for b in cls.bases if _public(b, loader.modules_collection)]
         for obj in objects:
             if obj.docstring is not None:
                 obj.docstring.value = _links(_blocks(obj.docstring.value), obj, loader.modules_collection)
+
+
+def _constant(expr: Any, collection: Any) -> Any:
+    """The value of a default written as a name of a normrnn constant (``DEFAULT_NORMS``); else ``expr``."""
+    path = getattr(expr, "canonical_path", "") if isinstance(expr, griffe.ExprName) else ""
+    try:
+        target = collection.get_member(path) if path.startswith("normrnn") else None
+    except (KeyError, ValueError, AttributeError):
+        target = None
+    return target.value if isinstance(target, griffe.Attribute) and target.value is not None else expr
+
+
+def _expand_defaults(obj: griffe.Object, collection: Any) -> None:
+    """Show a default that names a constant (``norms = DEFAULT_NORMS``) as its value, as ``help()`` does: in a
+    dataclass's fields (its signature is built from them) and in a function's parameters."""
+    if isinstance(obj, griffe.Attribute) and obj.value is not None:
+        obj.value = _constant(obj.value, collection)
+    elif isinstance(obj, griffe.Function):
+        for param in obj.parameters:
+            param.default = _constant(param.default, collection)
+
+
+def _public(base: Any, collection: Any) -> bool:
+    """Whether a base class has a page: any class outside normrnn, and normrnn's public ones (``Conv``,
+    ``_LSTMBase`` are internals)."""
+    path = getattr(base, "canonical_path", str(base))
+    if not path.startswith("normrnn"):
+        return True
+    try:
+        return bool(collection.get_member(path).is_public)
+    except (KeyError, ValueError, AttributeError):
+        return False
 
 
 def _walk(obj: griffe.Object) -> Any:

@@ -67,7 +67,7 @@ from .gru import ConvGRUCell, GRUCell
 from .kinds import CellKind, cell_kind, cell_kinds, register_cell_kind
 from .lstm import ConvLSTMCell, LSTMCell
 from .norms import gate_norm
-from .options import CellOptions, GRUOptions, LSTMOptions
+from .options import CellOptions, ConvGRUOptions, ConvLSTMOptions, ConvOptions, GRUOptions, LSTMOptions
 from .projection import Geometry, step_layout
 from .states import CellState, LayerState
 
@@ -76,7 +76,10 @@ __all__ = [
     "CellOptions",
     "CellState",
     "ConvGRUCell",
+    "ConvGRUOptions",
     "ConvLSTMCell",
+    "ConvLSTMOptions",
+    "ConvOptions",
     "GRUCell",
     "GRUOptions",
     "GateProbe",

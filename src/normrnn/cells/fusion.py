@@ -1,7 +1,7 @@
 """What a fused gate kernel may compute for a cell: a small frozen description of the cell's gate block, or the
 reason it cannot have one. The cell owns the decision through a whitelist of its options (:data:`LSTM_FUSABLE`):
 an option it does not list is refused, so a new cell option never reaches a fused kernel unnoticed
-(``tests/test_cells.py`` checks that every option of :class:`~normrnn.cells.LSTMOptions` is listed).
+(``tests/test_cells.py`` checks that every option of :class:`~normrnn.cells.ConvLSTMOptions` is listed).
 
 The block a fused kernel computes, with ``pre = W_x * x + W_h * h``:
 

@@ -13,7 +13,7 @@ from ..norms import NormSpec
 from .base import Conv, Dense, RecurrentCell
 from .gates import gru_gates
 from .kinds import register_cell_kind
-from .options import CellOptions
+from .options import ConvGRUOptions, ConvOptions, GRUOptions, spelled_out
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -30,7 +30,7 @@ class _GRUBase(RecurrentCell):
     state_size = 1
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...] = 1, *,
-                 reset_after: bool = True, **kwargs: Unpack[CellOptions]) -> None:
+                 reset_after: bool = True, **kwargs: Unpack[ConvOptions]) -> None:
         self.reset_after = bool(reset_after)
         if not self.reset_after and kwargs.get("recurrent_dropout", 0.0):
             raise ValueError("expected recurrent_dropout=0 with reset_after=False (not implemented for that form)")
@@ -75,6 +75,7 @@ class _GRUBase(RecurrentCell):
         return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")
 
 
+@spelled_out(ConvGRUOptions)
 class ConvGRUCell(Conv, _GRUBase):
     r"""One ConvGRU step (Ballas et al. 2016, arXiv:1511.06432) in the "reset after" form of PyTorch/cuDNN.
 
@@ -103,7 +104,12 @@ class ConvGRUCell(Conv, _GRUBase):
         torch.Size([2, 8, 10, 12])
     """
 
+    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...], *,
+                 spatial_dims: int = 2, **kwargs: Unpack[ConvGRUOptions]) -> None:
+        super().__init__(in_channels, hidden_channels, kernel_size, spatial_dims=spatial_dims, **kwargs)
 
+
+@spelled_out(GRUOptions)
 class GRUCell(Dense, _GRUBase):
     r"""One dense GRU step (Cho et al. 2014), equal to ``torch.nn.GRUCell`` with ``norm="none"``.
 
@@ -123,6 +129,9 @@ class GRUCell(Dense, _GRUBase):
         >>> GRUCell(4, 6)(torch.randn(3, 4)).shape
         torch.Size([3, 6])
     """
+
+    def __init__(self, in_channels: int, hidden_channels: int, **kwargs: Unpack[GRUOptions]) -> None:
+        super().__init__(in_channels, hidden_channels, **kwargs)
 
 
 register_cell_kind("convgru", ConvGRUCell, spatial=True)

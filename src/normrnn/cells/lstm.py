@@ -13,7 +13,7 @@ from .base import Conv, Dense, RecurrentCell
 from .fusion import FusedLSTMBlock, fused_lstm_block
 from .gates import LSTMState, lstm_gates
 from .kinds import register_cell_kind
-from .options import CellOptions, LSTMOptions
+from .options import ConvLSTMOptions, ConvOptions, LSTMOptions, spelled_out
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -23,7 +23,7 @@ __all__ = ["NORM_CELL", "PEEPHOLES", "PEEPHOLE_PLACEMENTS", "ConvLSTMCell", "LST
 NORM_CELL = ("none", "output", "carried")
 PEEPHOLES = (False, True, "channel", "elementwise")  # True is "channel": per-channel weights, any resolution
 PEEPHOLE_PLACEMENTS = ("after_norm", "before_norm")
-_OPTIONS = tuple(sorted(LSTMOptions.__optional_keys__))  # every option an LSTM cell takes
+_OPTIONS = tuple(sorted(ConvLSTMOptions.__optional_keys__))  # every option an LSTM cell takes
 
 
 class _LSTMBase(RecurrentCell):
@@ -37,7 +37,7 @@ class _LSTMBase(RecurrentCell):
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...] = 1, *,
                  peephole: bool | str = False, peephole_size: tuple[int, ...] | None = None,
                  peephole_placement: str = "after_norm", norm_cell: str = "none",
-                 **kwargs: Unpack[CellOptions]) -> None:
+                 **kwargs: Unpack[ConvOptions]) -> None:
         if peephole not in PEEPHOLES:
             raise ValueError(f"expected peephole to be one of {PEEPHOLES}, got {peephole!r}")
         self.norm_cell = one_of("norm_cell", norm_cell, NORM_CELL)
@@ -116,6 +116,7 @@ class _LSTMBase(RecurrentCell):
         return s
 
 
+@spelled_out(ConvLSTMOptions)
 class ConvLSTMCell(Conv, _LSTMBase):
     r"""One ConvLSTM step (Shi et al. 2015, arXiv:1506.04214), with optional normalization and peepholes.
 
@@ -150,7 +151,12 @@ class ConvLSTMCell(Conv, _LSTMBase):
         torch.Size([2, 8, 16, 16])
     """
 
+    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...], *,
+                 spatial_dims: int = 2, **kwargs: Unpack[ConvLSTMOptions]) -> None:
+        super().__init__(in_channels, hidden_channels, kernel_size, spatial_dims=spatial_dims, **kwargs)
 
+
+@spelled_out(LSTMOptions)
 class LSTMCell(Dense, _LSTMBase):
     r"""One dense LSTM step (Hochreiter & Schmidhuber 1997) with optional normalization and peepholes.
 
@@ -172,6 +178,9 @@ class LSTMCell(Dense, _LSTMBase):
         >>> h.shape
         torch.Size([3, 6])
     """
+
+    def __init__(self, in_channels: int, hidden_channels: int, **kwargs: Unpack[LSTMOptions]) -> None:
+        super().__init__(in_channels, hidden_channels, **kwargs)
 
 
 register_cell_kind("convlstm", ConvLSTMCell, spatial=True)

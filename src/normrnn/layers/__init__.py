@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from .gru import GRU, ConvGRU
 from .lstm import LSTM, ConvLSTM
-from .options import GRULayerOptions, LayerOptions, LSTMLayerOptions
+from .options import ConvGRULayerOptions, ConvLSTMLayerOptions, GRULayerOptions, LayerOptions, LSTMLayerOptions
 from .recurrence import Recurrence, reverse_order, run_direction
 from .stack import RecurrentLayer, layer_for
 
-__all__ = ["GRU", "LSTM", "ConvGRU", "ConvLSTM", "GRULayerOptions", "LSTMLayerOptions", "LayerOptions", "Recurrence",
-           "RecurrentLayer", "layer_for", "reverse_order", "run_direction"]
+__all__ = ["GRU", "LSTM", "ConvGRU", "ConvGRULayerOptions", "ConvLSTM", "ConvLSTMLayerOptions", "GRULayerOptions",
+           "LSTMLayerOptions", "LayerOptions", "Recurrence", "RecurrentLayer", "layer_for", "reverse_order",
+           "run_direction"]

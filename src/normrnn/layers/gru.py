@@ -10,7 +10,8 @@ import torch
 from torch import Tensor
 
 from ..cells import ConvGRUCell, GRUCell
-from .options import GRULayerOptions
+from ..cells.options import spelled_out
+from .options import ConvGRULayerOptions, GRULayerOptions
 from .stack import RecurrentLayer
 from .torch_keys import TorchRNNKeys
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["GRU", "ConvGRU"]
 
 
+@spelled_out(ConvGRULayerOptions)
 class ConvGRU(RecurrentLayer):
     r"""A stack of ConvGRU layers over ``(B, T, C, *S)`` sequences (Ballas et al. 2016, arXiv:1511.06432).
 
@@ -47,10 +49,11 @@ class ConvGRU(RecurrentLayer):
     cell_class = ConvGRUCell
 
     def __init__(self, in_channels: int, hidden_channels: int | Sequence[int], kernel_size: int | tuple[int, ...],
-                 *, spatial_dims: int = 2, **kwargs: Unpack[GRULayerOptions]) -> None:
+                 *, spatial_dims: int = 2, **kwargs: Unpack[ConvGRULayerOptions]) -> None:
         super().__init__(in_channels, hidden_channels, kernel_size, spatial_dims=spatial_dims, **kwargs)
 
 
+@spelled_out(GRULayerOptions)
 class GRU(TorchRNNKeys, RecurrentLayer):
     r"""A stack of GRU layers over ``(B, T, C)`` sequences, with normalization, residuals and masks.
 

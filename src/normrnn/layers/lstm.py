@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import torch  # noqa: F401  (the examples below use it)
 
 from ..cells import ConvLSTMCell, LSTMCell
-from .options import LSTMLayerOptions
+from ..cells.options import spelled_out
+from .options import ConvLSTMLayerOptions, LSTMLayerOptions
 from .stack import RecurrentLayer
 from .torch_keys import TorchRNNKeys
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["LSTM", "ConvLSTM"]
 
 
+@spelled_out(ConvLSTMLayerOptions)
 class ConvLSTM(RecurrentLayer):
     r"""A stack of ConvLSTM layers over ``(B, T, C, *S)`` sequences (Shi et al. 2015, arXiv:1506.04214).
 
@@ -47,10 +49,11 @@ class ConvLSTM(RecurrentLayer):
     cell_class = ConvLSTMCell
 
     def __init__(self, in_channels: int, hidden_channels: int | Sequence[int], kernel_size: int | tuple[int, ...],
-                 *, spatial_dims: int = 2, **kwargs: Unpack[LSTMLayerOptions]) -> None:
+                 *, spatial_dims: int = 2, **kwargs: Unpack[ConvLSTMLayerOptions]) -> None:
         super().__init__(in_channels, hidden_channels, kernel_size, spatial_dims=spatial_dims, **kwargs)
 
 
+@spelled_out(LSTMLayerOptions)
 class LSTM(TorchRNNKeys, RecurrentLayer):
     r"""A stack of LSTM layers over ``(B, T, C)`` sequences with normalization, peepholes, residuals, masks.
 

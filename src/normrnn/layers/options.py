@@ -7,9 +7,9 @@ from typing import TypedDict
 
 import torch
 
-from ..cells.options import GRUOptions, LSTMOptions
+from ..cells.options import ConvGRUOptions, ConvLSTMOptions, GRUOptions, LSTMOptions
 
-__all__ = ["GRULayerOptions", "LSTMLayerOptions", "LayerOptions"]
+__all__ = ["ConvGRULayerOptions", "ConvLSTMLayerOptions", "GRULayerOptions", "LSTMLayerOptions", "LayerOptions"]
 
 
 class LayerOptions(TypedDict, total=False):
@@ -28,8 +28,16 @@ class LayerOptions(TypedDict, total=False):
 
 
 class LSTMLayerOptions(LayerOptions, LSTMOptions, total=False):
-    """A (Conv)LSTM layer's keyword options: the layer's and every cell's."""
+    """An LSTM layer's keyword options: the layer's and every cell's."""
 
 
 class GRULayerOptions(LayerOptions, GRUOptions, total=False):
-    """A (Conv)GRU layer's keyword options: the layer's and every cell's."""
+    """A GRU layer's keyword options: the layer's and every cell's."""
+
+
+class ConvLSTMLayerOptions(LayerOptions, ConvLSTMOptions, total=False):
+    """A ConvLSTM layer's keyword options: the layer's and every cell's."""
+
+
+class ConvGRULayerOptions(LayerOptions, ConvGRUOptions, total=False):
+    """A ConvGRU layer's keyword options: the layer's and every cell's."""

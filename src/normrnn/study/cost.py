@@ -46,7 +46,7 @@ def measure_cost(config: StudyConfig, data: Datasets, runs: list[RunSpec], *, ro
                      "ratio_min": min(ratios) if ratios else None, "ratio_max": max(ratios) if ratios else None})
     return {"config_hash": config.config_hash, "rounds": rounds, "threads": torch.get_num_threads(),
             "batch_size": min(config.batch_size, size_of(data.train)), "precision": "bf16" if bf16 else "fp32",
-            "rows": rows}
+            "samples": [size_of(data.train), size_of(data.val), size_of(data.test)], "rows": rows}
 
 
 def training_step(config: StudyConfig, data: Datasets, spec: RunSpec, *, bf16: bool = False) -> Callable[[], None]:

@@ -26,6 +26,8 @@ __all__ = [
     "check_directory",
     "claim",
     "claim_holder",
+    "epochs_done",
+    "epochs_in_progress",
     "finished_rows",
     "known_runs",
     "prepare",
@@ -36,6 +38,7 @@ __all__ = [
 ]
 
 CLAIM_OWNER = "claim.owner"  # beside a run's claim.lock: which process holds it
+EPOCH_FILE = "epoch"  # runs/ID/epoch: the epochs a run has checkpointed, for another process's progress line
 
 
 def row_hash(row: dict[str, Any], default: str | None) -> str | None:
@@ -113,16 +116,38 @@ def claim_holder(out: str | Path, run_id: str) -> str:
         return "another process"
 
 
+def epochs_done(out: Path, run_id: str) -> int:
+    """The epochs run ``run_id`` has checkpointed (0 before its first)."""
+    try:
+        return int((out / "runs" / run_id / EPOCH_FILE).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def epochs_in_progress(out: Path, specs: list[RunSpec]) -> dict[str, int]:
+    """The runs among ``specs`` that a process holds, each with the epochs it has checkpointed."""
+    return {s.run_id: epochs_done(out, s.run_id) for s in specs if (out / "runs" / s.run_id / CLAIM_OWNER).exists()}
+
+
 def train_one(config: StudyConfig, out: Path, spec: RunSpec, data: Datasets, *, rank: Rank,
                on_epoch: Callable[[int], None] | None = None, tensorboard: bool = False) -> bool:
-    """Claim, train and record one run; returns False when another process has it or had it."""
+    """Claim, train and record one run; returns False when another process has it or had it. Each epoch done is
+    also written to ``runs/ID/epoch``, for the progress line of the process that watches a pool."""
+    run_dir = out / "runs" / spec.run_id
+
+    def epoch_done(epoch: int) -> None:
+        if rank.is_main:
+            atomic_write_text(run_dir / EPOCH_FILE, f"{epoch}\n")
+        if on_epoch is not None:
+            on_epoch(epoch)
+
     with contextlib.ExitStack() as stack:
         claimed = stack.enter_context(claim(out, spec)) if rank.is_main else None
         if not broadcast(claimed, rank):
             return False
         precision = broadcast(recorded_precision(config, out) if rank.is_main else None, rank)
-        row = train_run(config, spec, data, out / "runs" / spec.run_id, on_epoch=on_epoch, rank=rank,
-                        tensorboard=tensorboard, precision=precision)
+        row = train_run(config, spec, data, run_dir, on_epoch=epoch_done, rank=rank, tensorboard=tensorboard,
+                        precision=precision)
         if rank.is_main:
             append_result(out, row)
     return True

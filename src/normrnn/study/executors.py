@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from .._checks import install_hint
 from .config import StudyConfig
 from .data import Datasets, cached_datasets, load_datasets
-from .directory import known_runs, train_one, unfinished
+from .directory import epochs_done, epochs_in_progress, known_runs, train_one, unfinished
 from .distributed import Rank
 from .grid import RunSpec, planned_runs
+from .progress import StudyProgress
 
-__all__ = ["progress_bar", "run_as_worker", "run_in_pool", "run_locally", "run_on_ray"]
+__all__ = ["run_as_worker", "run_in_pool", "run_locally", "run_on_ray"]
 
 
 def run_in_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_of: tuple[int, int] | None, *,
@@ -34,13 +34,18 @@ def run_in_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shar
         return
     # a halving search adds the later seeds' runs as the first seed's finish: they may keep more workers busy
     later = len(planned_runs(config)) - len(known()) if runs is None and shard_of is None else 0
-    bar = progress_bar(0, enabled=progress, unit="run")
+    most = len(todo) + max(0, later)
+    line = StudyProgress(config, out, enabled=progress, workers=max(1, min(config.workers, most)))
+
+    def poll() -> str:
+        specs = known()
+        left = unfinished(out, specs, config.config_hash)
+        return line.show(specs, left, epochs_in_progress(out, left))
+
     try:
-        run_pool(config, out, runs, shard_of, total=lambda: len(known()), progress=bar, tensorboard=tensorboard,
-                 done=lambda: len(known()) - len(unfinished(out, known(), config.config_hash)),
-                 most=len(todo) + max(0, later))
+        run_pool(config, out, runs, shard_of, poll=poll, tensorboard=tensorboard, most=most)
     finally:
-        bar.close()
+        line.close()
 
 
 def run_as_worker(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_of: tuple[int, int] | None, *,
@@ -60,25 +65,21 @@ def run_as_worker(config: StudyConfig, out: Path, runs: list[RunSpec] | None, sh
 
 def run_locally(config: StudyConfig, out: Path, todo: list[RunSpec], data: Datasets, *, progress: bool,
                 rank: Rank, tensorboard: bool = False) -> None:
-    """``todo`` one after another in this process (every rank of a torchrun group together), with a progress bar
-    by epoch."""
+    """``todo`` one after another in this process (every rank of a torchrun group together), with a progress line
+    that shows the run in progress, its epoch and the ETA (:class:`~normrnn.study.progress.StudyProgress`)."""
     if config.threads is not None:
         torch.set_num_threads(max(1, config.threads // rank.world_size))  # the processes share the cores
-    bar = progress_bar(len(todo) * config.epochs, enabled=progress)
+    line = StudyProgress(config, out, enabled=progress, workers=1)
     try:
         for i, spec in enumerate(todo):
-            ticks = [0]
+            def on_epoch(epoch: int, spec: RunSpec = spec, left: list[RunSpec] = todo[i:]) -> None:
+                line.show(todo, left, {spec.run_id: epoch})
 
-            def on_epoch(epoch: int, i: int = i, spec: RunSpec = spec, ticks: list[int] = ticks) -> None:
-                ticks[0] += 1
-                bar.update(1)
-                bar.set_postfix_str(f"run {i + 1}/{len(todo)} {spec.run_id} epoch {epoch}/{config.epochs}")
-
-            bar.set_postfix_str(f"run {i + 1}/{len(todo)} {spec.run_id}")
+            line.show(todo, todo[i:], {spec.run_id: epochs_done(out, spec.run_id)})  # resumed: where it stopped
             train_one(config, out, spec, data, rank=rank, on_epoch=on_epoch, tensorboard=tensorboard)
-            bar.update(config.epochs - ticks[0])  # resumed or skipped epochs, or another process's run
+        line.show(todo, [], {})
     finally:
-        bar.close()
+        line.close()
 
 
 def _ray_task(config: StudyConfig, out: str, spec: RunSpec) -> bool:
@@ -102,25 +103,19 @@ def run_on_ray(config: StudyConfig, out: Path, todo: list[RunSpec], *, progress:
     resources = {"num_gpus": 1} if config.device == "cuda" else {"num_cpus": config.threads or 1}
     task = ray.remote(**resources)(_ray_task)  # type: ignore[call-overload]  # Ray's stubs type each option apart
     pending = {task.remote(config, str(out.resolve()), spec): spec for spec in todo}
-    bar = progress_bar(len(todo), enabled=progress and bool(todo), unit="run")
+    line = StudyProgress(config, out, enabled=progress and bool(todo), workers=len(todo))
     try:
         while pending:
+            line.show(todo, list(pending.values()), {})
             done, _ = ray.wait(list(pending), num_returns=1)
-            spec = pending.pop(done[0])
+            pending.pop(done[0])
             ray.get(done[0])  # re-raises the task's error
-            bar.update(1)
-            bar.set_postfix_str(spec.run_id)
+        line.show(todo, [], {})
     except BaseException:
         for ref in pending:
             ray.cancel(ref)
         raise
     finally:
-        bar.close()
+        line.close()
         if started:
             ray.shutdown()
-
-
-def progress_bar(total: int, *, enabled: bool, unit: str = "epoch") -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit=unit, disable=not enabled, dynamic_ncols=True, desc="study")

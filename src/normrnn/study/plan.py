@@ -20,7 +20,7 @@ from .grid import RunSpec
 from .pool import threads_of_runs
 from .precision import choose_precision
 
-__all__ = ["estimate_seconds", "plan", "plan_data", "run_seconds", "shared_slowdown", "step_times"]
+__all__ = ["duration", "estimate_seconds", "plan", "plan_data", "run_seconds", "shared_slowdown", "step_times"]
 
 _EVAL_STEP = 1 / 3  # a forward-only evaluation batch costs about a third of a training step
 _ROUNDS = 2  # timed rounds per model, after one untimed step; the fastest is kept (a busy machine only slows)
@@ -72,7 +72,7 @@ def plan(config: StudyConfig, runs: list[RunSpec], data: Datasets | None = None)
     side = ("one after another" if overlap == 1
             else f"{overlap} side by side, each step × {shared:.2f} slower when {overlap} share the machine")
     precision = chosen["precision"] + (f", auto: {chosen['why']}" if config.precision == "auto" else "")
-    lines += ["", f"estimated total: {_duration(total)} on this machine ({count}, {side}, {precision}"
+    lines += ["", f"estimated total: {duration(total)} on this machine ({count}, {side}, {precision}"
               f"{halving}). Nothing was trained or written.",
               f"How: {how}. Expect ±25%: that is how close such an estimate came to converge's measured wall time; "
               "a busy machine makes every step slower."]
@@ -233,7 +233,8 @@ def _data_line(config: StudyConfig, data: Datasets) -> str:
     return f"data from {config.data}: input {tuple(x.shape)} → target {tuple(y.shape)} per sample"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``seconds`` as the plan and the progress line write it: "under 1 s", "40 s", "52 min"."""
     if seconds < 0.5:
         return "under 1 s"
     return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.0f} min"

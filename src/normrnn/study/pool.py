@@ -47,11 +47,10 @@ def unimportable_factories(config: StudyConfig) -> list[str]:
 
 
 def run_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_of: tuple[int, int] | None, *,
-             done: Callable[[], int], total: Callable[[], int], progress: Any, tensorboard: bool,
-             most: int | None = None) -> None:
+             poll: Callable[[], object], tensorboard: bool, most: int | None = None) -> None:
     """Train the study's unfinished runs in ``config.workers`` child processes, but no more than ``most`` (the runs
-    left, counting those a halving search will add), and wait for them; ``done()`` and ``total()`` count finished
-    and known runs for the ``progress`` bar. Ctrl-C stops the children (each keeps its last epoch's checkpoint); a
+    left, counting those a halving search will add), and wait for them, calling ``poll()`` (the progress line) all
+    the while. Ctrl-C stops the children (each keeps its last epoch's checkpoint); a
     child that fails stops the others and its one-line error is raised here."""
     workers = config.workers if most is None else max(1, min(config.workers, most))
     job = {"config": config.to_dict(), "out": str(out.resolve()), "shard": shard_of, "tensorboard": tensorboard,
@@ -64,15 +63,10 @@ def run_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_o
     try:
         for child in children:
             _send(child, json.dumps(job))
-        shown = None
         while True:
             running = any(child.poll() is None for child in children)
             _fail_if_any_failed(children, logs)
-            counts = (done(), total())
-            if counts != shown:  # a line per change, not per poll, where stderr is a log file
-                progress.total, progress.n = max(counts[1], counts[0]), counts[0]
-                progress.refresh()
-                shown = counts
+            poll()
             if not running:
                 break
             time.sleep(_POLL_S)
