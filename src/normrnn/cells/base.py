@@ -152,8 +152,7 @@ class RecurrentCell(nn.Module):
 
     @property
     def gate_bias(self) -> Tensor | None:
-        """The bias the gate block adds after the gate norm; ``None`` when the input projection carries it (no
-        norm) or the joint norm's shift β takes its place."""
+        """The bias added after the gate norm; None where the input projection carries it, or β replaces it."""
         return None if self._fold_bias else self.bias
 
     # -- construction ---------------------------------------------------------------------------------
@@ -171,8 +170,9 @@ class RecurrentCell(nn.Module):
                              f"got {self.backend!r}: {why}")
 
     def _make_norm(self, spec: NormSpec, gates: int, *, center: bool, factory: Factory) -> nn.Module:
-        return gate_norm(spec, self.hidden_channels, gates, scope=self.norm_scope, layout=self.layout,
-                         center=center, **factory, **self._norm_kwargs)
+        kwargs = {**self._norm_kwargs, "center": self._norm_kwargs.get("center", center)}  # the user's wins
+        return gate_norm(spec, self.hidden_channels, gates, scope=self.norm_scope, layout=self.layout, **factory,
+                         **kwargs)
 
     def _build_norms(self, spec: NormSpec, factory: Factory) -> None:
         """Create the gate norms; subclasses add their own (LSTM: the cell norm, GRU: the joint pair)."""

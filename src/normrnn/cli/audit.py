@@ -58,7 +58,7 @@ def _audit(args: argparse.Namespace) -> int:
     except Exception as e:  # the model cannot be copied or hooked: whatever it is, the audit did not happen
         raise ValueError(f"could not audit {args.factory}: {type(e).__name__}: {first_line(e)}") from None
     if report.error:
-        raise ValueError(f"could not audit {args.factory}: the forward pass failed: {report.error} (pass one "
-                         "--input-shape per forward argument)")
+        hint = "" if report.fixed_by else " (pass one --input-shape per forward argument)"
+        raise ValueError(f"could not audit {args.factory}: the forward pass failed: {report.error}{hint}")
     print(report)
     return 1 if report.findings else 0

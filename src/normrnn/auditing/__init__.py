@@ -17,7 +17,17 @@ Findings (``AuditReport.findings``, each with ``module``, ``kind`` and ``message
 - ``batch-of-one``: batch statistics over one sample, or one value per channel;
 - ``group-norm-spans-time``: ``GroupNorm(1, C)`` whose statistics span T, where the layout suggests per-step
   statistics were meant (the "GroupNorm(1) is LayerNorm" confusion of
-  `TF-Addons issue 2143 <https://github.com/tensorflow/addons/issues/2143>`_).
+  `TF-Addons issue 2143 <https://github.com/tensorflow/addons/issues/2143>`_);
+- ``gates-share-statistics``: a norm over a recurrent cell's gate projection (3, 4 or 7 gate blocks of its hidden
+  size) with one statistic for several gates, such as OpenSTL's ``nn.LayerNorm([4C, H, W])``;
+- ``frame-size-lock``: a recurrent cell's norm with scale and shift per position (over H, W), which fix the frame
+  size;
+- ``no-offset``: a recurrent cell (a module with an integer ``num_hidden``, ``hidden_channels`` or ``hidden_size``)
+  whose gates get neither a bias nor a norm shift;
+- ``norm-never-called``: a norm built but not called in the forward pass (OpenSTL's ``conv_o``).
+
+A forward pass that fails in a norm whose parameters fix the input's sizes names that norm
+(``AuditReport.fixed_by``).
 
 Example::
 
@@ -39,7 +49,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .norms import Layout, Norm, NormSpec
+from ..norms import Layout, Norm, NormSpec
+from .recurrent import cells_of, frame_size_lock, gates_pooled, missing_offset, never_called
 
 __all__ = ["AuditReport", "Finding", "NormUse", "audit"]
 
@@ -71,7 +82,9 @@ class NormUse:
     reduce: str = ""  # reduced letters
     stats_shape: tuple[int, ...] = ()
     param_shape: tuple[int, ...] = ()
+    param_letters: str = ""  # the axes the parameters span, e.g. "C" or "CHW"
     spec: str = ""  # the equivalent normrnn spec
+    fixed_sizes: str = ""  # how the input's sizes differ from those its parameters fix, when they do
 
     @property
     def calls(self) -> int:
@@ -85,6 +98,7 @@ class AuditReport:
     uses: list[NormUse]
     findings: list[Finding]
     error: str | None = None  # the forward pass's error, when it failed inside a norm
+    fixed_by: str | None = None  # the norm whose parameters fix the sizes the forward pass did not have
 
     def __str__(self) -> str:
         head = ("module", "class", "input layout", "reduces", "statistics", "parameters", "calls", "normrnn spec")
@@ -140,39 +154,59 @@ def audit(model: nn.Module, *example_inputs: Any, layout: str = "BTCHW", **kwarg
                          f"got {got}")
     sizes = dict(zip(parsed.letters, first.shape, strict=True))
     model = copy.deepcopy(model)  # running statistics and parameters of the user's model stay untouched
-    uses: dict[nn.Module, NormUse] = {}
-    handles = []
-    for path, module in model.named_modules():
-        if not _is_norm(module):
-            continue
-        use = uses[module] = NormUse(path or "(root)", type(module).__name__, training=module.training,
-                                     running_stats=bool(getattr(module, "track_running_stats", False)),
-                                     per_step=bool(getattr(module, "per_step_statistics", False)))
-
-        def record(mod: nn.Module, args: tuple[Any, ...], use: NormUse = use) -> None:
-            x = _first_tensor(args)
-            if x is not None:
-                use.shapes.append(tuple(x.shape))
-
-        handles.append(module.register_forward_pre_hook(record))
-    error = None
+    uses = {module: NormUse(path or "(root)", type(module).__name__, training=module.training,
+                            running_stats=bool(getattr(module, "track_running_stats", False)),
+                            per_step=bool(getattr(module, "per_step_statistics", False)))
+            for path, module in model.named_modules() if _is_norm(module)}
+    called: list[nn.Module] = []  # every module called, in order
+    handles = [module.register_forward_pre_hook(lambda mod, args: _record(mod, args, uses, called))
+               for module in model.modules()]
+    report = AuditReport([], [])
     try:
         with torch.no_grad():
             model(*example_inputs, **kwargs)
     except (RuntimeError, ValueError) as e:
-        failing = [u for u in uses.values() if u.shapes]
-        if not failing:
+        last = next((uses[m] for m in reversed(called) if m in uses), None)
+        if last is None:
             raise
-        error = str(e).splitlines()[0]
+        fixed = next((u for u in uses.values() if u.fixed_sizes), None)
+        report.error = f"in {last.path} ({last.cls}): {str(e).splitlines()[0]}"
+        if fixed is not None:
+            report.fixed_by = fixed.path
+            report.error = f"{fixed.path} ({fixed.cls}) {fixed.fixed_sizes}"
     finally:
         for h in handles:
             h.remove()
-    report = AuditReport([u for u in uses.values() if u.calls], [], error)
+    report.uses = [u for u in uses.values() if u.calls]
+    cells = cells_of(model)
     for module, use in uses.items():
         if use.calls:
             _describe(module, use, parsed, sizes)
             report.findings += _check(module, use)
+            report.findings += [f for f in (gates_pooled(module, use, cells), frame_size_lock(use, cells)) if f]
+    if report.error is None:  # what was called is known only after a whole forward pass
+        report.findings += missing_offset(cells, set(called)) + never_called(list(uses.values()))
     return report
+
+
+def _record(module: nn.Module, args: tuple[Any, ...], uses: dict[nn.Module, NormUse], called: list[nn.Module]) -> None:
+    """The forward pre-hook: what was called, each norm's input shape, and sizes its parameters do not fit."""
+    called.append(module)
+    use, x = uses.get(module), _first_tensor(args)
+    if use is None or x is None:
+        return
+    use.shapes.append(tuple(x.shape))
+    fixed = tuple(getattr(module, "normalized_shape", ()) or ()) if isinstance(module, nn.LayerNorm) else ()
+    if isinstance(module, Norm) and getattr(module, "param_axes", "C") != "C":
+        letters = str(getattr(module, "param_axes"))  # noqa: B009  an AxisNorm with per-position parameters
+        fixed, got = tuple(getattr(module, "param_shape")), tuple(module.layout.sizes(x.shape, letters))  # noqa: B009
+        if fixed != got and not use.fixed_sizes:
+            use.fixed_sizes = (f"fixes the sizes of {module.layout.spell(letters)} to {list(fixed)} (param_axes), "
+                               f"got {list(got)}: the model runs only at that size")
+        return
+    if fixed and len(fixed) > 1 and tuple(x.shape[-len(fixed):]) != fixed and not use.fixed_sizes:
+        use.fixed_sizes = (f"fixes the last {len(fixed)} sizes of its input to {list(fixed)} (its parameters are one "
+                           f"per position), got {list(x.shape[-len(fixed):])}: the model runs only at that size")
 
 
 # -- inferring the layout of a norm's input -----------------------------------------------------------------------
@@ -241,7 +275,8 @@ def _describe(module: nn.Module, use: NormUse, parsed: Layout, sizes: dict[str, 
         use.layout = module.layout.letters
         d = module.describe(shape)
         use.reduce, use.stats_shape, use.param_shape = d.reduce, tuple(d.stats_shape), tuple(d.param_shape)
-        use.spec = NormSpec.parse(type(module)).name
+        use.param_letters = module.layout.spell(getattr(module, "param_axes", "C")) if use.param_shape else ""
+        use.spec = _own_spec(module, use.param_letters)
         return
     rank = len(shape)
     if isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
@@ -249,14 +284,16 @@ def _describe(module: nn.Module, use: NormUse, parsed: Layout, sizes: dict[str, 
         k = len(module.normalized_shape)
         reduced = letters[rank - k :]
         use.param_shape = tuple(module.normalized_shape) if module.elementwise_affine else ()
+        use.param_letters = reduced if use.param_shape else ""
         kind = "rms" if isinstance(module, nn.RMSNorm) else "layer"
-        use.spec = f"{kind} (reduce={reduced})" if "?" not in reduced else ""
+        per_position = f", param_axes={reduced}" if len(reduced) > 1 and use.param_shape else ""
+        use.spec = f"{kind} (reduce={reduced}{per_position})" if "?" not in reduced else ""
     else:
         channels = getattr(module, "num_features", getattr(module, "num_channels", None))
         letters, use.ambiguous = _infer(shape, channels, 1, parsed, sizes)
         use.param_shape = ()
         if channels is not None and getattr(module, "weight", None) is not None:
-            use.param_shape = (int(channels),)
+            use.param_shape, use.param_letters = (int(channels),), "C"
         if isinstance(module, nn.GroupNorm):
             reduced, use.spec = letters[1:], f"group:{module.num_groups} (reduce={letters[1:]})"
         elif isinstance(module, nn.modules.instancenorm._InstanceNorm):
@@ -268,6 +305,15 @@ def _describe(module: nn.Module, use: NormUse, parsed: Layout, sizes: dict[str, 
     use.stats_shape = tuple(shape[i] for i in kept)
     if isinstance(module, nn.GroupNorm) and module.num_groups > 1:
         use.stats_shape += (module.num_groups,)
+
+
+def _own_spec(module: Norm, param_letters: str) -> str:
+    """The spec that rebuilds a normrnn norm: ``group:4`` with its groups, and its parameters' axes beyond C."""
+    name = NormSpec.parse(type(module)).name
+    groups = getattr(getattr(module, "axes", None), "groups", None)
+    if name == "group" and groups:
+        name = f"group:{groups}"
+    return name + (f" (param_axes={param_letters})" if len(param_letters) > 1 else "")
 
 
 # -- the checks ---------------------------------------------------------------------------------------------------
@@ -314,6 +360,6 @@ def _check(module: nn.Module, use: NormUse) -> list[Finding]:
 
 def parse_shapes(texts: Sequence[str]) -> list[tuple[int, ...]]:
     """``["4,10,1,64,64"]`` -> ``[(4, 10, 1, 64, 64)]`` for the CLI's ``--input-shape``."""
-    from .norms.explaining import parse_shape
+    from ..norms.explaining import parse_shape
 
     return [parse_shape(t) for t in texts]

@@ -1,4 +1,5 @@
-"""Import whole recurrent layers from other frameworks: Keras ConvLSTM and ``torch.nn.LSTM``/``GRU``.
+"""Import whole recurrent layers from other frameworks: Keras ConvLSTM, OpenSTL's ConvLSTM and
+``torch.nn.LSTM``/``GRU``.
 
 The norm converters (``from_keras``, ``from_flax``, ``from_tf1_layer_norm``, ``from_torch``) live in
 :mod:`normrnn.norms.convert` and are re-exported here, so ``normrnn.interop`` is the one place to look.
@@ -13,11 +14,13 @@ from typing import Any, cast
 import numpy as np
 from torch import nn
 
-from .cells.gates import ACTIVATIONS
-from .layers import GRU, LSTM, ConvGRU, ConvLSTM
-from .norms.convert import from_flax, from_keras, from_tf1_layer_norm, from_torch, load_arrays
+from ..cells.gates import ACTIVATIONS
+from ..layers import GRU, LSTM, ConvGRU, ConvLSTM
+from ..norms.convert import from_flax, from_keras, from_tf1_layer_norm, from_torch, load_arrays
+from .openstl import OpenSTLConvLSTM, convlstm_from_openstl
 
-__all__ = ["convlstm_from_keras", "from_flax", "from_keras", "from_tf1_convgru_cell", "from_tf1_convlstm_cell",
+__all__ = ["OpenSTLConvLSTM", "convlstm_from_keras", "convlstm_from_openstl",
+           "from_flax", "from_keras", "from_tf1_convgru_cell", "from_tf1_convlstm_cell",
            "from_tf1_layer_norm", "from_torch", "rnn_from_torch"]
 
 _TF1_EPS = 1e-12  # tf.contrib.layers.layer_norm's variance epsilon

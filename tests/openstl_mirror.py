@@ -1,0 +1,59 @@
+"""Modules with the parameters of OpenSTL's ConvLSTM, by the same names and structure: what the converter reads and
+the audit inspects. Their forward is the ConvLSTM step written here (tested equal to OpenSTL's stored outputs); the
+converter's reference outputs come from OpenSTL's own code, stored by ``tests/fixtures/make_openstl_convlstm.py``."""
+
+from __future__ import annotations
+
+import types
+
+import torch
+from torch import Tensor, nn
+
+
+def _stage(c_in: int, c_out: int, size: tuple[int, int], k: int, layer_norm: int) -> nn.Sequential:
+    conv = nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False)
+    return nn.Sequential(conv, nn.LayerNorm([c_out, *size])) if layer_norm else nn.Sequential(conv)
+
+
+class ConvLSTMCell(nn.Module):
+    def __init__(self, in_channel: int, num_hidden: int, height: int, width: int, filter_size: int,
+                 layer_norm: int) -> None:
+        super().__init__()
+        self.num_hidden = num_hidden
+        size = (height, width)
+        self.conv_x = _stage(in_channel, 4 * num_hidden, size, filter_size, layer_norm)
+        self.conv_h = _stage(num_hidden, 4 * num_hidden, size, filter_size, layer_norm)
+        self.conv_o = _stage(2 * num_hidden, num_hidden, size, filter_size, layer_norm)  # built, never called
+        self.conv_last = nn.Conv2d(2 * num_hidden, num_hidden, 1, bias=False)  # built, never called
+
+    def forward(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        i, f, g, o = torch.split(self.conv_x(x) + self.conv_h(h), self.num_hidden, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+
+class ConvLSTM_Model(nn.Module):  # OpenSTL's name
+    def __init__(self, num_hidden: list[int], *, size: tuple[int, int], channels: int, frames: tuple[int, int],
+                 layer_norm: int, filter_size: int = 3) -> None:
+        super().__init__()
+        self.configs = types.SimpleNamespace(pre_seq_length=frames[0], aft_seq_length=frames[1], layer_norm=layer_norm,
+                                             reverse_scheduled_sampling=0)
+        self.num_hidden = num_hidden
+        self.cell_list = nn.ModuleList(
+            ConvLSTMCell(channels if i == 0 else num_hidden[i - 1], c, *size, filter_size, layer_norm)
+            for i, c in enumerate(num_hidden))
+        self.conv_last = nn.Conv2d(num_hidden[-1], channels, 1, bias=False)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        """``(B, T, C, H, W)`` → the next frame after each, without scheduled sampling (for the audit)."""
+        B, T, _, H, W = frames.shape
+        h = [frames.new_zeros(B, c, H, W) for c in self.num_hidden]
+        c = [frames.new_zeros(B, n, H, W) for n in self.num_hidden]
+        out = []
+        for t in range(T):
+            x = frames[:, t]
+            for i, cell in enumerate(self.cell_list):
+                h[i], c[i] = cell(x, h[i], c[i])
+                x = h[i]
+            out.append(self.conv_last(x))
+        return torch.stack(out, 1)
