@@ -1,6 +1,6 @@
 """Modules with the parameters of OpenSTL's ConvLSTM, by the same names and structure: what the converter reads and
 the audit inspects. Their forward is the ConvLSTM step written here (tested equal to OpenSTL's stored outputs); the
-converter's reference outputs come from OpenSTL's own code, stored by ``tests/fixtures/make_openstl_convlstm.py``."""
+converter's reference outputs come from OpenSTL's own code, stored by ``tests/fixtures/make_openstl.py``."""
 
 from __future__ import annotations
 
@@ -57,3 +57,31 @@ class ConvLSTM_Model(nn.Module):  # OpenSTL's name
                 x = h[i]
             out.append(self.conv_last(x))
         return torch.stack(out, 1)
+
+
+class SpatioTemporalLSTMCell(nn.Module):
+    """The parameters of OpenSTL's PredRNN cell (``openstl/modules/predrnn_modules.py``), by the same names."""
+
+    def __init__(self, in_channel: int, num_hidden: int, height: int, width: int, filter_size: int,
+                 layer_norm: int) -> None:
+        super().__init__()
+        self.num_hidden, self._forget_bias = num_hidden, 1.0
+        size = (height, width)
+        self.conv_x = _stage(in_channel, 7 * num_hidden, size, filter_size, layer_norm)
+        self.conv_h = _stage(num_hidden, 4 * num_hidden, size, filter_size, layer_norm)
+        self.conv_m = _stage(num_hidden, 3 * num_hidden, size, filter_size, layer_norm)
+        self.conv_o = _stage(2 * num_hidden, num_hidden, size, filter_size, layer_norm)
+        self.conv_last = nn.Conv2d(2 * num_hidden, num_hidden, 1, bias=False)
+
+
+class PredRNN_Model(nn.Module):  # OpenSTL's name
+    def __init__(self, num_hidden: list[int], *, size: tuple[int, int], channels: int, frames: tuple[int, int],
+                 layer_norm: int, filter_size: int = 3) -> None:
+        super().__init__()
+        self.configs = types.SimpleNamespace(pre_seq_length=frames[0], aft_seq_length=frames[1], layer_norm=layer_norm,
+                                             reverse_scheduled_sampling=0)
+        self.num_hidden = num_hidden
+        self.cell_list = nn.ModuleList(
+            SpatioTemporalLSTMCell(channels if i == 0 else num_hidden[i - 1], c, *size, filter_size, layer_norm)
+            for i, c in enumerate(num_hidden))
+        self.conv_last = nn.Conv2d(num_hidden[-1], channels, 1, bias=False)

@@ -8,9 +8,10 @@ import dataclasses
 import pytest
 import torch
 
-from normrnn.cells import ConvGRUCell, ConvLSTMCell, GRUCell, LSTMCell, cell_kind, cell_kinds, register_cell_kind
+from normrnn.cells import (ConvGRUCell, ConvLSTMCell, GRUCell, LSTMCell, STLSTMCell, cell_kind, cell_kinds,
+                           register_cell_kind)
 from normrnn.cells.kinds import _KINDS
-from normrnn.layers import GRU, LSTM, ConvGRU, ConvLSTM, layer_for
+from normrnn.layers import GRU, LSTM, STLSTM, ConvGRU, ConvLSTM, layer_for
 from normrnn.study import StudyConfig
 from normrnn.study.grid import RunSpec
 from normrnn.study.model import build_model
@@ -18,18 +19,18 @@ from normrnn.study.model import build_model
 
 def test_each_registered_kind_names_its_cell_and_the_layer_that_stacks_it() -> None:
     expected = {"convlstm": (ConvLSTMCell, ConvLSTM), "convgru": (ConvGRUCell, ConvGRU), "lstm": (LSTMCell, LSTM),
-                "gru": (GRUCell, GRU)}
+                "gru": (GRUCell, GRU), "stlstm": (STLSTMCell, STLSTM)}
     assert set(cell_kinds()) == set(expected)
-    assert set(cell_kinds(spatial=True)) == {"convlstm", "convgru"}
+    assert set(cell_kinds(spatial=True)) == {"convlstm", "convgru", "stlstm"}
     for name, (cell, layer) in expected.items():
         assert cell_kind(name).cell is cell and layer_for(cell) is layer
 
 
 def test_an_unknown_kind_lists_the_registered_ones() -> None:
-    with pytest.raises(ValueError, match=r"expected cell to be one of 'convgru', 'convlstm', got 'convlsm' \(did you "
-                                         r"mean 'convlstm'\?\)"):
+    with pytest.raises(ValueError, match=r"expected cell to be one of 'convgru', 'convlstm', 'stlstm', got 'convlsm' "
+                                         r"\(did you mean 'convlstm'\?\)"):
         cell_kind("convlsm", spatial=True)
-    with pytest.raises(ValueError, match="expected cell to be one of 'convgru', 'convlstm'"):
+    with pytest.raises(ValueError, match="expected cell to be one of 'convgru', 'convlstm', 'stlstm'"):
         StudyConfig(cell="lstm")  # a dense cell cannot run the study's video forecaster
     with pytest.raises(ValueError, match="registered already"):
         register_cell_kind("convlstm", ConvGRUCell, spatial=True)

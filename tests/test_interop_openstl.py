@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from normrnn.cells import ConvLSTMCell
-from normrnn.interop import OpenSTLConvLSTM, convlstm_from_openstl
+from normrnn.interop import OpenSTLModel, convlstm_from_openstl
 from normrnn.layers import ConvLSTM
 from normrnn.norms import LayerNorm
 from openstl_mirror import ConvLSTM_Model
@@ -52,7 +52,7 @@ def test_a_whole_model_with_scheduled_sampling_equals_openstls(layer_norm: int) 
     theirs = ConvLSTM_Model([8, 8], size=(6, 5), channels=4, frames=(frames_in, frames_out), layer_norm=layer_norm)
     theirs.load_state_dict(params)
     model = convlstm_from_openstl(theirs)
-    assert isinstance(model, OpenSTLConvLSTM) and isinstance(model.layers, ConvLSTM)
+    assert isinstance(model, OpenSTLModel) and isinstance(model.layers, ConvLSTM)
     with torch.no_grad():
         out = model(torch.from_numpy(data["frames"]), torch.from_numpy(data["mask_true"]))
     torch.testing.assert_close(out, torch.from_numpy(data["next_frames"]), atol=1e-5, rtol=0)

@@ -43,7 +43,8 @@ def test_the_model_part_reaches_the_model_whole() -> None:
     assert {f.name for f in dataclasses.fields(ModelConfig)} - shared == {"depth", "norm", "residual", "channels"}
     forecaster = build_model(config, spec)
     assert forecaster.config == model
-    assert model_settings(config) == {**{k: getattr(config, k) for k in shared}, "frames_in": 10, "frames_out": 10}
+    assert model_settings(config) == {**{k: getattr(config, k) for k in shared}, "frames_in": 10, "frames_out": 10,
+                                      "size": 8, "channels": 1}
 
 
 def test_presets_toml_files_and_old_directories_keep_their_hashes() -> None:

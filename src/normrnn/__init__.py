@@ -8,8 +8,8 @@ from ._loader import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and the docs see; at run time each name loads on first use (below)
     from .auditing import AuditReport, audit
-    from .cells import ConvGRUCell, ConvLSTMCell, GRUCell, LSTMCell
-    from .layers import GRU, LSTM, ConvGRU, ConvLSTM
+    from .cells import ConvGRUCell, ConvLSTMCell, GRUCell, LSTMCell, STLSTMCell
+    from .layers import GRU, LSTM, STLSTM, ConvGRU, ConvLSTM
     from .norms import (
         BatchNorm,
         GroupNorm,
@@ -27,8 +27,8 @@ if TYPE_CHECKING:  # what type checkers and the docs see; at run time each name 
 # (normrnn.cli.entry), and "normrnn --help" stays fast. Each name is imported from its subpackage on first use.
 _EXPORTS = {  # the one list of the package's names, by the subpackage each is loaded from
     "auditing": ("AuditReport", "audit"),
-    "cells": ("ConvGRUCell", "ConvLSTMCell", "GRUCell", "LSTMCell"),
-    "layers": ("GRU", "LSTM", "ConvGRU", "ConvLSTM"),
+    "cells": ("ConvGRUCell", "ConvLSTMCell", "GRUCell", "LSTMCell", "STLSTMCell"),
+    "layers": ("GRU", "LSTM", "STLSTM", "ConvGRU", "ConvLSTM"),
     "norms": ("BatchNorm", "GroupNorm", "Identity", "InstanceNorm", "LayerNorm", "Layout", "RecurrentBatchNorm",
               "RMSNorm", "create_norm", "explain"),
 }

@@ -1,5 +1,6 @@
-"""``normrnn bench cells`` and ``bench layers``: a ConvLSTM's forward+backward per norm and gate backend, next
-to bias-only, the naive loop and the conv-only floor, with activation memory."""
+"""``normrnn bench cells`` and ``bench layers``: a ConvLSTM's (or another convolutional cell kind's, ``cell``)
+forward+backward per norm and gate backend, next to bias-only, the naive loop and the conv-only floor, with
+activation memory."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import one_of, positive_int
+from ..cells import cell_kind
 from ..kernels import get_backend
-from ..layers import ConvLSTM
+from ..layers import ConvLSTM, layer_for
 from ..norms.explaining import MAX_ELEMENTS
 from ..profiling import cuda_peak_mb, saved_tensor_bytes
 from .precision import bf16_hardware
@@ -55,9 +57,13 @@ class LayerBenchConfig:
     repeats: int = 1  # timed calls per variant per round
     warmup: int = 1  # untimed calls per variant first
     threads: int | None = None  # torch.set_num_threads; None keeps torch's default
+    # the convolutional cell kind: convlstm | convgru | stlstm (PredRNN); the naive loop, the conv-only floor and
+    # the hoisted variant are ConvLSTM's, so other kinds are timed against bias-only alone
+    cell: str = "convlstm"
 
     def __post_init__(self) -> None:
         check_timing(self)
+        cell_kind(self.cell, spatial=True)  # a ValueError naming the registered kinds
         one_of("precision", self.precision, ("fp32", "bf16", "auto"))
         if self.precision != "fp32" and self.dtype != "float32":
             raise ValueError(f"expected dtype float32 with precision={self.precision!r} (autocast casts fp32 "
@@ -127,6 +133,7 @@ def _models(config: LayerBenchConfig, x: Tensor, progress: Callable[[str], None]
     build: dict[str, Any] = dict(num_layers=config.num_layers, device=x.device, dtype=x.dtype)
     C_in, C, k = config.in_channels, config.hidden_channels, config.kernel_size
     models: dict[str, nn.Module] = {}
+    layer = layer_for(cell_kind(config.cell, spatial=True).cell)
     for norm in config.norms:
         for backend in dict.fromkeys(("eager", *config.backends)):  # eager first: the reference of the others
             if backend == "fused" and norm == "none":
@@ -134,13 +141,15 @@ def _models(config: LayerBenchConfig, x: Tensor, progress: Callable[[str], None]
             torch.manual_seed(0)
             name = norm if backend == "eager" else f"{norm} {backend}"
             try:
-                models[name] = ConvLSTM(C_in, C, k, norm=norm, backend=backend, **build).train()
+                models[name] = layer(C_in, C, k, norm=norm, backend=backend, **build).train()
             except ValueError as e:
                 if progress is not None:
                     progress(f"skipping {name}: {e}")
                 continue
             if backend != "eager":
                 _check_same(models[norm], models[name], x, f"{name} disagrees with {norm}")
+    if config.cell != "convlstm":
+        return models
     if config.hoisted:
         models[HOISTED] = ConvLSTM(C_in, C, k, backend="eager", projection="hoisted", **build)
         models[HOISTED].load_state_dict(models["none"].state_dict())
@@ -180,17 +189,19 @@ def _row(config: LayerBenchConfig, name: str, shape: list[int], samples: dict[st
     """One variant's result: its time, its paired ratios to bias-only, the naive loop and the floor, and memory."""
     row: dict[str, object] = {
         "bench": "cells" if config.num_layers == 1 else "layers",
-        "variant": (name if name in (NAIVE, FLOOR) else f"normrnn ConvLSTM norm={name}")
+        "variant": (name if name in (NAIVE, FLOOR) else f"normrnn {layer_for(cell_kind(config.cell).cell).__name__} "
+                    f"norm={name}")
         + (f" {BF16}" if config.precision == "bf16" else ""),
         "norm": name.removesuffix(f" {BF16}"), "mode": "fwd+bwd", "shape": shape, "dtype": config.dtype,
         "precision": "bf16" if _bf16(config, name) else "fp32",
         **timing_row(samples, name, "none"),
-        "ratio_vs_naive": statistics.median(paired_ratios(samples, name, NAIVE)),
         "activation_mb": memory[name], "memory_ratio": memory[name] / memory["none"],
     }
+    if NAIVE in samples:
+        row["ratio_vs_naive"] = statistics.median(paired_ratios(samples, name, NAIVE))
     if name.endswith(f" {BF16}"):  # the same model in fp32, timed beside it
         row["ratio_vs_fp32"] = statistics.median(paired_ratios(samples, name, name.removesuffix(f" {BF16}")))
-    if config.floor:
+    if FLOOR in samples:
         row["ratio_vs_floor"] = statistics.median(paired_ratios(samples, name, FLOOR))
     if peak:
         row["cuda_peak_mb"] = peak[name]

@@ -35,7 +35,7 @@ per gate, so ``norm_scope`` does not apply to it.
 - ``"separate"``: ``norm(W_x*x) + norm(W_h*h) + b``, as in layer-normalized LSTMs (Ba, Kiros & Hinton
   2016, arXiv:1607.06450, eq. 20) and recurrent batch normalization (Cooijmans et al. 2016,
   arXiv:1603.09025, eq. 6). Both norms are built with ``center=False``: the bias ``b`` is the one shift,
-  as in Cooijmans et al.
+  as in Cooijmans et al.; ``norm_kwargs={"center": True}`` keeps each norm's shift (OpenSTL's cell).
 
 ``norm_scope`` says which channels share a statistic:
 
@@ -44,8 +44,9 @@ per gate, so ``norm_scope`` does not apply to it.
   per gate on the gate tensor, per-gate ``group:G`` is ``GroupNorm`` with ``gates·G`` groups, per-gate
   ``rms`` is ``RMSNorm`` with one group per gate. ``batch``, ``recurrent_batch`` and ``instance`` are
   per-channel already.
-- ``"all_gates"``: the gates are pooled into one statistic, as OpenSTL's ``LayerNorm([4C, H, W])`` does
-  (with per-channel parameters here, so any resolution works).
+- ``"all_gates"``: the gates are pooled into one statistic, as OpenSTL's ``LayerNorm([4C, H, W])`` does,
+  with per-channel parameters (any resolution works); ``norm_kwargs={"param_axes": "CHW", "param_shape": (H, W)}``
+  gives OpenSTL's per-position ones (:func:`normrnn.interop.convlstm_from_openstl` converts its cells).
 
 ``norm_cell`` (LSTM only) normalizes the cell state:
 
@@ -70,6 +71,7 @@ from .norms import gate_norm
 from .options import CellOptions, ConvGRUOptions, ConvLSTMOptions, ConvOptions, GRUOptions, LSTMOptions
 from .projection import Geometry, step_layout
 from .states import CellState, LayerState
+from .stlstm import STLSTMCell, STLSTMState, stlstm_gates
 
 __all__ = [
     "CellKind",
@@ -89,6 +91,8 @@ __all__ = [
     "LSTMState",
     "LayerState",
     "RecurrentCell",
+    "STLSTMCell",
+    "STLSTMState",
     "cell_kind",
     "cell_kinds",
     "gate_norm",
@@ -96,4 +100,5 @@ __all__ = [
     "lstm_gates",
     "register_cell_kind",
     "step_layout",
+    "stlstm_gates",
 ]

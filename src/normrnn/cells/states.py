@@ -22,18 +22,20 @@ LayerState = Union[CellState, tuple[CellState, CellState]]
 
 def checked_state(state: object, size: int, expected: tuple[int, ...], *, what: str = "state",
                   like: Tensor | None = None) -> CellState:
-    """``state``, a tensor ``h`` (``size`` 1) or a tuple ``(h, c)``, each of shape ``expected``; a ``ValueError``
-    says what does not fit. Given the input ``like``, each is checked (and cast under autocast) to its dtype."""
+    """``state``, a tensor ``h`` (``size`` 1) or a tuple ``(h, c)`` (``(h, c, m)``), each of shape ``expected``; a
+    ``ValueError`` says what does not fit. Given the input ``like``, each is checked (and cast under autocast) to
+    its dtype."""
     tensors: Sequence[Any] = state if size > 1 else (state,)  # type: ignore[assignment]  # checked just below
+    names = "hcm"[:size]  # (h, c) of an LSTM, (h, c, m) of an ST-LSTM
     if size > 1 and (not isinstance(state, (tuple, list)) or len(state) != size):
-        raise ValueError(f"expected {what} to be a tuple (h, c), got {type(state).__name__}"
+        raise ValueError(f"expected {what} to be a tuple ({', '.join(names)}), got {type(state).__name__}"
                          + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else ""))
-    for name, s in zip("hc", tensors, strict=False):
+    for name, s in zip(names, tensors, strict=True):
         if not isinstance(s, Tensor) or tuple(s.shape) != expected:
             got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
             raise ValueError(f"expected {what} {name} of shape {expected} (B, C, *S), got {got}")
     if like is not None:
-        tensors = tuple(_state_dtype(s, like, f"{what} {name}") for name, s in zip("hc", tensors, strict=False))
+        tensors = tuple(_state_dtype(s, like, f"{what} {name}") for name, s in zip(names, tensors, strict=True))
     return tuple(tensors) if size > 1 else tensors[0]
 
 

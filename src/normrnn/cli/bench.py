@@ -52,6 +52,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = targets.add_parser("cells", help="one ConvLSTM layer (B=16, 16->64, 32x32, k=3, T=10) per norm and gate "
                                        "backend vs bias-only, a naive loop and the conv-only floor; with memory")
     p.add_argument("--quick", action="store_true", help="a tiny shape and one round: checks that it runs")
+    p.add_argument("--cell", default="convlstm", help="the convolutional cell kind: convlstm, convgru or stlstm "
+                                                      "(PredRNN's; eager, against bias-only) (default: %(default)s)")
     p.add_argument("--backends", help=f"comma-separated gate backends: {backends} (default: eager,fused,compiled; "
                                       "--quick: eager,fused)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -105,7 +107,7 @@ def _bench(args: argparse.Namespace) -> int:
         rows = bench_norms(config, progress=_progress)
     elif args.target == "cells":
         config = dataclasses.replace(CELL_BENCH_QUICK if args.quick else CELL_BENCH, dtype=args.dtype,
-                                     precision=args.precision, device=args.device, **timing)
+                                     precision=args.precision, device=args.device, cell=args.cell, **timing)
         if args.backends is not None:
             config = dataclasses.replace(config, backends=tuple(args.backends.split(",")))
         rows = bench_layers(config, progress=_progress)

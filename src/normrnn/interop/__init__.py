@@ -1,4 +1,4 @@
-"""Import whole recurrent layers from other frameworks: Keras ConvLSTM, OpenSTL's ConvLSTM and
+"""Import whole recurrent layers from other frameworks: Keras ConvLSTM, OpenSTL's ConvLSTM and PredRNN, and
 ``torch.nn.LSTM``/``GRU``.
 
 The norm converters (``from_keras``, ``from_flax``, ``from_tf1_layer_norm``, ``from_torch``) live in
@@ -17,11 +17,11 @@ from torch import nn
 from ..cells.gates import ACTIVATIONS
 from ..layers import GRU, LSTM, ConvGRU, ConvLSTM
 from ..norms.convert import from_flax, from_keras, from_tf1_layer_norm, from_torch, load_arrays
-from .openstl import OpenSTLConvLSTM, convlstm_from_openstl
+from .openstl import OpenSTLModel, convlstm_from_openstl, predrnn_from_openstl
 
-__all__ = ["OpenSTLConvLSTM", "convlstm_from_keras", "convlstm_from_openstl",
-           "from_flax", "from_keras", "from_tf1_convgru_cell", "from_tf1_convlstm_cell",
-           "from_tf1_layer_norm", "from_torch", "rnn_from_torch"]
+__all__ = ["OpenSTLModel", "convlstm_from_keras", "convlstm_from_openstl", "from_flax", "from_keras",
+           "from_tf1_convgru_cell", "from_tf1_convlstm_cell", "from_tf1_layer_norm", "from_torch",
+           "predrnn_from_openstl", "rnn_from_torch"]
 
 _TF1_EPS = 1e-12  # tf.contrib.layers.layer_norm's variance epsilon
 _TF1_LSTM_ORDER = [1, 2, 0, 3]  # the TF1 cell's gate blocks j, i, f, o, read in normrnn's order i, f, g(=j), o

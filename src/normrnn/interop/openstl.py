@@ -1,4 +1,4 @@
-"""OpenSTL's ConvLSTM in normrnn: one ``ConvLSTMCell``, a ``cell_list``, or a whole ``ConvLSTM_Model``.
+"""OpenSTL's ConvLSTM and PredRNN in normrnn: one cell, a model's ``cell_list``, or a whole model.
 
 `OpenSTL <https://github.com/chengtan9907/OpenSTL>`_'s cell (``openstl/modules/convlstm_modules.py``) computes
 
@@ -10,21 +10,28 @@ with no bias anywhere (the forget bias of 1.0 it defines is never added). With `
 ``nn.LayerNorm([4C, H, W])``: one statistic pooled over all four gates, and a scale and shift per position, which fix
 the frame size; with ``layer_norm=0`` there is no norm. normrnn says the same with its own norms: ``norm="layer"``,
 ``norm_inputs="separate"``, ``norm_scope="all_gates"``, ``bias=False`` and
-``norm_kwargs={"center": True, "param_axes": "CHW", "param_shape": (4C, H, W)}``. Each OpenSTL cell also builds a
+``norm_kwargs={"center": True, "param_axes": "CHW", "param_shape": (H, W)}``. Each OpenSTL cell also builds a
 ``conv_o`` (with its own LayerNorm) and a ``conv_last`` that its forward never calls: they are left out.
+
+PredRNN's ``SpatioTemporalLSTMCell`` is normrnn's :class:`~normrnn.cells.STLSTMCell`: its fixed forget bias of 1.0
+becomes the cell's bias (``forget_bias=1.0``, the other gates' 0), and with ``layer_norm=1`` its per-position
+LayerNorms over ``[7C, H, W]``, ``[4C, H, W]``, ``[3C, H, W]`` and (on ``conv_o``) ``[C, H, W]`` become
+``norm="layer"``, ``norm_inputs="separate"``, ``norm_scope="all_gates"``, ``norm_output=True`` with the same
+``norm_kwargs``.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
 
-from ..cells import ConvLSTMCell
-from ..layers import ConvLSTM
+from ..cells import ConvLSTMCell, STLSTMCell
+from ..layers import STLSTM, ConvLSTM
 
-__all__ = ["OpenSTLConvLSTM", "convlstm_from_openstl"]
+__all__ = ["OpenSTLModel", "convlstm_from_openstl", "predrnn_from_openstl"]
 
 
 def _conv(module: nn.Module, what: str) -> nn.Conv2d:
@@ -60,8 +67,15 @@ def _norm_options(norm: nn.LayerNorm | None) -> dict[str, Any]:
         return {"norm": "none"}
     kwargs: dict[str, Any] = {"eps": norm.eps, "center": norm.bias is not None, "affine": norm.elementwise_affine}
     if norm.elementwise_affine:
-        kwargs |= {"param_axes": "CHW", "param_shape": tuple(norm.normalized_shape)}
+        kwargs |= {"param_axes": "CHW", "param_shape": tuple(norm.normalized_shape[1:])}  # (H, W): C is each norm's
     return {"norm": "layer", "norm_inputs": "separate", "norm_scope": "all_gates", "norm_kwargs": kwargs}
+
+
+def _needs(cell: nn.Module, names: tuple[str, ...], what: str) -> None:
+    for name in names:
+        if not hasattr(cell, name):
+            raise ValueError(f"expected an OpenSTL {what} ({', '.join(names)}), got {type(cell).__name__} without "
+                             f"{name!r}")
 
 
 def _hidden(cell: nn.Module) -> int:
@@ -69,10 +83,7 @@ def _hidden(cell: nn.Module) -> int:
 
 
 def _cell_parts(cell: nn.Module) -> tuple[nn.Conv2d, nn.Conv2d, nn.LayerNorm | None, nn.LayerNorm | None]:
-    for name in ("conv_x", "conv_h", "num_hidden"):
-        if not hasattr(cell, name):
-            raise ValueError(f"expected an OpenSTL ConvLSTMCell (conv_x, conv_h, num_hidden), got "
-                             f"{type(cell).__name__} without {name!r}")
+    _needs(cell, ("conv_x", "conv_h", "num_hidden"), "ConvLSTMCell")
     gates = 4 * _hidden(cell)
     conv_x, conv_h = cast(nn.Sequential, cell.conv_x), cast(nn.Sequential, cell.conv_h)
     return (_conv(conv_x[0], "conv_x[0]"), _conv(conv_h[0], "conv_h[0]"),
@@ -100,12 +111,53 @@ def _load_cell(new: ConvLSTMCell, cell: nn.Module) -> ConvLSTMCell:
     return new
 
 
-class OpenSTLConvLSTM(nn.Module):
-    r"""OpenSTL's ``ConvLSTM_Model`` on normrnn's layers: a :class:`~normrnn.layers.ConvLSTM` stack stepped one
-    frame at a time and a 1×1 readout, with OpenSTL's inputs, outputs and scheduled sampling.
+def _st_parts(cell: nn.Module) -> tuple[list[nn.Conv2d], list[nn.LayerNorm | None]]:
+    """The convolutions (x, h, m, o, last) and the LayerNorms (x, h, m, o) of a SpatioTemporalLSTMCell."""
+    _needs(cell, ("conv_x", "conv_h", "conv_m", "conv_o", "conv_last", "num_hidden"), "SpatioTemporalLSTMCell")
+    C = _hidden(cell)
+    stages = [cast(nn.Sequential, getattr(cell, f"conv_{n}")) for n in "xhmo"]
+    convs = [_conv(stage[0], f"conv_{n}[0]") for stage, n in zip(stages, "xhmo", strict=True)]
+    norms = [_layer_norm(stage, g * C, f"conv_{n}") for stage, n, g in zip(stages, "xhmo", (7, 4, 3, 1), strict=True)]
+    last = cell.conv_last
+    if not isinstance(last, nn.Conv2d) or last.kernel_size != (1, 1) or last.bias is not None:
+        raise ValueError(f"expected conv_last to be a 1×1 nn.Conv2d without bias, got {last}")
+    if len({n is None for n in norms}) != 1:
+        raise ValueError("expected a LayerNorm after every convolution of the cell or after none (layer_norm 1 or 0)")
+    return [*convs, last], norms
+
+
+def _st_options(cell: nn.Module) -> dict[str, Any]:
+    convs, norms = _st_parts(cell)
+    options = _norm_options(norms[0])
+    if norms[0] is not None:
+        options["norm_output"] = True
+    return {"in_channels": convs[0].in_channels, "hidden_channels": _hidden(cell),
+            "kernel_size": convs[0].kernel_size[0], "forget_bias": float(getattr(cell, "_forget_bias", 1.0)),
+            **options}
+
+
+@torch.no_grad()
+def _load_st_cell(new: STLSTMCell, cell: nn.Module) -> STLSTMCell:
+    convs, norms = _st_parts(cell)
+    for weight, conv in zip((new.weight_x, new.weight_h, new.weight_m, new.weight_o, new.weight_fuse), convs,
+                            strict=True):
+        weight.copy_(conv.weight)
+    for ours, theirs in zip((new.norm_x, new.norm_h, new.norm_m, new.norm_o), norms, strict=True):
+        if theirs is not None and theirs.elementwise_affine and ours is not None:
+            ours.weight.copy_(theirs.weight)  # type: ignore[operator]  # built with per-position parameters
+            if theirs.bias is not None:
+                ours.bias.copy_(theirs.bias)  # type: ignore[operator]
+    return new
+
+
+class OpenSTLModel(nn.Module):
+    r"""OpenSTL's ``ConvLSTM_Model`` or ``PredRNN_Model`` on normrnn's layers: a :class:`~normrnn.layers.ConvLSTM`
+    or :class:`~normrnn.layers.STLSTM` stack stepped one frame at a time and a 1×1 readout, with OpenSTL's inputs,
+    outputs and scheduled sampling.
 
     Args:
-        layers: the stack (its cells as OpenSTL's, from :func:`convlstm_from_openstl`).
+        layers: the stack (its cells as OpenSTL's, from :func:`convlstm_from_openstl` or
+            :func:`predrnn_from_openstl`).
         readout: the 1×1 convolution from the last layer's ``h`` to a frame.
         frames_in, frames_out: OpenSTL's ``pre_seq_length`` and ``aft_seq_length``.
         reverse_scheduled_sampling: OpenSTL's flag: the mask covers every step after the first. Default: ``False``.
@@ -117,7 +169,7 @@ class OpenSTLConvLSTM(nn.Module):
         - Output: ``(B, T − 1, H, W, C)``, the prediction of every frame after the first.
     """
 
-    def __init__(self, layers: ConvLSTM, readout: nn.Conv2d, *, frames_in: int, frames_out: int,
+    def __init__(self, layers: ConvLSTM | STLSTM, readout: nn.Conv2d, *, frames_in: int, frames_out: int,
                  reverse_scheduled_sampling: bool = False) -> None:
         super().__init__()
         self.layers, self.readout = layers, readout
@@ -145,12 +197,12 @@ class OpenSTLConvLSTM(nn.Module):
             ", reverse_scheduled_sampling=True" if self.reverse_scheduled_sampling else "")
 
 
-def convlstm_from_openstl(module: nn.Module) -> ConvLSTMCell | ConvLSTM | OpenSTLConvLSTM:
+def convlstm_from_openstl(module: nn.Module) -> ConvLSTMCell | ConvLSTM | OpenSTLModel:
     """normrnn's equal of an OpenSTL ConvLSTM, trained weights included, built from normrnn's own norms.
 
     Args:
         module: an OpenSTL ``ConvLSTMCell`` (→ :class:`~normrnn.cells.ConvLSTMCell`), its model's ``cell_list``
-            (→ a :class:`~normrnn.layers.ConvLSTM` stack) or a ``ConvLSTM_Model`` (→ :class:`OpenSTLConvLSTM`),
+            (→ a :class:`~normrnn.layers.ConvLSTM` stack) or a ``ConvLSTM_Model`` (→ :class:`OpenSTLModel`),
             with ``layer_norm`` 0 or 1. What normrnn cannot express (stride, even kernels, biased convolutions)
             is refused with a ``ValueError``.
 
@@ -159,19 +211,55 @@ def convlstm_from_openstl(module: nn.Module) -> ConvLSTMCell | ConvLSTM | OpenST
         >>> cell = convlstm_from_openstl(openstl_cell)  # doctest: +SKIP
         >>> h, c = cell(x, (h, c))  # as openstl_cell(x, h, c)  # doctest: +SKIP
     """
+    return _convert(module, _CONVLSTM)
+
+
+def predrnn_from_openstl(module: nn.Module) -> STLSTMCell | STLSTM | OpenSTLModel:
+    """normrnn's equal of OpenSTL's PredRNN, trained weights included, built from normrnn's own norms.
+
+    Args:
+        module: an OpenSTL ``SpatioTemporalLSTMCell`` (→ :class:`~normrnn.cells.STLSTMCell`), its model's
+            ``cell_list`` (→ a :class:`~normrnn.layers.STLSTM` stack) or a ``PredRNN_Model``
+            (→ :class:`OpenSTLModel`), with ``layer_norm`` 0 or 1; refused in one line as
+            :func:`convlstm_from_openstl` refuses.
+
+    Example::
+
+        >>> cell = predrnn_from_openstl(openstl_cell)  # doctest: +SKIP
+        >>> h, c, m = cell(x, (h, c, m))  # as openstl_cell(x, h, c, m)  # doctest: +SKIP
+    """
+    return _convert(module, _PREDRNN)
+
+
+class _Kind(NamedTuple):
+    cell: type[nn.Module]
+    layer: type[nn.Module]
+    options: Callable[[nn.Module], dict[str, Any]]
+    load: Callable[[Any, nn.Module], nn.Module]
+
+
+_CONVLSTM = _Kind(ConvLSTMCell, ConvLSTM, _cell_options, _load_cell)
+_PREDRNN = _Kind(STLSTMCell, STLSTM, _st_options, _load_st_cell)
+
+
+def _convert(module: nn.Module, kind: _Kind) -> Any:
     if hasattr(module, "cell_list") and hasattr(module, "conv_last"):
-        return _model(module)
+        return _model(module, kind)
     if isinstance(module, nn.ModuleList):
-        return _stack(list(module))
-    options = _cell_options(module)
-    ref = cast(nn.Conv2d, cast(nn.Sequential, module.conv_x)[0]).weight
-    return _load_cell(ConvLSTMCell(**options, device=ref.device, dtype=ref.dtype), module)
+        return _stack(list(module), kind)
+    ref = _reference(module)
+    return kind.load(kind.cell(**kind.options(module), device=ref.device, dtype=ref.dtype), module)
 
 
-def _stack(cells: list[nn.Module]) -> ConvLSTM:
+def _reference(cell: nn.Module) -> Tensor:
+    _needs(cell, ("conv_x",), "cell")
+    return cast(nn.Conv2d, cast(nn.Sequential, cell.conv_x)[0]).weight
+
+
+def _stack(cells: list[nn.Module], kind: _Kind) -> Any:
     if not cells:
-        raise ValueError("expected at least one OpenSTL ConvLSTMCell, got an empty cell_list")
-    options = [_cell_options(c) for c in cells]
+        raise ValueError("expected at least one OpenSTL cell, got an empty cell_list")
+    options = [kind.options(c) for c in cells]
     shared = {k: v for k, v in options[0].items() if k not in ("in_channels", "hidden_channels")}
     for i, o in enumerate(options[1:], 1):
         if {k: v for k, v in o.items() if k not in ("in_channels", "hidden_channels")} != shared:
@@ -180,25 +268,25 @@ def _stack(cells: list[nn.Module]) -> ConvLSTM:
         if o["in_channels"] != options[i - 1]["hidden_channels"]:
             raise ValueError(f"expected cell {i} to read cell {i - 1}'s {options[i - 1]['hidden_channels']} channels, "
                              f"got {o['in_channels']}")
-    ref = cast(nn.Conv2d, cast(nn.Sequential, cells[0].conv_x)[0]).weight
-    stack = ConvLSTM(options[0]["in_channels"], [o["hidden_channels"] for o in options], shared.pop("kernel_size"),
-                     num_layers=len(cells), **shared, device=ref.device, dtype=ref.dtype)
+    ref = _reference(cells[0])
+    stack = kind.layer(options[0]["in_channels"], [o["hidden_channels"] for o in options], shared.pop("kernel_size"),
+                       num_layers=len(cells), **shared, device=ref.device, dtype=ref.dtype)
     for i, cell in enumerate(cells):
-        _load_cell(cast(ConvLSTMCell, stack.cell(i)), cell)
+        kind.load(stack.cell(i), cell)  # type: ignore[operator]  # RecurrentLayer.cell
     return stack
 
 
-def _model(model: nn.Module) -> OpenSTLConvLSTM:
+def _model(model: nn.Module, kind: _Kind) -> OpenSTLModel:
     configs = getattr(model, "configs", None)
     names = ("pre_seq_length", "aft_seq_length")
     if configs is None or not all(hasattr(configs, n) for n in names):
-        raise ValueError(f"expected an OpenSTL ConvLSTM_Model with configs.{names[0]} and configs.{names[1]}")
+        raise ValueError(f"expected an OpenSTL model with configs.{names[0]} and configs.{names[1]}")
     readout = model.conv_last
     if not isinstance(readout, nn.Conv2d) or readout.kernel_size != (1, 1) or readout.bias is not None:
         raise ValueError(f"expected conv_last to be a 1×1 nn.Conv2d without bias, got {readout}")
     new_readout = nn.Conv2d(readout.in_channels, readout.out_channels, 1, bias=False, device=readout.weight.device,
                             dtype=readout.weight.dtype)
     new_readout.load_state_dict(readout.state_dict())
-    return OpenSTLConvLSTM(_stack(list(cast(nn.ModuleList, model.cell_list))), new_readout,
-                           frames_in=int(configs.pre_seq_length), frames_out=int(configs.aft_seq_length),
-                           reverse_scheduled_sampling=bool(getattr(configs, "reverse_scheduled_sampling", 0)))
+    return OpenSTLModel(_stack(list(cast(nn.ModuleList, model.cell_list)), kind), new_readout,
+                        frames_in=int(configs.pre_seq_length), frames_out=int(configs.aft_seq_length),
+                        reverse_scheduled_sampling=bool(getattr(configs, "reverse_scheduled_sampling", 0)))

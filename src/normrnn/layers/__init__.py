@@ -1,4 +1,4 @@
-r"""Sequence layers: stacked, residual, bidirectional ConvLSTM, ConvGRU, LSTM and GRU.
+r"""Sequence layers: stacked, residual, bidirectional ConvLSTM, ConvGRU, LSTM and GRU, and PredRNN's ST-LSTM stack.
 
 A layer loops a :mod:`normrnn.cells` cell over time, layer after layer, built by composition:
 :func:`~normrnn.layers.recurrence.run_direction` (one cell, one direction) → :class:`Recurrence` (one
@@ -17,7 +17,8 @@ layer, one or two directions) → :class:`RecurrentLayer` (the stack):
   of a sequence, passing the state along, equals one call on the whole sequence;
 - ``layer.cells()`` iterates the cells and ``layer.cell(k, d)`` picks one.
 
-Nothing depends on the spatial size, so one module runs at any resolution.
+Nothing depends on the spatial size, so one module runs at any resolution. :class:`STLSTM` steps its layers
+together instead (PredRNN's memory zigzags through them).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from .lstm import LSTM, ConvLSTM
 from .options import ConvGRULayerOptions, ConvLSTMLayerOptions, GRULayerOptions, LayerOptions, LSTMLayerOptions
 from .recurrence import Recurrence, reverse_order, run_direction
 from .stack import RecurrentLayer, layer_for
+from .stlstm import STLSTM
 
-__all__ = ["GRU", "LSTM", "ConvGRU", "ConvGRULayerOptions", "ConvLSTM", "ConvLSTMLayerOptions", "GRULayerOptions",
-           "LSTMLayerOptions", "LayerOptions", "Recurrence", "RecurrentLayer", "layer_for", "reverse_order",
-           "run_direction"]
+__all__ = ["GRU", "LSTM", "STLSTM", "ConvGRU", "ConvGRULayerOptions", "ConvLSTM", "ConvLSTMLayerOptions",
+           "GRULayerOptions", "LSTMLayerOptions", "LayerOptions", "Recurrence", "RecurrentLayer", "layer_for",
+           "reverse_order", "run_direction"]

@@ -80,9 +80,13 @@ class AxisNorm(Norm):
         canonical = self.layout.axes(axes, what="param_axes")
         if "B" in canonical:
             raise ValueError(f"param_axes={param_axes!r} includes the batch axis; parameters cannot depend on B")
+        if param_shape is not None and "C" in axes and len(param_shape) == len(canonical) - 1:
+            # the channel size left out: this norm's own, so one norm_kwargs serves norms of several widths
+            assert self.num_channels is not None  # set before the parameters
+            param_shape = [*param_shape[: axes.index("C")], self.num_channels, *param_shape[axes.index("C"):]]
         if param_shape is None or len(param_shape) != len(canonical):
-            raise ValueError(f"param_axes={param_axes!r} needs param_shape with one size per axis, "
-                             f"got {param_shape!r}")
+            raise ValueError(f"param_axes={param_axes!r} needs param_shape with one size per axis (the channels' "
+                             f"may be left out), got {param_shape!r}")
         sizes = dict(zip(axes, param_shape, strict=True))  # the user's order
         shape = tuple(int(sizes[c]) for c in canonical)  # layout order
         if "C" in canonical and shape[canonical.index("C")] != self.num_channels:

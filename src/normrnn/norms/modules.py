@@ -52,7 +52,8 @@ class LayerNorm(AxisNorm):
         scale: learn the scale γ (Keras ``scale``). Default: ``True``.
         param_axes: axes the parameters span. Default: C (per channel, any resolution). Set equal to
             ``reduce`` for PyTorch's elementwise ``nn.LayerNorm`` parameters.
-        param_shape: sizes of ``param_axes``, needed when they are more than C. Default: ``None``.
+        param_shape: sizes of ``param_axes``, needed when they are more than C; the channels' size may be left out
+            (``(H, W)`` with ``param_axes="CHW"``: this norm's own C). Default: ``None``.
 
     Shape:
         - Input: any shape in ``layout``, e.g. ``(B, T, C, H, W)``; ``mask``: ``(B, T)``, True where valid.

@@ -15,8 +15,8 @@ from typing import Any
 from .checks import canonical_norm
 from .rows import SUMMARIZED
 
-__all__ = ["METRICS", "Aggregate", "aggregate", "best_lr", "differ", "diverged_everywhere", "main_variants", "mean_ci",
-           "median_range", "stability_frontier"]
+__all__ = ["METRICS", "Aggregate", "aggregate", "baseline_name", "best_lr", "differ", "diverged_everywhere",
+           "main_variants", "mean_ci", "median_range", "stability_frontier"]
 
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086]  # Student's t, two-sided 95%, df = 1..20
@@ -113,8 +113,19 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> list[Aggregate]:
         agg["plateau"] = [r["plateau"] for r in ok if isinstance(r.get("plateau"), bool)]  # rows before: none
         agg["saturation_curve"] = _mean_curve([r["gate_saturation_curve"] for r in g
                                                if r.get("gate_saturation_curve")])
+        params = [r["params"] for r in g if isinstance(r.get("params"), int)]
+        agg["params"] = max(params) if params else None  # one model per variant: the seeds' counts are equal
+        biases = [r["bias_params"] for r in g if isinstance(r.get("bias_params"), int)]
+        agg["bias_params"] = max(biases) if len(biases) == len(g) else None  # rows written before: unknown
         out.append(agg)
     return out
+
+
+def baseline_name(aggs: Sequence[Aggregate], baseline: str = "none") -> str:
+    """What the reference variant ``baseline`` is called in the report: "bias-only", or "no norm" when its model
+    has no bias at all (rows that know, :attr:`~.rows.ResultRow.bias_params`), as OpenSTL's ConvLSTM."""
+    ref = [a for a in aggs if a["norm"] == baseline]
+    return "no norm" if ref and all(a.get("bias_params") == 0 for a in ref) else "bias-only"
 
 
 def differ(a: Aggregate, b: Aggregate, key: str = "test_mse") -> str | None:

@@ -43,7 +43,7 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 # keys added after studies were already on disk: at these values (what those studies ran) they stay out of the
 # config hash, so those studies' directories keep their hash; any other value is another study
 _LATER_KEYS = {"forget_bias": 1.0, "recurrent_init": "orthogonal", "head": "sigmoid", "warmup": 0.3, "model": None,
-               "data": None, "loss": "mse", "model_version": None, "fresh_train": False}
+               "data": None, "loss": "mse", "model_version": None, "fresh_train": False, "teacher_decay": 2e-5}
 GRID = ("norms", "topologies", "depths", "seeds", "lr_mults", "lr_search")  # which runs; not how each run trains
 LR_SEARCHES = ("grid", "halving")
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -56,7 +56,7 @@ PARTS: dict[str, tuple[str, ...]] = {
     "model": ("model", "cell", "width", "kernel_size", "patch", "norm_inputs", "norm_scope", "forget_bias",
               "recurrent_init", "head", "model_version"),
     "optim": ("loss", "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup", "clip", "precision",
-              "divergence_bound"),
+              "divergence_bound", "teacher_decay"),
     "grid": GRID,
     "run": ("name", "device", "threads", "workers"),  # where and how fast: never a run's numbers (but device)
 }
@@ -98,6 +98,7 @@ _SCALAR_CHECKS: dict[str, Callable[[str, object], None]] = {
     "clip": lambda k, v: number(k, v, minimum=0.0),
     "precision": lambda k, v: choice(k, v, PRECISIONS),
     "divergence_bound": lambda k, v: number(k, v, minimum=0.0, strict=True),
+    "teacher_decay": lambda k, v: number(k, v, minimum=0.0),
     "device": device_name,
     "lr_search": lambda k, v: choice(k, v, LR_SEARCHES),
     "threads": lambda k, v: None if v is None else integer(k, v, minimum=1),
@@ -166,7 +167,7 @@ class StudyConfig:
     seed, epoch), so a run never sees a sequence twice and a resumed run continues the same stream (generated
     datasets only); validation and test stay the fixed sets."""
     cell: str = "convlstm"
-    """The built-in model's cell: ``"convlstm"`` | ``"convgru"``."""
+    """The built-in model's cell: ``"convlstm"`` | ``"convgru"`` | ``"stlstm"`` (PredRNN's ST-LSTM)."""
     width: int = 16
     """Hidden channels per layer."""
     kernel_size: int = 3
@@ -205,6 +206,10 @@ class StudyConfig:
     divergence_bound: float = 2.0
     """A run diverged if a loss is not finite, or rises above the first step's by more than (bound − 1) × |first
     loss| (for a positive loss: exceeds bound × the first step's loss); it stops there."""
+    teacher_decay: float = 2e-5
+    """Scheduled sampling, for a model whose ``forward`` takes ``target=`` and ``teacher=`` keywords: training passes
+    the true future frames and the probability of feeding each one, ``max(0, 1 − teacher_decay × step)``
+    (OpenSTL's default schedule: from 1.0, down 2e-5 per iteration). Evaluation never passes them."""
     device: str = "cpu"
     """``"cpu"`` | ``"cuda"`` | ``"cuda:N"``."""
     threads: int | None = None

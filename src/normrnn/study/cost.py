@@ -55,7 +55,7 @@ def training_step(config: StudyConfig, data: Datasets, spec: RunSpec, *, bf16: b
     device = torch.device(config.device)
     x, y = first_batch(data.train, config.batch_size, device)
     loss_fn = loss_function(config.loss)
-    model = build_model(config, spec).to(device)
+    model = build_model(config, spec, train=data.train).to(device)
 
     def run() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

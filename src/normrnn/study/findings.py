@@ -148,8 +148,9 @@ def _lr(c: Comparison) -> str:
     return text + " (chosen on one seed)" if c.lr_one_seed else text
 
 
-def findings_markdown(found: Sequence[Comparison]) -> str:
-    """The Findings section's tables, one per family, with the test and correction they used stated."""
+def findings_markdown(found: Sequence[Comparison], baseline: str = "bias-only") -> str:
+    """The Findings section's tables, one per family, with the test and correction they used stated; ``baseline``
+    names ``none`` (:func:`~.aggregate.baseline_name`)."""
     if not found:
         return ""
     if all(c.p is None for c in found):
@@ -158,7 +159,7 @@ def findings_markdown(found: Sequence[Comparison]) -> str:
     lines = [f"Welch's t-test on the seeds' test MSEs, each variant at its own best LR; p-values Holm-adjusted within "
              f"each table; a verdict says lower or higher only where the adjusted p < {ALPHA:g}. Difference: the "
              "first minus the second, with its 95% interval."]
-    for family, title, against in ((FAMILIES[0], "Each norm against bias-only (`none`)", "bias-only"),
+    for family, title, against in ((FAMILIES[0], f"Each norm against {baseline} (`none`)", baseline),
                                    (FAMILIES[1], "Each depth against the shallowest", "shallowest")):
         rows = [c for c in found if c.family == family]
         if not rows:

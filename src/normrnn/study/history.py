@@ -80,7 +80,8 @@ def count_spikes(losses: list[float], *, factor: float = 3.0, window: int = 50, 
 
 
 def result_row(config: StudyConfig, spec: RunSpec, history: RunHistory, final: FinalMetrics, *, params: int,
-               memory: float, floor: float | None, bf16: bool, processes: int) -> ResultRow:
+               memory: float, floor: float | None, bf16: bool, processes: int, bias_params: int | None = None,
+               cell: str | None = None) -> ResultRow:
     """The run's row. Weights that turned non-finite after the last step are a result: the run counts as diverged
     there (``final`` not finite), as it would have at a later step."""
     diverged_step = history.diverged_step
@@ -96,7 +97,7 @@ def result_row(config: StudyConfig, spec: RunSpec, history: RunHistory, final: F
     note = None if floor is not None else (f"loss {config.loss} is not finite for the no-learning predictors "
                                            "(constant frames), so steps to learn is undefined")
     return ResultRow(
-        run_id=spec.run_id, study=config.name, config_hash=config.config_hash, cell=config.cell, norm=spec.norm,
+        run_id=spec.run_id, study=config.name, config_hash=config.config_hash, cell=cell, norm=spec.norm,
         topology=spec.topology, depth=spec.depth, seed=spec.seed, lr_mult=spec.lr_mult, test_mse=final.test["mse"],
         test_mae=final.test["mae"], test_ssim=final.test["ssim"], test_psnr=final.test["psnr"],
         train_mse=final.train_mse, diverged=diverged, diverged_step=diverged_step,
@@ -109,4 +110,4 @@ def result_row(config: StudyConfig, spec: RunSpec, history: RunHistory, final: F
         val_mse=history.val_curve[-1] if history.val_curve and not diverged else None, learn_floor_loss=floor,
         steps_to_learn=None if floor is None else steps_to_learn(history.loss, floor), learn_floor_note=note,
         gate_saturation_curve=history.gate_saturation_curve, precision="bf16" if bf16 else "fp32",
-        processes=processes)
+        processes=processes, bias_params=bias_params)

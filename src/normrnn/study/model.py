@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from .config import StudyConfig
     from .grid import RunSpec
 
-__all__ = ["Forecaster", "ModelConfig", "build_model", "model_settings"]
+__all__ = ["Forecaster", "ModelConfig", "bias_elements", "build_model", "frame_settings", "model_settings",
+           "reaches_model", "teaches"]
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -107,11 +108,13 @@ class Forecaster(nn.Module):
         return torch.sigmoid(y) if self.config.head == "sigmoid" else y
 
 
-def build_model(config: StudyConfig, spec: RunSpec, factory: ModelFactory | None = None) -> nn.Module:
+def build_model(config: StudyConfig, spec: RunSpec, factory: ModelFactory | None = None, *,
+                train: Any = None) -> nn.Module:
     """The run's model, initialized from its seed: normrnn's :class:`Forecaster`, or ``factory(norm=...,
     topology=..., depth=..., seed=..., **model settings)`` (a user's own model, e.g. one without normrnn's
     cells); the factory receives the config's model settings that its signature accepts (or all, if it takes
-    ``**kwargs``)."""
+    ``**kwargs``), and the frames it will see (:func:`frame_settings`, from ``train``, the training set, when
+    given)."""
     torch.manual_seed(spec.seed)
     if factory is None and config.model is not None:
         factory = resolve(config.model, "model factory")
@@ -120,7 +123,7 @@ def build_model(config: StudyConfig, spec: RunSpec, factory: ModelFactory | None
         try:
             with no_exit(f"model factory {name}"):
                 return factory(norm=spec.norm, topology=spec.topology, depth=spec.depth, seed=spec.seed,
-                               **accepted(factory, model_settings(config)))
+                               **accepted(factory, model_settings(config, train)))
         except FactoryExit:
             raise
         except Exception as e:  # the user's code: name it, in one line
@@ -129,8 +132,48 @@ def build_model(config: StudyConfig, spec: RunSpec, factory: ModelFactory | None
     return Forecaster(ModelConfig.for_run(config, spec), frames_in=config.frames_in, frames_out=config.frames_out)
 
 
-def model_settings(config: StudyConfig) -> dict[str, Any]:
-    """The config's model part (less the factory's own name and version) and the frames in and out, as a model
+def reaches_model(config: StudyConfig, name: str, factory: ModelFactory | None = None) -> bool:
+    """Whether the model setting ``name`` reaches the run's model: always for normrnn's forecaster; for a model
+    factory, where its signature takes it (or ``**kwargs``). Rows record only the settings that do."""
+    if factory is None and config.model is None:
+        return True
+    return name in accepted(factory or resolve(config.model or "", "model factory"), {name: None})
+
+
+def bias_elements(model: nn.Module) -> int:
+    """The elements of the model's bias parameters (named ``bias*``: convolutions', norms' shifts, ``bias_hn``)."""
+    return sum(p.numel() for name, p in model.named_parameters() if name.rpartition(".")[2].startswith("bias"))
+
+
+def teaches(model: nn.Module) -> bool:
+    """Whether ``model.forward`` takes ``target=`` and ``teacher=`` by name: then training passes it the true future
+    frames and the probability of feeding each (scheduled sampling, :attr:`StudyConfig.teacher_decay`)."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return "target" in params and "teacher" in params
+
+
+def model_settings(config: StudyConfig, train: Any = None) -> dict[str, Any]:
+    """The config's model part (less the factory's own name and version) and :func:`frame_settings`, as a model
     factory may take them."""
     settings = {k: v for k, v in config.part("model").items() if k not in ("model", "model_version")}
-    return {**settings, "frames_in": config.frames_in, "frames_out": config.frames_out}
+    return {**settings, **frame_settings(config, train)}
+
+
+def frame_settings(config: StudyConfig, train: Any = None) -> dict[str, Any]:
+    """What a model factory may take about its input: ``frames_in``, ``frames_out`` and, for frames ``(T, C, H,
+    W)``, their ``size`` (``H``, or ``(H, W)`` when not square) and ``channels``; from the first sample of
+    ``train`` (a data factory's) when given, else from the config (built-in data: one channel, ``size``)."""
+    out: dict[str, Any] = {"frames_in": config.frames_in, "frames_out": config.frames_out}
+    if train is None or config.data is None:
+        return {**out, "size": config.size, "channels": 1}
+    x, y = train[0][:2]
+    out |= {"frames_in": int(x.shape[0]), "frames_out": int(y.shape[0])}
+    if x.dim() == 4:  # (T, C, H, W) frames
+        _, C, H, W = x.shape
+        out |= {"size": int(H) if H == W else (int(H), int(W)), "channels": int(C)}
+    return out

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write, atomic_write_csv
-from .aggregate import Aggregate, main_variants
+from .aggregate import Aggregate, baseline_name, main_variants
 from .config import BASELINE
 from .metrics import SATURATED
 from .rows import TOPOLOGIES
@@ -231,8 +231,9 @@ def plot_generalization(main: list[Aggregate], out: Path, prefix: str) -> str | 
     return _save(fig, out / f"{prefix}generalization.png")
 
 
-def plot_cost(cost: dict[str, Any], out: Path, prefix: str) -> str:
-    """Paired step-time ratios to bias-only (median, min-max over rounds), per norm, topology and depth."""
+def plot_cost(cost: dict[str, Any], out: Path, prefix: str, baseline: str = "bias-only") -> str:
+    """Paired step-time ratios to ``baseline`` (``none``; median, min-max over rounds), per norm, topology and
+    depth."""
     plt = _pyplot()
     rows = [r for r in cost["rows"] if r["norm"] != BASELINE and r["ratio"] is not None]
     rows.sort(key=lambda r: (TOPOLOGIES.index(r["topology"]), r["depth"], r["norm"]))
@@ -246,7 +247,7 @@ def plot_cost(cost: dict[str, Any], out: Path, prefix: str) -> str:
                 fmt="none", ecolor="k", capsize=2)
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(range(len(rows)), labels, fontsize=6, rotation=60, ha="right", rotation_mode="anchor")
-    ax.set(ylabel="training step time ÷ bias-only", title="cost: paired, interleaved rounds\n(bar: median, whisker: "
+    ax.set(ylabel=f"training step time ÷ {baseline}", title="cost: paired, interleaved rounds\n(bar: median, whisker: "
            "min–max)")
     _fit_y(ax, [r["ratio_min"] for r in rows] + [r["ratio_max"] for r in rows] + [1.0], None)
     return _save(fig, out / f"{prefix}cost.png")
@@ -294,8 +295,8 @@ FIGURES: dict[str, tuple[str, str]] = {
                            "test."),
     "saturation.png": ("Gate saturation", "The share of sigmoid gates within 0.01 of 0 or 1 on the validation set "
                        "after each epoch."),
-    "cost.png": ("Cost", "Training-step time ÷ bias-only, timed side by side in interleaved rounds: median and "
-                 "min–max."),
+    "cost.png": ("Cost", "Training-step time ÷ the `none` variant's, timed side by side in interleaved rounds: "
+                 "median and min–max."),
 }
 
 
@@ -319,5 +320,5 @@ def plot_all(aggs: list[Aggregate], out: Path, floor: Floor, cost: dict[str, Any
     names.append(plot_generalization(main, out, prefix))
     names.append(plot_saturation(main, out, prefix))
     if cost is not None and any(r["norm"] != BASELINE and r["ratio"] is not None for r in cost["rows"]):
-        names.append(plot_cost(cost, out, prefix))
+        names.append(plot_cost(cost, out, prefix, baseline_name(aggs)))
     return [n for n in names if n]

@@ -64,7 +64,8 @@ def choose_precision(config: StudyConfig, data: Datasets, *, rounds: int = _ROUN
     depths = config.depths if depths is None else depths
     calls = {}
     for depth in depths:
-        model = build_model(config, RunSpec(config.norms[0], config.topologies[0], depth, 0, 1.0)).to(device)
+        spec = RunSpec(config.norms[0], config.topologies[0], depth, 0, 1.0)
+        model = build_model(config, spec, train=data.train).to(device)
         for bf16 in (False, True):
             calls[f"d{depth} {'bf16' if bf16 else 'fp32'}"] = _step(model, x, y, loss, bf16)
     samples = time_interleaved(calls, rounds=rounds, repeats=1, warmup=1,

@@ -43,14 +43,14 @@ def check_factories(config: StudyConfig) -> Datasets | None:
         raise ValueError(f"data factory {config.data}: its first {config.batch_size} training samples do not make "
                          f"a batch: {type(e).__name__}: {first_line(e)}") from None
     spec, *others = {(s.norm, s.topology, s.depth): s for s in planned_runs(config)}.values()
-    model = build_model(config, spec)
+    model = build_model(config, spec, train=data.train)
     if config.model is not None:
         device = torch.device(config.device)
         pred = check_model(config.model, model, x, y, device=device)
         for other in others:  # a model that is wrong only for a later variant fails here too, not mid-study
             with torch.no_grad():
-                check_model(f"{config.model} ({_variant(other)})", build_model(config, other), x, y, grad=False,
-                            device=device)
+                check_model(f"{config.model} ({_variant(other)})", build_model(config, other, train=data.train), x,
+                            y, grad=False, device=device)
     else:
         try:
             pred = model(x)

@@ -52,6 +52,13 @@ PRESETS: dict[str, StudyConfig] = {
                             epochs=24, batch_size=16, lr=3e-3, threads=2, workers=2, precision="auto",
                             norms=("none", "layer", "group:8"), depths=(1, 4, 8), seeds=(0, 1, 2),
                             lr_mults=(3.0, 10.0), lr_search="halving"),
+    # PredRNN's question: its ST-LSTM (separate norms on the x, h and m projections, as the authors' code) with
+    # none/layer/group:8 at depths 2 and 4, 3 seeds, on converge's data and budget, each variant at its best LR
+    "predrnn": StudyConfig(name="predrnn", dataset="moving_mnist_5k", size=32, patch=2, width=16, frames_in=5,
+                           frames_out=5, fresh_train=True, train_samples=800, val_samples=128, test_samples=256,
+                           epochs=24, batch_size=16, lr=3e-3, threads=2, workers=2, precision="auto", cell="stlstm",
+                           norm_inputs="separate", norms=("none", "layer", "group:8"), topologies=("stacked",),
+                           depths=(2, 4), seeds=(0, 1, 2), lr_mults=(3.0, 10.0), lr_search="halving"),
     # about an hour on CPU: three seeds and a 10x learning-rate stress test
     "standard": StudyConfig(name="standard", size=32, patch=2, width=16, train_samples=480, val_samples=64,
                             test_samples=128, epochs=6, batch_size=16, lr=3e-3, seeds=(0, 1, 2),
@@ -71,7 +78,8 @@ PRESETS: dict[str, StudyConfig] = {
 # wall time of `normrnn study --preset NAME` from start to report, measured on our 2-core CPU machine (docs/guides/
 # study.md); None: not measured since the preset last changed (`--plan` estimates it on your machine)
 PRESET_WALL: dict[str, str | None] = {"smoke": "35 s", "quick": "5 min", "tuned": "25 min", "converge": "106 min",
-                                      "deep": None, "stability": None, "standard": None, "gpu": None, "full": None}
+                                      "predrnn": None, "deep": None, "stability": None, "standard": None, "gpu": None,
+                                      "full": None}
 
 
 def preset_table() -> str:

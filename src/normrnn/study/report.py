@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_csv, atomic_write_text
-from .aggregate import Aggregate, aggregate, differ, diverged_everywhere, mean_ci, stability_frontier
+from .aggregate import Aggregate, aggregate, baseline_name, differ, diverged_everywhere, mean_ci, stability_frontier
 from .config import BASELINE
 from .findings import find, findings_json, findings_markdown
 from .plots import figure_markdown, plot_all
@@ -142,7 +142,7 @@ def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | 
         return []
     at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
     deepest = max(a["depth"] for a in main)
-    out = []
+    out, base = [], baseline_name(aggs)
     for topo, question in (("stacked", "Does layer norm matter when ConvLSTM layers are stacked"),
                            ("residual", "With skip connections (residual)")):
         ln, none = at.get(("layer", topo, deepest)), at.get((BASELINE, topo, deepest))
@@ -150,7 +150,7 @@ def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | 
             ours, theirs = fmt(ln["test_mse"], ln["test_mse_ci"]), fmt(none["test_mse"], none["test_mse_ci"])
             several = len({a["lr_mult"] for a in aggs}) > 1
             lr = (lambda a: f" at its best lr × {a['lr_mult']:g}") if several else (lambda a: "")
-            out.append(f"- **{question}?** At depth {deepest} ({topo}), `layer`{lr(ln)} test MSE {ours} vs bias-only"
+            out.append(f"- **{question}?** At depth {deepest} ({topo}), `layer`{lr(ln)} test MSE {ours} vs {base}"
                        f"{lr(none)} {theirs}{verdict(ln, none)}.")
     if len({a["lr_mult"] for a in aggs}) > 1:
         frontier = stability_frontier(aggs, floor)
@@ -170,7 +170,7 @@ def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | 
     if pairs:
         a, b = max(pairs, key=lambda p: p[0]["depth"])
         out.append(f"- **Does layer norm help training but hurt test accuracy?** At depth {a['depth']} "
-                   f"({a['topology']}): train MSE {fmt(a['train_mse'])} vs bias-only {fmt(b['train_mse'])}, gap "
+                   f"({a['topology']}): train MSE {fmt(a['train_mse'])} vs {base} {fmt(b['train_mse'])}, gap "
                    f"{fmt(a['gap'], a['gap_ci'])} vs {fmt(b['gap'], b['gap_ci'])}{verdict(a, b, 'gap')}; test MSE "
                    f"{fmt(a['test_mse'])} vs {fmt(b['test_mse'])}{verdict(a, b)}.")
     group = [a for a in main if a["norm"].startswith("group") and a["depth"] == deepest]
@@ -187,7 +187,7 @@ def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | 
                 ratios[r["norm"]].append(r["ratio"])
         if ratios:
             text = ", ".join(f"`{n}` × {statistics.median(v):.2f}" for n, v in ratios.items())
-            out.append(f"- **What does it cost?** Paired step time ÷ bias-only, median over topologies and depths: "
+            out.append(f"- **What does it cost?** Paired step time ÷ {base}, median over topologies and depths: "
                        f"{text} (per-variant min–max in the Cost table; spans that include 1 are within noise).")
     return out
 
@@ -218,7 +218,7 @@ def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | No
                      "single measurements and none of them is established; run a preset with 3 or more seeds "
                      "(e.g. `--preset tuned`) before drawing conclusions.")
     lines += diverged + _answers(aggs, floor, cost)
-    lines += ["", "Every variant against bias-only:", ""]
+    lines += ["", f"Every variant against {baseline_name(aggs)}:", ""]
     at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
     for (norm, topo, depth), a in at.items():
         ref = at.get((BASELINE, topo, depth))
@@ -226,7 +226,7 @@ def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | No
             continue
         rel = a["test_mse"] / ref["test_mse"] - 1 if ref["test_mse"] else math.nan
         verdict = differ(a, ref)
-        lines.append(f"- {topo}, depth {depth}: `{norm}` test MSE {a['test_mse']:.2f} vs bias-only "
+        lines.append(f"- {topo}, depth {depth}: `{norm}` test MSE {a['test_mse']:.2f} vs {baseline_name(aggs)} "
                      f"{ref['test_mse']:.2f}, {rel:+.1%}" + (f" ({verdict})" if verdict else "") + ".")
     top = max(a["lr_mult"] for a in aggs)
     if top != min(a["lr_mult"] for a in aggs):
@@ -285,7 +285,7 @@ def _study_part(h: str, groups: list[tuple[Path, list[dict[str, Any]]]], out: Pa
     # the training curve is on the validation scale only when it is a per-pixel MSE of frames of known size
     plots = plot_all(aggs, out, floor, cost, f"{name}-{h}-" if several else "", pixels=pixels if mse_loss else None)
     heading = f"## Study {name} ({h}), from {', '.join(str(d) for d, _ in groups)}\n\n" if several else ""
-    findings = findings_markdown(found)
+    findings = findings_markdown(found, baseline_name(aggs))
     return _StudyPart(h, (heading + all_tables(aggs, None if floor is None else floor[1], cost, pixels),
                           baselines_table(baselines), "### Findings\n\n" + findings if findings else "",
                           summarize(aggs, baselines, cost), plots), findings_json(found))

@@ -37,7 +37,7 @@ class ResultRow:
     run_id: str = field(metadata=_meta())  # e.g. group-8_residual_d2_s0_lr1
     study: str = field(metadata=_meta())  # the config's name
     config_hash: str = field(metadata=_meta())  # the study the row belongs to
-    cell: str = field(metadata=_meta())
+    cell: str | None = field(metadata=_meta())  # None: a model factory that does not take the setting
     norm: str = field(metadata=_meta(required=True))
     topology: str = field(metadata=_meta(required=True, choices=TOPOLOGIES))
     depth: int = field(metadata=_meta(required=True, minimum=1))
@@ -71,6 +71,8 @@ class ResultRow:
     gate_saturation_curve: list[float] = field(metadata=_meta("fraction", "lower", minimum=0.0))  # per epoch
     precision: str = field(metadata=_meta(choices=("fp32", "bf16")))
     processes: int = field(default=1, metadata=_meta(minimum=1))  # data-parallel ranks that trained it
+    # elements of the model's bias parameters (bias*); none at all makes the baseline "no norm", not "bias-only"
+    bias_params: int | None = field(default=None, metadata=_meta("parameters", minimum=0.0, omit_none=True))
 
     def to_dict(self) -> dict[str, Any]:
         """The row as written: every field in order, less the ``omit_none`` ones that are ``None``."""

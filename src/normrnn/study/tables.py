@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .aggregate import Aggregate, differ, main_variants, median_range, stability_frontier
+from .aggregate import Aggregate, baseline_name, differ, main_variants, median_range, stability_frontier
 from .metrics import LEARN_FRACTION, LEARN_WINDOW, PLATEAU_GAIN, SATURATED
 from .plots import MSE_LABEL
 from .rows import TOPOLOGIES
@@ -102,19 +102,31 @@ def _accuracy(aggs: list[Aggregate]) -> str:
     frames = any(math.isfinite(a["test_ssim"]) for a in aggs)  # SSIM and PSNR only for frame targets
     lines = [f"### Accuracy and gate health (lr × {base:g}; mean ± 95% CI over seeds)", "",
              f"Test {MSE_LABEL if frames else 'MSE per element'}, lower is better. Speed is in the Cost section, "
-             "measured side by side with bias-only.", "",
-             "| topology | depth | norm | runs | test MSE ↓ | test MAE ↓ | " + ("SSIM ↑ | PSNR ↑ | " if frames else "")
-             + "diverged | peak MB | saturated gates | loss spikes |",
-             "|---|---|---|---|---|---|" + ("---|---|" if frames else "") + "---|---|---|---|"]
+             f"measured side by side with {baseline_name(aggs)}.", "",
+             "| topology | depth | norm | runs | params | test MSE ↓ | test MAE ↓ | "
+             + ("SSIM ↑ | PSNR ↑ | " if frames else "") + "diverged | peak MB | saturated gates | loss spikes |",
+             "|---|---|---|---|---|---|---|" + ("---|---|" if frames else "") + "---|---|---|---|"]
     for a in _base(aggs):
         quality = (f"{fmt(a['test_ssim'], a['test_ssim_ci'], 3)} | {fmt(a['test_psnr'], a['test_psnr_ci'])} | "
                    if frames else "")
         sat = "–" if not math.isfinite(a["gate_saturation"]) else f"{100 * a['gate_saturation']:.1f}%"
         lines.append(
-            f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['runs']} | {fmt(a['test_mse'], a['test_mse_ci'])} "
+            f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['runs']} | {_count(a.get('params'))} "
+            f"| {fmt(a['test_mse'], a['test_mse_ci'])} "
             f"| {fmt(a['test_mae'], a['test_mae_ci'])} | {quality}{a['diverged_rate']:.0%} "
             f"| {fmt(a['peak_mem_mb'], digits=1)} | {sat} | {a['loss_spikes']:.1f} |")
+    if not any(math.isfinite(a["gate_saturation"]) for a in aggs):
+        lines += ["", "Saturated gates –: the model's cells expose no gate probe (normrnn's cells do; a cell of your "
+                  "own can, with a `gate_probe` attribute it calls with its sigmoid gates, as the own-model guide "
+                  "shows)."]
     return "\n".join(lines)
+
+
+def _count(n: int | None) -> str:
+    """A parameter count as a reader compares them: 12.3k, 1.05M."""
+    if n is None:
+        return "–"
+    return f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}k" if n >= 1e3 else str(n)
 
 
 def _openstl_metrics(aggs: list[Aggregate], pixels: int | None) -> str:
@@ -193,21 +205,21 @@ def _generalization(aggs: list[Aggregate]) -> str:
     return "\n".join(lines)
 
 
-def _cost(cost: dict[str, Any] | None) -> str:
+def _cost(cost: dict[str, Any] | None, base: str = "bias-only") -> str:
     if cost is None:
         return ("### Cost\n\nNo paired cost measurement (`cost.json`) in this directory. `normrnn study` writes it "
-                "before its first run, timing every variant side by side with bias-only; run it on this directory "
+                "before its first run, timing every variant side by side with `none`; run it on this directory "
                 "to measure (finished runs are not trained again).")
     lines = ["### Cost", "",
              f"One training step (forward + backward, batch {cost['batch_size']}) of each variant's model at the "
-             f"study's shapes, timed in {cost['rounds']} interleaved rounds with bias-only of the same topology and "
+             f"study's shapes, timed in {cost['rounds']} interleaved rounds with {base} of the same topology and "
              f"depth beside it ({cost['threads']} thread{'s' if cost['threads'] != 1 else ''}). "
              "*step ms* is the median of the variant's own times; "
-             "*÷ bias-only* is the median of its per-round ratios to bias-only timed beside it, with their min–max. "
+             f"*÷ {base}* is the median of its per-round ratios to {base} timed beside it, with their min–max. "
              "The two need not agree: the ratio of two medians is not the median of the paired ratios, and the "
              f"paired one cancels what the machine did in each round. *noisy*: the rounds' ratios spread by more than "
              f"{NOISY:g}× (max ÷ min); read those ratios as rough.", "",
-             "| topology | depth | norm | step ms | ÷ bias-only | min–max | |", "|---|---|---|---|---|---|---|"]
+             f"| topology | depth | norm | step ms | ÷ {base} | min–max | |", "|---|---|---|---|---|---|---|"]
     for r in sorted(cost["rows"], key=lambda r: (TOPOLOGIES.index(r["topology"]), r["depth"])):
         span = "–" if r["ratio"] is None else f"{r['ratio_min']:.2f}–{r['ratio_max']:.2f}"
         lines.append(f"| {r['topology']} | {r['depth']} | {r['norm']} | {r['step_ms']:.1f} | {fmt(r['ratio'])} "
@@ -228,7 +240,7 @@ def all_tables(aggs: list[Aggregate], floor: float | None = None, cost: dict[str
                pixels: int | None = None) -> str:
     return "\n\n".join(p for p in (_best_lr(aggs), _accuracy(aggs), _openstl_metrics(aggs, pixels),
                                     _time_to_learn(aggs), _depth(aggs), _stability(aggs, floor), _generalization(aggs),
-                                    _cost(cost)) if p)
+                                    _cost(cost, baseline_name(aggs))) if p)
 
 
 def baselines_table(rows: dict[str, dict[str, float]]) -> str:

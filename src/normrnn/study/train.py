@@ -28,7 +28,7 @@ from .factories import batch, loss_function, size_of
 from .grid import RunSpec
 from .history import NOT_EVALUATED, FinalMetrics, RunHistory, grew, result_row
 from .metrics import SATURATED, no_learning_guesses, prediction_metrics, probed_cells
-from .model import ModelFactory, build_model
+from .model import ModelFactory, bias_elements, build_model, reaches_model, teaches
 from .tensorboard import RunLogger
 
 __all__ = ["saved_tensor_megabytes", "train_run"]
@@ -36,9 +36,11 @@ __all__ = ["saved_tensor_megabytes", "train_run"]
 
 
 def _mse_at(model: nn.Module, x: Tensor, y: Tensor, bf16: bool) -> Tensor:
-    """The MSE of one forward as a training step runs it: under bf16 autocast when the run trains in it."""
+    """The MSE of one forward as a training step runs it: under bf16 autocast when the run trains in it, taught
+    with the target (as its first step) when the model takes it."""
+    taught = {"target": y, "teacher": 1.0} if teaches(model) else {}
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        pred = model(x)
+        pred = model(x, **taught)
     return F.mse_loss(pred.float(), y)
 
 
@@ -165,13 +167,13 @@ def train_run(
     local_batch = local_batch_size(config.batch_size, rank.world_size)
     total_steps = config.epochs * math.ceil(len(sampler) / local_batch)
     ckpt_path = run_dir / "checkpoint.pt"
-    state = _resume(lambda: _start(config, spec, model_factory, device, rank, total_steps), ckpt_path,
+    state = _resume(lambda: _start(config, spec, model_factory, device, rank, total_steps, data.train), ckpt_path,
                     config.config_hash, rank)
     history = state.history
     logger = RunLogger(run_dir, purge_step=len(history.loss)) if tensorboard and rank.is_main else None
     loop = _Loop(config, spec, data, device, rank, sampler, local_batch, loss_function(config.loss),
                  _data_parallel(state.model, device) if rank.active else state.model, logger, on_step,
-                 bf16=precision == "bf16")
+                 bf16=precision == "bf16", teach=teaches(state.model))
     _train_epochs(loop, state, ckpt_path, on_epoch)
     if loop.memory is None:  # resumed after the last epoch: measure on one batch
         first = batch(data.train, torch.arange(min(local_batch, size_of(data.train))), device)
@@ -181,7 +183,9 @@ def train_run(
     final = NOT_EVALUATED if history.diverged_step is not None else _evaluate_final(config, state.model, data, device,
                                                                                      bf16=loop.bf16)
     row = result_row(config, spec, history, final, params=sum(p.numel() for p in state.model.parameters()),
-                     memory=loop.memory, floor=_learn_floor(config, data), bf16=loop.bf16, processes=rank.world_size)
+                     memory=loop.memory, floor=_learn_floor(config, data), bf16=loop.bf16, processes=rank.world_size,
+                     bias_params=bias_elements(state.model),
+                     cell=config.cell if reaches_model(config, "cell", model_factory) else None)
     return row.to_dict()
 
 
@@ -212,13 +216,14 @@ class _Loop:
     on_step: Callable[[int], None] | None
     bf16: bool = False  # bf16 autocast (the study's precision)
     memory: float | None = None  # peak training MB, measured on the first batch of this call
+    teach: bool = False  # the model takes target= and teacher= (scheduled sampling)
 
 
 def _start(config: StudyConfig, spec: RunSpec, factory: ModelFactory | None, device: torch.device, rank: Rank,
-           total_steps: int) -> _State:
+           total_steps: int, train: Any) -> _State:
     """A fresh run: the model from its seed, AdamW, the schedule and an empty history."""
     lr = config.lr * spec.lr_mult
-    model = build_model(config, spec, factory).to(device)
+    model = build_model(config, spec, factory, train=train).to(device)
     if rank.active:
         convert_sync_batchnorm(model)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
@@ -276,8 +281,10 @@ def _step(loop: _Loop, state: _State, x: Tensor, y: Tensor, n: int) -> float | N
     """One optimizer step on ``n`` samples: the global batch's loss, or None when it diverged."""
     config, history = loop.config, state.history
     start = time.perf_counter()
+    # scheduled sampling: the true future frames, fed with a probability that falls by teacher_decay per step
+    taught = {"target": y, "teacher": max(0.0, 1.0 - config.teacher_decay * len(history.loss))} if loop.teach else {}
     with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=loop.bf16):
-        pred = loop.net(x)
+        pred = loop.net(x, **taught)
     loss = loop.loss_fn(pred.float(), y)
     loss.backward()
     grad_norm = float(nn.utils.clip_grad_norm_(state.model.parameters(), config.clip or math.inf))  # 0: no clip
