@@ -5,7 +5,9 @@ converter's reference outputs come from OpenSTL's own code, stored by ``tests/fi
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -32,7 +34,11 @@ class ConvLSTMCell(nn.Module):
         return torch.sigmoid(o) * torch.tanh(c), c
 
 
-class ConvLSTM_Model(nn.Module):  # OpenSTL's name
+class _Model(nn.Module):
+    """An OpenSTL model's parameters: its ``cell_list`` of ``cell_class`` and the 1×1 ``conv_last``."""
+
+    cell_class: type[nn.Module]
+
     def __init__(self, num_hidden: list[int], *, size: tuple[int, int], channels: int, frames: tuple[int, int],
                  layer_norm: int, filter_size: int = 3) -> None:
         super().__init__()
@@ -40,9 +46,13 @@ class ConvLSTM_Model(nn.Module):  # OpenSTL's name
                                              reverse_scheduled_sampling=0)
         self.num_hidden = num_hidden
         self.cell_list = nn.ModuleList(
-            ConvLSTMCell(channels if i == 0 else num_hidden[i - 1], c, *size, filter_size, layer_norm)
+            self.cell_class(channels if i == 0 else num_hidden[i - 1], c, *size, filter_size, layer_norm)
             for i, c in enumerate(num_hidden))
         self.conv_last = nn.Conv2d(num_hidden[-1], channels, 1, bias=False)
+
+
+class ConvLSTM_Model(_Model):  # OpenSTL's name
+    cell_class = ConvLSTMCell
 
     def forward(self, frames: Tensor) -> Tensor:
         """``(B, T, C, H, W)`` → the next frame after each, without scheduled sampling (for the audit)."""
@@ -74,14 +84,12 @@ class SpatioTemporalLSTMCell(nn.Module):
         self.conv_last = nn.Conv2d(2 * num_hidden, num_hidden, 1, bias=False)
 
 
-class PredRNN_Model(nn.Module):  # OpenSTL's name
-    def __init__(self, num_hidden: list[int], *, size: tuple[int, int], channels: int, frames: tuple[int, int],
-                 layer_norm: int, filter_size: int = 3) -> None:
-        super().__init__()
-        self.configs = types.SimpleNamespace(pre_seq_length=frames[0], aft_seq_length=frames[1], layer_norm=layer_norm,
-                                             reverse_scheduled_sampling=0)
-        self.num_hidden = num_hidden
-        self.cell_list = nn.ModuleList(
-            SpatioTemporalLSTMCell(channels if i == 0 else num_hidden[i - 1], c, *size, filter_size, layer_norm)
-            for i, c in enumerate(num_hidden))
-        self.conv_last = nn.Conv2d(num_hidden[-1], channels, 1, bias=False)
+class PredRNN_Model(_Model):  # OpenSTL's name
+    cell_class = SpatioTemporalLSTMCell
+
+
+def fixture(name: str) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+    """``tests/fixtures/NAME.npz``: the OpenSTL module's state dict, and the rest (inputs, outputs, settings)."""
+    data = np.load(Path(__file__).parent / "fixtures" / f"{name}.npz")
+    params = {k[len("param/"):]: torch.from_numpy(data[k]) for k in data.files if k.startswith("param/")}
+    return params, {k: data[k] for k in data.files if not k.startswith("param/")}

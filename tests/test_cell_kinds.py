@@ -8,8 +8,16 @@ import dataclasses
 import pytest
 import torch
 
-from normrnn.cells import (ConvGRUCell, ConvLSTMCell, GRUCell, LSTMCell, STLSTMCell, cell_kind, cell_kinds,
-                           register_cell_kind)
+from normrnn.cells import (
+    ConvGRUCell,
+    ConvLSTMCell,
+    GRUCell,
+    LSTMCell,
+    STLSTMCell,
+    cell_kind,
+    cell_kinds,
+    register_cell_kind,
+)
 from normrnn.cells.kinds import _KINDS
 from normrnn.layers import GRU, LSTM, STLSTM, ConvGRU, ConvLSTM, layer_for
 from normrnn.study import StudyConfig

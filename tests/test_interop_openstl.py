@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -14,21 +13,13 @@ from normrnn.cells import ConvLSTMCell
 from normrnn.interop import OpenSTLModel, convlstm_from_openstl
 from normrnn.layers import ConvLSTM
 from normrnn.norms import LayerNorm
-from openstl_mirror import ConvLSTM_Model
+from openstl_mirror import ConvLSTM_Model, fixture
 from openstl_mirror import ConvLSTMCell as OpenSTLCell
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def _fixture(name: str) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
-    data = np.load(FIXTURES / f"{name}.npz")
-    params = {k[len("param/"):]: torch.from_numpy(data[k]) for k in data.files if k.startswith("param/")}
-    return params, {k: data[k] for k in data.files if not k.startswith("param/")}
 
 
 @pytest.mark.parametrize("layer_norm", [0, 1])
 def test_one_cell_stepped_over_a_sequence_equals_openstls(layer_norm: int) -> None:
-    params, data = _fixture(f"openstl_convlstm_cell_ln{layer_norm}")
+    params, data = fixture(f"openstl_convlstm_cell_ln{layer_norm}")
     theirs = OpenSTLCell(3, 8, 6, 5, 3, layer_norm)
     theirs.load_state_dict(params)
     cell = convlstm_from_openstl(theirs)
@@ -47,7 +38,7 @@ def test_one_cell_stepped_over_a_sequence_equals_openstls(layer_norm: int) -> No
 
 @pytest.mark.parametrize("layer_norm", [0, 1])
 def test_a_whole_model_with_scheduled_sampling_equals_openstls(layer_norm: int) -> None:
-    params, data = _fixture(f"openstl_convlstm_model_ln{layer_norm}")
+    params, data = fixture(f"openstl_convlstm_model_ln{layer_norm}")
     frames_in, frames_out = (int(v) for v in data["seq"])
     theirs = ConvLSTM_Model([8, 8], size=(6, 5), channels=4, frames=(frames_in, frames_out), layer_norm=layer_norm)
     theirs.load_state_dict(params)
@@ -96,7 +87,7 @@ def test_center_and_scale_in_norm_kwargs_reach_the_norms() -> None:
 
 @pytest.mark.parametrize("layer_norm", [0, 1])
 def test_the_mirror_the_audit_runs_steps_as_openstl_does(layer_norm: int) -> None:
-    params, data = _fixture(f"openstl_convlstm_cell_ln{layer_norm}")
+    params, data = fixture(f"openstl_convlstm_cell_ln{layer_norm}")
     cell = OpenSTLCell(3, 8, 6, 5, 3, layer_norm)
     cell.load_state_dict(params)
     h = c = torch.zeros(2, 8, 6, 5)

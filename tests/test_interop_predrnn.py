@@ -3,9 +3,6 @@ perturbed norm weights), for one cell stepped over a sequence and for a whole mo
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -13,20 +10,12 @@ from torch import nn
 from normrnn.cells import STLSTMCell
 from normrnn.interop import OpenSTLModel, predrnn_from_openstl
 from normrnn.layers import STLSTM
-from openstl_mirror import PredRNN_Model, SpatioTemporalLSTMCell
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def _fixture(name: str) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
-    data = np.load(FIXTURES / f"{name}.npz")
-    params = {k[len("param/"):]: torch.from_numpy(data[k]) for k in data.files if k.startswith("param/")}
-    return params, {k: data[k] for k in data.files if not k.startswith("param/")}
+from openstl_mirror import PredRNN_Model, SpatioTemporalLSTMCell, fixture
 
 
 @pytest.mark.parametrize("layer_norm", [0, 1])
 def test_one_cell_stepped_over_a_sequence_equals_openstls(layer_norm: int) -> None:
-    params, data = _fixture(f"openstl_predrnn_cell_ln{layer_norm}")
+    params, data = fixture(f"openstl_predrnn_cell_ln{layer_norm}")
     theirs = SpatioTemporalLSTMCell(3, 8, 6, 5, 3, layer_norm)
     theirs.load_state_dict(params)
     cell = predrnn_from_openstl(theirs)
@@ -43,7 +32,7 @@ def test_one_cell_stepped_over_a_sequence_equals_openstls(layer_norm: int) -> No
 
 @pytest.mark.parametrize("layer_norm", [0, 1])
 def test_a_whole_model_with_the_zigzag_memory_equals_openstls(layer_norm: int) -> None:
-    params, data = _fixture(f"openstl_predrnn_model_ln{layer_norm}")
+    params, data = fixture(f"openstl_predrnn_model_ln{layer_norm}")
     frames_in, frames_out = (int(v) for v in data["seq"])
     theirs = PredRNN_Model([8, 8], size=(6, 5), channels=4, frames=(frames_in, frames_out), layer_norm=layer_norm)
     theirs.load_state_dict(params)

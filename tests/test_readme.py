@@ -99,9 +99,10 @@ def test_links_into_the_site_land_on_a_heading(page: str, heading: str) -> None:
 CONVERGE = ROOT / "results" / "converge"  # the converge study's rows and timings, as it ran for the README
 
 
-STUDIES = {  # the committed studies the README reports: rows, config hash, depths
-    "converge": (72, "0ce69f350142", (1, 4, 8)),
-    "tuned": (192, None, (1, 2, 4, 8)),
+STUDIES = {  # the committed studies the README reports: rows, config hash, depths, the README section
+    "converge": (72, "0ce69f350142", (1, 4, 8), "Does normalization matter in stacked ConvLSTMs?"),
+    "tuned": (192, None, (1, 2, 4, 8), "Does normalization matter in stacked ConvLSTMs?"),
+    "predrnn": (24, "64294afe2556", (2, 4), "PredRNN: does normalization matter in its stacked ST-LSTM?"),
 }
 
 
@@ -110,7 +111,7 @@ def _best(name: str) -> dict[tuple[str, str, int], dict]:
     from normrnn.study.results import load_results
 
     rows = load_results(ROOT / "results" / name)
-    count, config_hash, _ = STUDIES[name]
+    count, config_hash, _, _ = STUDIES[name]
     assert len(rows) == count and len({r["config_hash"] for r in rows}) == 1
     assert config_hash is None or rows[0]["config_hash"] == config_hash
     return {(a["topology"], a["norm"], a["depth"]): a for a in main_variants(aggregate(rows))}
@@ -122,8 +123,8 @@ def test_the_readme_answer_tables_are_the_committed_studys(name: str) -> None:
     multiplier."""
     from normrnn.study.tables import fmt
 
-    best, depths = _best(name), STUDIES[name][2]
-    section = _section("Does normalization matter in stacked ConvLSTMs?")
+    best, (_, _, depths, title) = _best(name), STUDIES[name]
+    section = _section(title)
     table = _table(section.split(f"<!-- {name} -->\n")[1].split("\n\n")[0])
     assert table[0] == ["topology", "norm", *(f"depth {d}" for d in depths)]
     assert len(table) == 1 + len({(t, n) for t, n, _ in best})
@@ -157,7 +158,7 @@ def test_the_converge_plan_was_within_a_quarter_of_its_wall_time() -> None:
     assert abs(estimate / wall - 1) <= 0.25, (estimate, wall)
 
 
-@pytest.mark.parametrize("name", ["converge", "tuned"])
+@pytest.mark.parametrize("name", list(STUDIES))
 def test_the_readme_quotes_each_studys_findings_as_its_report_writes_them(name: str, tmp_path) -> None:
     """The README's findings block is the Findings section that ``normrnn report results/NAME`` writes, word for
     word: the claims are generated from the rows, not paraphrased."""

@@ -13,6 +13,7 @@ from .._checks import Factory, input_like_parameters, one_of, positive_int
 from ..kernels import get_backend, resolve_backend
 from ..norms import Norm, NormLike, NormSpec, call_norm
 from ..norms.functional import check_mask
+from .common import CellCommon
 from .fusion import FusedLSTMBlock
 from .gates import GateProbe, NormFn
 from .gates import activation as activation_fn
@@ -26,7 +27,7 @@ __all__ = ["PROJECTIONS", "RecurrentCell"]
 PROJECTIONS = ("auto", "hoisted", "joint")  # how a layer computes W_x * x and W_h * h (see RecurrentCell)
 
 
-class RecurrentCell(nn.Module):
+class RecurrentCell(CellCommon):
     """Base of the gated cells: projections, gate norms, initialization, states and the step.
 
     Subclasses set the class attributes below, build their joint norms in :meth:`_build_norms` and implement
@@ -135,14 +136,6 @@ class RecurrentCell(nn.Module):
         self._check_backend()
 
     @property
-    def spatial_dims(self) -> int:
-        return self.geometry.spatial_dims
-
-    @property
-    def kernel_size(self) -> tuple[int, ...]:
-        return self.geometry.kernel_size
-
-    @property
     def dilation(self) -> tuple[int, ...]:
         return self.geometry.dilation
 
@@ -206,12 +199,6 @@ class RecurrentCell(nn.Module):
         if shift is not None:
             with torch.no_grad():
                 shift[self.forget_gate * C : (self.forget_gate + 1) * C] = self.forget_bias
-
-    def reset_running_stats(self) -> None:
-        """Reset the running statistics of every batch norm in the cell."""
-        for module in self.modules():
-            if module is not self and hasattr(module, "reset_running_stats"):
-                module.reset_running_stats()  # type: ignore[operator]  # as reset_parameters above
 
     # -- projections -----------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from .._checks import Factory, one_of, positive_int
 from ..norms import NormLike, NormSpec, call_norm
 from ..norms.functional import check_mask
+from .common import CellCommon
 from .gates import GateProbe, NormFn
 from .init import RECURRENT_INITS, check_rates, init_recurrent_weight
 from .kinds import register_cell_kind
@@ -74,7 +75,7 @@ def stlstm_gates(gx: Tensor, gh: Tensor, gm: Tensor, c: Tensor, m: Tensor, *, no
     return o * torch.tanh(fuse_hidden(memory)), c_new, m_new
 
 
-class STLSTMCell(nn.Module):
+class STLSTMCell(CellCommon):
     r"""One spatiotemporal LSTM (ST-LSTM) step, PredRNN's cell (Wang et al., NeurIPS 2017; PredRNN-V2, TPAMI 2022),
     with normrnn's norms.
 
@@ -182,14 +183,6 @@ class STLSTMCell(nn.Module):
         self.norm_gates = None if separate else make(_X_GATES)
         self.norm_o = make(1) if self.norm_output else None
 
-    @property
-    def spatial_dims(self) -> int:
-        return self.geometry.spatial_dims
-
-    @property
-    def kernel_size(self) -> tuple[int, ...]:
-        return self.geometry.kernel_size
-
     def reset_parameters(self) -> None:
         """Uniform(±1/sqrt(fan_in)) input and fusion weights; orthogonal (per gate) or uniform ``W_h`` and ``W_m``;
         zero biases with ``forget_bias`` on ``f`` and ``f'``; norms reset."""
@@ -207,12 +200,6 @@ class STLSTMCell(nn.Module):
                 self.bias.zero_()
                 self.bias[C : 2 * C] = self.forget_bias  # f
                 self.bias[4 * C : 5 * C] = self.forget_bias  # f'
-
-    def reset_running_stats(self) -> None:
-        """Reset the running statistics of every batch norm in the cell."""
-        for module in self.modules():
-            if module is not self and hasattr(module, "reset_running_stats"):
-                module.reset_running_stats()  # type: ignore[operator]  # as reset_parameters above
 
     # -- states and checks -----------------------------------------------------------------------------
 

@@ -78,8 +78,8 @@ PRESETS: dict[str, StudyConfig] = {
 # wall time of `normrnn study --preset NAME` from start to report, measured on our 2-core CPU machine (docs/guides/
 # study.md); None: not measured since the preset last changed (`--plan` estimates it on your machine)
 PRESET_WALL: dict[str, str | None] = {"smoke": "35 s", "quick": "5 min", "tuned": "25 min", "converge": "106 min",
-                                      "predrnn": None, "deep": None, "stability": None, "standard": None, "gpu": None,
-                                      "full": None}
+                                      "predrnn": "95 min", "deep": None, "stability": None, "standard": None,
+                                      "gpu": None, "full": None}
 
 
 def preset_table() -> str:
