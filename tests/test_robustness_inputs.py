@@ -106,7 +106,7 @@ def test_report_skips_rows_with_bad_fields_and_names_damaged_files(tmp_path) -> 
         report = write_report([tmp_path])
     messages = " ".join(str(w.message) for w in caught)
     assert "test_mse='5.0'" in messages and "norm=None" in messages and "lacks ['test_mse']" in messages
-    assert "| stacked | 1 | none | 1 | 5.00 |" in report.tables  # the good row alone
+    assert "| stacked | 1 | none | 1 | – | 5.00 |" in report.tables  # the good row alone (its params unknown)
     (tmp_path / "baselines.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"baselines\.json is damaged"):
         write_report([tmp_path])
