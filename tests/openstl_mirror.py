@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,3 +94,29 @@ def fixture(name: str) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
     data = np.load(Path(__file__).parent / "fixtures" / f"{name}.npz")
     params = {k[len("param/"):]: torch.from_numpy(data[k]) for k in data.files if k.startswith("param/")}
     return params, {k: data[k] for k in data.files if not k.startswith("param/")}
+
+
+def converted(mirror: type[nn.Module], convert: Any, name: str, *args: Any, **kwargs: Any) -> tuple[Any, Any, dict]:
+    """OpenSTL's module ``mirror(*args, **kwargs)`` loaded with fixture ``name``'s weights, normrnn's conversion of
+    it, and the fixture's arrays."""
+    params, data = fixture(name)
+    theirs = mirror(*args, **kwargs)
+    theirs.load_state_dict(params)
+    return theirs, convert(theirs), data
+
+
+def assert_steps_equal(cell: nn.Module, data: dict[str, np.ndarray], names: str) -> None:
+    """``cell`` stepped over the fixture's ``x`` gives its state (``names``: "hc" or "hcm") at every step, to 1e-5."""
+    x = torch.from_numpy(data["x"])
+    state = None
+    for t in range(x.shape[1]):
+        state = cell(x[:, t], state, t=t)
+        for name, got in zip(names, state, strict=True):
+            torch.testing.assert_close(got, torch.from_numpy(data[name][:, t]), atol=1e-5, rtol=0)
+
+
+def assert_model_equal(model: nn.Module, data: dict[str, np.ndarray]) -> None:
+    """The converted model on the fixture's frames and mask equals OpenSTL's ``next_frames`` to 1e-5."""
+    with torch.no_grad():
+        out = model(torch.from_numpy(data["frames"]), torch.from_numpy(data["mask_true"]))
+    torch.testing.assert_close(out, torch.from_numpy(data["next_frames"]), atol=1e-5, rtol=0)

@@ -13,40 +13,29 @@ from normrnn.cells import ConvLSTMCell
 from normrnn.interop import OpenSTLModel, convlstm_from_openstl
 from normrnn.layers import ConvLSTM
 from normrnn.norms import LayerNorm
-from openstl_mirror import ConvLSTM_Model, fixture
+from openstl_mirror import ConvLSTM_Model, assert_model_equal, assert_steps_equal, converted, fixture
 from openstl_mirror import ConvLSTMCell as OpenSTLCell
 
 
 @pytest.mark.parametrize("layer_norm", [0, 1])
 def test_one_cell_stepped_over_a_sequence_equals_openstls(layer_norm: int) -> None:
-    params, data = fixture(f"openstl_convlstm_cell_ln{layer_norm}")
-    theirs = OpenSTLCell(3, 8, 6, 5, 3, layer_norm)
-    theirs.load_state_dict(params)
-    cell = convlstm_from_openstl(theirs)
+    _, cell, data = converted(OpenSTLCell, convlstm_from_openstl, f"openstl_convlstm_cell_ln{layer_norm}", 3, 8, 6, 5,
+                              3, layer_norm)
     assert isinstance(cell, ConvLSTMCell)
     assert not any(isinstance(m, nn.LayerNorm) for m in cell.modules())  # normrnn's own norms only
     if layer_norm:
         assert isinstance(cell.norm_x, LayerNorm) and cell.norm_x.bias is not None  # the shift is kept
         assert cell.norm_x.weight.shape == (32, 6, 5)
-    x = torch.from_numpy(data["x"])
-    state = None
-    for t in range(x.shape[1]):
-        state = cell(x[:, t], state, t=t)
-        torch.testing.assert_close(state[0], torch.from_numpy(data["h"][:, t]), atol=1e-5, rtol=0)
-        torch.testing.assert_close(state[1], torch.from_numpy(data["c"][:, t]), atol=1e-5, rtol=0)
+    assert_steps_equal(cell, data, "hc")
 
 
 @pytest.mark.parametrize("layer_norm", [0, 1])
 def test_a_whole_model_with_scheduled_sampling_equals_openstls(layer_norm: int) -> None:
-    params, data = fixture(f"openstl_convlstm_model_ln{layer_norm}")
-    frames_in, frames_out = (int(v) for v in data["seq"])
-    theirs = ConvLSTM_Model([8, 8], size=(6, 5), channels=4, frames=(frames_in, frames_out), layer_norm=layer_norm)
-    theirs.load_state_dict(params)
-    model = convlstm_from_openstl(theirs)
+    theirs, model, data = converted(ConvLSTM_Model, convlstm_from_openstl, f"openstl_convlstm_model_ln{layer_norm}",
+                                    [8, 8], size=(6, 5), channels=4, frames=(4, 3), layer_norm=layer_norm)
+    assert [int(v) for v in data["seq"]] == [4, 3]  # the frames the fixture was made with
     assert isinstance(model, OpenSTLModel) and isinstance(model.layers, ConvLSTM)
-    with torch.no_grad():
-        out = model(torch.from_numpy(data["frames"]), torch.from_numpy(data["mask_true"]))
-    torch.testing.assert_close(out, torch.from_numpy(data["next_frames"]), atol=1e-5, rtol=0)
+    assert_model_equal(model, data)
     stack = convlstm_from_openstl(theirs.cell_list)  # the cell_list alone: the same stack
     assert isinstance(stack, ConvLSTM)
     assert all(torch.equal(a, b) for a, b in zip(stack.state_dict().values(), model.layers.state_dict().values(),

@@ -12,7 +12,6 @@ from torch import Tensor, nn
 from .._checks import Factory, input_like_parameters, one_of, positive_int
 from ..kernels import get_backend, resolve_backend
 from ..norms import Norm, NormLike, NormSpec, call_norm
-from ..norms.functional import check_mask
 from .common import CellCommon
 from .fusion import FusedLSTMBlock
 from .gates import GateProbe, NormFn
@@ -340,12 +339,7 @@ class RecurrentCell(CellCommon):
         samples: where it is False the state is carried unchanged and the sample is left out of batch
         statistics.
         """
-        self.check_input(x)
-        gx = self.project_input(x)  # (B, G·C, *S'), S' = S unless the input conv resamples
-        B, spatial = x.shape[0], tuple(gx.shape[2:])
-        state = self.initial_state(gx) if state is None else self.check_state(state, B, spatial, like=x)
-        if mask is not None:
-            check_mask(mask, f"(B,) = ({B},)", (B,))
+        gx, state = self._checked_step_inputs(x, state, mask)
         return self.step(gx, state, t=t, mask=mask)
 
     def extra_repr(self) -> str:

@@ -12,7 +12,6 @@ from torch import Tensor, nn
 
 from .._checks import Factory, one_of, positive_int
 from ..norms import NormLike, NormSpec, call_norm
-from ..norms.functional import check_mask
 from .common import CellCommon
 from .gates import GateProbe, NormFn
 from .init import RECURRENT_INITS, check_rates, init_recurrent_weight
@@ -254,12 +253,7 @@ class STLSTMCell(CellCommon):
                 mask: Tensor | None = None) -> STLSTMState:
         """One step: ``x`` ``(B, C_in, *S)`` and ``(h, c, m)`` (zeros when ``None``) to the new state; ``mask``
         ``(B,)`` keeps the old state where it is False, and ``t`` is the step index (``recurrent_batch``)."""
-        self.check_input(x)
-        gx = self.project_input(x)  # (B, 7C, *S)
-        B, spatial = x.shape[0], tuple(gx.shape[2:])
-        state = self.initial_state(gx) if state is None else self.check_state(state, B, spatial, like=x)
-        if mask is not None:
-            check_mask(mask, f"(B,) = ({B},)", (B,))
+        gx, state = self._checked_step_inputs(x, state, mask)  # gx: (B, 7C, *S)
         return self.step(gx, state, t=t, mask=mask)
 
     def extra_repr(self) -> str:
