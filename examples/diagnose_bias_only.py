@@ -33,7 +33,7 @@ import own_model
 
 from normrnn._io import atomic_write_text
 from normrnn.study import PRESETS, RunSpec
-from normrnn.study.data import load_datasets, reference_predictors
+from normrnn.study.datasets import load_datasets, reference_predictors
 from normrnn.study.train import train_run
 
 OLD = {"head": "sigmoid"}  # the defaults until 0.1; each variant changes one thing
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 spec = RunSpec(norm, args.topology, args.depth, seed, mult)
                 run_dir = out / "runs" / f"{len(done):03d}"
-                row = train_run(config, spec, data, run_dir, model_factory=factory)
+                row = train_run(config, spec, data, run_dir, model_factory=factory).to_dict()
                 done[key] = {k: row[k] for k in ("test_mse", "train_mse", "steps_to_learn", "gate_saturation_curve",
                                                   "diverged", "val_curve")}
                 atomic_write_text(out / "diagnosis.json", json.dumps(done, indent=1) + "\n")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import importlib
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,8 @@ PACKAGE = ROOT / "src" / "normrnn"
 LAYERS = (
     ("_checks",),
     ("_io", "_loader"),
-    ("norms", "kernels", "data", "profiling"),
+    ("norms", "data", "profiling"),
+    ("kernels",),
     ("cells",),
     ("layers",),
     ("interop", "auditing", "bench"),
@@ -102,21 +102,113 @@ def test_the_architecture_page_states_the_tested_order() -> None:
     assert order in page
 
 
-@pytest.mark.slow
-def test_the_report_loads_no_training_code(tmp_path: Path) -> None:
-    """``normrnn report`` on the committed converge rows: its process never imports training, models, executors or
-    the process-group code."""
-    probe = ("import sys; from normrnn.cli import main; "
-             f"code = main(['report', {str(ROOT / 'results' / 'converge')!r}, '--out', {str(tmp_path)!r}]); "
-             "print(code); print(' '.join(sorted(m for m in sys.modules if m.startswith('normrnn'))))")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "MPLBACKEND": "Agg"}, cwd=tmp_path)
-    code, modules = done.stdout.strip().splitlines()[-2:]
-    assert code == "0", done.stderr
-    training = {"normrnn.study.train", "normrnn.study.runner", "normrnn.study.executors", "normrnn.study.model",
-                "normrnn.study.distributed", "normrnn.study.preflight", "normrnn.layers"}
-    assert (tmp_path / "report.md").exists()
-    assert training.isdisjoint(modules.split()), sorted(training & set(modules.split()))
+# what `normrnn report` may load of normrnn: the command line (normrnn.cli and each subcommand's module, which
+# registers it and imports lazily), and the study's names, rows and report side
+REPORT_MAY_LOAD = {
+    "normrnn", "normrnn._checks", "normrnn._io", "normrnn._loader", "normrnn.study", "normrnn.study.aggregate",
+    "normrnn.study.config", "normrnn.study.findings", "normrnn.study.names", "normrnn.study.plots",
+    "normrnn.study.precision", "normrnn.study.report", "normrnn.study.results", "normrnn.study.rows",
+    "normrnn.study.tables", "normrnn.study.thresholds", "normrnn.study.validation",
+}
+HEAVY = ("torch", "triton", "ray", "tensorboard")  # what the report side never imports
+
+
+class _Refuse:
+    """A meta-path finder that records every normrnn module imported, and refuses the heavy packages."""
+
+    def __init__(self) -> None:
+        self.loaded: set[str] = set()
+        self.refused: list[str] = []
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.split(".")[0] in HEAVY:
+            self.refused.append(name)
+            raise ImportError(f"the report side imported {name}")
+        if name.split(".")[0] == "normrnn":
+            self.loaded.add(name)
+
+
+def test_the_report_loads_only_its_allow_list_and_no_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``normrnn report`` on the committed converge rows, in this process with normrnn and the heavy packages
+    unloaded: it writes its report, loads only :data:`REPORT_MAY_LOAD` of normrnn, and never imports torch (a finder
+    refuses it). Everything is put back afterwards, so the other tests keep their modules."""
+    saved = {name: module for name, module in sys.modules.items()
+             if name.split(".")[0] in ("normrnn", *HEAVY)}
+    finder = _Refuse()
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    for name in saved:
+        del sys.modules[name]
+    sys.meta_path.insert(0, finder)
+    try:
+        cli = importlib.import_module("normrnn.cli")
+        code = cli.main(["report", str(ROOT / "results" / "converge"), "--out", str(tmp_path)])
+    finally:
+        sys.meta_path.remove(finder)
+        for name in [n for n in sys.modules if n.split(".")[0] in ("normrnn", *HEAVY)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+    assert code == 0 and (tmp_path / "report.md").exists()
+    assert not finder.refused, finder.refused
+    loaded = {m for m in finder.loaded if m != "normrnn.cli" and not m.startswith("normrnn.cli.")}
+    assert loaded <= REPORT_MAY_LOAD, sorted(loaded - REPORT_MAY_LOAD)
+
+
+def _all_imports(path: Path) -> set[str]:
+    """Every normrnn module ``path`` imports, at module level, inside functions and under ``TYPE_CHECKING``, as the
+    module (or package) it names: ``from .x import y`` is ``x.y`` where that is a module, else ``x``."""
+    modules = {_module_name(p) for p in PACKAGE.rglob("*.py")}
+    tree = ast.parse(path.read_text())
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else []))
+            names = [f"{target}.{a.name}" if f"{target}.{a.name}" in modules else target for a in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name:
+                found.add(name)
+    return found - {_module_name(path)}
+
+
+def test_no_import_circle_even_in_functions_or_type_checking() -> None:
+    """No module reaches itself through the imports of others, counting every kind of import (Tarjan's strongly
+    connected components of the import graph: each must be one module)."""
+    graph = {_module_name(p): _all_imports(p) for p in PACKAGE.rglob("*.py")}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not circles, circles
 
 
 @pytest.mark.parametrize("package", ["normrnn", "normrnn.study"])
@@ -167,3 +259,26 @@ def test_a_test_not_marked_slow_cannot_start_a_process() -> None:
 def test_a_slow_test_may_start_a_process() -> None:
     done = subprocess.run([sys.executable, "-c", "print(6 * 7)"], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "42"
+
+
+# module names that recur, each with its one meaning: the same thing at two levels or in each package
+SHARED_NAMES = {
+    "base.py": "a package's base class (norms: Norm; cells: RecurrentCell)",
+    "registry.py": "a package's registry (norm specs, gate backends, subcommands)",
+    "options.py": "the keyword options, as TypedDicts, of cells (cells/) and of layers (layers/)",
+}
+
+
+def test_no_two_modules_share_a_name_but_the_documented_mirrors() -> None:
+    """``data.py``, ``precision.py`` and ``checks.py`` once each meant two things; a name used twice now means one
+    thing, listed in :data:`SHARED_NAMES`; or is one recurrent family as a cell and as its layer (``cells/lstm.py``
+    beside ``layers/lstm.py``), or the study's code and the subcommand that runs it (``study/report.py`` beside
+    ``cli/report.py``)."""
+    seen: dict[str, list[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "__init__.py":
+            seen.setdefault(path.name, []).append(str(path.relative_to(PACKAGE)))
+    mirrors = (("cells/{}", "layers/{}"), ("cli/{}", "study/{}"))
+    twice = {name: sorted(paths) for name, paths in seen.items()
+             if len(paths) > 1 and not any(sorted(paths) == [m.format(name) for m in pair] for pair in mirrors)}
+    assert set(twice) <= set(SHARED_NAMES), {n: p for n, p in twice.items() if n not in SHARED_NAMES}

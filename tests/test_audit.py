@@ -44,7 +44,7 @@ VIDEO = torch.randn(4, 5, 1, 12, 12)  # (B, T, C, H, W)
 
 
 def _kinds(report) -> list[tuple[str, str]]:
-    return [(f.module, f.kind) for f in report.findings]
+    return [(f.module, f.code) for f in report.findings]
 
 
 @pytest.mark.parametrize(("model", "x", "layout", "expected"), [
@@ -157,5 +157,5 @@ def test_the_audit_guide_shows_the_audit_of_its_example() -> None:
 
     root = Path(__file__).resolve().parents[1]
     report = audit(build(), torch.randn(4, 10, 1, 64, 64), layout="BTCHW")
-    assert [(f.module, f.kind) for f in report.findings] == [("out_norm", "shared-running-stats")]
+    assert [(f.module, f.code) for f in report.findings] == [("out_norm", "shared-running-stats")]
     assert str(report) in (root / "docs" / "guides" / "audit.md").read_text()

@@ -118,7 +118,7 @@ def test_moving_mnist_5k_sequences_are_real_digits_bouncing_deterministically() 
 
 def test_a_study_reads_moving_mnist_5k_without_a_path() -> None:
     from normrnn.study import StudyConfig
-    from normrnn.study.data import load_datasets
+    from normrnn.study.datasets import load_datasets
     from normrnn.study.preflight import check_builtin_data
 
     config = StudyConfig(dataset="moving_mnist_5k", size=32, frames_in=3, frames_out=2, train_samples=4,

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from conftest import interrupt_after
 from normrnn.cli import main
 from normrnn.study import RunSpec, StudyConfig, load_results, run_study, train_run
-from normrnn.study.data import load_datasets
+from normrnn.study.datasets import load_datasets
 from normrnn.study.distributed import Rank, local_batch_size
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available in this build")

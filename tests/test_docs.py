@@ -76,9 +76,11 @@ def test_every_public_name_has_an_entry_and_every_class_its_signature(site: Path
         assert not missing, f"{module}: no entry for {missing}"
         for name in mod.__all__:
             obj = getattr(mod, name)
-            constructed = inspect.isclass(obj) and (dataclasses.is_dataclass(obj) or any(
-                "__init__" in vars(c) for c in obj.__mro__ if c.__module__.startswith("normrnn")))
-            # a class whose constructor it inherits from torch or Python (Norm, a TypedDict, a warning) has none
+            constructed = inspect.isclass(obj) and not getattr(obj, "_is_protocol", False) and (
+                dataclasses.is_dataclass(obj) or any(
+                    "__init__" in vars(c) for c in obj.__mro__ if c.__module__.startswith("normrnn")))
+            # a class whose constructor it inherits from torch or Python (Norm, a TypedDict, a warning) has none,
+            # nor has a protocol (never constructed)
             if constructed:
                 html = next(h for h in pages.values() if f'id="{module}.{name}"' in h)
                 assert "doc-signature" in _entry(html, f"{module}.{name}"), f"{module}.{name} shows no signature"

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from normrnn.cells import ConvGRUCell, ConvLSTMCell, LSTMCell
-from normrnn.cells.fusion import LSTM_FUSABLE, FusedLSTMBlock, fused_lstm_block
+from normrnn.cells.fusion import LSTM_FUSABLE, fused_lstm_block
 from normrnn.cells.lstm import _OPTIONS
 from normrnn.cells.options import ConvLSTMOptions
+from normrnn.kernels import FusedLSTMBlock
 
 
 def test_every_lstm_option_is_classified_for_the_fused_blocks() -> None:
@@ -20,7 +21,7 @@ def test_every_lstm_option_is_classified_for_the_fused_blocks() -> None:
 def test_an_option_the_whitelist_does_not_know_refuses_the_cell() -> None:
     cell = ConvLSTMCell(2, 4, 3, norm="layer")
     assert isinstance(cell.fused_block(), FusedLSTMBlock)
-    assert fused_lstm_block(cell, (*_OPTIONS, "some_new_option")) == (
+    assert fused_lstm_block(cell, (*_OPTIONS, "some_new_option"), cell.norm_gates) == (
         "the fused blocks do not know the option 'some_new_option'")
 
 
@@ -45,7 +46,7 @@ def test_the_block_carries_the_views_the_norm_allows(cell, expected: tuple[str, 
 
 
 @pytest.mark.parametrize(("make", "reason"), [
-    (lambda: ConvGRUCell(2, 4, 3), "there is no fused GRU block yet"),
+    (lambda: ConvGRUCell(2, 4, 3), "there is no fused block for ConvGRUCell yet"),
     (lambda: ConvLSTMCell(2, 4, 3, norm="layer", norm_inputs="separate"),
      "it needs norm_inputs='joint', got norm_inputs='separate'"),
     (lambda: ConvLSTMCell(2, 4, 3, activation="relu"), "it computes tanh and sigmoid only"),

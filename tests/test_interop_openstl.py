@@ -13,8 +13,14 @@ from normrnn.cells import ConvLSTMCell
 from normrnn.interop import OpenSTLModel, convlstm_from_openstl
 from normrnn.layers import ConvLSTM
 from normrnn.norms import LayerNorm
-from openstl_mirror import ConvLSTM_Model, assert_model_equal, assert_steps_equal, converted, fixture
-from openstl_mirror import ConvLSTMCell as OpenSTLCell
+from openstl_mirror import (
+    ConvLSTM_Model,
+    ConvLSTMCell as OpenSTLCell,
+    assert_model_equal,
+    assert_steps_equal,
+    converted,
+    fixture,
+)
 
 
 @pytest.mark.parametrize("layer_norm", [0, 1])
@@ -94,7 +100,7 @@ def _audit_openstl(layer_norm: int, size: int = 8):
 
 def test_the_audit_reports_pooled_gates_the_frame_lock_and_the_unused_norm_of_layer_norm_1() -> None:
     report = _audit_openstl(1)
-    found = sorted((f.module, f.kind) for f in report.findings)
+    found = sorted((f.module, f.code) for f in report.findings)
     want = sorted([(f"cell_list.{i}.conv_{p}.1", k) for i in range(2) for p in "xh"
                    for k in ("gates-share-statistics", "frame-size-lock")]
                   + [(f"cell_list.{i}.conv_o.1", "norm-never-called") for i in range(2)])
@@ -105,7 +111,7 @@ def test_the_audit_reports_pooled_gates_the_frame_lock_and_the_unused_norm_of_la
 
 def test_the_audit_finds_only_the_missing_offset_on_layer_norm_0() -> None:
     report = _audit_openstl(0)
-    assert sorted((f.module, f.kind) for f in report.findings) == [("cell_list.0", "no-offset"),
+    assert sorted((f.module, f.code) for f in report.findings) == [("cell_list.0", "no-offset"),
                                                                    ("cell_list.1", "no-offset")]
 
 
@@ -122,9 +128,9 @@ def test_normrnns_own_cells_audit_clean_and_print_their_groups() -> None:
     assert report.findings == []
     assert {u.spec for u in report.uses} == {"group:4"}  # one group per gate
     pooled = audit(ConvLSTM(1, 8, 3, norm="layer", norm_scope="all_gates"), torch.randn(2, 3, 1, 8, 8))
-    assert [f.kind for f in pooled.findings] == ["gates-share-statistics"]
+    assert [f.code for f in pooled.findings] == ["gates-share-statistics"]
     bare = audit(ConvLSTM(1, 8, 3, bias=False), torch.randn(2, 3, 1, 8, 8))
-    assert [f.kind for f in bare.findings] == ["no-offset"]
+    assert [f.code for f in bare.findings] == ["no-offset"]
 
 
 def test_the_cli_exits_1_on_findings_and_2_naming_the_norm_at_another_size(tmp_path) -> None:

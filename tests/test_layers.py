@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from normrnn.cells.base import joint_projection
 from normrnn.interop import rnn_from_torch
 from normrnn.layers import GRU, LSTM, ConvGRU, ConvLSTM, reverse_order
 
@@ -312,12 +313,12 @@ def test_joint_projection_equals_hoisted(options: dict) -> None:
 
 
 def test_projection_auto_is_joint_on_cpu_where_the_cell_allows_it() -> None:
-    assert ConvLSTM(2, 3, 3).layers[0][0].joint_projection(torch.device("cpu"))
-    assert not ConvLSTM(2, 3, 3).layers[0][0].joint_projection(torch.device("cuda"))
-    assert not ConvGRU(2, 3, 3).layers[0][0].joint_projection(torch.device("cpu"))
-    assert not ConvLSTM(2, 3, 3, norm="layer", norm_inputs="separate").layers[0][0].joint_projection(
-        torch.device("cpu"))
-    with pytest.raises(ValueError, match="needs an LSTM cell"):
+    assert joint_projection(ConvLSTM(2, 3, 3).layers[0][0], torch.device("cpu"))
+    assert not joint_projection(ConvLSTM(2, 3, 3).layers[0][0], torch.device("cuda"))
+    assert not joint_projection(ConvGRU(2, 3, 3).layers[0][0], torch.device("cpu"))
+    assert not joint_projection(ConvLSTM(2, 3, 3, norm="layer", norm_inputs="separate").layers[0][0],
+                                torch.device("cpu"))
+    with pytest.raises(ValueError, match="reset gate multiplies W_h"):
         ConvGRU(2, 3, 3, projection="joint")
     with pytest.raises(ValueError, match=r"needs recurrent_dilation == dilation, got \(1, 1\) and \(2, 2\)"):
         ConvLSTM(2, 3, 3, dilation=2, recurrent_dilation=1, projection="joint")
@@ -350,7 +351,7 @@ def test_a_resampling_input_conv_sizes_the_state_and_refuses_what_cannot_line_up
         ConvLSTM(2, 3, 3, padding="valid", residual=True)
     with pytest.raises(ValueError, match="go_backwards without bidirectional"):
         ConvLSTM(2, 3, 3, go_backwards=True, bidirectional=True)
-    assert not model.cell(0).joint_projection(torch.device("cpu"))  # [x; h] differ in size
+    assert not joint_projection(model.cell(0), torch.device("cpu"))  # [x; h] differ in size
 
 
 def test_go_backwards_reads_last_step_first_and_outputs_in_that_order() -> None:

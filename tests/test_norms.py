@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import assume, given
-from hypothesis import strategies as st
+from hypothesis import assume, given, strategies as st
 from torch import nn
 
 from conftest import randomize, reference_norm, reference_rstd
 from normrnn import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RecurrentBatchNorm, RMSNorm, create_norm
-from normrnn.norms import compute_stats, plan_kernel
+from normrnn.norms import choose_kernel, compute_stats
 from normrnn.norms.functional import NormAxes
 from normrnn.norms.layout import Layout
 
@@ -157,10 +156,10 @@ def test_float32_matches_the_float64_definition(case):
      ("BHWC", "HWC", 1, "layer_norm", False), ("BTCHW", "TCHW", 4, "group_norm", True),
      ("BHWC", "HW", None, "group_norm", True), ("BTCHW", "HW", None, "group_norm", False)],
 )
-def test_plans_use_native_kernels(layout, reduce, groups, kernel, permuted):
-    plan = plan_kernel(NormAxes(Layout.parse(layout), reduce, groups))
-    assert plan.kernel == kernel
-    assert (plan.permute is not None) == permuted
+def test_kernel_choices_use_native_kernels(layout, reduce, groups, kernel, permuted):
+    choice = choose_kernel(NormAxes(Layout.parse(layout), reduce, groups))
+    assert choice.op == kernel
+    assert (choice.permute is not None) == permuted
 
 
 # --- gradients ---------------------------------------------------------------------------------------------

@@ -25,12 +25,12 @@ def test_the_learning_curves_csv_holds_the_plotted_means_with_training_on_the_va
     assert list(table[0]) == ["topology", "depth", "norm", "lr_mult", "step", "val_mse", "train_mse"]
     rows = load_results(CONVERGE)
     main = main_variants(aggregate(rows))
-    assert len(table) == sum(len(a["val_curve"]) for a in main) == 18 * 24  # 18 variants × 24 epochs
+    assert len(table) == sum(len(a.val_curve) for a in main) == 18 * 24  # 18 variants × 24 epochs
     for a in main:
         runs = [r for r in rows if (r["norm"], r["topology"], r["depth"], r["lr_mult"])
-                == (a["norm"], a["topology"], a["depth"], a["lr_mult"]) and not r["diverged"]]
+                == (a.norm, a.topology, a.depth, a.lr_mult) and not r["diverged"]]
         mine = [t for t in table if (t["norm"], t["topology"], int(t["depth"]), float(t["lr_mult"]))
-                == (a["norm"], a["topology"], a["depth"], a["lr_mult"])]
+                == (a.norm, a.topology, a.depth, a.lr_mult)]
         last = mine[-1]
         assert int(last["step"]) == 1200
         assert float(last["train_mse"]) == pytest.approx(statistics.fmean(r["train_curve"][-1] for r in runs) * 1024)

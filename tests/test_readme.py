@@ -114,7 +114,7 @@ def _best(name: str) -> dict[tuple[str, str, int], dict]:
     count, config_hash, _, _ = STUDIES[name]
     assert len(rows) == count and len({r["config_hash"] for r in rows}) == 1
     assert config_hash is None or rows[0]["config_hash"] == config_hash
-    return {(a["topology"], a["norm"], a["depth"]): a for a in main_variants(aggregate(rows))}
+    return {(a.topology, a.norm, a.depth): a for a in main_variants(aggregate(rows))}
 
 
 @pytest.mark.parametrize("name", list(STUDIES))
@@ -132,7 +132,7 @@ def test_the_readme_answer_tables_are_the_committed_studys(name: str) -> None:
         norm = label.split(" ")[0]
         for depth, cell in zip(depths, cells, strict=True):
             a = best[topology, norm, depth]
-            assert cell == f"{fmt(a['test_mse'], a['test_mse_ci'])} (×{a['lr_mult']:g})", (topology, norm, depth)
+            assert cell == f"{fmt(a.mean('test_mse'), a.ci('test_mse'))} (×{a.lr_mult:g})", (topology, norm, depth)
 
 
 def test_the_converge_plan_was_within_a_quarter_of_its_wall_time() -> None:

@@ -80,3 +80,35 @@ def test_a_norm_over_channels_must_say_how_it_groups_per_gate() -> None:
     with registered_norm(NormEntry("pooled_test", Pooled, arg="num_groups", gate_groups=lambda arg, C: 1,
                                    grouped_as="group")) as entry:
         assert entry.usage == "pooled_test[:G]"
+
+
+class _FineLayer(LayerNorm):
+    """A registered norm whose class has its own default eps."""
+
+    def __init__(self, num_channels: int, *, layout: str, eps: float = 1e-8, **kwargs) -> None:
+        super().__init__(num_channels, layout=layout, eps=eps, **kwargs)
+
+
+def test_create_norm_passes_only_what_the_caller_gave() -> None:
+    """Each class's defaults hold (no eps forced to 1e-5), a given value wins, and an argument the norm does not take
+    is a ValueError that names what it takes; the cells' norms get the same."""
+    from normrnn.cells import ConvLSTMCell
+    from normrnn.norms import create_norm
+
+    with registered_norm(NormEntry("fine_test", _FineLayer, gate_groups=lambda arg, C: 1, grouped_as="group")):
+        assert create_norm("fine_test", 8, layout="BCHW").eps == 1e-8
+        assert create_norm("fine_test", 8, layout="BCHW", eps=1e-3).eps == 1e-3
+        assert ConvLSTMCell(3, 2, 3, norm="fine_test", norm_scope="all_gates").norm_gates.eps == 1e-8
+    assert create_norm("batch", 8, layout="BCHW").momentum == 0.1  # the class's own, as before
+    with pytest.raises(ValueError, match=r"norm 'layer' takes no argument 'momentum'; expected some of: .*eps"):
+        create_norm("layer", 8, layout="BCHW", momentum=0.2)
+
+
+def test_create_norm_documents_no_spec_names_by_hand() -> None:
+    """The spec list is the registry's: the docstring points to it, and lists no built-in name of its own."""
+    from normrnn.norms import create_norm
+
+    spec_doc = create_norm.__doc__.split("num_channels:")[0]
+    assert "norm_spec_names" in spec_doc
+    quoted = [n for n in norm_spec_names() if f'"{n}' in spec_doc]
+    assert len(quoted) <= 2, quoted  # the two examples of the ":N" argument, not a list

@@ -21,7 +21,7 @@ from helpers import assert_one_line_error, cli, result_row
 from normrnn._io import atomic_write_text
 from normrnn.study import RunSpec, StudyConfig, load_config, load_results, run_study, train_run
 from normrnn.study.checkpoint import CheckpointWarning, read_checkpoint
-from normrnn.study.data import load_datasets
+from normrnn.study.datasets import load_datasets
 from normrnn.study.results import ResultsWarning, append_result
 
 TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4, epochs=2,
@@ -124,7 +124,7 @@ def tiny_data():
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
 def test_a_corrupt_checkpoint_is_set_aside_and_its_run_restarts(tmp_path, tiny_data, damage: str) -> None:
     spec = RunSpec("none", "stacked", 1, 0, 1.0)
-    want = train_run(TINY, spec, tiny_data, tmp_path / "clean")
+    want = train_run(TINY, spec, tiny_data, tmp_path / "clean").to_dict()
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):  # leave a real checkpoint of epoch 1 behind
         train_run(TINY, spec, tiny_data, run_dir, on_step=interrupt_after(4))
@@ -133,7 +133,7 @@ def test_a_corrupt_checkpoint_is_set_aside_and_its_run_restarts(tmp_path, tiny_d
     damaged = {"garbage": b"\x00not a checkpoint" * 10, "truncated": data[: len(data) // 2], "empty": b""}[damage]
     path.write_bytes(damaged)
     with pytest.warns(CheckpointWarning) as caught:
-        row = train_run(TINY, spec, tiny_data, run_dir)
+        row = train_run(TINY, spec, tiny_data, run_dir).to_dict()
     assert len(caught) == 1 and str(path) in str(caught[0].message) and "restarting" in str(caught[0].message)
     assert (run_dir / "checkpoint.pt.unreadable").read_bytes() == damaged  # kept, never deleted
     assert row["test_mse"] == want["test_mse"] and row["val_curve"] == want["val_curve"]  # a clean restart

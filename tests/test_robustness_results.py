@@ -9,9 +9,17 @@ import os
 import pytest
 import torch
 
-from normrnn.study import RunSpec, StudyConfig, append_result, expand_grid, load_results, train_run, write_report
-from normrnn.study import results as results_module
-from normrnn.study.data import load_datasets
+from normrnn.study import (
+    RunSpec,
+    StudyConfig,
+    append_result,
+    expand_grid,
+    load_results,
+    results as results_module,
+    train_run,
+    write_report,
+)
+from normrnn.study.datasets import load_datasets
 
 TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4, epochs=2,
                    batch_size=4, norms=("none",), topologies=("stacked",), frames_in=3, frames_out=2)
@@ -33,7 +41,7 @@ def test_a_run_that_diverges_on_its_last_step_is_recorded_as_diverged(tmp_path, 
         return out
 
     monkeypatch.setattr(torch.optim.AdamW, "step", step)
-    row = train_run(TINY, RunSpec("none", "stacked", 1, 0, 1.0), load_datasets(TINY), tmp_path / "run")
+    row = train_run(TINY, RunSpec("none", "stacked", 1, 0, 1.0), load_datasets(TINY), tmp_path / "run").to_dict()
     assert row["diverged"] and row["diverged_step"] == last and row["test_mse"] is None
     assert append_result(tmp_path, row)  # plain JSON: recorded, so the study goes on to the next run
     assert load_results(tmp_path)[0]["diverged_step"] == last

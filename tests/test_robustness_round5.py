@@ -18,8 +18,9 @@ import torch
 from helpers import assert_one_line_error, cli, result_row, user_modules
 from normrnn._loader import source_hash
 from normrnn.study import StudyConfig, load_results, write_report
-from normrnn.study.data import load_datasets
+from normrnn.study.datasets import load_datasets
 from normrnn.study.grid import RunSpec, planned_runs
+from normrnn.study.precision import FP32, Precision
 from normrnn.study.results import ResultsWarning
 from normrnn.study.train import train_run
 
@@ -101,7 +102,7 @@ def test_a_loss_that_raises_in_training_is_one_line_as_in_a_pool(user5) -> None:
     config = StudyConfig(**SMALL, loss="user5:always_raises")
     with pytest.raises(ValueError, match=r"^loss user5:always_raises raised: KeyError: 'no such target'$"):
         train_run(config, RunSpec("none", "stacked", 1, 0, 1.0), load_datasets(config), user5 / "run",
-                  precision="fp32")
+                  precision=FP32)
 
 
 # 3. hashing runs no user code ---------------------------------------------------------------------------------------
@@ -193,7 +194,7 @@ def test_peak_memory_is_measured_under_bf16_autocast_in_a_bf16_run(tmp_path) -> 
     """bf16 autocast saves the convolutions' activations in half the bytes: a bf16 run's figure is the smaller."""
     config = StudyConfig(**{**SMALL, "size": 16, "width": 8})
     data, spec = load_datasets(config), RunSpec("none", "stacked", 1, 0, 1.0)
-    rows = {p: train_run(config, spec, data, tmp_path / p, precision=p) for p in ("fp32", "bf16")}
+    rows = {p: train_run(config, spec, data, tmp_path / p, precision=Precision(p)).to_dict() for p in ("fp32", "bf16")}
     assert rows["bf16"]["precision"] == "bf16"
     assert rows["bf16"]["peak_mem_mb"] < rows["fp32"]["peak_mem_mb"]
 
@@ -202,13 +203,12 @@ def test_peak_memory_is_measured_under_bf16_autocast_in_a_bf16_run(tmp_path) -> 
 
 def test_a_pool_starts_no_more_workers_than_runs(tmp_path, monkeypatch) -> None:
     from normrnn.study import executors
-    from normrnn.study import pool as pool_module
     from normrnn.study.preflight import pooled
 
     one = StudyConfig(**SMALL, workers=6)
     assert not pooled(one, "local", 1, None)  # a 1-run grid trains in this process
     asked = {}
-    monkeypatch.setattr(pool_module, "run_pool", lambda *a, **kw: asked.update(most=kw["most"]))
+    monkeypatch.setattr(executors, "run_pool", lambda *a, **kw: asked.update(most=kw["most"]))
     three = dataclasses.replace(one, seeds=(0, 1, 2))
     executors.run_in_pool(three, tmp_path / "a", None, None, progress=False, tensorboard=False)
     assert asked["most"] == 3

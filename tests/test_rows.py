@@ -10,10 +10,11 @@ import pytest
 
 from helpers import result_row
 from normrnn.study import StudyConfig, train_run
-from normrnn.study.data import load_datasets
+from normrnn.study.datasets import load_datasets
 from normrnn.study.grid import RunSpec
-from normrnn.study.history import FinalMetrics, RunHistory
-from normrnn.study.history import result_row as build_row
+from normrnn.study.history import FinalMetrics, RunHistory, result_row as build_row
+from normrnn.study.metrics import TestMetrics
+from normrnn.study.precision import BF16, FP32
 from normrnn.study.rows import FIELDS, REQUIRED, ResultRow, row_problem
 
 TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=8, val_samples=4, test_samples=4, epochs=1,
@@ -23,7 +24,7 @@ TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=8, val_s
 
 def test_a_trained_run_writes_every_field_of_the_schema_in_order(tmp_path) -> None:
     spec = RunSpec("layer", "stacked", 1, 0, 1.0)
-    row = train_run(TINY, spec, load_datasets(TINY), tmp_path / "run", precision="fp32")
+    row = train_run(TINY, spec, load_datasets(TINY), tmp_path / "run", precision=FP32).to_dict()
     assert list(row) == [f.name for f in FIELDS if f.name != "learn_floor_note"]  # omitted: steps to learn is defined
     assert row_problem(row) is None
     assert ResultRow(**row).to_dict() == row
@@ -47,12 +48,13 @@ def test_the_row_is_built_from_the_history_without_changing_it() -> None:
                          train_curve=[2.0], val_curve=[1.5], val_steps=[3], gate_saturation_curve=[0.2], epoch=1)
     before = dataclasses.replace(history)
     spec = RunSpec("none", "stacked", 1, 0, 1.0)
-    good = FinalMetrics({"mse": 1.0, "mae": 0.5, "ssim": 0.9, "psnr": 30.0, "gate_saturation": [0.1, 0.3]}, 1.1)
-    row = build_row(TINY, spec, history, good, params=7, memory=1.0, floor=3.0, bf16=False, processes=2)
+    good = FinalMetrics(TestMetrics(mse=1.0, mae=0.5, ssim=0.9, psnr=30.0), [0.1, 0.3], 1.1)
+    row = build_row(TINY, spec, history, good, params=7, memory=1.0, floor=3.0, precision=FP32, processes=2)
     assert (row.diverged, row.test_mse, row.step_time_s, row.grad_norm_max) == (False, 1.0, 2.0, 3.0)
     assert row.gate_saturation_mean == pytest.approx(0.2) and row.processes == 2 and row.learn_floor_note is None
-    broken = FinalMetrics({**good.test, "mse": math.nan}, 1.1)  # weights went non-finite after the last step
-    row = build_row(TINY, spec, history, broken, params=7, memory=1.0, floor=None, bf16=True, processes=1)
+    # weights went non-finite after the last step
+    broken = FinalMetrics(dataclasses.replace(good.test, mse=math.nan), [0.1, 0.3], 1.1)
+    row = build_row(TINY, spec, history, broken, params=7, memory=1.0, floor=None, precision=BF16, processes=1)
     assert (row.diverged, row.diverged_step, row.test_mse, row.plateau, row.val_mse) == (True, 3, None, None, None)
     assert row.learn_floor_note is not None and "learn_floor_note" in row.to_dict() and row.precision == "bf16"
     assert history == before
@@ -66,3 +68,14 @@ def test_a_checkpoint_history_of_an_earlier_version_resumes() -> None:
     assert RunHistory.from_dict(history.to_dict()) == history
     with pytest.raises(ValueError, match="unknown history keys"):
         RunHistory.from_dict({**old, "surprise": 1})
+
+
+def test_each_test_metric_is_declared_once_and_reaches_the_report() -> None:
+    """A metric is a field of TestMetrics (named and computed there) and its test_NAME row field (unit, direction,
+    report column); the row is filled and the table built from those declarations, so the two stay one list."""
+    from normrnn.study.rows import COLUMNS
+
+    declared = {f"test_{f.name}" for f in dataclasses.fields(TestMetrics)}
+    assert declared == {f.name for f in FIELDS if f.name.startswith("test_")}
+    assert declared == {c.name for c in COLUMNS} and all(c.summary == "mean_ci" for c in COLUMNS)
+    assert set(TestMetrics(mse=1.0).as_row()) == declared

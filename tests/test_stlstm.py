@@ -9,6 +9,7 @@ import torch
 
 from normrnn.cells import STLSTMCell, cell_kind
 from normrnn.layers import STLSTM, layer_for
+from normrnn.study.precision import FP32
 
 
 def test_it_is_a_registered_kind_with_its_layer() -> None:
@@ -139,13 +140,13 @@ def test_a_study_run_trains_it_and_probes_its_gates(tmp_path) -> None:
     import dataclasses
 
     from normrnn.study import train_run
-    from normrnn.study.data import load_datasets
+    from normrnn.study.datasets import load_datasets
     from normrnn.study.grid import RunSpec
     from normrnn.study.presets import load_config
 
     config = dataclasses.replace(load_config("smoke"), cell="stlstm", norm_inputs="separate")
     row = train_run(config, RunSpec("layer", "stacked", 1, 0, 1.0), load_datasets(config), tmp_path,
-                    precision="fp32")
+                    precision=FP32).to_dict()
     assert row["cell"] == "stlstm" and not row["diverged"]
     assert len(row["gate_saturation"]) == 2  # the encoder's cell and the forecaster's
     assert all(0.0 <= s <= 1.0 for s in row["gate_saturation"])

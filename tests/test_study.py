@@ -27,7 +27,7 @@ from normrnn.study import (
     shard,
     train_run,
 )
-from normrnn.study.data import load_datasets
+from normrnn.study.datasets import load_datasets
 from normrnn.study.directory import claim
 from normrnn.study.history import count_spikes
 from normrnn.study.metrics import frame_mae, frame_mse, psnr, ssim
@@ -123,20 +123,20 @@ def _metrics(row: dict) -> dict:
 @pytest.mark.parametrize("norm", ["none", "recurrent_batch"])
 def test_same_seed_same_metrics_and_resume_equals_uninterrupted(tmp_path, tiny_data, norm: str) -> None:
     spec = RunSpec(norm, "stacked", 2, 0, 1.0)
-    full = train_run(TINY, spec, tiny_data, tmp_path / "a")
-    assert _metrics(full) == _metrics(train_run(TINY, spec, tiny_data, tmp_path / "b"))
+    full = train_run(TINY, spec, tiny_data, tmp_path / "a").to_dict()
+    assert _metrics(full) == _metrics(train_run(TINY, spec, tiny_data, tmp_path / "b").to_dict())
     # 3 steps per epoch: interrupt in the middle of epoch 2, after its checkpoint of epoch 1
     with pytest.raises(KeyboardInterrupt):
         train_run(TINY, spec, tiny_data, tmp_path / "c", on_step=interrupt_after(5))
     ckpt = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=True)
     assert ckpt["history"]["epoch"] == 1  # at most the epoch in progress was lost
-    resumed = train_run(TINY, spec, tiny_data, tmp_path / "c")
+    resumed = train_run(TINY, spec, tiny_data, tmp_path / "c").to_dict()
     assert _metrics(resumed) == _metrics(full)
 
 
 def test_divergence_is_a_result_not_a_crash(tmp_path, tiny_data) -> None:
     config = dataclasses.replace(TINY, divergence_bound=0.5)  # any loss above half the first counts
-    row = train_run(config, RunSpec("layer", "stacked", 2, 0, 1.0), tiny_data, tmp_path)
+    row = train_run(config, RunSpec("layer", "stacked", 2, 0, 1.0), tiny_data, tmp_path).to_dict()
     assert row["diverged"] and row["diverged_step"] is not None and row["test_mse"] is None
 
 
@@ -314,7 +314,7 @@ def test_tensorboard_logs_loss_and_gate_histograms(tmp_path, tiny_data) -> None:
 # --- convergence: the plateau flag --------------------------------------------------------------------------------
 
 def test_plateau_flag_against_hand_computed_curves() -> None:
-    from normrnn.study.metrics import plateaued
+    from normrnn.study.thresholds import plateaued
 
     # the last quarter starts at the last validation at or before 0.75 × 100 = 75: 41 -> 40.5 is 1.2%, under 2%
     assert plateaued([60.0, 45.0, 41.0, 40.5], [25, 50, 75, 100]) is True
@@ -327,9 +327,9 @@ def test_plateau_flag_against_hand_computed_curves() -> None:
 
 
 def test_rows_record_the_validation_curve_against_steps_and_the_plateau(tmp_path, tiny_data) -> None:
-    from normrnn.study.metrics import plateaued
+    from normrnn.study.thresholds import plateaued
 
-    row = train_run(TINY, RunSpec("none", "stacked", 1, 0, 1.0), tiny_data, tmp_path / "a")
+    row = train_run(TINY, RunSpec("none", "stacked", 1, 0, 1.0), tiny_data, tmp_path / "a").to_dict()
     assert row["val_steps"] == [3, 6, 9]  # 12 sequences in batches of 4, 3 epochs
     assert row["plateau"] == plateaued(row["val_curve"], [3, 6, 9])
     # a checkpoint written before val_steps was recorded resumes with the steps of its epochs
@@ -339,14 +339,14 @@ def test_rows_record_the_validation_curve_against_steps_and_the_plateau(tmp_path
     ckpt = torch.load(path, weights_only=True)
     del ckpt["history"]["val_steps"]
     torch.save(ckpt, path)
-    resumed = train_run(TINY, RunSpec("none", "stacked", 1, 0, 1.0), tiny_data, tmp_path / "b")
+    resumed = train_run(TINY, RunSpec("none", "stacked", 1, 0, 1.0), tiny_data, tmp_path / "b").to_dict()
     assert resumed["val_steps"] == [3, 6, 9] and resumed["val_curve"] == row["val_curve"]
 
 
 # --- fresh training sequences ---------------------------------------------------------------------------------------
 
 def test_fresh_training_sequences_differ_every_epoch_and_resume_identically(tmp_path, tiny_data) -> None:
-    from normrnn.study.data import fresh_train_set
+    from normrnn.study.datasets import fresh_train_set
 
     config = dataclasses.replace(TINY, fresh_train=True, dataset="moving_mnist_5k")
     assert dataclasses.replace(TINY, fresh_train=False).config_hash == TINY.config_hash  # off: the old hash
@@ -356,10 +356,10 @@ def test_fresh_training_sequences_differ_every_epoch_and_resume_identically(tmp_
     assert not torch.equal(first, fresh_train_set(config, 1, 0).video)  # each run seed its own
     data = load_datasets(config)
     spec = RunSpec("none", "stacked", 1, 0, 1.0)
-    full = train_run(config, spec, data, tmp_path / "a")
+    full = train_run(config, spec, data, tmp_path / "a").to_dict()
     with pytest.raises(KeyboardInterrupt):
         train_run(config, spec, data, tmp_path / "b", on_step=interrupt_after(5))
-    assert _metrics(train_run(config, spec, data, tmp_path / "b")) == _metrics(full)
+    assert _metrics(train_run(config, spec, data, tmp_path / "b").to_dict()) == _metrics(full)
 
 
 @pytest.mark.parametrize("change", [{"dataset": "moving_mnist", "data_path": "x.npy"}, {"data": "mod:load"}])

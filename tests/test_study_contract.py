@@ -11,7 +11,8 @@ import pytest
 
 from helpers import user_modules
 from normrnn.study import RunSpec, StudyConfig, run, train_run
-from normrnn.study.data import load_datasets
+from normrnn.study.datasets import load_datasets
+from normrnn.study.precision import FP32
 
 SOURCE = '''
 import torch
@@ -63,7 +64,7 @@ def test_the_factory_is_told_the_frames_and_training_teaches_with_the_target(mod
     folder, module = mod
     config = StudyConfig(**CONFIG)
     spec = RunSpec("none", "stacked", 1, seed=0, lr_mult=1.0)
-    row = train_run(config, spec, load_datasets(config), folder / "run", precision="fp32")
+    row = train_run(config, spec, load_datasets(config), folder / "run", precision=FP32).to_dict()
     assert set(module.SEEN["factory"]) == {((12, 10), 3, 3, 2)}  # from the data factory's samples
     training = [(taught, p) for taught, p, train in module.SEEN["forward"] if train]
     # the memory measurement's forward (as the first step), then two steps per epoch (8 samples, batch 4); the
@@ -87,8 +88,12 @@ def test_the_report_says_no_norm_shows_parameters_and_why_saturation_is_missing(
 
 
 def test_the_built_in_model_keeps_bias_only_and_its_cell() -> None:
-    from normrnn.study.aggregate import baseline_name
+    from normrnn.study.aggregate import aggregate, baseline_name
 
-    assert baseline_name([{"norm": "none", "bias_params": 40}]) == "bias-only"
-    assert baseline_name([{"norm": "none", "bias_params": None}]) == "bias-only"  # rows written before: unknown
-    assert baseline_name([{"norm": "none", "bias_params": 0}, {"norm": "layer", "bias_params": 8}]) == "no norm"
+    def variants(*pairs: tuple[str, int | None]) -> list:
+        return aggregate([{"norm": norm, "topology": "stacked", "depth": 1, "lr_mult": 1.0, "diverged": False,
+                           "test_mse": 1.0, "bias_params": bias} for norm, bias in pairs])
+
+    assert baseline_name(variants(("none", 40))) == "bias-only"
+    assert baseline_name(variants(("none", None))) == "bias-only"  # rows written before: unknown
+    assert baseline_name(variants(("none", 0), ("layer", 8))) == "no norm"

@@ -18,7 +18,7 @@ from helpers import assert_one_line_error, cli, user_modules
 from normrnn._loader import source_hash
 from normrnn.layers import ConvLSTM
 from normrnn.study import RunSpec, StudyConfig, load_results, run, run_study, train_run
-from normrnn.study.data import load_datasets
+from normrnn.study.datasets import load_datasets
 from normrnn.study.preflight import check_factories
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,10 +91,10 @@ def test_own_model_and_data_end_to_end_then_resume(usermod) -> None:
     # an interrupted run resumes to the same numbers
     data = load_datasets(config)
     spec = RunSpec("layer", "stacked", 1, 0, 1.0)
-    full = train_run(config, spec, data, usermod / "a")
+    full = train_run(config, spec, data, usermod / "a").to_dict()
     with pytest.raises(KeyboardInterrupt):
         train_run(config, spec, data, usermod / "b", on_step=interrupt_after(3))
-    resumed = train_run(config, spec, data, usermod / "b")
+    resumed = train_run(config, spec, data, usermod / "b").to_dict()
     assert resumed["test_mse"] == full["test_mse"] and resumed["val_curve"] == full["val_curve"]
 
 

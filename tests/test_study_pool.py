@@ -15,8 +15,8 @@ import pytest
 from conftest import assert_same_test_mse
 from normrnn.cli import main
 from normrnn.study import StudyConfig, expand_grid, load_config, load_results, run_study
-from normrnn.study.pool import worker_threads
 from normrnn.study.preflight import check_runnable
+from normrnn.study.threads import worker_threads
 
 pytestmark = pytest.mark.slow  # processes, a site build or an interpreter: make test-fast skips them
 
@@ -99,7 +99,7 @@ def test_a_signal_to_the_parent_stops_the_workers_and_the_study_resumes(tmp_path
     else:
         pytest.fail("no worker wrote a checkpoint")
     # this study's workers (other studies on the machine have their own)
-    workers = subprocess.run(["pgrep", "-P", str(parent.pid), "-f", "normrnn.study.pool"], capture_output=True,
+    workers = subprocess.run(["pgrep", "-P", str(parent.pid), "-f", "normrnn.study.worker"], capture_output=True,
                              text=True).stdout.split()
     assert len(workers) == 2, workers
     parent.send_signal(getattr(signal, sig))

@@ -8,10 +8,11 @@ import json
 import pytest
 import torch
 
-import normrnn.study.precision as precision_module
+import normrnn.study.cost as precision_module
 from normrnn.study import StudyConfig, load_config, run_study
-from normrnn.study.data import load_datasets
-from normrnn.study.precision import PAYS, choose_precision, load_precision
+from normrnn.study.cost import PAYS, choose_precision
+from normrnn.study.datasets import load_datasets
+from normrnn.study.precision import BF16, load_precision
 
 TINY = StudyConfig(name="tiny-precision", size=8, patch=2, width=4, train_samples=8, val_samples=4, test_samples=4,
                    epochs=1, batch_size=4, norms=("none",), topologies=("stacked",), depths=(1, 2), frames_in=3,
@@ -73,7 +74,7 @@ def test_auto_decides_once_per_study_and_every_row_records_it(tmp_path, monkeypa
     monkeypatch.setattr(precision_module, "time_interleaved", _fake_timing(2.0))
     rows = run_study(dataclasses.replace(config, seeds=(0, 1)), tmp_path, progress=False)
     assert {r["precision"] for r in rows} == {"bf16"} and len(rows) == 4
-    assert load_precision(tmp_path, config) == "bf16"
+    assert load_precision(tmp_path, config.config_hash) == BF16
 
 
 def test_a_bf16_run_trains_under_autocast_and_says_so(tmp_path) -> None:

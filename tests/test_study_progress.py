@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from normrnn.study.config import StudyConfig
-from normrnn.study.directory import CLAIM_OWNER, EPOCH_FILE, epochs_done, epochs_in_progress, train_one
+from normrnn.study.directory import CLAIM_OWNER, EPOCH_FILE, epochs_done, epochs_in_progress
 from normrnn.study.distributed import Rank
+from normrnn.study.executors import train_one
 from normrnn.study.grid import RunSpec
 from normrnn.study.plan import makespan, run_seconds
 from normrnn.study.progress import StudyProgress, expected_seconds
@@ -99,7 +100,7 @@ def test_only_claimed_runs_are_in_progress_with_the_epochs_they_wrote(tmp_path: 
 
 
 def test_a_trained_run_writes_each_epoch_it_checkpoints(tmp_path: Path) -> None:
-    from normrnn.study.data import load_datasets
+    from normrnn.study.datasets import load_datasets
     from normrnn.study.presets import load_config
 
     config = load_config("smoke")

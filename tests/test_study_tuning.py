@@ -17,12 +17,12 @@ from conftest import interrupt_after
 from helpers import result_row
 from normrnn.study import RunSpec, StudyConfig, expand_grid, load_results, run_study, train_run
 from normrnn.study.aggregate import aggregate, best_lr, median_range
-from normrnn.study.data import load_datasets, train_subset
+from normrnn.study.datasets import load_datasets, train_subset
 from normrnn.study.grid import halving_winner, planned_runs
-from normrnn.study.metrics import steps_to_learn
 from normrnn.study.model import build_model
 from normrnn.study.presets import PRESETS
 from normrnn.study.report import write_report
+from normrnn.study.thresholds import steps_to_learn
 from normrnn.study.train import evaluate
 
 TINY = StudyConfig(name="tiny", size=8, patch=2, width=4, train_samples=12, val_samples=4, test_samples=4, epochs=3,
@@ -57,7 +57,7 @@ def test_median_range_counts_never_as_the_largest() -> None:
 
 def test_every_row_records_steps_to_learn_and_gate_saturation_after_each_epoch(tmp_path, tiny_data) -> None:
     spec = RunSpec("layer", "stacked", 1, 0, 1.0)
-    row = train_run(TINY, spec, tiny_data, tmp_path / "run")
+    row = train_run(TINY, spec, tiny_data, tmp_path / "run").to_dict()
     assert "steps_to_learn" in row and (row["steps_to_learn"] is None or 0 <= row["steps_to_learn"] < 9)
     assert len(row["gate_saturation_curve"]) == TINY.epochs
     assert row["val_mse"] == row["val_curve"][-1]
@@ -71,7 +71,7 @@ def test_every_row_records_steps_to_learn_and_gate_saturation_after_each_epoch(t
     model = build_model(TINY, spec)
     model.load_state_dict(torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"])
     again = evaluate(model, tiny_data.val, batch_size=4, device=torch.device("cpu"), gates=True)
-    assert row["gate_saturation_curve"][-1] == pytest.approx(sum(again["gate_saturation"]) / 2)
+    assert row["gate_saturation_curve"][-1] == pytest.approx(sum(again.gate_saturation or []) / 2)
 
 
 def test_a_checkpoint_from_before_saturation_curves_resumes(tmp_path, tiny_data) -> None:
@@ -82,7 +82,7 @@ def test_a_checkpoint_from_before_saturation_curves_resumes(tmp_path, tiny_data)
     ckpt = torch.load(path, weights_only=True)
     del ckpt["history"]["gate_saturation_curve"]  # as written by an older normrnn
     torch.save(ckpt, path)
-    row = train_run(TINY, spec, tiny_data, tmp_path / "run")
+    row = train_run(TINY, spec, tiny_data, tmp_path / "run").to_dict()
     assert len(row["gate_saturation_curve"]) == TINY.epochs - 1  # the epochs trained since
 
 
@@ -99,12 +99,12 @@ def test_best_lr_is_chosen_by_validation_not_test_and_never_where_a_seed_diverge
     rows += [_row("none", 3.0, s, 55.0, 70.0) for s in (0, 1)]  # best on validation, worse on test
     rows += [_row("none", 10.0, 0, 40.0, 40.0), _row("none", 10.0, 1, None, None, diverged=True)]
     (best,) = best_lr(aggregate(rows))
-    assert best["lr_mult"] == 3.0 and best["test_mse"] == 70.0
+    assert best.lr_mult == 3.0 and best.mean("test_mse") == 70.0
     # LR halving: the only multiplier run with every seed lost a seed; it is still shown, the divergence with it
     halved = [_row("none", 1.0, 0, 60.0, 50.0), _row("none", 10.0, 0, 40.0, 40.0),
               _row("none", 10.0, 1, None, None, diverged=True), _row("none", 10.0, 2, 42.0, 44.0)]
     (best,) = best_lr(aggregate(halved))
-    assert best["lr_mult"] == 10.0 and best["diverged_rate"] == pytest.approx(1 / 3) and best["test_mse"] == 42.0
+    assert best.lr_mult == 10.0 and best.diverged_rate == pytest.approx(1 / 3) and best.mean("test_mse") == 42.0
 
 
 def test_halving_runs_every_multiplier_on_the_first_seed_then_the_winner_on_the_others() -> None:
@@ -179,7 +179,7 @@ def test_an_independent_convlstm_trains_in_the_study_loop_with_its_gates_probed(
     spec.loader.exec_module(own_model)
     for factory in (own_model.build, own_model.build_keras_init):
         row = train_run(TINY, RunSpec("none", "stacked", 2, 0, 1.0), tiny_data, tmp_path / factory.__name__,
-                        model_factory=factory)
+                        model_factory=factory).to_dict()
         assert math.isfinite(row["test_mse"]) and len(row["gate_saturation_curve"]) == TINY.epochs
     # Keras' initialization: unit forget bias, orthogonal recurrent kernel
     cell = own_model.build_keras_init(norm="none", topology="stacked", depth=1, seed=0, width=4).encoder[0]
@@ -221,7 +221,7 @@ def test_plan_shows_the_shapes_a_data_factory_really_gives(monkeypatch) -> None:
     from torch.utils.data import TensorDataset
 
     from normrnn.study import plan as plan_module
-    from normrnn.study.data import Datasets
+    from normrnn.study.datasets import Datasets
 
     monkeypatch.setattr(plan_module, "_fastest_of_rounds", lambda steps: dict.fromkeys(steps, 0.02))
     pairs = TensorDataset(torch.zeros(8, 3, 1, 12, 12), torch.zeros(8, 2, 1, 12, 12))

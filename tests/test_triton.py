@@ -145,7 +145,7 @@ def test_unsupported_cells_get_a_one_line_reason(kwargs: dict, match: str) -> No
     with pytest.raises(ValueError, match=match) as info:
         ConvLSTMCell(3, 4, 3, backend="triton", **kwargs)
     assert "\n" not in str(info.value)
-    with pytest.raises(ValueError, match="no fused GRU block"):
+    with pytest.raises(ValueError, match="no fused block for ConvGRUCell"):
         ConvGRUCell(3, 4, 3, backend="triton")
 
 

@@ -7,20 +7,26 @@ from typing import TYPE_CHECKING
 from ._loader import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers and the docs see; at run time each name loads on first use (below)
-    from .auditing import AuditReport, audit
-    from .cells import ConvGRUCell, ConvLSTMCell, GRUCell, LSTMCell, STLSTMCell
-    from .layers import GRU, LSTM, STLSTM, ConvGRU, ConvLSTM
+    from .auditing import AuditReport as AuditReport, audit as audit
+    from .cells import (
+        ConvGRUCell as ConvGRUCell,
+        ConvLSTMCell as ConvLSTMCell,
+        GRUCell as GRUCell,
+        LSTMCell as LSTMCell,
+        STLSTMCell as STLSTMCell,
+    )
+    from .layers import GRU as GRU, LSTM as LSTM, STLSTM as STLSTM, ConvGRU as ConvGRU, ConvLSTM as ConvLSTM
     from .norms import (
-        BatchNorm,
-        GroupNorm,
-        Identity,
-        InstanceNorm,
-        LayerNorm,
-        Layout,
-        RecurrentBatchNorm,
-        RMSNorm,
-        create_norm,
-        explain,
+        BatchNorm as BatchNorm,
+        GroupNorm as GroupNorm,
+        Identity as Identity,
+        InstanceNorm as InstanceNorm,
+        LayerNorm as LayerNorm,
+        Layout as Layout,
+        RecurrentBatchNorm as RecurrentBatchNorm,
+        RMSNorm as RMSNorm,
+        create_norm as create_norm,
+        explain as explain,
     )
 
 # Importing normrnn does not import torch: the ``normrnn`` command decides OpenMP's wait policy before torch loads

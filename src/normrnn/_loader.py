@@ -18,7 +18,7 @@ import sys
 import sysconfig
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ._checks import did_you_mean
 
@@ -81,7 +81,7 @@ def resolve(text: str, what: str) -> Callable[..., Any]:
         obj = getattr(obj, part)
     if not callable(obj):
         raise ValueError(f"{what} {text}: expected a callable, got {type(obj).__name__}")
-    return obj
+    return cast(Callable[..., Any], obj)
 
 
 def _why_missing(module: Any, obj: Any, part: str) -> str:

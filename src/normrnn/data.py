@@ -20,6 +20,7 @@ import functools
 import gzip
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -270,7 +271,7 @@ def moving_mnist_5k(
     return _bouncing(sprites.numpy(), n, rng, size, steps, digits)
 
 
-class SequenceDataset(Dataset):
+class SequenceDataset(Dataset[Any]):
     """``(inputs, targets)`` pairs from sequences ``(N, T, 1, H, W)``: the first ``frames_in`` frames and the
     ``frames_out`` after them."""
 

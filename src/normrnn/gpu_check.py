@@ -75,7 +75,9 @@ def _pytest(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any
 def _timed(fn: Callable[[], object], repeats: int, device: str) -> float:
     import torch
 
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
     fn()
     sync()
     start = time.perf_counter()
@@ -86,7 +88,7 @@ def _timed(fn: Callable[[], object], repeats: int, device: str) -> float:
 
 
 def kernel_bandwidth(batch: int = 16, channels: int = 64, size: int = 64, *, repeats: int = 50,
-                     device: str = "cuda") -> list[dict]:
+                     device: str = "cuda") -> list[dict[str, Any]]:
     """The Triton gate block's achieved bandwidth for ``layer`` (4 groups) against ``copy_`` of the same bytes.
 
     Forward moves at least ``pre`` and ``c`` in and ``h`` and ``c'`` out (6 state-sized tensors, ``pre`` being

@@ -8,7 +8,7 @@ the example input's ``layout`` and sizes, PyTorch's channels-first convention fo
 module's own channel count; where that leaves a choice, the layout is reported as ambiguous and no finding
 rests on it. The model is audited on a deep copy, so its parameters and running statistics stay untouched.
 
-Findings (``AuditReport.findings``, each with ``module``, ``kind`` and ``message``):
+Findings (``AuditReport.findings``, each with ``module``, ``code`` and ``message``):
 
 - ``layer-norm-skips-channels``: a LayerNorm or RMSNorm whose reduced axes leave out the channel axis of a
   conv-feature tensor, such as ``nn.LayerNorm(W)`` on ``(B, C, H, W)``, which normalizes each row of pixels;
@@ -33,7 +33,7 @@ Example::
 
     >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.LayerNorm(6))
     >>> report = audit(model, torch.randn(2, 3, 8, 8), layout="BCHW")
-    >>> [(f.module, f.kind) for f in report.findings]
+    >>> [(f.module, f.code) for f in report.findings]
     [('1', 'layer-norm-skips-channels')]
 """
 
@@ -43,52 +43,20 @@ import copy
 import math
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..norms import Layout, Norm, NormSpec
+from .records import Finding, NormUse
 from .recurrent import cells_of, frame_size_lock, gates_pooled, missing_offset, never_called
 
 __all__ = ["AuditReport", "Finding", "NormUse", "audit"]
 
 _TORCH_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
                 nn.RMSNorm)
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One mistake: the module's dotted path (as in ``named_modules()``), a short code, and what to do."""
-
-    module: str
-    kind: str
-    message: str
-
-
-@dataclass
-class NormUse:
-    """What one norm module saw in the audited forward pass, and what it computes there."""
-
-    path: str
-    cls: str
-    shapes: list[tuple[int, ...]] = field(default_factory=list)  # input shape of every call
-    training: bool = False
-    running_stats: bool = False  # keeps running averages
-    per_step: bool = False  # keeps them per time step (normrnn recurrent_batch)
-    layout: str = "?"  # inferred letters of the first input, "?" per unknown axis
-    ambiguous: str = ""  # why the layout could not be told, when it could not
-    reduce: str = ""  # reduced letters
-    stats_shape: tuple[int, ...] = ()
-    param_shape: tuple[int, ...] = ()
-    param_letters: str = ""  # the axes the parameters span, e.g. "C" or "CHW"
-    spec: str = ""  # the equivalent normrnn spec
-    fixed_sizes: str = ""  # how the input's sizes differ from those its parameters fix, when they do
-
-    @property
-    def calls(self) -> int:
-        return len(self.shapes)
 
 
 @dataclass
@@ -118,7 +86,7 @@ class AuditReport:
         lines.append("")
         if self.findings:
             lines.append(f"{len(self.findings)} finding{'s' * (len(self.findings) != 1)}:")
-            lines += [textwrap.fill(f"- [{f.kind}] {f.module}: {f.message}", width=110, subsequent_indent="  ")
+            lines += [textwrap.fill(f"- [{f.code}] {f.module}: {f.message}", width=110, subsequent_indent="  ")
                       for f in self.findings]
         else:
             lines.append("no findings")
@@ -285,9 +253,9 @@ def _describe(module: nn.Module, use: NormUse, parsed: Layout, sizes: dict[str, 
         reduced = letters[rank - k :]
         use.param_shape = tuple(module.normalized_shape) if module.elementwise_affine else ()
         use.param_letters = reduced if use.param_shape else ""
-        kind = "rms" if isinstance(module, nn.RMSNorm) else "layer"
+        name = "rms" if isinstance(module, nn.RMSNorm) else "layer"
         per_position = f", param_axes={reduced}" if len(reduced) > 1 and use.param_shape else ""
-        use.spec = f"{kind} (reduce={reduced}{per_position})" if "?" not in reduced else ""
+        use.spec = f"{name} (reduce={reduced}{per_position})" if "?" not in reduced else ""
     else:
         channels = getattr(module, "num_features", getattr(module, "num_channels", None))
         letters, use.ambiguous = _infer(shape, channels, 1, parsed, sizes)

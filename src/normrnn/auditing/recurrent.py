@@ -7,12 +7,10 @@ A module counts as a recurrent cell when it has an integer ``num_hidden`` (OpenS
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from torch import nn
 
-if TYPE_CHECKING:
-    from . import Finding, NormUse
+from .records import Finding, NormUse
 
 __all__ = ["cells_of", "frame_size_lock", "gates_pooled", "missing_offset", "never_called", "spatial_letters"]
 
@@ -53,7 +51,6 @@ def _groups(module: nn.Module) -> int:
 
 def gates_pooled(module: nn.Module, use: NormUse, cells: dict[str, nn.Module]) -> Finding | None:
     """A norm over a cell's gate projection whose statistics span several gates."""
-    from . import Finding
 
     found = _enclosing(use.path, cells)
     if found is None or "C" not in use.reduce or "C" not in use.layout:
@@ -75,7 +72,6 @@ def gates_pooled(module: nn.Module, use: NormUse, cells: dict[str, nn.Module]) -
 def frame_size_lock(use: NormUse, cells: dict[str, nn.Module]) -> Finding | None:
     """A recurrent cell's norm whose parameters span the frame's spatial axes: they fix the frame size. (Outside
     recurrent cells, ``nn.LayerNorm([C, H, W])`` is a common deliberate choice, and not reported.)"""
-    from . import Finding
 
     letters = use.param_letters
     if _enclosing(use.path, cells) is None:
@@ -93,7 +89,6 @@ def frame_size_lock(use: NormUse, cells: dict[str, nn.Module]) -> Finding | None
 
 def missing_offset(cells: dict[str, nn.Module], called: set[nn.Module]) -> list[Finding]:
     """Recurrent cells with neither a bias nor a norm shift that is used."""
-    from . import Finding
 
     out = []
     for path, cell in cells.items():
@@ -115,7 +110,6 @@ def _owner(root: nn.Module, name: str) -> nn.Module:
 
 
 def never_called(uses: list[NormUse]) -> list[Finding]:
-    from . import Finding
 
     return [Finding(u.path, "norm-never-called",
                     f"{u.cls} is built but was never called in the forward pass: its parameters are trained by "

@@ -2,14 +2,14 @@
 
 - :mod:`.timing`: the engine (interleaved rounds, paired ratios, the check before timing);
 - :mod:`.reference`: the naive ConvLSTM loop and the conv-only floor;
-- :mod:`.norms`: ``bench norms``; :mod:`.layers`: ``bench cells`` and ``bench layers``;
+- :mod:`.norm_bench`: ``bench norms``; :mod:`.layers`: ``bench cells`` and ``bench layers``;
 - :mod:`.profile`: ``bench profile``, where one training step's CPU time goes;
 - :mod:`.output`: the table and the JSON file.
 """
 
 from ..profiling import saved_tensor_bytes
 from .layers import CELL_BENCH, CELL_BENCH_QUICK, LayerBenchConfig, bench_layers
-from .norms import NormBenchConfig, Variant, bench_norms, check_agreement
+from .norm_bench import NormBenchConfig, Variant, bench_norms, check_agreement
 from .output import format_table, write_json
 from .profile import ProfileRow, format_profile, profile_step
 from .reference import ConvOnly, NaiveConvLSTM

@@ -20,7 +20,7 @@ from ..kernels import get_backend
 from ..layers import ConvLSTM, layer_for
 from ..norms.explaining import MAX_ELEMENTS
 from ..profiling import cuda_peak_mb, saved_tensor_bytes
-from .precision import bf16_hardware
+from .hardware import bf16_hardware
 from .reference import ConvOnly, NaiveConvLSTM
 from .timing import check_close, check_timing, paired_ratios, time_interleaved, timing_row
 
@@ -170,7 +170,8 @@ def _bf16(config: LayerBenchConfig, name: str) -> bool:
 def _forward(model: nn.Module, x: Tensor, bf16: bool) -> Tensor:
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = model(x)
-    return (out[0] if isinstance(out, tuple) else out).float() if bf16 else (out[0] if isinstance(out, tuple) else out)
+    y: Tensor = out[0] if isinstance(out, tuple) else out
+    return y.float() if bf16 else y
 
 
 def _fwd_bwd(model: nn.Module, x: Tensor, dy: Tensor, *, bf16: bool = False) -> Callable[[], None]:

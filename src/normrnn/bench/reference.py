@@ -7,6 +7,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
+from ..cells.base import joint_projection, joint_weight
 from ..layers import ConvLSTM
 
 __all__ = ["ConvOnly", "NaiveConvLSTM"]
@@ -66,8 +67,8 @@ class ConvOnly(nn.Module):
             B, T, C_in, *S = x.shape
             C = cell.hidden_channels
             h, outputs = x.new_zeros(B, C, *S), []
-            if cell.joint_projection(x.device):  # the model's own choice: one conv of [x_t; h] per step
-                weight = cell.joint_weight()
+            if joint_projection(cell, x.device):  # the model's own choice: one conv of [x_t; h] per step
+                weight = joint_weight(cell)
                 for x_t in x.unbind(1):
                     h = cell.project_joint(x_t, h, weight)[:, :C]  # (B, C, *S)
                     outputs.append(h)

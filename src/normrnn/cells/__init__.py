@@ -63,11 +63,11 @@ Schmidhuber 2000) are per-channel weights added after the gate norm: ``i += w_ci
 
 
 from .base import RecurrentCell
+from .gate_norms import gate_norm
 from .gates import GateProbe, LSTMState, gru_gates, lstm_gates
 from .gru import ConvGRUCell, GRUCell
 from .kinds import CellKind, cell_kind, cell_kinds, register_cell_kind
 from .lstm import ConvLSTMCell, LSTMCell
-from .norms import gate_norm
 from .options import CellOptions, ConvGRUOptions, ConvLSTMOptions, ConvOptions, GRUOptions, LSTMOptions
 from .projection import Geometry, step_layout
 from .states import CellState, LayerState

@@ -1,38 +1,37 @@
-"""``RecurrentCell``: the parts every gated cell shares. One step; the layers loop over time."""
+"""``RecurrentCell``: the parts every recurrent cell shares. One step; the layers loop over time."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from .._checks import Factory, input_like_parameters, one_of, positive_int
 from ..kernels import get_backend, resolve_backend
-from ..norms import Norm, NormLike, NormSpec, call_norm
+from ..norms import NormLike, NormSpec
 from .common import CellCommon
-from .fusion import FusedLSTMBlock
-from .gates import GateProbe, NormFn
+from .gate_norms import NORM_INPUTS, NORM_SCOPES, gate_norm, shift_of
 from .gates import activation as activation_fn
-from .init import RECURRENT_INITS, check_rates, init_recurrent_weight
-from .norms import NORM_INPUTS, NORM_SCOPES, gate_norm, shift_of
-from .projection import Geometry, joint_unsupported, step_layout
-from .states import CellState, checked_state, freeze
+from .init import RECURRENT_INITS, check_dropout, init_recurrent_weight
+from .projection import Geometry, step_layout
+from .states import CellState, checked_state, freeze_state, hidden_of
 
-__all__ = ["PROJECTIONS", "RecurrentCell"]
+__all__ = ["PROJECTIONS", "RecurrentCell", "joint_projection", "joint_unsupported", "joint_weight"]
 
 PROJECTIONS = ("auto", "hoisted", "joint")  # how a layer computes W_x * x and W_h * h (see RecurrentCell)
 
 
 class RecurrentCell(CellCommon):
-    """Base of the gated cells: projections, gate norms, initialization, states and the step.
+    """Base of the recurrent cells: projections, norms, initialization, states and the step.
 
     Subclasses set the class attributes below, build their joint norms in :meth:`_build_norms` and implement
-    :meth:`gate_block`, everything after the projections. :meth:`step` runs that block through the backend
-    the registry picks (:func:`normrnn.kernels.resolve_backend`). Every cell takes the arguments below; each
-    cell class documents its own besides.
+    :meth:`gate_block`, everything after the projections (the gated families extend
+    :class:`~normrnn.cells.gated.GatedCell`, which adds the forget bias and the gate probe). :meth:`step` runs
+    that block through the backend the registry picks (:func:`normrnn.kernels.resolve_backend`). Every cell takes
+    the arguments below; each cell class documents its own besides.
 
     Args:
         in_channels: C_in, the channels of the input.
@@ -43,7 +42,6 @@ class RecurrentCell(CellCommon):
         recurrent_dilation: the dilation of ``W_h * h``; Keras dilates only the input convolution, i.e. ``1``.
             Default: ``dilation``.
         bias: learn a bias (dropped when a joint gate norm learns β). Default: ``True``.
-        forget_bias: added to the forget (LSTM) or update (GRU) gate's shift at initialization. Default: ``1.0``.
         norm: a norm spec, normrnn norm class or other callable (:mod:`normrnn.cells`). Default: ``"none"``.
         norm_inputs: ``"joint"`` or ``"separate"``. Default: ``"joint"``.
         norm_scope: ``"per_gate"`` or ``"all_gates"``. Default: ``"per_gate"``.
@@ -66,12 +64,9 @@ class RecurrentCell(CellCommon):
         device, dtype: factory keyword arguments.
     """
 
-    kind: str  # "lstm" | "gru": what the gate backends dispatch on
-    num_gates: int
-    forget_gate: int  # index of the gate block that receives forget_bias (LSTM: f, GRU: z)
-    forget_norm: str  # the joint norm whose β then holds the forget gate's shift
-    zero_init: tuple[str, ...]  # parameters that start at zero (biases, peepholes)
+    num_gates: int  # channel blocks of the projections (LSTM 4, GRU 3, a plain RNN 1)
     state_size: int  # tensors per state: 2 for (h, c), 1 for h
+    hidden_apart: str | None = None  # why W_h * h must stay apart from W_x * x (a GRU's reset gate), if it must
 
     def __init__(
         self,
@@ -83,7 +78,6 @@ class RecurrentCell(CellCommon):
         dilation: int | tuple[int, ...] = 1,
         recurrent_dilation: int | tuple[int, ...] | None = None,
         bias: bool = True,
-        forget_bias: float = 1.0,
         norm: NormLike = "none",
         norm_inputs: str = "joint",
         norm_scope: str = "per_gate",
@@ -106,25 +100,23 @@ class RecurrentCell(CellCommon):
                                         stride=stride)
         self.act, self.gate_act = activation_fn(activation), activation_fn(recurrent_activation)
         self.activation, self.recurrent_activation = activation, recurrent_activation
-        self.recurrent_dropout, self.forget_bias = check_rates(recurrent_dropout, forget_bias)
+        self.recurrent_dropout = check_dropout(recurrent_dropout)
         spec = NormSpec.parse(norm)  # parsed once: a ValueError for unknown specs
-        self.norm_spec = spec.name
-        self.normalized = not spec.is_identity
+        self.norm_spec, self.normalized = spec.name, not spec.is_identity
         self.norm_inputs = one_of("norm_inputs", norm_inputs, NORM_INPUTS)
         self.norm_scope = one_of("norm_scope", norm_scope, NORM_SCOPES)
         self.recurrent_init = one_of("recurrent_init", recurrent_init, RECURRENT_INITS)
         self.backend = get_backend(backend).name if backend != "auto" else "auto"  # a ValueError for unknown names
         self.projection = one_of("projection", projection, PROJECTIONS)
         self.layout = step_layout(spatial_dims)
-        self.gate_probe: GateProbe | None = None  # set to observe the sigmoid gates, e.g. their saturation
         self._norm_kwargs = dict(norm_kwargs or {})
-        self._compile_keys: dict[bool, str] = {}
         factory: Factory = {"device": device, "dtype": dtype}
         G, C = self.num_gates, hidden_channels
         self.weight_x = nn.Parameter(torch.empty(G * C, in_channels, *self.kernel_size, **factory))
         self.weight_h = nn.Parameter(torch.empty(G * C, C, *self.kernel_size, **factory))
         self._build_norms(spec, factory)
-        self.bias = nn.Parameter(torch.empty(G * C, **factory)) if bias and self._joint_shift() is None else None
+        has_bias = bias and shift_of(self._shift_norm()) is None  # a joint norm's β is the bias then
+        self.bias = nn.Parameter(torch.empty(G * C, **factory)) if has_bias else None
         # with no norm before the bias, it can ride along with the hoisted input projection for free
         self._fold_bias = not self.normalized
         why = joint_unsupported(self) if self.projection == "joint" else None
@@ -132,72 +124,35 @@ class RecurrentCell(CellCommon):
             raise ValueError(f"projection='joint' convolves [x; h] at once, so it {why}")
         self._build_extra_params(bias=bias, factory=factory)
         self.reset_parameters()
-        self._check_backend()
-
-    @property
-    def dilation(self) -> tuple[int, ...]:
-        return self.geometry.dilation
-
-    @property
-    def recurrent_dilation(self) -> tuple[int, ...]:
-        return self.geometry.recurrent_dilation
-
-    @property
-    def gate_bias(self) -> Tensor | None:
-        """The bias added after the gate norm; None where the input projection carries it, or β replaces it."""
-        return None if self._fold_bias else self.bias
+        _check_backend(self)
 
     # -- construction ---------------------------------------------------------------------------------
 
     def _build_extra_params(self, *, bias: bool, factory: Factory) -> None:
         """Create a subclass's own parameters (LSTM peepholes, the GRU's recurrent candidate bias)."""
 
-    def _check_backend(self) -> None:
-        """A named backend must support this cell (called once the cell is built)."""
-        if self.backend == "auto":
-            return
-        why = get_backend(self.backend).unsupported(self)
-        if why:
-            raise ValueError(f"expected a gate backend that can run {type(self).__name__}(norm={self.norm_spec!r}), "
-                             f"got {self.backend!r}: {why}")
-
-    def _make_norm(self, spec: NormSpec, gates: int, *, center: bool, factory: Factory) -> nn.Module:
-        kwargs = {**self._norm_kwargs, "center": self._norm_kwargs.get("center", center)}  # the user's wins
-        return gate_norm(spec, self.hidden_channels, gates, scope=self.norm_scope, layout=self.layout, **factory,
-                         **kwargs)
-
     def _build_norms(self, spec: NormSpec, factory: Factory) -> None:
-        """Create the gate norms; subclasses add their own (LSTM: the cell norm, GRU: the joint pair)."""
+        """Create the norms; subclasses add their joint ones (LSTM: the gates and the cell, GRU: the pair)."""
         if self.norm_inputs == "separate":
-            self.norm_x = self._make_norm(spec, self.num_gates, center=False, factory=factory)
-            self.norm_h = self._make_norm(spec, self.num_gates, center=False, factory=factory)
+            self.norm_x = make_gate_norm(self, spec, self.num_gates, center=False, factory=factory)
+            self.norm_h = make_gate_norm(self, spec, self.num_gates, center=False, factory=factory)
 
-    def _joint_shift(self) -> Tensor | None:
-        """β of the joint gate norm, which then replaces the cell's bias; None when there is none."""
-        return shift_of(getattr(self, self.forget_norm, None)) if self.norm_inputs == "joint" else None
-
-    def _forget_shift(self) -> Tensor | None:
-        """The parameter holding the gate shifts: the cell's bias, or the joint gate norm's β."""
-        return self.bias if self.bias is not None else self._joint_shift()
+    def _shift_norm(self) -> nn.Module | None:
+        """The joint norm whose learned shift β replaces the cell's bias (it then holds the gate shifts); None."""
+        return None
 
     def reset_parameters(self) -> None:
-        """Uniform(±1/sqrt(fan_in)) input weights; orthogonal (per gate) or uniform recurrent weights;
-        zero biases with ``forget_bias`` on the forget (LSTM) or update (GRU) gate; norms reset."""
+        """Uniform(±1/sqrt(fan_in)) input weights; orthogonal (per gate) or uniform recurrent weights; norms reset;
+        a zero bias."""
         fan_in = self.in_channels * math.prod(self.kernel_size)
         nn.init.uniform_(self.weight_x, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
         init_recurrent_weight(self.weight_h, gates=self.num_gates, scheme=self.recurrent_init,
                               kernel_size=self.kernel_size)
-        C = self.hidden_channels
         for module in self.children():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()  # type: ignore[operator]  # hasattr: nn.Module types it Tensor | Module
-        for name in self.zero_init:
-            if getattr(self, name, None) is not None:
-                nn.init.zeros_(getattr(self, name))
-        shift = self._forget_shift()
-        if shift is not None:
-            with torch.no_grad():
-                shift[self.forget_gate * C : (self.forget_gate + 1) * C] = self.forget_bias
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
 
     # -- projections -----------------------------------------------------------------------------------
 
@@ -215,22 +170,9 @@ class RecurrentCell(CellCommon):
             h = h * recurrent_mask
         return self.geometry.project(h, self.weight_h, recurrent=True)
 
-    def joint_projection(self, device: torch.device) -> bool:
-        """Whether a layer computes ``W_x * x + W_h * h`` as one convolution of ``[x; h]`` per step
-        (:meth:`project_joint`) instead of hoisting ``W_x * x`` over all steps. ``"auto"`` is joint on CPU where
-        the cell allows it: there oneDNN runs one 80→256 conv per step faster than a 16→256 conv over all
-        B·T frames plus a 64→256 conv per step (docs/performance.md); on GPU, hoisting saves launches."""
-        if self.projection == "auto":
-            return device.type == "cpu" and joint_unsupported(self) is None
-        return self.projection == "joint"
-
-    def joint_weight(self) -> Tensor:
-        """``[W_x, W_h]`` along the input channels, ``(G·C, C_in + C, *k)``; built once per sequence."""
-        return torch.cat([self.weight_x, self.weight_h], dim=1)
-
     def project_joint(self, x: Tensor, h: Tensor, weight: Tensor, recurrent_mask: Tensor | None = None) -> Tensor:
         """``W_x * x + W_h * h`` (and the folded bias) as one convolution of ``[x; h]`` with
-        ``weight = joint_weight()``; the recurrent-dropout mask applies to ``h`` first.
+        ``weight = joint_weight(cell)``; the recurrent-dropout mask applies to ``h`` first.
 
         Shape:
             - x: ``(B, C_in, *S)``; h: ``(B, C, *S)``; output: ``(B, G·C, *S)``.
@@ -246,9 +188,9 @@ class RecurrentCell(CellCommon):
         """Raise ``ValueError`` unless ``x`` is ``(B, C_in, *S)`` for this cell's spatial rank."""
         letters = self.layout
         if not isinstance(x, Tensor) or x.dim() != len(letters):
-            kind = f"{self.spatial_dims}-D conv" if self.spatial_dims else "dense"
+            shape = f"{self.spatial_dims}-D conv" if self.spatial_dims else "dense"
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"expected {what} of rank {len(letters)} ({', '.join(letters)}) for a {kind} cell, "
+            raise ValueError(f"expected {what} of rank {len(letters)} ({', '.join(letters)}) for a {shape} cell, "
                              f"got {got}")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"expected {what} with C={self.in_channels} channels at dim 1, got shape "
@@ -268,51 +210,7 @@ class RecurrentCell(CellCommon):
         is; outside it a state of another dtype than the input is an error, as in ``torch.nn.LSTM``."""
         return checked_state(state, self.state_size, (batch, self.hidden_channels, *spatial), what=what, like=like)
 
-    def recurrent_dropout_mask(self, like: Tensor) -> Tensor | None:
-        """One variational dropout mask on ``h`` for a whole sequence (Gal & Ghahramani 2016), or None."""
-        if not self.training or self.recurrent_dropout == 0.0:
-            return None
-        keep = 1.0 - self.recurrent_dropout
-        return torch.bernoulli(torch.full_like(like, keep)) / keep
-
-    def _freeze(self, new: CellState, old: CellState, mask: Tensor | None) -> CellState:
-        """The new state where the (B,) mask is True, the old one elsewhere, in the state's own dtype."""
-        if isinstance(new, tuple) and isinstance(old, tuple):  # (h, c)
-            return freeze(new[0], old[0], mask), freeze(new[1], old[1], mask)
-        return freeze(new, old, mask)  # type: ignore[arg-type]  # one state tensor, h, as state_size says
-
-    def output(self, state: CellState) -> Tensor:
-        """The hidden state ``h`` of a state."""
-        return state[0] if isinstance(state, tuple) else state
-
     # -- the step --------------------------------------------------------------------------------------
-
-    def bind_norm(self, module: nn.Module | None, t: int, mask: Tensor | None) -> NormFn | None:
-        """``module`` as a one-argument function of the tensor for step ``t`` with the (B,) ``mask``."""
-        if module is None:
-            return None
-        return lambda x: call_norm(module, x, mask, t)
-
-    def traceable(self, *, masked: bool) -> bool:
-        """Whether ``torch.compile`` can trace this cell's gate block (every normrnn norm in it agrees)."""
-        return all(m.traceable(masked=masked) for m in self.modules() if isinstance(m, Norm))
-
-    def compile_key(self) -> str:
-        """What names this cell's compiled graph: its class, every option and child norm (the full repr), and
-        the training mode. Cells with equal keys trace alike and share one graph."""
-        key = self._compile_keys.get(self.training)
-        if key is None:
-            key = self._compile_keys[self.training] = f"{self!r} training={self.training}"
-        return key
-
-    def fused_block(self) -> FusedLSTMBlock | str:
-        """This cell's gate block as a fused kernel computes it, or why it has none (:mod:`.fusion`)."""
-        return f"there is no fused {self.kind.upper()} block yet"
-
-    def gate_backend(self, device: torch.device, mask: Tensor | None = None) -> str:
-        """The name of the gate backend that runs for inputs on ``device`` (``"auto"`` resolved; eager where the
-        call needs it: a gate probe, or data-dependent statistics under ``torch.compile``)."""
-        return resolve_backend(self.backend, self, device, mask).name
 
     def gate_block(self, gx: Tensor, gh: Tensor | None, state: CellState, t: int,
                    mask: Tensor | None) -> CellState:
@@ -327,9 +225,9 @@ class RecurrentCell(CellCommon):
         ``gx`` is ``project_input(x_t)``, ``(B, G·C, *S)``; with ``joint=True`` it is ``project_joint(x_t, h)``,
         which already holds ``W_h * h``. Inputs are not validated here: :meth:`forward` and the layers do it.
         """
-        gh = None if joint else self.project_hidden(self.output(state), recurrent_mask)  # (B, G·C, *S)
+        gh = None if joint else self.project_hidden(hidden_of(state), recurrent_mask)  # (B, G·C, *S)
         new = resolve_backend(self.backend, self, gx.device, mask)(self, gx, gh, state, t, mask)
-        return self._freeze(new, state, mask)
+        return freeze_state(cast(CellState, new), state, mask)  # a backend returns the state gate_block does
 
     def forward(self, x: Tensor, state: CellState | None = None, *, t: int = 0,
                 mask: Tensor | None = None) -> CellState:
@@ -347,11 +245,10 @@ class RecurrentCell(CellCommon):
         activations = (self.activation, self.recurrent_activation)
         shown = (  # (differs from the default, text), in a fixed order
             (conv, f"kernel_size={self.kernel_size}, spatial_dims={self.spatial_dims}"),
-            (conv and any(d != 1 for d in self.dilation), f"dilation={self.dilation}"),
-            (conv and self.recurrent_dilation != self.dilation, f"recurrent_dilation={self.recurrent_dilation}"),
+            (conv and any(d != 1 for d in g.dilation), f"dilation={g.dilation}"),
+            (conv and g.recurrent_dilation != g.dilation, f"recurrent_dilation={g.recurrent_dilation}"),
             (True, f"norm={self.norm_spec!r}"),
             (self.normalized, f"norm_inputs={self.norm_inputs!r}, norm_scope={self.norm_scope!r}"),
-            (self.forget_bias != 1.0, f"forget_bias={self.forget_bias}"),
             (self.recurrent_init != "orthogonal", f"recurrent_init={self.recurrent_init!r}"),
             (bool(self.recurrent_dropout), f"recurrent_dropout={self.recurrent_dropout}"),
             (g.padding != "same", f"padding={g.padding!r}"),
@@ -362,6 +259,53 @@ class RecurrentCell(CellCommon):
             (self.projection != "auto", f"projection={self.projection!r}"),
         )
         return ", ".join([f"{self.in_channels}, {self.hidden_channels}", *(text for on, text in shown if on)])
+
+
+def make_gate_norm(cell: RecurrentCell, spec: NormSpec, gates: int, *, center: bool, factory: Factory) -> nn.Module:
+    """A norm over ``gates`` gate blocks of ``cell`` (its scope, layout and ``norm_kwargs``); ``center`` is the
+    cell's default for β, which the user's ``norm_kwargs`` overrides."""
+    kwargs = {**cell._norm_kwargs, "center": cell._norm_kwargs.get("center", center)}  # the user's wins
+    return gate_norm(spec, cell.hidden_channels, gates, scope=cell.norm_scope, layout=cell.layout, **factory,
+                     **kwargs)
+
+
+def joint_projection(cell: RecurrentCell, device: torch.device) -> bool:
+    """Whether a layer computes ``W_x * x + W_h * h`` as one convolution of ``[x; h]`` per step
+    (:meth:`RecurrentCell.project_joint`) instead of hoisting ``W_x * x`` over all steps. ``"auto"`` is joint on CPU
+    where the cell allows it: there oneDNN runs one 80→256 conv per step faster than a 16→256 conv over all B·T
+    frames plus a 64→256 conv per step (docs/performance.md); on GPU, hoisting saves launches."""
+    if cell.projection == "auto":
+        return device.type == "cpu" and joint_unsupported(cell) is None
+    return cell.projection == "joint"
+
+
+def joint_unsupported(cell: RecurrentCell) -> str | None:
+    """Why ``cell`` cannot project ``[x; h]`` at once, or None if it can."""
+    g = cell.geometry
+    if g.resamples:
+        return "needs x and h of one size (padding='same', stride 1)"
+    if cell.hidden_apart:
+        return f"needs W_h * h added to W_x * x ({cell.hidden_apart})"
+    if cell.normalized and cell.norm_inputs != "joint":
+        return "needs norm_inputs='joint' (separate norms see W_x * x and W_h * h apart)"
+    if g.recurrent_dilation != g.dilation:
+        return f"needs recurrent_dilation == dilation, got {g.recurrent_dilation} and {g.dilation}"
+    return None
+
+
+def joint_weight(cell: RecurrentCell) -> Tensor:
+    """``[W_x, W_h]`` along the input channels, ``(G·C, C_in + C, *k)``; built once per sequence."""
+    return torch.cat([cell.weight_x, cell.weight_h], dim=1)
+
+
+def _check_backend(cell: RecurrentCell) -> None:
+    """A named backend must support ``cell`` (checked once the cell is built)."""
+    if cell.backend == "auto":
+        return
+    why = get_backend(cell.backend).unsupported(cell)
+    if why:
+        raise ValueError(f"expected a gate backend that can run {type(cell).__name__}(norm={cell.norm_spec!r}), "
+                         f"got {cell.backend!r}: {why}")
 
 
 class Conv(RecurrentCell):

@@ -13,39 +13,14 @@ The block a fused kernel computes, with ``pre = W_x * x + W_h * h``:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from torch import Tensor, nn
+from torch import nn
 
-    from ..norms.base import GroupedStatsView, GroupNormView
-    from .base import RecurrentCell
+from ..kernels import FusedLSTMBlock
+from .gated import GatedCell
 
-__all__ = ["LSTM_FUSABLE", "FusedLSTMBlock", "fused_lstm_block"]
-
-
-@dataclass(frozen=True)
-class FusedLSTMBlock:
-    """A plain LSTM update after one joint gate norm, as a fused kernel reads it. A kernel takes the view of the norm
-    it computes (each built when asked for, so a step builds only the one its kernel uses)."""
-
-    norm: nn.Module | None  # the joint gate norm; None: the cell has none
-    bias: Tensor | None  # the cell's gate bias, added after the norm (None: the norm's shift is the bias)
-
-    @property
-    def normalized(self) -> bool:
-        return self.norm is not None
-
-    @property
-    def stats(self) -> GroupedStatsView | None:
-        """The gate norm as per-(sample, group) statistics; None: no norm, or another kind (a foreign one, say)."""
-        return getattr(self.norm, "as_grouped_stats", lambda: None)()
-
-    @property
-    def group_norm(self) -> GroupNormView | None:
-        """The gate norm as ``F.group_norm``'s arguments, where it is one."""
-        return getattr(self.norm, "as_group_norm", lambda: None)()
+__all__ = ["LSTM_FUSABLE", "fused_lstm_block"]
 
 
 _ANY = None  # outside the gate block (projections, initialization, dispatch), or in it through the norm's view
@@ -67,22 +42,23 @@ LSTM_FUSABLE: dict[str, _Rule] = {
 }
 
 
-def fused_lstm_block(cell: RecurrentCell, options: tuple[str, ...]) -> FusedLSTMBlock | str:
-    """``cell``'s gate block for a fused kernel, or why it has none: an option (of ``options``, the cell's) that
-    the whitelist does not list, or a value it refuses."""
+def fused_lstm_block(cell: GatedCell, options: tuple[str, ...], norm: nn.Module | None) -> FusedLSTMBlock | str:
+    """``cell``'s gate block for a fused kernel (with ``norm``, its joint gate norm), or why it has none: an option
+    (of ``options``, the cell's) that the whitelist does not list, or a value it refuses."""
     for name in options:
         if name not in LSTM_FUSABLE:
             return f"the fused blocks do not know the option {name!r}"
         rule = LSTM_FUSABLE[name]
         if rule is not None and not rule[1](getattr(cell, name)):
             return _refusal(cell, name, rule[0])
-    return FusedLSTMBlock(norm=getattr(cell, "norm_gates", None) if cell.normalized else None, bias=cell.gate_bias)
+    return FusedLSTMBlock(norm=norm if cell.normalized else None, bias=cell.gate_bias)
 
 
-def _refusal(cell: RecurrentCell, name: str, needs: str) -> str:
+def _refusal(cell: GatedCell, name: str, needs: str) -> str:
     if name in ("activation", "recurrent_activation"):
         return (f"it computes tanh and sigmoid only, got activation={cell.activation!r}, "
                 f"recurrent_activation={cell.recurrent_activation!r}")
     if name in ("peephole", "norm_cell"):
-        return f"it has {needs}, got peephole={getattr(cell, 'peephole', None)}, norm_cell={cell.norm_cell!r}"
+        peephole, norm_cell = getattr(cell, "peephole", None), getattr(cell, "norm_cell", None)
+        return f"it has {needs}, got peephole={peephole}, norm_cell={norm_cell!r}"
     return f"it needs {needs}, got {name}={getattr(cell, name)!r}"

@@ -10,7 +10,9 @@ from torch import Tensor, nn
 
 from .._checks import Factory
 from ..norms import NormSpec
-from .base import Conv, Dense, RecurrentCell
+from .base import Conv, Dense, make_gate_norm
+from .gate_norms import bound
+from .gated import GatedCell
 from .gates import gru_gates
 from .kinds import register_cell_kind
 from .options import ConvGRUOptions, ConvOptions, GRUOptions, spelled_out
@@ -21,13 +23,11 @@ if TYPE_CHECKING:
 __all__ = ["ConvGRUCell", "GRUCell"]
 
 
-class _GRUBase(RecurrentCell):
-    kind = "gru"
+class _GRUBase(GatedCell):
     num_gates = 3
     forget_gate = 1  # z: a positive bias starts the cell remembering, like an LSTM forget bias
-    forget_norm = "norm_rz"
-    zero_init = ("bias", "bias_hn")
     state_size = 1
+    hidden_apart = "a GRU's reset gate multiplies W_h * h alone"
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...] = 1, *,
                  reset_after: bool = True, **kwargs: Unpack[ConvOptions]) -> None:
@@ -52,9 +52,19 @@ class _GRUBase(RecurrentCell):
 
     def _build_norms(self, spec: NormSpec, factory: Factory) -> None:
         super()._build_norms(spec, factory)
+        self.norm_rz = self.norm_n = None
         if self.norm_inputs == "joint":
-            self.norm_rz = self._make_norm(spec, 2, center=True, factory=factory)
-            self.norm_n = self._make_norm(spec, 1, center=True, factory=factory)
+            self.norm_rz = make_gate_norm(self, spec, 2, center=True, factory=factory)
+            self.norm_n = make_gate_norm(self, spec, 1, center=True, factory=factory)
+
+    def _shift_norm(self) -> nn.Module | None:
+        return self.norm_rz
+
+    def reset_parameters(self) -> None:
+        """:meth:`GatedCell.reset_parameters`, and a zero recurrent candidate bias."""
+        super().reset_parameters()
+        if self.bias_hn is not None:
+            nn.init.zeros_(self.bias_hn)
 
     def gate_block(self, gx: Tensor, gh: Tensor | None, state: Tensor, t: int,  # type: ignore[override]  # h alone
                    mask: Tensor | None) -> Tensor:
@@ -62,11 +72,11 @@ class _GRUBase(RecurrentCell):
         norm_rz = norm_n = None
         assert gh is not None  # a GRU's reset gate multiplies W_h * h alone: it is never projected jointly
         if self.norm_inputs == "separate":
-            norm_x, norm_h = self.bind_norm(self.norm_x, t, mask), self.bind_norm(self.norm_h, t, mask)
+            norm_x, norm_h = bound(self.norm_x, t, mask), bound(self.norm_h, t, mask)
             assert norm_x is not None and norm_h is not None  # built for norm_inputs='separate'
             gx, gh = norm_x(gx), norm_h(gh)
         elif self.normalized:
-            norm_rz, norm_n = self.bind_norm(self.norm_rz, t, mask), self.bind_norm(self.norm_n, t, mask)
+            norm_rz, norm_n = bound(self.norm_rz, t, mask), bound(self.norm_n, t, mask)
         return gru_gates(gx, gh, state, norm_rz=norm_rz, norm_n=norm_n, bias=self.gate_bias,
                          bias_hn=self.bias_hn, probe=self.gate_probe, act=self.act, gate_act=self.gate_act,
                          hidden_n=None if self.reset_after else self._hidden_n)

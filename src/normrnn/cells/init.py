@@ -8,18 +8,23 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["RECURRENT_INITS", "check_rates", "init_recurrent_weight", "orthogonal_"]
+__all__ = ["RECURRENT_INITS", "check_dropout", "check_forget_bias", "init_recurrent_weight", "orthogonal_"]
 
 RECURRENT_INITS = ("orthogonal", "default")
 
 
-def check_rates(recurrent_dropout: float, forget_bias: float) -> tuple[float, float]:
-    """The recurrent-dropout rate, in [0, 1), and a finite forget-gate bias, as floats."""
-    if not 0.0 <= recurrent_dropout < 1.0:
-        raise ValueError(f"expected recurrent_dropout in [0, 1), got {recurrent_dropout!r}")
-    if not math.isfinite(float(forget_bias)):
-        raise ValueError(f"expected forget_bias to be a finite number, got {forget_bias!r}")
-    return float(recurrent_dropout), float(forget_bias)
+def check_dropout(rate: float) -> float:
+    """A recurrent-dropout rate, in [0, 1), as a float."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"expected recurrent_dropout in [0, 1), got {rate!r}")
+    return float(rate)
+
+
+def check_forget_bias(value: float) -> float:
+    """A finite forget-gate bias, as a float."""
+    if not math.isfinite(float(value)):
+        raise ValueError(f"expected forget_bias to be a finite number, got {value!r}")
+    return float(value)
 
 
 def orthogonal_(block: Tensor) -> None:

@@ -8,9 +8,12 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import Factory, one_of
+from ..kernels import FusedLSTMBlock
 from ..norms import NormSpec, create_norm
-from .base import Conv, Dense, RecurrentCell
-from .fusion import FusedLSTMBlock, fused_lstm_block
+from .base import Conv, Dense, make_gate_norm
+from .fusion import fused_lstm_block
+from .gate_norms import bound
+from .gated import GatedCell
 from .gates import LSTMState, lstm_gates
 from .kinds import register_cell_kind
 from .options import ConvLSTMOptions, ConvOptions, LSTMOptions, spelled_out
@@ -26,12 +29,9 @@ PEEPHOLE_PLACEMENTS = ("after_norm", "before_norm")
 _OPTIONS = tuple(sorted(ConvLSTMOptions.__optional_keys__))  # every option an LSTM cell takes
 
 
-class _LSTMBase(RecurrentCell):
-    kind = "lstm"
+class _LSTMBase(GatedCell):
     num_gates = 4
     forget_gate = 1  # f
-    forget_norm = "norm_gates"
-    zero_init = ("bias", "weight_peephole")
     state_size = 2
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int | tuple[int, ...] = 1, *,
@@ -48,7 +48,7 @@ class _LSTMBase(RecurrentCell):
                              f"got peephole={peephole!r}, peephole_size={peephole_size!r}")
         self.peephole_size = None if peephole_size is None else tuple(int(v) for v in peephole_size)
         super().__init__(in_channels, hidden_channels, kernel_size, **kwargs)
-        self.register_load_state_dict_pre_hook(self._renamed_state_norm)
+        self.register_load_state_dict_pre_hook(self._renamed_state_norm)  # type: ignore[no-untyped-call]  # torch's
         if self.peephole_placement == "before_norm":
             self._check_peepholes_first()
 
@@ -63,7 +63,7 @@ class _LSTMBase(RecurrentCell):
                              f"norm_scope={self.norm_scope!r}")
 
     @staticmethod
-    def _renamed_state_norm(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    def _renamed_state_norm(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         """Checkpoints of normrnn 0.1 call the cell-state norm ``cell_norm``: load them under its new name."""
         old = prefix + "cell_norm."
         for key in [k for k in state_dict if k.startswith(old)]:
@@ -75,33 +75,43 @@ class _LSTMBase(RecurrentCell):
 
     def _build_norms(self, spec: NormSpec, factory: Factory) -> None:
         super()._build_norms(spec, factory)
+        self.norm_gates = None
         if self.norm_inputs == "joint":
-            self.norm_gates = self._make_norm(spec, 4, center=True, factory=factory)
+            self.norm_gates = make_gate_norm(self, spec, 4, center=True, factory=factory)
         self.state_norm = None
         if self.norm_cell != "none":
             self.state_norm = create_norm(spec, self.hidden_channels, layout=self.layout, **factory,
                                          **self._norm_kwargs)
+
+    def _shift_norm(self) -> nn.Module | None:
+        return self.norm_gates
+
+    def reset_parameters(self) -> None:
+        """:meth:`GatedCell.reset_parameters`, and zero peepholes."""
+        super().reset_parameters()
+        if self.weight_peephole is not None:
+            nn.init.zeros_(self.weight_peephole)
 
     def gate_block(self, gx: Tensor, gh: Tensor | None, state: LSTMState, t: int,  # type: ignore[override]  # (h, c)
                    mask: Tensor | None) -> LSTMState:
         """Everything after the projections, eagerly (:func:`lstm_gates`): the part a gate backend replaces.
         ``gh`` is None when ``gx`` already holds both projections."""
         if self.norm_inputs == "separate":
-            norm_x, norm_h = self.bind_norm(self.norm_x, t, mask), self.bind_norm(self.norm_h, t, mask)
+            norm_x, norm_h = bound(self.norm_x, t, mask), bound(self.norm_h, t, mask)
             assert norm_x is not None and norm_h is not None and gh is not None  # separate: W_h * h comes apart
             pre = norm_x(gx) + norm_h(gh)
             norm = None
         else:
             pre = gx if gh is None else gx + gh
-            norm = self.bind_norm(self.norm_gates, t, mask) if self.normalized else None
+            norm = bound(self.norm_gates, t, mask) if self.normalized else None
         return lstm_gates(
             pre, state[1], norm=norm, bias=self.gate_bias, peephole=self.weight_peephole,
-            state_norm=self.bind_norm(self.state_norm, t, mask), norm_cell=self.norm_cell, probe=self.gate_probe,
+            state_norm=bound(self.state_norm, t, mask), norm_cell=self.norm_cell, probe=self.gate_probe,
             act=self.act, gate_act=self.gate_act, peephole_before_norm=self.peephole_placement == "before_norm",
         )
 
     def fused_block(self) -> FusedLSTMBlock | str:
-        return fused_lstm_block(self, _OPTIONS)
+        return fused_lstm_block(self, _OPTIONS, self.norm_gates)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

@@ -7,15 +7,12 @@ cell's projections are one call each and no padding is recomputed per step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from .base import RecurrentCell
-
-__all__ = ["PADDINGS", "Geometry", "as_tuple", "joint_unsupported", "same_padding", "step_layout"]
+__all__ = ["PADDINGS", "Geometry", "as_tuple", "same_padding", "step_layout"]
 
 PADDINGS = ("same", "valid")  # of the input convolution; the recurrent one is always "same"
 
@@ -31,7 +28,7 @@ def step_layout(spatial_dims: int) -> str:
 def as_tuple(name: str, value: int | tuple[int, ...], n: int) -> tuple[int, ...]:
     """Expand an int to ``n`` ints and check that every entry is a positive int."""
     if isinstance(value, int) and not isinstance(value, bool):
-        out: tuple = (value,) * n
+        out: tuple[Any, ...] = (value,) * n
     elif isinstance(value, (tuple, list)):
         out = tuple(value)
     else:
@@ -129,16 +126,3 @@ class Geometry:
             before = (0,) * self.spatial_dims
         return conv(x, weight, bias, stride=stride, padding=before,
                     dilation=self.recurrent_dilation if recurrent else self.dilation)
-
-
-def joint_unsupported(cell: RecurrentCell) -> str | None:
-    """Why ``cell`` cannot project ``[x; h]`` at once, or None if it can."""
-    if cell.geometry.resamples:
-        return "needs x and h of one size (padding='same', stride 1)"
-    if cell.kind != "lstm":
-        return "needs an LSTM cell (a GRU's reset gate multiplies W_h * h alone)"
-    if cell.normalized and cell.norm_inputs != "joint":
-        return "needs norm_inputs='joint' (separate norms see W_x * x and W_h * h apart)"
-    if cell.recurrent_dilation != cell.dilation:
-        return f"needs recurrent_dilation == dilation, got {cell.recurrent_dilation} and {cell.dilation}"
-    return None

@@ -11,7 +11,7 @@ from torch import Tensor
 from .._checks import autocasting
 from .gates import LSTMState
 
-__all__ = ["CellState", "LayerState", "checked_state", "freeze"]
+__all__ = ["CellState", "LayerState", "checked_state", "dropout_mask", "freeze", "freeze_state", "hidden_of"]
 
 CellState = Union[Tensor, LSTMState]
 """A cell's state: ``h`` (GRU) or ``(h, c)`` (LSTM), each ``(B, C, *S)``."""
@@ -47,13 +47,35 @@ def freeze(new: Tensor, old: Tensor, mask: Tensor | None) -> Tensor:
     return torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old)
 
 
+def freeze_state(new: CellState, old: CellState, mask: Tensor | None) -> CellState:
+    """The new state where the (B,) mask is True, the old one elsewhere, in the state's own dtype."""
+    if isinstance(new, tuple) and isinstance(old, tuple):  # (h, c)
+        return freeze(new[0], old[0], mask), freeze(new[1], old[1], mask)
+    assert isinstance(new, Tensor) and isinstance(old, Tensor)  # one state tensor, h
+    return freeze(new, old, mask)
+
+
+def hidden_of(state: CellState | tuple[Tensor, ...]) -> Tensor:
+    """The hidden state ``h`` of a state: the tensor itself, or the first of a tuple."""
+    return state[0] if isinstance(state, tuple) else state
+
+
+def dropout_mask(like: Tensor, rate: float, *, training: bool) -> Tensor | None:
+    """One variational dropout mask shaped like ``like`` for a whole sequence (Gal & Ghahramani 2016), or None when
+    not training or ``rate`` is 0."""
+    if not training or rate == 0.0:
+        return None
+    keep = 1.0 - rate
+    return torch.bernoulli(torch.full_like(like, keep)) / keep
+
+
 def _state_dtype(s: Tensor, like: Tensor, what: str) -> Tensor:
     """``s`` in the dtype the step computes in: the autocast dtype under autocast, else ``like``'s (checked)."""
-    kind = like.device.type
+    device_type = like.device.type
     if not s.is_floating_point():
         raise ValueError(f"expected {what} to be a floating-point tensor like the input ({like.dtype}), got {s.dtype}")
     if autocasting(like):
-        return s.to(torch.get_autocast_dtype(kind))
+        return s.to(torch.get_autocast_dtype(device_type))
     if s.dtype != like.dtype:
         raise ValueError(f"expected {what} of dtype {like.dtype}, the input's, got {s.dtype}; cast it with "
                          ".to(x.dtype)")

@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import Factory, one_of, positive_int
-from ..norms import NormLike, NormSpec, call_norm
+from ..norms import NormLike, NormSpec
 from .common import CellCommon
+from .gate_norms import NORM_INPUTS, NORM_SCOPES, bound, gate_norm
 from .gates import GateProbe, NormFn
-from .init import RECURRENT_INITS, check_rates, init_recurrent_weight
+from .init import RECURRENT_INITS, check_forget_bias, init_recurrent_weight
 from .kinds import register_cell_kind
-from .norms import NORM_INPUTS, NORM_SCOPES, gate_norm
 from .projection import Geometry, step_layout
 from .states import checked_state, freeze
 
@@ -123,7 +123,6 @@ class STLSTMCell(CellCommon):
         (torch.Size([2, 8, 16, 16]), torch.Size([2, 8, 16, 16]))
     """
 
-    kind = "stlstm"
     num_gates = _X_GATES
     state_size = 3
 
@@ -145,7 +144,7 @@ class STLSTMCell(CellCommon):
         self.in_channels = positive_int("in_channels", in_channels)
         self.hidden_channels = C = positive_int("hidden_channels", hidden_channels)
         self.geometry = Geometry.create(spatial_dims, kernel_size)
-        _, self.forget_bias = check_rates(0.0, forget_bias)
+        self.forget_bias = check_forget_bias(forget_bias)
         spec = NormSpec.parse(norm)
         self.norm_spec, self.normalized = spec.name, not spec.is_identity
         self.norm_inputs = one_of("norm_inputs", norm_inputs, NORM_INPUTS)
@@ -219,31 +218,25 @@ class STLSTMCell(CellCommon):
         shape = (batch, self.hidden_channels, *spatial)
         return cast(STLSTMState, checked_state(state, 3, shape, what=what, like=like))
 
-    def output(self, state: STLSTMState) -> Tensor:
-        return state[0]
-
     # -- the step --------------------------------------------------------------------------------------
 
     def project_input(self, x: Tensor) -> Tensor:
         """``W_x * x`` for any number of frames at once: ``(N, C_in, *S)`` → ``(N, 7C, *S)``."""
         return self.geometry.project(x, self.weight_x)
 
-    def _bind(self, module: nn.Module | None, t: int, mask: Tensor | None) -> NormFn | None:
-        return None if module is None else (lambda x: call_norm(module, x, mask, t))
-
     def step(self, gx: Tensor, state: STLSTMState, *, t: int = 0, mask: Tensor | None = None) -> STLSTMState:
         """One step from ``gx = project_input(x_t)`` and ``(h, c, m)``, frozen where ``mask`` is False."""
         h, c, m = state
         g = self.geometry
-        norm_o = self._bind(self.norm_o, t, mask)
+        norm_o = bound(self.norm_o, t, mask)
 
         def fuse_output(memory: Tensor) -> Tensor:
             out = g.project(memory, self.weight_o, recurrent=True)  # (B, C, *S)
             return norm_o(out) if norm_o is not None else out
 
         new = stlstm_gates(gx, g.project(h, self.weight_h, recurrent=True), g.project(m, self.weight_m, recurrent=True),
-                           c, m, norm_x=self._bind(self.norm_x, t, mask), norm_h=self._bind(self.norm_h, t, mask),
-                           norm_m=self._bind(self.norm_m, t, mask), norm_joint=self._bind(self.norm_gates, t, mask),
+                           c, m, norm_x=bound(self.norm_x, t, mask), norm_h=bound(self.norm_h, t, mask),
+                           norm_m=bound(self.norm_m, t, mask), norm_joint=bound(self.norm_gates, t, mask),
                            bias=self.bias, fuse_output=fuse_output,
                            fuse_hidden=lambda memory: _CONVS[g.spatial_dims - 1](memory, self.weight_fuse),
                            probe=self.gate_probe)

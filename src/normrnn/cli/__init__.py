@@ -15,6 +15,7 @@ from typing import TextIO
 
 from .._checks import install_hint
 from .parser import build_parser
+from .registry import SUBCOMMANDS
 
 # every module of the package registers its subcommand when imported: a new subcommand is one new module
 for _module in pkgutil.iter_modules(__path__):
@@ -69,13 +70,14 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; a bad input or a file problem is one line on stderr and exit code 2."""
-    parser = build_parser()
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    parser = build_parser(only=words[0] if words and words[0] in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
         check_extras(args)
-        code = args.func(args)
+        code: int = args.func(args)
         sys.stdout.flush()  # here, so that a reader that went away (`| head`) is seen below, not at exit
         return code
     except BrokenPipeError:  # the reader of our output closed it (`normrnn explain layer | head -n 1`): not an error

@@ -13,7 +13,7 @@ _AUDIT_EXAMPLES = (  # commands to copy, at the end of --help
 
 
 @subcommand("audit", order=5, examples=_AUDIT_EXAMPLES)
-def _add_audit(sub: argparse._SubParsersAction) -> None:
+def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("audit", help="explain and check every normalization layer of your own model "
                                      "(exit code 1 when there are findings)")
     p.add_argument("factory", help="MODULE:FACTORY, a function returning the model (the module is imported from "

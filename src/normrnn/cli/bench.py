@@ -39,7 +39,7 @@ _BENCH_EXAMPLES = (  # commands to copy, at the end of --help
 
 
 @subcommand("bench", order=2, examples=_BENCH_EXAMPLES)
-def _add_bench(sub: argparse._SubParsersAction) -> None:
+def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from ..kernels import backend_names
 
     backends = ", ".join(b for b in backend_names() if b != "auto")  # the registry now, plug-ins included

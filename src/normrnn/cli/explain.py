@@ -14,7 +14,7 @@ _EXPLAIN_EXAMPLES = (  # commands to copy, at the end of --help
 
 
 @subcommand("explain", order=1, examples=_EXPLAIN_EXAMPLES)
-def _add_explain(sub: argparse._SubParsersAction) -> None:
+def _add_explain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from ..norms import norm_spec_names
 
     p = sub.add_parser("explain", help="say what a norm spec reduces, its statistics, parameters and equivalences")

@@ -16,7 +16,7 @@ _SHAPES = {"B": 2, "T": 3, "C": 8, "F": 8, "D": 2, "H": 4, "W": 4, "L": 5}  # a 
 
 
 @subcommand("norms", order=1, examples=_NORMS_EXAMPLES)
-def _add_norms(sub: argparse._SubParsersAction) -> None:
+def _add_norms(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("norms", help="list the norm specs (and what each reduces), layout letters and gate backends")
     p.add_argument("--layout", default="BTCHW",
                    help="the input layout whose reduced axes to show, e.g. BTF, BCHW (default BTCHW)")

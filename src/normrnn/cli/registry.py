@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 __all__ = ["SUBCOMMANDS", "Subcommand", "subcommand"]
 
-AddFn = Callable[[argparse._SubParsersAction], None]
+AddFn = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
 @dataclass(frozen=True)

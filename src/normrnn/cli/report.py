@@ -14,7 +14,7 @@ _REPORT_EXAMPLES = (  # commands to copy, at the end of --help
 
 
 @subcommand("report", order=6, examples=_REPORT_EXAMPLES)
-def _add_report(sub: argparse._SubParsersAction) -> None:
+def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("report", help="tables, plots and a summary from one or more study directories")
     p.add_argument("dirs", nargs="+", help="study directories of one study (their results.jsonl are merged)")
     p.add_argument("--out", help="where to write the report (default: the first directory)")

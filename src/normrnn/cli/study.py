@@ -65,7 +65,7 @@ _STUDY_EXAMPLES = (  # commands to copy, at the end of --help
 
 
 @subcommand("study", order=3, examples=_STUDY_EXAMPLES, epilog=_presets)
-def _add_study(sub: argparse._SubParsersAction) -> None:
+def _add_study(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("study", help="run the normalization ablation grid, then write its report")
     _run_flags(p)
     p.add_argument("--shard", help="run only shard I of N (0-based, e.g. $SLURM_ARRAY_TASK_ID/4); shards may "
@@ -82,7 +82,7 @@ _TRAIN_EXAMPLES = (  # commands to copy, at the end of --help
 
 
 @subcommand("train", order=4, examples=_TRAIN_EXAMPLES)
-def _add_train(sub: argparse._SubParsersAction) -> None:
+def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("train", help="one run of a study (one norm, topology, depth, seed, LR multiplier); "
                                      "data-parallel under torchrun or with --nproc")
     _run_flags(p)
@@ -115,9 +115,9 @@ def _study(args: argparse.Namespace) -> int:
     config = _study_config(args)
     shard_of = None if args.shard is None else parse_shard(args.shard)
     if args.plan:
-        from ..study.checks import check_device
         from ..study.plan import plan
         from ..study.preflight import check_factories, check_memory
+        from ..study.validation import check_device
 
         check_device(config.device)
         check_memory(config)
@@ -148,7 +148,7 @@ def _train(args: argparse.Namespace) -> int:
     from ..study import RunSpec
 
     config = _study_config(args)
-    def pick(flag: Any, grid: tuple) -> Any:  # 0 is a value, never a missing flag (RunSpec checks the value)
+    def pick(flag: Any, grid: tuple[Any, ...]) -> Any:  # 0 is a value, never a missing flag (RunSpec checks the value)
         return grid[0] if flag is None else flag
 
     spec = RunSpec(norm=pick(args.norm, config.norms), topology=pick(args.topology, config.topologies),

@@ -136,7 +136,8 @@ def convlstm_from_keras(weights: Sequence[Any], config: Mapping[str, Any]) -> Co
 def _channels_first(kernel: np.ndarray) -> np.ndarray:
     """A TF/Keras convolution kernel ``(*k, I, O)`` in PyTorch's order ``(O, I, *k)``."""
     d = kernel.ndim - 2
-    return kernel.transpose(d + 1, d, *range(d))
+    out: np.ndarray = kernel.transpose(d + 1, d, *range(d))
+    return out
 
 
 def _tf1_kernel(kernel: np.ndarray, c_in: int) -> tuple[np.ndarray, np.ndarray]:

@@ -211,7 +211,7 @@ def convlstm_from_openstl(module: nn.Module) -> ConvLSTMCell | ConvLSTM | OpenST
         >>> cell = convlstm_from_openstl(openstl_cell)  # doctest: +SKIP
         >>> h, c = cell(x, (h, c))  # as openstl_cell(x, h, c)  # doctest: +SKIP
     """
-    return _convert(module, _CONVLSTM)
+    return cast("ConvLSTMCell | ConvLSTM | OpenSTLModel", _convert(module, _CONVLSTM))
 
 
 def predrnn_from_openstl(module: nn.Module) -> STLSTMCell | STLSTM | OpenSTLModel:
@@ -228,27 +228,27 @@ def predrnn_from_openstl(module: nn.Module) -> STLSTMCell | STLSTM | OpenSTLMode
         >>> cell = predrnn_from_openstl(openstl_cell)  # doctest: +SKIP
         >>> h, c, m = cell(x, (h, c, m))  # as openstl_cell(x, h, c, m)  # doctest: +SKIP
     """
-    return _convert(module, _PREDRNN)
+    return cast("STLSTMCell | STLSTM | OpenSTLModel", _convert(module, _PREDRNN))
 
 
-class _Kind(NamedTuple):
+class _Family(NamedTuple):
     cell: type[nn.Module]
     layer: type[nn.Module]
     options: Callable[[nn.Module], dict[str, Any]]
     load: Callable[[Any, nn.Module], nn.Module]
 
 
-_CONVLSTM = _Kind(ConvLSTMCell, ConvLSTM, _cell_options, _load_cell)
-_PREDRNN = _Kind(STLSTMCell, STLSTM, _st_options, _load_st_cell)
+_CONVLSTM = _Family(ConvLSTMCell, ConvLSTM, _cell_options, _load_cell)
+_PREDRNN = _Family(STLSTMCell, STLSTM, _st_options, _load_st_cell)
 
 
-def _convert(module: nn.Module, kind: _Kind) -> Any:
+def _convert(module: nn.Module, family: _Family) -> Any:
     if hasattr(module, "cell_list") and hasattr(module, "conv_last"):
-        return _model(module, kind)
+        return _model(module, family)
     if isinstance(module, nn.ModuleList):
-        return _stack(list(module), kind)
+        return _stack(list(module), family)
     ref = _reference(module)
-    return kind.load(kind.cell(**kind.options(module), device=ref.device, dtype=ref.dtype), module)
+    return family.load(family.cell(**family.options(module), device=ref.device, dtype=ref.dtype), module)
 
 
 def _reference(cell: nn.Module) -> Tensor:
@@ -256,10 +256,10 @@ def _reference(cell: nn.Module) -> Tensor:
     return cast(nn.Conv2d, cast(nn.Sequential, cell.conv_x)[0]).weight
 
 
-def _stack(cells: list[nn.Module], kind: _Kind) -> Any:
+def _stack(cells: list[nn.Module], family: _Family) -> Any:
     if not cells:
         raise ValueError("expected at least one OpenSTL cell, got an empty cell_list")
-    options = [kind.options(c) for c in cells]
+    options = [family.options(c) for c in cells]
     shared = {k: v for k, v in options[0].items() if k not in ("in_channels", "hidden_channels")}
     for i, o in enumerate(options[1:], 1):
         if {k: v for k, v in o.items() if k not in ("in_channels", "hidden_channels")} != shared:
@@ -269,14 +269,14 @@ def _stack(cells: list[nn.Module], kind: _Kind) -> Any:
             raise ValueError(f"expected cell {i} to read cell {i - 1}'s {options[i - 1]['hidden_channels']} channels, "
                              f"got {o['in_channels']}")
     ref = _reference(cells[0])
-    stack = kind.layer(options[0]["in_channels"], [o["hidden_channels"] for o in options], shared.pop("kernel_size"),
+    stack = family.layer(options[0]["in_channels"], [o["hidden_channels"] for o in options], shared.pop("kernel_size"),
                        num_layers=len(cells), **shared, device=ref.device, dtype=ref.dtype)
     for i, cell in enumerate(cells):
-        kind.load(stack.cell(i), cell)  # type: ignore[operator]  # RecurrentLayer.cell
+        family.load(stack.cell(i), cell)  # type: ignore[operator]  # RecurrentLayer.cell
     return stack
 
 
-def _model(model: nn.Module, kind: _Kind) -> OpenSTLModel:
+def _model(model: nn.Module, family: _Family) -> OpenSTLModel:
     configs = getattr(model, "configs", None)
     names = ("pre_seq_length", "aft_seq_length")
     if configs is None or not all(hasattr(configs, n) for n in names):
@@ -287,6 +287,6 @@ def _model(model: nn.Module, kind: _Kind) -> OpenSTLModel:
     new_readout = nn.Conv2d(readout.in_channels, readout.out_channels, 1, bias=False, device=readout.weight.device,
                             dtype=readout.weight.dtype)
     new_readout.load_state_dict(readout.state_dict())
-    return OpenSTLModel(_stack(list(cast(nn.ModuleList, model.cell_list)), kind), new_readout,
+    return OpenSTLModel(_stack(list(cast(nn.ModuleList, model.cell_list)), family), new_readout,
                         frames_in=int(configs.pre_seq_length), frames_out=int(configs.aft_seq_length),
                         reverse_scheduled_sampling=bool(getattr(configs, "reverse_scheduled_sampling", 0)))

@@ -1,5 +1,7 @@
 """Gate blocks and the registry that picks one per call: eager, compiled, fused and triton.
 
+- :mod:`.cell`: :class:`GateCell`, what a backend sees of a cell, and :class:`FusedLSTMBlock`, a fused kernel's
+  description of a cell's gate block;
 - :mod:`.registry`: :class:`GateBackend`, the eager backend, :func:`register_backend`, ``"auto"`` resolution;
 - :mod:`.compile`: :class:`CompiledBlock`, ``torch.compile(fullgraph=True)`` with a loud fallback, and the
   ``compiled`` backend;
@@ -15,7 +17,8 @@ is one new module, with no other file to edit.
 import importlib
 import pkgutil
 
-from .compile import CompiledBlock, CompileFallbackWarning, configure_compile
+from .cell import FusableCell, FusedLSTMBlock, GateCell
+from .compile import CompiledBlock, CompileFallbackWarning, compile_key, configure_compile
 from .fused import fused_lstm_gates
 from .registry import (
     GateBackend,
@@ -37,10 +40,14 @@ for _module in pkgutil.iter_modules(__path__):
 __all__ = [
     "CompileFallbackWarning",
     "CompiledBlock",
+    "FusableCell",
+    "FusedLSTMBlock",
     "GateBackend",
+    "GateCell",
     "TritonBackend",
     "auto_backend",
     "backend_names",
+    "compile_key",
     "configure_compile",
     "fused_lstm_gates",
     "get_backend",

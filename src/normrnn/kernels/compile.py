@@ -12,21 +12,19 @@ import functools
 import importlib.util
 import types
 import warnings
+import weakref
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from torch import Tensor
 
 from .._checks import first_line
+from .cell import GateCell, State, traceable
 from .registry import GateBackend, register_backend
 
-if TYPE_CHECKING:
-    from torch import Tensor
-
-    from ..cells import RecurrentCell
-    from ..cells.states import CellState
-
-__all__ = ["CompileFallbackWarning", "CompiledBackend", "CompiledBlock", "configure_compile", "has_triton"]
+__all__ = ["CompileFallbackWarning", "CompiledBackend", "CompiledBlock", "compile_key", "configure_compile",
+           "has_triton"]
 
 
 class CompileFallbackWarning(UserWarning):
@@ -37,7 +35,7 @@ _COMPILE_OPTIONS: dict[str, Any] = {"backend": "inductor", "mode": None}
 _BLOCKS: list[CompiledBlock] = []
 
 
-def configure_compile(*, backend: str | Callable = "inductor", mode: str | None = None) -> None:
+def configure_compile(*, backend: str | Callable[..., Any] = "inductor", mode: str | None = None) -> None:
     """The ``torch.compile`` backend and mode of every compiled gate block; resets blocks compiled before.
 
     ``backend="aot_eager"`` traces and differentiates like inductor without generating code (fast to
@@ -110,8 +108,23 @@ def has_triton() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def _gate_block(cell: RecurrentCell, *args: Any) -> CellState:
-    return cell.gate_block(*args)
+_COMPILE_KEYS: weakref.WeakKeyDictionary[Any, dict[bool, str]] = weakref.WeakKeyDictionary()
+
+
+def compile_key(cell: GateCell) -> str:
+    """What names ``cell``'s compiled graph: its class, every option and child norm (the full repr), and the training
+    mode. Cells with equal keys trace alike and share one graph. Kept per cell: a repr costs more than a step's
+    dispatch."""
+    keys = _COMPILE_KEYS.setdefault(cell, {})
+    key = keys.get(cell.training)
+    if key is None:
+        key = keys[cell.training] = f"{cell!r} training={cell.training}"
+    return key
+
+
+def _gate_block(cell: GateCell, *args: Any) -> State:
+    new: State = cell.gate_block(*args)
+    return new
 
 
 class CompiledBackend(GateBackend):
@@ -131,13 +144,14 @@ class CompiledBackend(GateBackend):
     def prefers(self, device: torch.device) -> bool:
         return device.type == "cuda" and has_triton()
 
-    def falls_back(self, cell: RecurrentCell, mask: Tensor | None) -> bool:
+    def falls_back(self, cell: GateCell, mask: Tensor | None) -> bool:
         # masked or synced batch statistics: data-dependent counts and collectives, eager by design
-        return not cell.traceable(masked=mask is not None)
+        return not traceable(cell, masked=mask is not None)
 
-    def __call__(self, cell: RecurrentCell, gx: Tensor, gh: Tensor | None, state: CellState, t: int,
-                 mask: Tensor | None) -> CellState:
-        return self.block(cell.compile_key(), cell, gx, gh, state, t, mask)
+    def __call__(self, cell: GateCell, gx: Tensor, gh: Tensor | None, state: State, t: int,
+                 mask: Tensor | None) -> State:
+        new: State = self.block(compile_key(cell), cell, gx, gh, state, t, mask)
+        return new
 
 
 register_backend(CompiledBackend())

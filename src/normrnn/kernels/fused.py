@@ -23,16 +23,13 @@ then the native group-norm backward maps :math:`\bar a` to the gradients of pre,
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from .cell import GateCell, State, fused_block
 from .registry import GateBackend, register_backend
-
-if TYPE_CHECKING:
-    from ..cells import RecurrentCell
-    from ..cells.states import CellState
 
 __all__ = ["FusedBackend", "fused_lstm_gates"]
 
@@ -105,7 +102,8 @@ def fused_lstm_gates(pre: Tensor, c: Tensor, weight: Tensor, bias: Tensor, *, gr
     if pre.shape[1] % groups or pre.shape[1] != 4 * c.shape[1]:
         raise ValueError(f"expected pre (B, 4C, *S) for c (B, C, *S) and groups dividing 4C, got "
                          f"{tuple(pre.shape)}, {tuple(c.shape)}, groups={groups}")
-    return _FusedLSTMGates.apply(pre, c, weight, bias, groups, eps)
+    h, c_new = _FusedLSTMGates.apply(pre, c, weight, bias, groups, eps)  # type: ignore[no-untyped-call]  # torch's apply
+    return h, c_new
 
 
 class FusedBackend(GateBackend):
@@ -118,8 +116,8 @@ class FusedBackend(GateBackend):
     def prefers(self, device: torch.device) -> bool:
         return False
 
-    def unsupported(self, cell: RecurrentCell) -> str | None:
-        block = cell.fused_block()
+    def unsupported(self, cell: GateCell) -> str | None:
+        block = fused_block(cell)
         if isinstance(block, str):
             return block
         if block.group_norm is None:
@@ -127,9 +125,9 @@ class FusedBackend(GateBackend):
                     f"got norm={cell.norm_spec!r}")
         return None
 
-    def __call__(self, cell: RecurrentCell, gx: Tensor, gh: Tensor | None, state: CellState, t: int,
-                 mask: Tensor | None) -> CellState:
-        block = cell.fused_block()
+    def __call__(self, cell: GateCell, gx: Tensor, gh: Tensor | None, state: State, t: int,
+                 mask: Tensor | None) -> State:
+        block = fused_block(cell)
         assert not isinstance(block, str)  # unsupported() said so at construction
         g = block.group_norm
         assert g is not None  # as above

@@ -6,10 +6,10 @@ the device and supports the cell), ``falls_back(cell, mask)`` (a call it leaves 
 statistics under ``torch.compile``), and a call ``backend(cell, gx, gh, state, t, mask) -> new state``.
 
 Cells ask the registry (:func:`resolve_backend`), never test backend names themselves. A backend sees a cell
-only through this surface: ``cell.gate_block(...)`` (the eager block), ``cell.compile_key()``,
-``cell.traceable(masked=...)``, ``cell.gate_probe``, ``cell.norm_spec`` (for messages) and, for a fused kernel,
-``cell.fused_block()``: a frozen :class:`~normrnn.cells.fusion.FusedLSTMBlock` that the cell builds from a whitelist
-of its options, or the reason it has none.
+only through the protocol of :mod:`.cell` (:class:`~normrnn.kernels.cell.GateCell`): the eager ``gate_block``,
+``norm_spec`` (for messages), ``training`` and ``modules()``; a fused kernel also asks a
+:class:`~normrnn.kernels.cell.FusableCell` for its ``fused_block()``, and a cell with a ``gate_probe`` set runs
+eagerly.
 
 To add a backend: one module of this package (as :mod:`.compile`, :mod:`.fused` and :mod:`.triton` are) with its
 class and a :func:`register_backend` call on an instance, imported by ``kernels/__init__.py``.
@@ -19,16 +19,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from .._checks import one_of
-
-if TYPE_CHECKING:  # cells import this module, so only the type checker imports them here
-    from ..cells import RecurrentCell
-    from ..cells.states import CellState
+from .cell import GateCell, State
 
 __all__ = ["GateBackend", "auto_backend", "backend_names", "get_backend", "register_backend",
            "registered_backend", "resolve_backend", "unregister_backend"]
@@ -44,17 +40,18 @@ class GateBackend:
         """Whether ``"auto"`` may pick this backend on ``device``."""
         return True
 
-    def unsupported(self, cell: RecurrentCell) -> str | None:
+    def unsupported(self, cell: GateCell) -> str | None:
         """Why this backend cannot run ``cell`` at all, or ``None`` when it can."""
         return None
 
-    def falls_back(self, cell: RecurrentCell, mask: Tensor | None) -> bool:
+    def falls_back(self, cell: GateCell, mask: Tensor | None) -> bool:
         """Whether this call must run eagerly instead (data-dependent or cross-process work)."""
         return False
 
-    def __call__(self, cell: RecurrentCell, gx: Tensor, gh: Tensor | None, state: CellState, t: int,
-                 mask: Tensor | None) -> CellState:
-        return cell.gate_block(gx, gh, state, t, mask)
+    def __call__(self, cell: GateCell, gx: Tensor, gh: Tensor | None, state: State, t: int,
+                 mask: Tensor | None) -> State:
+        new: State = cell.gate_block(gx, gh, state, t, mask)
+        return new
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -116,7 +113,7 @@ def get_backend(name: str) -> GateBackend:
     return _BACKENDS[name] if name != "auto" else EAGER
 
 
-def auto_backend(device: torch.device, cell: RecurrentCell | None = None) -> str:
+def auto_backend(device: torch.device, cell: GateCell | None = None) -> str:
     """The name ``"auto"`` resolves to on ``device`` (for ``cell``, when given): compiled on CUDA with Triton,
     eager elsewhere."""
     for backend in _RANKED:
@@ -125,10 +122,10 @@ def auto_backend(device: torch.device, cell: RecurrentCell | None = None) -> str
     return EAGER.name
 
 
-def resolve_backend(name: str, cell: RecurrentCell, device: torch.device, mask: Tensor | None = None) -> GateBackend:
+def resolve_backend(name: str, cell: GateCell, device: torch.device, mask: Tensor | None = None) -> GateBackend:
     """The backend that runs this call of ``cell``'s gate block: ``name`` with ``"auto"`` resolved, and eager
     where the call needs it (a gate probe observes eager gates; a backend may leave a call to eager)."""
-    if cell.gate_probe is not None:
+    if getattr(cell, "gate_probe", None) is not None:  # only gated cells have one
         return EAGER
     backend = _BACKENDS[auto_backend(device, cell) if name == "auto" else name]
     return EAGER if backend.falls_back(cell, mask) else backend

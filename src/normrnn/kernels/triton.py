@@ -39,17 +39,14 @@ import os
 import re
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .._checks import install_hint
+from .cell import GateCell, State, fused_block
 from .registry import GateBackend, register_backend
-
-if TYPE_CHECKING:
-    from ..cells import RecurrentCell
-    from ..cells.states import CellState
 
 __all__ = ["ELEMENT_BLOCK", "STATS_BLOCK", "TritonBackend", "triton_lstm_gates", "triton_unavailable"]
 
@@ -261,7 +258,8 @@ def triton_lstm_gates(pre: Tensor, c: Tensor, weight: Tensor | None = None, shif
     S = math.prod(pre.shape[2:])
     flat = pre.reshape(B, C4, S).contiguous()  # (B, 4C, S)
     state = c.reshape(B, C4 // 4, S).contiguous()  # (B, C, S)
-    h, c_new = _TritonLSTMGates.apply(flat, state, weight, shift, _Norm(groups, float(eps), rms))
+    h, c_new = _TritonLSTMGates.apply(  # type: ignore[no-untyped-call]  # torch's apply
+        flat, state, weight, shift, _Norm(groups, float(eps), rms))
     return h.reshape(c.shape), c_new.reshape(c.shape)
 
 
@@ -278,17 +276,17 @@ class TritonBackend(GateBackend):
     def prefers(self, device: torch.device) -> bool:
         return False
 
-    def unsupported(self, cell: RecurrentCell) -> str | None:
-        block = cell.fused_block()
+    def unsupported(self, cell: GateCell) -> str | None:
+        block = fused_block(cell)
         why = triton_unavailable() or (block if isinstance(block, str) else None)
         if why is None and not isinstance(block, str) and block.normalized and block.stats is None:
             why = (f"it needs a joint gate norm with per-sample statistics over channel groups and positions "
                    f"(none, layer, group:G, rms), got norm={cell.norm_spec!r}")
         return why
 
-    def __call__(self, cell: RecurrentCell, gx: Tensor, gh: Tensor | None, state: CellState, t: int,
-                 mask: Tensor | None) -> CellState:
-        block = cell.fused_block()
+    def __call__(self, cell: GateCell, gx: Tensor, gh: Tensor | None, state: State, t: int,
+                 mask: Tensor | None) -> State:
+        block = fused_block(cell)
         assert not isinstance(block, str)  # unsupported() said so at construction
         pre = gx if gh is None else gx + gh
         view = block.stats

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -78,10 +78,10 @@ class GRU(TorchRNNKeys, RecurrentLayer):
     def __init__(self, in_channels: int, hidden_channels: int | Sequence[int],
                  **kwargs: Unpack[GRULayerOptions]) -> None:
         super().__init__(in_channels, hidden_channels, None, spatial_dims=0, **kwargs)
-        self.register_load_state_dict_pre_hook(self._load_torch_keys)
+        self.register_load_state_dict_pre_hook(self._load_torch_keys)  # type: ignore[no-untyped-call]  # torch's
 
     @staticmethod
-    def _convert_bias(state_dict: dict, dst: str, b_ih: Tensor, b_hh: Tensor) -> None:
+    def _convert_bias(state_dict: dict[str, Any], dst: str, b_ih: Tensor, b_hh: Tensor) -> None:
         C = b_ih.shape[0] // 3
         state_dict[dst + "bias"] = torch.cat([b_ih[: 2 * C] + b_hh[: 2 * C], b_ih[2 * C :]])
         state_dict[dst + "bias_hn"] = b_hh[2 * C :]

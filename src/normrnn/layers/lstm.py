@@ -83,4 +83,4 @@ class LSTM(TorchRNNKeys, RecurrentLayer):
     def __init__(self, in_channels: int, hidden_channels: int | Sequence[int],
                  **kwargs: Unpack[LSTMLayerOptions]) -> None:
         super().__init__(in_channels, hidden_channels, None, spatial_dims=0, **kwargs)
-        self.register_load_state_dict_pre_hook(self._load_torch_keys)
+        self.register_load_state_dict_pre_hook(self._load_torch_keys)  # type: ignore[no-untyped-call]  # torch's

@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 from .._checks import autocasting
 from ..cells import RecurrentCell
-from ..cells.states import CellState, LayerState
+from ..cells.base import joint_projection, joint_weight
+from ..cells.states import CellState, LayerState, dropout_mask, hidden_of
 
 __all__ = ["MERGES", "Recurrence", "reverse_order", "run_direction"]
 
@@ -40,9 +41,9 @@ def reverse_order(mask: Tensor | None, T: int) -> Tensor | None:
 
 def _projected_dtype(x: Tensor) -> Tensor:
     """``x``, or an empty tensor of the dtype a projection of ``x`` has under autocast: the state's dtype."""
-    kind = x.device.type
+    device_type = x.device.type
     if x.is_floating_point() and autocasting(x):
-        return x.new_empty((x.shape[0], 0, *x.shape[2:]), dtype=torch.get_autocast_dtype(kind))
+        return x.new_empty((x.shape[0], 0, *x.shape[2:]), dtype=torch.get_autocast_dtype(device_type))
     return x
 
 
@@ -61,9 +62,9 @@ def run_direction(cell: RecurrentCell, x: Tensor, state: CellState | None, mask:
     """
     B, T, C = x.shape[:3]
     spatial = x.shape[3:]
-    joint = cell.joint_projection(x.device)
+    joint = joint_projection(cell, x.device)
     if joint:  # one conv of [x_t; h] per step; x itself is the per-step input
-        seq, weight = x, cell.joint_weight()  # weight: (G·C_h, C + C_h, *k), concatenated once
+        seq, weight = x, joint_weight(cell)  # weight: (G·C_h, C + C_h, *k), concatenated once
     else:
         seq = cell.project_input(x.reshape(B * T, C, *spatial))  # (B·T, G·C_h, *S'), one hoisted conv
         seq = seq.reshape(B, T, *seq.shape[1:])  # (B, T, G·C_h, *S'); S' = S unless the input conv resamples
@@ -76,16 +77,16 @@ def run_direction(cell: RecurrentCell, x: Tensor, state: CellState | None, mask:
     steps = seq.unbind(1)  # T views (B, *, *S); unlike seq[:, t], backward stacks once instead of T scatters
     if state is None:
         state = cell.initial_state(_projected_dtype(steps[0]))
-    recurrent_mask = cell.recurrent_dropout_mask(cell.output(state))
+    recurrent_mask = dropout_mask(hidden_of(state), cell.recurrent_dropout, training=cell.training)
     outputs = []
     for t, s_t in enumerate(steps):
         step_mask = None if mask is None else mask[:, t]
         if joint:
-            gx_t = cell.project_joint(s_t, cell.output(state), weight, recurrent_mask)  # (B, G·C_h, *S)
+            gx_t = cell.project_joint(s_t, hidden_of(state), weight, recurrent_mask)  # (B, G·C_h, *S)
             state = cell.step(gx_t, state, t=t, mask=step_mask, joint=True)
         else:
             state = cell.step(s_t, state, t=t, mask=step_mask, recurrent_mask=recurrent_mask)
-        outputs.append(cell.output(state))
+        outputs.append(hidden_of(state))
     y = torch.stack(outputs, dim=1)  # (B, T, C_h, *S)
     if reverse:
         y = _take(y, None if order is None else torch.argsort(order, dim=1))

@@ -224,9 +224,10 @@ class RecurrentLayer(nn.Module):
     def _skip(self, k: int, x: Tensor) -> Tensor:
         proj = self.skips[k]
         if isinstance(proj, nn.Identity) or self.spatial_dims == 0:
-            return proj(x)
+            same: Tensor = proj(x)
+            return same
         B, T, C = x.shape[:3]
-        y = proj(x.reshape(B * T, C, *x.shape[3:]))  # (B·T, C_out, *S)
+        y: Tensor = proj(x.reshape(B * T, C, *x.shape[3:]))  # (B·T, C_out, *S)
         return y.reshape(B, T, -1, *x.shape[3:])  # (B, T, C_out, *S)
 
     def forward(

@@ -12,7 +12,7 @@ __all__ = ["TorchRNNKeys"]
 class TorchRNNKeys:
     """Load ``torch.nn.LSTM``/``GRU`` state dicts: ``weight_ih_l{k}[_reverse]`` etc. → normrnn names."""
 
-    def _load_torch_keys(self, module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    def _load_torch_keys(self, module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         if prefix + "weight_ih_l0" not in state_dict:
             return
         for k, layer in enumerate(self.recurrences):  # type: ignore[attr-defined]  # mixed into a RecurrentLayer
@@ -29,5 +29,5 @@ class TorchRNNKeys:
                     self._convert_bias(state_dict, dst, b_ih, b_hh)
 
     @staticmethod
-    def _convert_bias(state_dict: dict, dst: str, b_ih: Tensor, b_hh: Tensor) -> None:
+    def _convert_bias(state_dict: dict[str, Any], dst: str, b_ih: Tensor, b_hh: Tensor) -> None:
         state_dict[dst + "bias"] = b_ih + b_hh

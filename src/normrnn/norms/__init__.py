@@ -26,7 +26,7 @@ from .create import (
     unregister_norm,
 )
 from .explaining import explain
-from .functional import KernelPlan, NormAxes, compute_stats, grouped_view, norm_forward, normalize, plan_kernel
+from .functional import KernelChoice, NormAxes, choose_kernel, compute_stats, grouped_view, norm_forward, normalize
 from .layout import Layout
 from .modules import AxisNorm, GroupNorm, Identity, InstanceNorm, LayerNorm, RMSNorm
 from .sync import convert_sync_batchnorm
@@ -42,7 +42,7 @@ __all__ = [
     "GroupedStatsView",
     "Identity",
     "InstanceNorm",
-    "KernelPlan",
+    "KernelChoice",
     "LayerNorm",
     "Layout",
     "Norm",
@@ -53,6 +53,7 @@ __all__ = [
     "RMSNorm",
     "RecurrentBatchNorm",
     "call_norm",
+    "choose_kernel",
     "compute_stats",
     "convert_sync_batchnorm",
     "create_norm",
@@ -68,7 +69,6 @@ __all__ = [
     "norm_forward",
     "norm_spec_names",
     "normalize",
-    "plan_kernel",
     "register_norm",
     "registered_norm",
     "unregister_norm",

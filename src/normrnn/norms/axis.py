@@ -5,13 +5,14 @@ only in their default axes."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .._checks import Factory, non_negative, positive_int
 from .base import Description, GroupedStatsView, GroupNormView, Norm
-from .functional import NormAxes, norm_forward, plan_kernel
+from .functional import NormAxes, choose_kernel, norm_forward
 from .layout import Layout
 
 __all__ = ["AxisNorm", "default_reduce"]
@@ -67,10 +68,10 @@ class AxisNorm(Norm):
         use_center = affine and center and not self.rms
         self.weight = nn.Parameter(torch.empty(self.param_shape, **factory)) if use_scale else None
         self.bias = nn.Parameter(torch.empty(self.param_shape, **factory)) if use_center else None
-        self.plan = plan_kernel(self.axes, rms=self.rms, param_axes=self.param_axes)  # the kernel, chosen once
+        self.kernel = choose_kernel(self.axes, rms=self.rms, param_axes=self.param_axes)  # the kernel, chosen once
         self.reset_parameters()
 
-    def _resolve_params(self, param_axes: str | None, param_shape: Sequence[int] | None) -> tuple[str, tuple]:
+    def _resolve_params(self, param_axes: str | None, param_shape: Sequence[int] | None) -> tuple[str, tuple[Any, ...]]:
         if param_axes is None or self.layout.axes(param_axes, what="param_axes") == "C":
             if param_shape is not None and tuple(param_shape) != (self.num_channels,):
                 raise ValueError(f"expected param_shape ({self.num_channels},) for per-channel parameters, "
@@ -123,7 +124,7 @@ class AxisNorm(Norm):
         if x.numel() == 0:
             return x.clone()  # an empty batch (B=0 or T=0): nothing to normalize
         return norm_forward(x, self.axes, weight=self.weight, bias=self.bias, param_axes=self.param_axes,
-                            eps=self.eps, rms=self.rms, mask=mask, plan=self.plan)
+                            eps=self.eps, rms=self.rms, mask=mask, kernel=self.kernel)
 
     def describe(self, shape: Sequence[int]) -> Description:
         shape = tuple(shape)
@@ -131,11 +132,11 @@ class AxisNorm(Norm):
         return Description(reduce=self.axes.reduce, stats_letters=self.axes.stats_letters,
                            stats_shape=self.axes.stats_shape(shape), count=self.axes.count(shape),
                            param_letters=self.param_axes if affine else "",
-                           param_shape=self.param_shape if affine else (), kernel=self.plan.describe(self.axes))
+                           param_shape=self.param_shape if affine else (), kernel=self.kernel.describe(self.axes))
 
     def as_group_norm(self) -> GroupNormView | None:
         """Channel-grouped statistics over every axis after C, with per-channel γ and β: a native group norm."""
-        if (self.plan.kernel != "group_norm" or self.plan.permute is not None or self.axes.groups is None
+        if (self.kernel.op != "group_norm" or self.kernel.permute is not None or self.axes.groups is None
                 or self.weight is None or self.bias is None or self.param_axes != "C"
                 or self.layout.dim("C") != 1):
             return None

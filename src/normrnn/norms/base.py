@@ -96,7 +96,8 @@ class Norm(nn.Module):
 
     def _apply(self, fn: Any, recurse: bool = True) -> Norm:
         self.__dict__.pop("_checked", None)  # .to(dtype) and the like: check the next input again
-        return super()._apply(fn, recurse)
+        moved: Norm = super()._apply(fn, recurse)  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+        return moved
 
     def reset_parameters(self) -> None:
         """Reset the learned parameters (and running statistics, where kept)."""
@@ -123,9 +124,8 @@ class Norm(nn.Module):
 
 def call_norm(module: nn.Module, x: Tensor, mask: Tensor | None = None, step: int | None = None) -> Tensor:
     """Call a norm by the protocol: normrnn norms get the mask and the step; other modules get ``x`` alone."""
-    if isinstance(module, Norm):
-        return module(x, mask, step=step)
-    return module(x)
+    out: Tensor = module(x, mask, step=step) if isinstance(module, Norm) else module(x)
+    return out
 
 
 @overload

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .._checks import Factory, non_negative, one_of, positive_int
 from .base import Description, Norm, check_step
-from .functional import NormAxes, RunningStats, mask_view, norm_forward, plan_kernel
+from .functional import NormAxes, RunningStats, choose_kernel, mask_view, norm_forward
 from .layout import Layout
 from .registry import NormEntry, register_norm
 from .sync import cross_process_sum
@@ -101,7 +101,7 @@ class BatchNorm(Norm):
         if momentum is not None and not 0.0 <= momentum <= 1.0:
             raise ValueError(f"expected momentum in [0, 1] (PyTorch convention) or None, got {momentum}")
         self.axes = NormAxes(self.layout, all_but_c, None)
-        self.plan = plan_kernel(self.axes)  # F.batch_norm on the (N, C, *) view
+        self.kernel = choose_kernel(self.axes)  # F.batch_norm on the (N, C, *) view
         self.eps = non_negative("eps", eps)
         self.momentum = momentum
         self.track_running_stats = track_running_stats
@@ -169,7 +169,7 @@ class BatchNorm(Norm):
         affine = self.weight is not None or self.bias is not None
         return Description(self.axes.reduce, self.axes.stats_letters, self.axes.stats_shape(shape),
                            self.axes.count(shape), "C" if affine else "", (self.num_channels or 0,) if affine else (),
-                           f"{self.plan.describe(self.axes)} with running averages per channel")
+                           f"{self.kernel.describe(self.axes)} with running averages per channel")
 
     def _running(self, slot: int | None) -> tuple[Tensor, Tensor, Tensor]:
         """Running mean, variance and batch count for a time-step slot (``None``: the only slot)."""
@@ -208,7 +208,7 @@ class BatchNorm(Norm):
                 self._check_count(0, x)
             return x.clone()
         weight, bias = self._float_params(x)
-        return norm_forward(x, axes, weight=weight, bias=bias, eps=self.eps, mask=mask, plan=self.plan,
+        return norm_forward(x, axes, weight=weight, bias=bias, eps=self.eps, mask=mask, kernel=self.kernel,
                             all_reduce=self._all_reduce() if use_batch_stats else None,
                             running=self._running_stats(x, slot, use_batch_stats, mask))
 

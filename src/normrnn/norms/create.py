@@ -22,7 +22,6 @@ from typing import Any, Union
 from torch import nn
 
 from .._checks import did_you_mean
-from .batch import BatchNorm
 from .layout import Layout
 from .modules import Identity
 from .registry import (
@@ -173,33 +172,22 @@ class NormSpec:
         return self.entry.cls(num_channels, layout=layout, **options)
 
 
-_BATCH_STATS = (BatchNorm,)  # classes whose constructor takes momentum
-
-
-def create_norm(
-    spec: NormLike,
-    num_channels: int,
-    *,
-    layout: str | Layout,
-    reduce: str | None = None,
-    eps: float = 1e-5,
-    affine: bool = True,
-    momentum: float | None = 0.1,
-    **kwargs: object,
-) -> nn.Module:
+def create_norm(spec: NormLike, num_channels: int, *, layout: str | Layout, **kwargs: Any) -> nn.Module:
     """Build a normalization module from a spec string, a parsed spec, a class or a callable.
 
     Args:
-        spec: ``"none"``, ``"layer"``, ``"group"`` (32 groups clipped to a divisor of C) or ``"group:G"``,
-            ``"instance"``, ``"batch"``, ``"recurrent_batch"`` (T_MAX = 100) or ``"recurrent_batch:T_MAX"``,
-            ``"rms"``; a normrnn norm class (the same as its name); or any callable ``f(C, **kwargs)``.
+        spec: a registered name, case-insensitive, with its optional ``":N"`` argument (``"group:8"``,
+            ``"recurrent_batch:50"``; :func:`norm_spec_names` lists the names, ``normrnn norms`` what each takes);
+            a normrnn norm class (the same as its name); or any callable ``f(C, **kwargs)``.
         num_channels: C, the size of the channel axis.
         layout: axis letters of the input, e.g. ``"BTCHW"``.
-        reduce: letters to reduce; ``None`` takes the norm's default (see :mod:`normrnn.norms.modules`).
-        eps: added to the variance inside the square root. Default: ``1e-5``.
-        affine: learn a per-channel scale and shift. Default: ``True``.
-        momentum: running-average momentum for batch norms (PyTorch convention). Default: ``0.1``.
-        **kwargs: passed on to the module, e.g. ``sync=True``, ``center=False``, ``gamma_init=0.1``.
+        **kwargs: passed on to the module as given, and nothing more, so each norm keeps its own defaults (the
+            built-ins': ``reduce`` its default axes (see :mod:`normrnn.norms.modules`), ``eps=1e-5``,
+            ``affine=True``, a batch norm's ``momentum=0.1``); e.g. ``reduce="TCHW"``, ``eps=1e-3``, ``sync=True``,
+            ``center=False``, ``gamma_init=0.1``. A callable receives those its signature takes.
+
+    Raises:
+        ValueError: an unknown spec, a bad layout, or an argument the norm does not take (naming those it does).
 
     Example::
 
@@ -208,9 +196,12 @@ def create_norm(
     """
     Layout.parse(layout)  # fail on a bad layout before anything else
     parsed = NormSpec.parse(spec)
-    options: dict[str, object] = {"eps": eps, "affine": affine, **kwargs}
-    if reduce is not None:
-        options["reduce"] = reduce
-    if parsed.entry is None or issubclass(parsed.entry.cls, _BATCH_STATS):
-        options["momentum"] = momentum
-    return parsed.build(num_channels, layout=layout, **options)
+    if parsed.entry is not None and not issubclass(parsed.entry.cls, Identity):
+        taken = inspect.signature(parsed.entry.cls).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in taken.values()):
+            unknown = sorted(set(kwargs) - set(taken))
+            if unknown:
+                valid = ", ".join(n for n in taken if n not in ("num_channels", "layout"))
+                raise ValueError(f"norm {parsed.name!r} takes no argument {', '.join(map(repr, unknown))}; "
+                                 f"expected some of: {valid}")
+    return parsed.build(num_channels, layout=layout, **kwargs)

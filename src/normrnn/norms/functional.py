@@ -9,7 +9,7 @@ Following flax's ``_compute_stats``/``_normalize``, all norms share one generic 
 
 where ``R`` is the set of reduced axes (channels may be reduced in ``G`` groups), the variance is two-pass
 (never ``E[x^2] - E[x]^2``), statistics are fp32 for fp16/bf16 inputs, and a mask removes padded positions
-from ``n`` and the sums. :func:`plan_kernel` maps the same definition onto PyTorch's native kernels
+from ``n`` and the sums. :func:`choose_kernel` maps the same definition onto PyTorch's native kernels
 (``F.group_norm``, ``F.layer_norm``, ``F.rms_norm``) by reshaping or permuting whenever the axes allow, so
 the generic path runs only for masks and the rare axes no native kernel can express.
 """
@@ -24,73 +24,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .layout import Layout
-from .native import KernelPlan, channels_second, native_norm, plan_kernel
+from .layout import Layout, NormAxes
+from .native import KernelChoice, channels_second, choose_kernel, native_norm
 
 __all__ = [
-    "KernelPlan",
+    "KernelChoice",
     "NormAxes",
     "RunningStats",
     "Stats",
     "apply_affine",
     "check_mask",
+    "choose_kernel",
     "compute_stats",
     "grouped_view",
     "mask_view",
     "norm_forward",
     "normalize",
     "param_view",
-    "plan_kernel",
 ]
 
 _HALF = (torch.float16, torch.bfloat16)
-
-
-@dataclass(frozen=True)
-class NormAxes:
-    """What a normalization reduces: ``reduce`` letters, with channels split into ``groups`` when reduced.
-
-    ``"C" in reduce`` means the channels are reduced, in ``groups`` groups (1: all together, as layer norm;
-    ``G``: group norm). Without ``"C"`` every channel has its own statistics (batch and instance norm).
-    """
-
-    layout: Layout
-    reduce: str  # canonical letters in layout order
-    groups: int | None = None  # channel groups when "C" is reduced, else None
-
-    def __post_init__(self) -> None:
-        if ("C" in self.reduce) != (self.groups is not None):
-            raise ValueError(f"groups must be set exactly when C is reduced; got reduce={self.reduce!r}, "
-                             f"groups={self.groups!r}")
-        if self.groups is not None and self.groups < 1:
-            raise ValueError(f"expected groups >= 1, got {self.groups}")
-
-    @property
-    def stats_letters(self) -> str:
-        """The axes that index the statistics: unreduced letters, plus ``G`` when channels are grouped."""
-        out = []
-        for c in self.layout.letters:
-            if c not in self.reduce:
-                out.append(c)
-            elif c == "C" and self.groups is not None and self.groups > 1:
-                out.append("G")
-        return "".join(out)
-
-    def stats_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        """The statistics' sizes for an input of ``shape``."""
-        return tuple((self.groups or 1) if c == "G" else shape[self.layout.dim(c)] for c in self.stats_letters)
-
-    def count(self, shape: tuple[int, ...]) -> int:
-        """Elements per statistic (before masking) for an input of ``shape``."""
-        n = math.prod([shape[self.layout.dim(c)] for c in self.reduce if c != "C"])
-        if self.groups is not None:
-            n *= shape[self.layout.dim("C")] // self.groups
-        return n
-
-    @property
-    def mask_matters(self) -> bool:
-        """Whether a ``(B, T)`` mask changes any statistic: only if B or T is reduced."""
-        return "B" in self.reduce or "T" in self.reduce
 
 
 @dataclass
@@ -264,7 +217,7 @@ def _batch_norm(x: Tensor, axes: NormAxes, weight: Tensor | None, bias: Tensor |
             factor = running.in_kernel()
             return F.batch_norm(x3, running.mean, running.var, weight, bias, True, factor, eps).reshape(x.shape)
         if running.update is None:
-            return native_norm(x, axes, KernelPlan("batch_norm"), weight, bias, "C", eps)
+            return native_norm(x, axes, KernelChoice("batch_norm"), weight, bias, "C", eps)
         # momentum=1 makes the native kernel hand back the batch mean and unbiased variance for free
         mean = torch.zeros(x3.shape[1], device=x.device, dtype=stat_dtype)
         var = torch.ones(x3.shape[1], device=x.device, dtype=stat_dtype)
@@ -293,14 +246,14 @@ def norm_forward(
     eps: float = 1e-5,
     rms: bool = False,
     mask: Tensor | None = None,
-    plan: KernelPlan | None = None,
+    kernel: KernelChoice | None = None,
     all_reduce: Callable[[Tensor], Tensor] | None = None,
     running: RunningStats | None = None,
 ) -> Tensor:
     """Normalize ``x`` over ``axes`` and apply the affine parameters stored over ``param_axes``.
 
     ``mask`` is the ``(B, T)`` (or ``(B,)``) boolean validity mask; it is ignored when no statistic spans
-    B or T, because then padding cannot reach a valid output. ``plan`` is :func:`plan_kernel`'s answer,
+    B or T, because then padding cannot reach a valid output. ``kernel`` is :func:`choose_kernel`'s answer,
     which modules compute once. ``all_reduce`` sums the statistics across processes; ``running`` holds a batch
     norm's running averages (:class:`RunningStats`: use them, or update them from the batch).
     """
@@ -310,23 +263,23 @@ def norm_forward(
         if not axes.mask_matters:
             mask = None
     if mask is not None:
-        plan = KernelPlan("generic")
+        kernel = KernelChoice("generic")
         # padded values never enter the graph: NaN or Inf there would reach every gradient through the
         # statistics (where() alone drops their values forward, not their NaN·0 products backward)
         x = x.masked_fill(~mask, 0)
-    elif plan is None:
-        plan = plan_kernel(axes, rms=rms, param_axes=param_axes)
+    elif kernel is None:
+        kernel = choose_kernel(axes, rms=rms, param_axes=param_axes)
     if running is not None or all_reduce is not None:
         return _batch_norm(x, axes, weight, bias, eps, mask, all_reduce, running or RunningStats())
-    if rms and plan.kernel == "rms_norm" and weight is not None and weight.dtype != x.dtype:
-        plan = KernelPlan("generic")  # F.rms_norm silently drops to a slow composite on mixed dtypes
-    if plan.kernel in ("group_norm", "batch_norm") and x.numel() == (axes.groups or x.shape[layout.dim("C")]):
-        plan = KernelPlan("generic")  # the native kernels refuse one element per group (or channel) in total
-    fused = plan.fused_affine and plan.kernel != "generic"
-    if plan.kernel == "generic":
+    if rms and kernel.op == "rms_norm" and weight is not None and weight.dtype != x.dtype:
+        kernel = KernelChoice("generic")  # F.rms_norm silently drops to a slow composite on mixed dtypes
+    if kernel.op in ("group_norm", "batch_norm") and x.numel() == (axes.groups or x.shape[layout.dim("C")]):
+        kernel = KernelChoice("generic")  # the native kernels refuse one element per group (or channel) in total
+    fused = kernel.fused_affine and kernel.op != "generic"
+    if kernel.op == "generic":
         y = normalize(x, compute_stats(x, axes, mask=mask, rms=rms), axes, eps)
     else:
-        y = native_norm(x, axes, plan, weight if fused else None, bias if fused else None, param_axes, eps)
+        y = native_norm(x, axes, kernel, weight if fused else None, bias if fused else None, param_axes, eps)
     if not fused:
         y = apply_affine(y, param_view(weight, layout, param_axes), param_view(bias, layout, param_axes))
     return y if y.dtype == x.dtype else y.to(x.dtype)

@@ -8,6 +8,7 @@ the same module works for ``"BTF"`` sequences, ``"BHWC"`` images and ``"BTCDHW"`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import torch
 
 from .._checks import autocasting
 
-__all__ = ["LETTERS", "LETTER_NAMES", "SPATIAL", "Layout"]
+__all__ = ["LETTERS", "LETTER_NAMES", "SPATIAL", "Layout", "NormAxes"]
 
 SPATIAL = "DHWL"  # spatial letters; L is the length axis of 1-D signals
 LETTERS = "BTCF" + SPATIAL  # every letter a layout may use
@@ -141,3 +142,50 @@ def _takes(param_dtype: torch.dtype, x: torch.Tensor) -> bool:
     if x.dtype == param_dtype or (x.dtype in (torch.float16, torch.bfloat16) and param_dtype == torch.float32):
         return True
     return autocasting(x)
+
+
+@dataclass(frozen=True)
+class NormAxes:
+    """What a normalization reduces: ``reduce`` letters, with channels split into ``groups`` when reduced.
+
+    ``"C" in reduce`` means the channels are reduced, in ``groups`` groups (1: all together, as layer norm;
+    ``G``: group norm). Without ``"C"`` every channel has its own statistics (batch and instance norm).
+    """
+
+    layout: Layout
+    reduce: str  # canonical letters in layout order
+    groups: int | None = None  # channel groups when "C" is reduced, else None
+
+    def __post_init__(self) -> None:
+        if ("C" in self.reduce) != (self.groups is not None):
+            raise ValueError(f"groups must be set exactly when C is reduced; got reduce={self.reduce!r}, "
+                             f"groups={self.groups!r}")
+        if self.groups is not None and self.groups < 1:
+            raise ValueError(f"expected groups >= 1, got {self.groups}")
+
+    @property
+    def stats_letters(self) -> str:
+        """The axes that index the statistics: unreduced letters, plus ``G`` when channels are grouped."""
+        out = []
+        for c in self.layout.letters:
+            if c not in self.reduce:
+                out.append(c)
+            elif c == "C" and self.groups is not None and self.groups > 1:
+                out.append("G")
+        return "".join(out)
+
+    def stats_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The statistics' sizes for an input of ``shape``."""
+        return tuple((self.groups or 1) if c == "G" else shape[self.layout.dim(c)] for c in self.stats_letters)
+
+    def count(self, shape: tuple[int, ...]) -> int:
+        """Elements per statistic (before masking) for an input of ``shape``."""
+        n = math.prod([shape[self.layout.dim(c)] for c in self.reduce if c != "C"])
+        if self.groups is not None:
+            n *= shape[self.layout.dim("C")] // self.groups
+        return n
+
+    @property
+    def mask_matters(self) -> bool:
+        """Whether a ``(B, T)`` mask changes any statistic: only if B or T is reduced."""
+        return "B" in self.reduce or "T" in self.reduce

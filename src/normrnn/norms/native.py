@@ -1,4 +1,4 @@
-"""The native-kernel planner: which PyTorch kernel (``F.group_norm``, ``F.layer_norm``, ``F.rms_norm``,
+"""The native-kernel chooser: which PyTorch kernel (``F.group_norm``, ``F.layer_norm``, ``F.rms_norm``,
 ``F.batch_norm``) computes a normalization exactly, after which permutation, and whether it applies the affine
 parameters itself. :func:`~normrnn.norms.functional.norm_forward` asks once per module and falls back to the
 generic statistics for masks and the rare axes no native kernel can express."""
@@ -8,25 +8,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .layout import Layout
+from .layout import Layout, NormAxes
 
-if TYPE_CHECKING:
-    from .functional import NormAxes
-
-__all__ = ["KernelPlan", "channels_second", "native_norm", "plan_kernel"]
+__all__ = ["KernelChoice", "channels_second", "choose_kernel", "native_norm"]
 
 
 @dataclass(frozen=True)
-class KernelPlan:
+class KernelChoice:
     """How a normalization runs: which kernel, after which permutation, and whether it applies the affine."""
 
-    kernel: str  # "group_norm" | "layer_norm" | "rms_norm" | "batch_norm" | "generic"
+    op: str  # "group_norm" | "layer_norm" | "rms_norm" | "batch_norm" | "generic"
     permute: tuple[int, ...] | None = None  # dims order that puts kept axes, then C, then reduced axes
     fused_affine: bool = False  # the native kernel applies gamma/beta itself
 
@@ -35,13 +31,13 @@ class KernelPlan:
         layout = axes.layout
         letters = layout.letters if self.permute is None else "".join(layout.letters[d] for d in self.permute)
         spelled = layout.spell(letters)
-        if self.kernel == "generic":
+        if self.op == "generic":
             return "generic two-pass statistics (fp32), then (x - mean) * rsqrt(var + eps)"
-        if self.kernel == "batch_norm":
+        if self.op == "batch_norm":
             return "F.batch_norm(x.reshape(N, C, R))"
-        if self.kernel in ("layer_norm", "rms_norm"):
+        if self.op in ("layer_norm", "rms_norm"):
             k = len(axes.reduce)
-            return f"F.{self.kernel} over the trailing {layout.spell(letters[-k:])} of {spelled}"
+            return f"F.{self.op} over the trailing {layout.spell(letters[-k:])} of {spelled}"
         cdim = letters.index("C")
         groups = "C (one group per channel)" if axes.groups is None else str(axes.groups)
         prefix = f"permute to {spelled}, then " if self.permute is not None else ""
@@ -51,7 +47,7 @@ class KernelPlan:
 
 
 @lru_cache(maxsize=512)
-def plan_kernel(axes: NormAxes, *, rms: bool = False, param_axes: str = "C") -> KernelPlan:
+def choose_kernel(axes: NormAxes, *, rms: bool = False, param_axes: str = "C") -> KernelChoice:
     """Choose the fastest exact kernel for ``axes`` (without a mask).
 
     The order follows the CPU measurements in ``docs/perf-baseline``: ``F.group_norm`` (also for layer norm
@@ -65,50 +61,50 @@ def plan_kernel(axes: NormAxes, *, rms: bool = False, param_axes: str = "C") -> 
     per_channel = param_axes in ("", "C")
     elementwise = param_axes == axes.reduce
     if not rms and axes.groups is None and axes.reduce == letters.replace("C", ""):
-        return KernelPlan("batch_norm", fused_affine=per_channel)  # statistics per channel over everything else
+        return KernelChoice("batch_norm", fused_affine=per_channel)  # statistics per channel over everything else
     if rms:
         if "C" in axes.reduce and axes.groups == 1 and trailing:
-            return KernelPlan("rms_norm", fused_affine=per_channel or elementwise)
-        return KernelPlan("generic")
+            return KernelChoice("rms_norm", fused_affine=per_channel or elementwise)
+        return KernelChoice("generic")
     layer_ok = axes.groups == 1 and trailing
     if layer_ok and (letters[-1] == "C" or elementwise):
-        return KernelPlan("layer_norm", fused_affine=per_channel or elementwise)
+        return KernelChoice("layer_norm", fused_affine=per_channel or elementwise)
     cdim = letters.index("C")
     before, after = letters[:cdim], letters[cdim + 1 :]
     if not any(c in axes.reduce for c in before) and all(c in axes.reduce for c in after):
-        return KernelPlan("group_norm", fused_affine=per_channel)
+        return KernelChoice("group_norm", fused_affine=per_channel)
     if layer_ok:
-        return KernelPlan("layer_norm", fused_affine=per_channel or elementwise)
+        return KernelChoice("layer_norm", fused_affine=per_channel or elementwise)
     kept = [d for d, c in enumerate(letters) if c not in axes.reduce and c != "C"]
     reduced = [d for d, c in enumerate(letters) if c in axes.reduce and c != "C"]
-    return KernelPlan("group_norm", permute=(*kept, cdim, *reduced), fused_affine=per_channel)
+    return KernelChoice("group_norm", permute=(*kept, cdim, *reduced), fused_affine=per_channel)
 
 
-def native_norm(x: Tensor, axes: NormAxes, plan: KernelPlan, weight: Tensor | None, bias: Tensor | None,
+def native_norm(x: Tensor, axes: NormAxes, kernel: KernelChoice, weight: Tensor | None, bias: Tensor | None,
                  param_axes: str, eps: float) -> Tensor:
-    """:func:`norm_forward` through the native kernel ``plan`` names (batch, layer, RMS or group norm), with the
+    """:func:`norm_forward` through the native kernel ``kernel`` names (batch, layer, RMS or group norm), with the
     affine parameters fused when given."""
     layout = axes.layout
-    if plan.kernel == "batch_norm":
+    if kernel.op == "batch_norm":
         x3 = channels_second(x, layout.dim("C"))  # (N, C, *)
         return F.batch_norm(x3, None, None, weight, bias, True, 0.0, eps).reshape(x.shape)
-    if plan.kernel in ("layer_norm", "rms_norm"):
+    if kernel.op in ("layer_norm", "rms_norm"):
         trailing = layout.letters[layout.ndim - len(axes.reduce) :]
         shape = layout.sizes(x.shape, trailing)
         if param_axes != axes.reduce:  # per-channel parameters, spread over the trailing axes
             weight, bias = (_channel_param(p, layout, trailing, x) for p in (weight, bias))
-        if plan.kernel == "layer_norm":
+        if kernel.op == "layer_norm":
             return F.layer_norm(x, shape, weight, bias, eps)
         return F.rms_norm(x, shape, weight, eps)
-    xp = x if plan.permute is None else x.permute(plan.permute)
-    cdim = layout.dim("C") if plan.permute is None else plan.permute.index(layout.dim("C"))
+    xp = x if kernel.permute is None else x.permute(kernel.permute)
+    cdim = layout.dim("C") if kernel.permute is None else kernel.permute.index(layout.dim("C"))
     groups = axes.groups if axes.groups is not None else xp.shape[cdim]
     x3 = channels_second(xp, cdim)  # (N, C, *)
     # the ATen op itself: F.group_norm's Python checks cost as much as the kernel at a recurrent step's small
     # shapes, and norm_forward has already sent one element per group to the generic path
     y = torch.group_norm(x3, groups, weight, bias, eps, torch.backends.cudnn.enabled)
     y = y if x3 is xp else y.reshape(xp.shape)
-    return y if plan.permute is None else y.permute(_inverse(plan.permute))
+    return y if kernel.permute is None else y.permute(_inverse(kernel.permute))
 
 
 def channels_second(x: Tensor, cdim: int) -> Tensor:

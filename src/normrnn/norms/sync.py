@@ -4,7 +4,7 @@ switches a model's batch norms to them."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +22,7 @@ def cross_process_sum(process_group: object | None = None) -> Callable[[Tensor],
     group = process_group if process_group is not None else dist.group.WORLD
     if dist.get_world_size(group) == 1:  # type: ignore[arg-type]  # a ProcessGroup, typed object for users
         return None
-    return lambda t: _AllReduceSum.apply(t, group)
+    return lambda t: cast(Tensor, _AllReduceSum.apply(t, group))  # type: ignore[no-untyped-call]  # torch's apply
 
 
 def convert_sync_batchnorm(module: nn.Module, process_group: object | None = None) -> nn.Module:

@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING
 from .._loader import lazy_exports
 
 if TYPE_CHECKING:
-    from .config import StudyConfig
-    from .grid import RunSpec, expand_grid, parse_shard, shard
-    from .model import Forecaster, ModelConfig
-    from .presets import PRESETS, load_config
-    from .report import write_report
-    from .results import append_result, load_results
-    from .runner import run, run_study
-    from .train import train_run
+    from .config import StudyConfig as StudyConfig
+    from .grid import RunSpec as RunSpec, expand_grid as expand_grid, parse_shard as parse_shard, shard as shard
+    from .model import Forecaster as Forecaster, ModelConfig as ModelConfig
+    from .presets import PRESETS as PRESETS, load_config as load_config
+    from .report import write_report as write_report
+    from .results import append_result as append_result, load_results as load_results
+    from .runner import run as run, run_study as run_study
+    from .train import train_run as train_run
 
 # each name loads its module on first use, so that ``normrnn report`` imports no training code
 _EXPORTS = {

@@ -7,16 +7,26 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .._checks import one_of
 from .._loader import check_text, source_hash
-from ..cells import cell_kinds
-from ..cells.init import RECURRENT_INITS
-from ..data import DATASETS, GENERATED
-from .checks import (
+from .names import (
+    BASELINE,
+    DEFAULT_NORMS,
+    GRID,
+    HEADS,
+    LR_SEARCHES,
+    NOT_RESULTS,
+    PARTS,
+    PRECISIONS,
+    SCHEDULES,
+    TOPOLOGIES,
+)
+from .precision import Precision
+from .validation import (
     MAX_SEED,
     canonical_norm,
     choice,
@@ -24,54 +34,51 @@ from .checks import (
     distinct,
     fraction,
     integer,
-    kind,
     mult_token,
     norm_spec,
     norm_token,
     number,
+    of_type,
 )
-from .factories import LOSSES
-from .rows import TOPOLOGIES
 
-__all__ = ["BASELINE", "DEFAULT_NORMS", "PARTS", "StudyConfig"]
+__all__ = ["BASELINE", "DEFAULT_NORMS", "PARTS", "StudyConfig", "legacy_keys"]
 
-DEFAULT_NORMS = ("none", "layer", "group:8", "recurrent_batch", "instance", "rms")
-STUDY_NORMS = ("none", "layer", "group:8", "recurrent_batch")  # bias-only, per-sample, grouped, batch statistics
-BASELINE = "none"  # bias-only: the reference of every comparison, cost ratio and answer in the report
-HEADS = ("sigmoid", "linear")  # the forecaster's output: squashed into [0, 1], or left as is
-SCHEDULES = ("onecycle", "cosine", "constant")
 # keys added after studies were already on disk: at these values (what those studies ran) they stay out of the
 # config hash, so those studies' directories keep their hash; any other value is another study
 _LATER_KEYS = {"forget_bias": 1.0, "recurrent_init": "orthogonal", "head": "sigmoid", "warmup": 0.3, "model": None,
                "data": None, "loss": "mse", "model_version": None, "fresh_train": False, "teacher_decay": 2e-5}
-GRID = ("norms", "topologies", "depths", "seeds", "lr_mults", "lr_search")  # which runs; not how each run trains
-LR_SEARCHES = ("grid", "halving")
-PRECISIONS = ("fp32", "bf16", "auto")
-NOT_RESULTS = ("name", "threads", "workers")  # a label and speed settings: they never change a run's numbers
-# The config's parts: every field belongs to exactly one (tested). Code that needs a part takes it whole
-# (StudyConfig.part; the model's ModelConfig.for_run), so a new model setting is a field here and its use in the model.
-PARTS: dict[str, tuple[str, ...]] = {
-    "data": ("data", "dataset", "data_path", "size", "frames_in", "frames_out", "train_samples", "val_samples",
-             "test_samples", "data_seed", "fresh_train"),
-    "model": ("model", "cell", "width", "kernel_size", "patch", "norm_inputs", "norm_scope", "forget_bias",
-              "recurrent_init", "head", "model_version"),
-    "optim": ("loss", "epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup", "clip", "precision",
-              "divergence_bound", "teacher_decay"),
-    "grid": GRID,
-    "run": ("name", "device", "threads", "workers"),  # where and how fast: never a run's numbers (but device)
-}
 
 
+
+
+def _registered(setting: str) -> tuple[str, ...]:
+    """The names a registry-backed setting may take, read from its registry when a config is checked: the registries
+    live beside the training code (and torch), which the report side never loads."""
+    if setting == "cell":
+        from ..cells import cell_kinds
+
+        return cell_kinds(spatial=True)
+    if setting == "recurrent_init":
+        from ..cells.init import RECURRENT_INITS
+
+        return RECURRENT_INITS
+    if setting == "loss":
+        from .factories import LOSSES
+
+        return tuple(LOSSES)
+    from ..data import DATASETS, GENERATED
+
+    return GENERATED if setting == "generated" else DATASETS
 
 
 _SCALAR_CHECKS: dict[str, Callable[[str, object], None]] = {
-    "name": lambda k, v: kind(k, v, str, "a non-empty string"),
-    "dataset": lambda k, v: choice(k, v, DATASETS),
+    "name": lambda k, v: of_type(k, v, str, "a non-empty string"),
+    "dataset": lambda k, v: choice(k, v, _registered("dataset")),
     "data": check_text,
     "model": check_text,
-    "loss": lambda k, v: check_text(k, v, builtins=tuple(LOSSES)),
-    "data_path": lambda k, v: kind(k, v, str, "a path", optional=True),
-    "model_version": lambda k, v: kind(k, v, str, "a non-empty string", optional=True),
+    "loss": lambda k, v: check_text(k, v, builtins=_registered("loss")),
+    "data_path": lambda k, v: of_type(k, v, str, "a path", optional=True),
+    "model_version": lambda k, v: of_type(k, v, str, "a non-empty string", optional=True),
     "size": lambda k, v: integer(k, v, minimum=1),
     "frames_in": lambda k, v: integer(k, v, minimum=1),
     "frames_out": lambda k, v: integer(k, v, minimum=1),
@@ -79,15 +86,15 @@ _SCALAR_CHECKS: dict[str, Callable[[str, object], None]] = {
     "val_samples": lambda k, v: integer(k, v, minimum=1),
     "test_samples": lambda k, v: integer(k, v, minimum=1),
     "data_seed": lambda k, v: integer(k, v, minimum=0, maximum=MAX_SEED),
-    "fresh_train": lambda k, v: kind(k, v, bool, "true or false"),
-    "cell": lambda k, v: choice(k, v, cell_kinds(spatial=True)),
+    "fresh_train": lambda k, v: of_type(k, v, bool, "true or false"),
+    "cell": lambda k, v: choice(k, v, _registered("cell")),
     "width": lambda k, v: integer(k, v, minimum=1),
     "kernel_size": lambda k, v: integer(k, v, minimum=1),
     "patch": lambda k, v: integer(k, v, minimum=1),
     "norm_inputs": lambda k, v: choice(k, v, ("joint", "separate")),
     "norm_scope": lambda k, v: choice(k, v, ("per_gate", "all_gates")),
     "forget_bias": lambda k, v: number(k, v, minimum=-math.inf),
-    "recurrent_init": lambda k, v: choice(k, v, RECURRENT_INITS),
+    "recurrent_init": lambda k, v: choice(k, v, _registered("recurrent_init")),
     "head": lambda k, v: choice(k, v, HEADS),
     "epochs": lambda k, v: integer(k, v, minimum=1),
     "batch_size": lambda k, v: integer(k, v, minimum=1),
@@ -244,7 +251,8 @@ class StudyConfig:
         for key, check in _ITEM_CHECKS.items():
             value = getattr(self, key)
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
-                raise ValueError(f"expected {key} to be a list such as {list(getattr(PRESETS_DEFAULT, key))!r}, "
+                example = list(cast(tuple[Any, ...], _FIELDS[key].default))
+                raise ValueError(f"expected {key} to be a list such as {example!r}, "
                                  f"got {value!r}")
             if not value:
                 raise ValueError(f"expected at least one entry in {key}, got an empty list")
@@ -258,17 +266,29 @@ class StudyConfig:
         object.__setattr__(self, "norms", tuple(canonical_norm(v) for v in self.norms))
         if self.size % self.patch:
             raise ValueError(f"expected size divisible by patch={self.patch}, got size={self.size}")
-        if self.fresh_train and (self.data is not None or self.dataset not in GENERATED):
+        generated = _registered("generated")
+        if self.fresh_train and (self.data is not None or self.dataset not in generated):
             source = f"data factory {self.data}" if self.data is not None else f"dataset {self.dataset!r}"
             raise ValueError(f"fresh_train generates training sequences, so it needs one of the generated datasets "
-                             f"({', '.join(GENERATED)}), got {source}")
+                             f"({', '.join(generated)}), got {source}")
+
+    @classmethod
+    def as_recorded(cls, settings: Mapping[str, Any]) -> StudyConfig:
+        """The config a study directory recorded (its ``study.json``) as it was written: its values were checked when
+        the study ran, and checking again would load the registries (and torch), which the report never does. Keys
+        this version does not know are left out; missing ones take their defaults."""
+        config = object.__new__(cls)
+        for f in dataclasses.fields(cls):
+            value = settings.get(f.name, f.default)
+            object.__setattr__(config, f.name, tuple(value) if isinstance(value, list) else value)
+        return config
 
     def identity(self) -> dict[str, Any]:
         """The settings that decide every run's numbers: all but the grid, the name and the thread count."""
         out = {k: v for k, v in self.to_dict().items()
                if k not in GRID + NOT_RESULTS and not (k in _LATER_KEYS and v == _LATER_KEYS[k])}
         if out["precision"] != "auto":  # fp32 and bf16 hash as the boolean bf16 key that came before precision
-            out["bf16"] = out.pop("precision") == "bf16"
+            out.update(Precision(out.pop("precision")).hash_key())
         for key in ("model", "data", "loss"):  # an edited factory is another study
             if key in out and ":" in out[key]:
                 digest = source_hash(out[key])
@@ -297,7 +317,20 @@ class StudyConfig:
         return {key: getattr(self, key) for key in PARTS[one_of("part", name, tuple(PARTS))]}
 
 
-PRESETS_DEFAULT = StudyConfig()  # what error messages show as examples
+def legacy_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """Study settings with the keys of earlier versions renamed: ``bf16 = true | false`` is ``precision``."""
+    if "bf16" not in data:
+        return data
+    data = dict(data)
+    bf16 = data.pop("bf16")
+    if not isinstance(bf16, bool):
+        raise ValueError(f"expected bf16 to be true or false (or precision = 'fp32' | 'bf16' | 'auto'), got {bf16!r}")
+    if data.setdefault("precision", "bf16" if bf16 else "fp32") != ("bf16" if bf16 else "fp32"):
+        raise ValueError(f"bf16 = {str(bf16).lower()} contradicts precision = {data['precision']!r}; keep precision")
+    return data
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(StudyConfig)}  # their defaults are the examples errors show
 
 
 

@@ -1,5 +1,6 @@
 """The study directory: its witness (``study.json`` and the rows' config hashes), the runs known and unfinished,
-and one run's claim (a lock file), training and row."""
+and one run's claim (a lock file) and progress. It records; :mod:`.executors` train and :mod:`.preparation` measures
+what a study decides once."""
 
 from __future__ import annotations
 
@@ -7,20 +8,15 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
 from .config import StudyConfig
-from .cost import measure_cost
-from .data import Datasets, load_datasets, reference_predictors
-from .distributed import Rank, broadcast
-from .grid import RunSpec, expand_grid, planned_runs, shard
-from .pool import threads_of_runs
-from .precision import PRECISION_FILE, choose_precision, load_precision
-from .results import COST_FILE, append_result, load_cost, load_results
-from .train import train_run
+from .grid import RunSpec, expand_grid, shard
+from .precision import PRECISION_FILE, Precision, load_precision
+from .results import load_results
 
 __all__ = [
     "check_directory",
@@ -30,10 +26,8 @@ __all__ = [
     "epochs_in_progress",
     "finished_rows",
     "known_runs",
-    "prepare",
     "recorded_precision",
     "row_hash",
-    "train_one",
     "unfinished",
 ]
 
@@ -65,7 +59,7 @@ def check_directory(config: StudyConfig, out: Path, *, record: bool = True) -> N
             raise ValueError(f"{path} is damaged ({e}); move it away to start this directory afresh, or use "
                              "another --out directory") from None
         if "bf16" not in previous and previous.get("precision") in ("fp32", "bf16"):  # written with precision only
-            previous["bf16"] = previous["precision"] == "bf16"
+            previous.update(Precision(previous["precision"]).hash_key())
         changed = sorted(k for k in config.identity() if previous.get(k) != resolved[k])
         if changed and load_results(out, warn=False):  # with no finished run, a corrected config may take over
             raise ValueError(f"{out} holds a different study (differs in {changed}); use another --out directory")
@@ -129,35 +123,11 @@ def epochs_in_progress(out: Path, specs: list[RunSpec]) -> dict[str, int]:
     return {s.run_id: epochs_done(out, s.run_id) for s in specs if (out / "runs" / s.run_id / CLAIM_OWNER).exists()}
 
 
-def train_one(config: StudyConfig, out: Path, spec: RunSpec, data: Datasets, *, rank: Rank,
-               on_epoch: Callable[[int], None] | None = None, tensorboard: bool = False) -> bool:
-    """Claim, train and record one run; returns False when another process has it or had it. Each epoch done is
-    also written to ``runs/ID/epoch``, for the progress line of the process that watches a pool."""
-    run_dir = out / "runs" / spec.run_id
-
-    def epoch_done(epoch: int) -> None:
-        if rank.is_main:
-            atomic_write_text(run_dir / EPOCH_FILE, f"{epoch}\n")
-        if on_epoch is not None:
-            on_epoch(epoch)
-
-    with contextlib.ExitStack() as stack:
-        claimed = stack.enter_context(claim(out, spec)) if rank.is_main else None
-        if not broadcast(claimed, rank):
-            return False
-        precision = broadcast(recorded_precision(config, out) if rank.is_main else None, rank)
-        row = train_run(config, spec, data, run_dir, on_epoch=epoch_done, rank=rank, tensorboard=tensorboard,
-                        precision=precision)
-        if rank.is_main:
-            append_result(out, row)
-    return True
-
-
-def recorded_precision(config: StudyConfig, out: Path) -> str:
+def recorded_precision(config: StudyConfig, out: Path) -> Precision:
     """The study's precision: as set, or ``auto``'s choice, which the study's set-up recorded before any run."""
     if config.precision != "auto":
-        return config.precision
-    recorded = load_precision(out, config)
+        return Precision(config.precision)
+    recorded = load_precision(out, config.config_hash)
     if recorded is None:
         raise ValueError(f"expected {out / PRECISION_FILE}, where precision = 'auto' records its choice; run the "
                          "study command again to decide it")
@@ -174,38 +144,3 @@ def known_runs(config: StudyConfig, out: Path, runs: Iterable[RunSpec] | None,
     """The runs known now: ``runs`` as given, or the grid grown by the finished rows; then this shard's share."""
     specs = list(expand_grid(config, load_results(out, warn=False)) if runs is None else runs)
     return specs if shard_of is None else shard(specs, *shard_of)
-
-
-def prepare(config: StudyConfig, out: Path, rank: Rank, *, need_data: bool, whole: bool,
-             loaded: Datasets | None = None) -> Datasets | None:
-    """The data (when this process trains, or must write the baselines or the cost table; ``loaded`` if the
-    factory check already loaded it), and on the main process the study's one-time files: ``study.json``,
-    ``baselines.json``, ``precision.json`` (``auto``) and, once per study, ``cost.json`` over the whole grid. All
-    are measured first and written after, so data, model or loss that fails in any of them leaves nothing."""
-    baselines = out / "baselines.json"
-    need_baselines = rank.is_main and not baselines.exists()
-    need_cost = whole and rank.is_main and load_cost(out, config.config_hash) is None
-    need_precision = rank.is_main and config.precision == "auto" and load_precision(out, config) is None
-    if not (need_data or need_baselines or need_cost or need_precision):
-        if rank.is_main:
-            check_directory(config, out)
-        return None
-    data = loaded if loaded is not None else load_datasets(config)
-    files: dict[Path, str] = {}
-    if need_baselines:
-        files[baselines] = json.dumps(reference_predictors(data.test), indent=2) + "\n"
-    if rank.is_main:
-        with threads_of_runs(config):
-            if need_precision:  # auto: decided once, at the runs' thread count
-                record = {**choose_precision(config, data), "config_hash": config.config_hash}
-                files[out / PRECISION_FILE] = json.dumps(record, indent=1) + "\n"
-                precision = record["precision"]
-            else:
-                precision = recorded_precision(config, out)
-            if need_cost:  # once per study, over the whole grid: the report's cost table
-                cost = measure_cost(config, data, planned_runs(config), bf16=precision == "bf16")
-                files[out / COST_FILE] = json.dumps(cost, indent=1) + "\n"
-        check_directory(config, out)
-        for path, text in files.items():
-            atomic_write_text(path, text)
-    return data

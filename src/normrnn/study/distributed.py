@@ -40,9 +40,11 @@ class Rank:
     def active(self) -> bool:
         return self.world_size > 1
 
-    def device(self, kind: str) -> torch.device:
+    def device(self, device_type: str) -> torch.device:
         """``cpu``, or this process's own GPU for ``cuda``."""
-        return torch.device("cuda", self.local_rank) if kind == "cuda" and self.active else torch.device(kind)
+        if device_type == "cuda" and self.active:
+            return torch.device("cuda", self.local_rank)
+        return torch.device(device_type)
 
 
 def current() -> Rank:
@@ -117,4 +119,5 @@ def launch(nproc: int, fn: Callable[..., Any], *args: Any) -> dict[int, Any]:
 
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"normrnn-{uuid.uuid4().hex[:8]}",
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, start_method="spawn")
-    return elastic_launch(config, fn)(*args)
+    results: dict[int, Any] = elastic_launch(config, fn)(*args)
+    return results

@@ -1,30 +1,35 @@
 """Where a study's runs train: in this process (or each rank of a torchrun group), in a pool of local worker
-processes, or as Ray tasks. Each executor trains a run through :func:`~normrnn.study.directory.train_one`, so a run
+processes, or as Ray tasks. Each executor trains a run through :func:`train_one`, so a run
 is claimed, trained and recorded the same way everywhere."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from .._checks import install_hint
+from .._io import atomic_write_text
 from .config import StudyConfig
-from .data import Datasets, cached_datasets, load_datasets
-from .directory import epochs_done, epochs_in_progress, known_runs, train_one, unfinished
-from .distributed import Rank
+from .datasets import Datasets, cached_datasets, load_datasets
+from .directory import EPOCH_FILE, claim, epochs_done, epochs_in_progress, known_runs, recorded_precision, unfinished
+from .distributed import Rank, broadcast
 from .grid import RunSpec, planned_runs
+from .pool import run_pool
 from .progress import StudyProgress
+from .results import append_result
+from .train import train_run
 
-__all__ = ["run_as_worker", "run_in_pool", "run_locally", "run_on_ray"]
+__all__ = ["run_as_worker", "run_in_pool", "run_locally", "run_on_ray", "train_one"]
 
 
 def run_in_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_of: tuple[int, int] | None, *,
                 progress: bool, tensorboard: bool) -> None:
     """The study's runs in ``config.workers`` local processes (:mod:`normrnn.study.pool`); the caller has written
-    what is decided once (:func:`~normrnn.study.directory.prepare`): the baselines, the precision, the cost table."""
-    from .pool import run_pool
+    what is decided once (:func:`~normrnn.study.preparation.prepare`): the baselines, the precision, the cost table."""
 
     def known() -> list[RunSpec]:
         return known_runs(config, out, runs, shard_of)
@@ -119,3 +124,27 @@ def run_on_ray(config: StudyConfig, out: Path, todo: list[RunSpec], *, progress:
         line.close()
         if started:
             ray.shutdown()
+
+
+def train_one(config: StudyConfig, out: Path, spec: RunSpec, data: Datasets, *, rank: Rank,
+               on_epoch: Callable[[int], None] | None = None, tensorboard: bool = False) -> bool:
+    """Claim, train and record one run; returns False when another process has it or had it. Each epoch done is
+    also written to ``runs/ID/epoch``, for the progress line of the process that watches a pool."""
+    run_dir = out / "runs" / spec.run_id
+
+    def epoch_done(epoch: int) -> None:
+        if rank.is_main:
+            atomic_write_text(run_dir / EPOCH_FILE, f"{epoch}\n")
+        if on_epoch is not None:
+            on_epoch(epoch)
+
+    with contextlib.ExitStack() as stack:
+        claimed = stack.enter_context(claim(out, spec)) if rank.is_main else None
+        if not broadcast(claimed, rank):
+            return False
+        precision = broadcast(recorded_precision(config, out) if rank.is_main else None, rank)
+        row = train_run(config, spec, data, run_dir, on_epoch=epoch_done, rank=rank, tensorboard=tensorboard,
+                        precision=precision)
+        if rank.is_main:
+            append_result(out, row)
+    return True

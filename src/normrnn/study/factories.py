@@ -14,6 +14,7 @@ covers each factory's name and the content of its source file, so an edited mode
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +54,7 @@ def loss_function(spec: str) -> Callable[[Tensor, Tensor], Tensor]:
     return checked
 
 
-def batch(data: Dataset, idx: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
+def batch(data: Dataset[Any], idx: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
     """The ``(input, target)`` batch of ``data`` at indices ``idx``: sliced from a built-in video dataset, or
     collated from a user's ``(input, target)`` pairs."""
     if isinstance(data, SequenceDataset):
@@ -63,24 +64,24 @@ def batch(data: Dataset, idx: Tensor, device: torch.device) -> tuple[Tensor, Ten
     return x.to(device), y.to(device)
 
 
-def size_of(data: Dataset) -> int:
+def size_of(data: Dataset[Any]) -> int:
     """How many samples a map-style dataset holds (torch's ``Dataset`` type does not declare ``__len__``)."""
     return len(data)  # type: ignore[arg-type]  # map-style datasets define __len__
 
 
-def first_batch(data: Dataset, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
+def first_batch(data: Dataset[Any], n: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """The first ``n`` samples of ``data`` (all of them, if it holds fewer) as one batch on ``device``."""
     return batch(data, torch.arange(min(n, size_of(data))), device)
 
 
-def subset(data: Dataset, n: int) -> Dataset:
+def subset(data: Dataset[Any], n: int) -> Dataset[Any]:
     """The first ``n`` samples of ``data``."""
     if isinstance(data, SequenceDataset):
         return SequenceDataset(data.video[:n], frames_in=data.frames_in, frames_out=data.frames_out)
     return Subset(data, range(min(n, size_of(data))))
 
 
-def load_user_data(text: str, split: str, seed: int) -> Dataset:
+def load_user_data(text: str, split: str, seed: int) -> Dataset[Any]:
     """Call the data factory for one split and check what it returns."""
     fn = resolve(text, "data factory")
     try:
@@ -110,7 +111,7 @@ def load_user_data(text: str, split: str, seed: int) -> Dataset:
         raise ValueError(f"data factory {text}: expected floating-point (input, target) tensors, got "
                          f"{sample[0].dtype} and {sample[1].dtype} in split {split!r} (convert them, e.g. / 255)")
     _check_finite(text, split, data, (sample[0], sample[1]))
-    return data
+    return cast(Dataset[Any], data)  # indexable and sized, checked above: what the study reads of a Dataset
 
 
 def _check_tensors(text: str, model: nn.Module, device: torch.device) -> None:
@@ -129,7 +130,7 @@ def _check_tensors(text: str, model: nn.Module, device: torch.device) -> None:
                          f"{str(device)!r}, got {', '.join(map(repr, elsewhere))}")
 
 
-def _check_finite(text: str, split: str, data: Dataset, first: tuple[Tensor, Tensor]) -> None:
+def _check_finite(text: str, split: str, data: Dataset[Any], first: tuple[Tensor, Tensor]) -> None:
     """NaN or Inf in the data would be recorded as a run diverging at step 0: refuse it, naming the sample. A
     ``TensorDataset``'s tensors are checked whole (cheap); any other dataset, its ``first`` sample."""
     tensors = data.tensors if isinstance(data, TensorDataset) else [t[None] for t in first]

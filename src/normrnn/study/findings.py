@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .aggregate import Aggregate, main_variants
-from .config import BASELINE
+from .names import BASELINE
 
 __all__ = ["ALPHA", "Comparison", "find", "findings_json", "findings_markdown", "holm", "welch"]
 
@@ -93,26 +93,26 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
 
 def _chosen_on_one_seed(aggs: Sequence[Aggregate], a: Aggregate) -> bool:
     """Whether ``a``'s multiplier won against others that ran on one seed only (LR halving)."""
-    others = [b for b in aggs if (b["norm"], b["topology"], b["depth"]) == (a["norm"], a["topology"], a["depth"])
-              and b["lr_mult"] != a["lr_mult"]]
-    return bool(others) and all(b["runs"] == 1 for b in others)
+    others = [b for b in aggs if (b.norm, b.topology, b.depth) == (a.norm, a.topology, a.depth)
+              and b.lr_mult != a.lr_mult]
+    return bool(others) and all(b.runs == 1 for b in others)
 
 
 def _compare(family: str, a: Aggregate, b: Aggregate, aggs: Sequence[Aggregate]) -> dict[str, Any]:
-    result = welch(a["test_values"], b["test_values"])
-    diff, low, high, p = result if result is not None else (a["test_mse"] - b["test_mse"], None, None, None)
-    return {"family": family, "topology": a["topology"], "norm": a["norm"], "depth": a["depth"],
-            "against_norm": b["norm"], "against_depth": b["depth"], "mean": a["test_mse"],
-            "against_mean": b["test_mse"], "n": len(a["test_values"]), "against_n": len(b["test_values"]),
-            "diff": diff, "ci_low": low, "ci_high": high, "p": p, "lr_mult": a["lr_mult"],
-            "against_lr_mult": b["lr_mult"],
+    result = welch(a.test_values, b.test_values)
+    diff, low, high, p = result if result is not None else (a.mean("test_mse") - b.mean("test_mse"), None, None, None)
+    return {"family": family, "topology": a.topology, "norm": a.norm, "depth": a.depth,
+            "against_norm": b.norm, "against_depth": b.depth, "mean": a.mean("test_mse"),
+            "against_mean": b.mean("test_mse"), "n": len(a.test_values), "against_n": len(b.test_values),
+            "diff": diff, "ci_low": low, "ci_high": high, "p": p, "lr_mult": a.lr_mult,
+            "against_lr_mult": b.lr_mult,
             "lr_one_seed": _chosen_on_one_seed(aggs, a) or _chosen_on_one_seed(aggs, b)}
 
 
 def find(aggs: Sequence[Aggregate]) -> list[Comparison]:
     """Both families of comparisons over ``aggs`` (:func:`~.aggregate.aggregate`), each family Holm-adjusted."""
-    main = [a for a in main_variants(aggs) if math.isfinite(a["test_mse"])]
-    at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
+    main = [a for a in main_variants(aggs) if math.isfinite(a.mean("test_mse"))]
+    at = {(a.norm, a.topology, a.depth): a for a in main}
     pairs: dict[str, list[dict[str, Any]]] = {family: [] for family in FAMILIES}
     for (norm, topology, depth), a in at.items():
         reference = at.get((BASELINE, topology, depth))

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import MAX_SEED, canonical_norm, choice, integer, mult_token, norm_spec, norm_token, number
-from .config import TOPOLOGIES, StudyConfig
+from .config import StudyConfig
+from .names import TOPOLOGIES
+from .validation import MAX_SEED, canonical_norm, choice, integer, mult_token, norm_spec, norm_token, number
 
 __all__ = ["RunSpec", "expand_grid", "halving_winner", "parse_shard", "planned_runs", "shard"]
 

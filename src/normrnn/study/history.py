@@ -11,8 +11,10 @@ from typing import Any
 
 from .config import StudyConfig
 from .grid import RunSpec
-from .metrics import plateaued, steps_to_learn
+from .metrics import TestMetrics
+from .precision import Precision
 from .rows import ResultRow
+from .thresholds import plateaued, steps_to_learn
 
 __all__ = ["FinalMetrics", "RunHistory", "count_spikes", "grew", "result_row"]
 
@@ -52,16 +54,17 @@ class RunHistory:
 class FinalMetrics:
     """The trained model evaluated once, after its last epoch (``None`` everywhere when it had diverged)."""
 
-    test: dict[str, Any]  # mse, mae, ssim, psnr, gate_saturation (per probed cell)
+    test: TestMetrics
+    gate_saturation: list[float] | None  # per probed cell, on the test set; None: no cell exposes its gates
     train_mse: float | None
 
     @property
     def finite(self) -> bool:
-        values = (self.test["mse"], self.test["mae"], self.train_mse)
+        values = (self.test.mse, self.test.mae, self.train_mse)
         return all(v is not None and math.isfinite(v) for v in values)
 
 
-NOT_EVALUATED = FinalMetrics({"mse": None, "mae": None, "ssim": None, "psnr": None, "gate_saturation": None}, None)
+NOT_EVALUATED = FinalMetrics(TestMetrics(), None, None)
 
 
 def grew(value: float, reference: float, factor: float) -> bool:
@@ -80,7 +83,8 @@ def count_spikes(losses: list[float], *, factor: float = 3.0, window: int = 50, 
 
 
 def result_row(config: StudyConfig, spec: RunSpec, history: RunHistory, final: FinalMetrics, *, params: int,
-               memory: float, floor: float | None, bf16: bool, processes: int, bias_params: int | None = None,
+               memory: float, floor: float | None, precision: Precision, processes: int,
+               bias_params: int | None = None,
                cell: str | None = None) -> ResultRow:
     """The run's row. Weights that turned non-finite after the last step are a result: the run counts as diverged
     there (``final`` not finite), as it would have at a later step."""
@@ -92,14 +96,13 @@ def result_row(config: StudyConfig, spec: RunSpec, history: RunHistory, final: F
         final = NOT_EVALUATED
     times = history.step_time[1:] or history.step_time  # the first step includes one-time set-up
     grads = [g for g in history.grad_norm if g is not None]
-    saturation = final.test["gate_saturation"]
+    saturation = final.gate_saturation
     losses = [v for v in history.loss if v is not None]
     note = None if floor is not None else (f"loss {config.loss} is not finite for the no-learning predictors "
                                            "(constant frames), so steps to learn is undefined")
     return ResultRow(
         run_id=spec.run_id, study=config.name, config_hash=config.config_hash, cell=cell, norm=spec.norm,
-        topology=spec.topology, depth=spec.depth, seed=spec.seed, lr_mult=spec.lr_mult, test_mse=final.test["mse"],
-        test_mae=final.test["mae"], test_ssim=final.test["ssim"], test_psnr=final.test["psnr"],
+        topology=spec.topology, depth=spec.depth, seed=spec.seed, lr_mult=spec.lr_mult, **final.test.as_row(),
         train_mse=final.train_mse, diverged=diverged, diverged_step=diverged_step,
         step_time_s=statistics.median(times) if times else None, peak_mem_mb=memory,
         loss_spikes=count_spikes(losses), grad_norm_mean=statistics.fmean(grads) if grads else None,
@@ -109,5 +112,5 @@ def result_row(config: StudyConfig, spec: RunSpec, history: RunHistory, final: F
         val_steps=history.val_steps, plateau=None if diverged else plateaued(history.val_curve, history.val_steps),
         val_mse=history.val_curve[-1] if history.val_curve and not diverged else None, learn_floor_loss=floor,
         steps_to_learn=None if floor is None else steps_to_learn(history.loss, floor), learn_floor_note=note,
-        gate_saturation_curve=history.gate_saturation_curve, precision="bf16" if bf16 else "fp32",
+        gate_saturation_curve=history.gate_saturation_curve, precision=precision.name,
         processes=processes, bias_params=bias_params)

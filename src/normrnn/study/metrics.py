@@ -11,18 +11,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["LEARN_FRACTION", "LEARN_WINDOW", "PLATEAU_GAIN", "SATURATED", "frame_mae", "frame_mse",
-           "no_learning_guesses", "plateaued", "prediction_metrics", "probed_cells", "psnr", "ssim", "steps_to_learn"]
+__all__ = ["Evaluation", "TestMetrics", "frame_mae", "frame_mse", "no_learning_guesses", "prediction_metrics",
+           "probed_cells", "psnr", "ssim"]
 
-SATURATED = 0.01  # a sigmoid gate below this, or above 1 - this, counts as saturated
-LEARN_FRACTION = 0.9  # a run has learned once its smoothed training loss is below this × the no-learning floor
-LEARN_WINDOW = 10  # steps in the trailing mean that smooths the training loss
 
 
 def no_learning_guesses(x: Tensor, y: Tensor) -> dict[str, Tensor]:
@@ -34,39 +33,41 @@ def no_learning_guesses(x: Tensor, y: Tensor) -> dict[str, Tensor]:
     return guesses
 
 
-def prediction_metrics(pred: Tensor, target: Tensor) -> dict[str, float | None]:
+@dataclass(frozen=True)
+class TestMetrics:
+    """A model's test metrics, declared once: each field ``NAME`` is the result row's ``test_NAME``
+    (:class:`~normrnn.study.rows.ResultRow`, which gives its unit, direction and report column). ``None``: not
+    evaluated (a diverged run), or not defined for the targets (SSIM and PSNR need frames)."""
+
+    __test__ = False  # a name pytest would otherwise collect
+
+    mse: float | None = None
+    mae: float | None = None
+    ssim: float | None = None
+    psnr: float | None = None
+
+    def as_row(self) -> dict[str, float | None]:
+        """The metrics under their result-row names: ``{"test_mse": ..., ...}``."""
+        return {f"test_{f.name}": getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A model evaluated on one split: its metrics, and the fraction of saturated gates per probed cell (``None`` when
+    not asked for, or when no cell exposes its gates)."""
+
+    metrics: TestMetrics
+    gate_saturation: list[float] | None = None
+
+
+def prediction_metrics(pred: Tensor, target: Tensor) -> TestMetrics:
     """MSE and MAE per frame (summed over pixels), SSIM and PSNR for ``(B, T, C, H, W)`` targets; for any other
     shape, the mean squared and absolute error per element, and no SSIM or PSNR."""
     if target.dim() == 5 and min(target.shape[-2:]) >= 3:
-        return {"mse": frame_mse(pred, target), "mae": frame_mae(pred, target), "ssim": ssim(pred, target),
-                "psnr": psnr(pred, target)}
+        return TestMetrics(mse=frame_mse(pred, target), mae=frame_mae(pred, target), ssim=ssim(pred, target),
+                           psnr=psnr(pred, target))
     pred, target = pred.double(), target.double()
-    return {"mse": float(F.mse_loss(pred, target)), "mae": float(F.l1_loss(pred, target)), "ssim": None,
-            "psnr": None}
-
-
-def steps_to_learn(losses: list[float | None], floor: float, *, fraction: float = LEARN_FRACTION,
-                   window: int = LEARN_WINDOW) -> int | None:
-    """The first optimizer step after which the trailing mean of ``window`` training losses is below
-    ``floor - (1 - fraction) × |floor|`` (``fraction × floor`` for a positive loss; ``floor``: the best no-learning
-    predictor's loss, in the same units, which a log-space loss may make negative); ``None`` if never.
-
-    ``losses[i]`` is the loss of the batch seen after ``i`` optimizer steps, so the answer counts steps taken.
-
-    Example::
-
-        >>> steps_to_learn([1.0] * 5 + [0.7] * 20, floor=1.0, window=4)  # (1 + 1 + 0.7 + 0.7) / 4 < 0.9
-        6
-        >>> steps_to_learn([1.0] * 20, floor=1.0) is None
-        True
-    """
-    for i in range(len(losses)):
-        recent = losses[max(0, i - window + 1) : i + 1]
-        if len(recent) < min(window, len(losses)) or any(v is None for v in recent):
-            continue
-        if sum(recent) / len(recent) < floor - (1 - fraction) * abs(floor):  # type: ignore[arg-type]  # no None: above
-            return i
-    return None
+    return TestMetrics(mse=float(F.mse_loss(pred, target)), mae=float(F.l1_loss(pred, target)))
 
 
 def _frames(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -126,31 +127,7 @@ def probed_cells(model: nn.Module) -> list[Any]:
     modules that hold a ``gate_probe`` attribute they call with their gates (``self.gate_probe = None`` in
     ``__init__``). Found by what they are, never by calling an attribute of the model by name (a user's own
     ``cells`` may be anything)."""
-    from ..cells import RecurrentCell
-
-    return [m for m in model.modules() if isinstance(m, RecurrentCell) or "gate_probe" in vars(m)]  # typed Any: a
-    # user's module has gate_probe as an attribute of its own, which nn.Module's type does not declare
+    return [m for m in model.modules() if "gate_probe" in vars(m)]  # typed Any: a module's gate_probe is an
+    # attribute of its own (normrnn's gated cells and ST-LSTM set one), which nn.Module's type does not declare
 
 
-PLATEAU_GAIN = 0.02  # a run has plateaued when its last quarter of steps improved validation MSE by less than this
-
-
-def plateaued(val_curve: list[float], val_steps: list[int], *, gain: float = PLATEAU_GAIN) -> bool | None:
-    """Whether a run's validation MSE had stopped improving: over the last quarter of its steps (from its last
-    validation at or before 75% of the final step) it fell by less than ``gain`` (relative). ``None`` with fewer than
-    two validations, or none before the last quarter.
-
-    Example::
-
-        >>> plateaued([50.0, 40.0, 39.9, 39.8], [25, 50, 75, 100])  # 39.9 -> 39.8 over steps 75-100: 0.25%
-        True
-        >>> plateaued([50.0, 45.0, 40.0, 35.0], [25, 50, 75, 100])  # 40 -> 35: 12.5%
-        False
-    """
-    if len(val_curve) < 2 or len(val_curve) != len(val_steps):
-        return None
-    cut = 0.75 * val_steps[-1]
-    before = [v for v, s in zip(val_curve, val_steps, strict=True) if s <= cut]
-    if not before or before[-1] <= 0:
-        return None
-    return (before[-1] - val_curve[-1]) / before[-1] < gain

@@ -12,13 +12,14 @@ from typing import Any
 
 from ..bench.timing import time_interleaved
 from ..data import create_dataset
-from .config import BASELINE, StudyConfig
-from .cost import training_step
-from .data import Datasets, load_datasets
+from .config import StudyConfig
+from .cost import choose_precision, training_step
+from .datasets import Datasets, load_datasets
 from .factories import size_of
 from .grid import RunSpec
-from .pool import threads_of_runs
-from .precision import choose_precision
+from .names import BASELINE
+from .precision import FP32, Precision
+from .threads import threads_of_runs
 
 __all__ = ["duration", "estimate_seconds", "plan", "plan_data", "run_seconds", "shared_slowdown", "step_times"]
 
@@ -43,11 +44,11 @@ def plan(config: StudyConfig, runs: list[RunSpec], data: Datasets | None = None)
     with threads_of_runs(config, workers=overlap):
         chosen = choose_precision(config, data, rounds=1, depths=tuple(sorted({min(config.depths),
                                                                                max(config.depths)})))
-        bf16 = chosen["precision"] == "bf16"
-        timing, how = step_times(config, data, runs, bf16=bf16)
+        precision = Precision(chosen["precision"])
+        timing, how = step_times(config, data, runs, precision=precision)
         reference = min(timing, key=lambda k: (k[2], timing[k]))  # a shallow model: its step shapes are the runs'
         shared = 1.0 if overlap == 1 else shared_slowdown(
-            [training_step(config, data, RunSpec(*reference, seed=0, lr_mult=1.0), bf16=bf16)
+            [training_step(config, data, RunSpec(*reference, seed=0, lr_mult=1.0), precision=precision)
              for _ in range(overlap)])
     per_epoch = math.ceil(sizes[0] / config.batch_size)
     per_run = {key: run_seconds(config, t, sizes) for key, t in timing.items()}
@@ -98,7 +99,7 @@ def _sizes(config: StudyConfig, data: Datasets) -> tuple[int, int, int]:
     return config.train_samples, config.val_samples, config.test_samples
 
 
-def step_times(config: StudyConfig, data: Datasets, runs: list[RunSpec], *, bf16: bool = False,
+def step_times(config: StudyConfig, data: Datasets, runs: list[RunSpec], *, precision: Precision = FP32,
                measure: Callable[[dict[str, Callable[[], None]]], dict[str, float]] | None = None,
                ) -> tuple[dict[Key, float], str]:
     """Seconds per training step of every (norm, topology, depth) in ``runs``, and how they were had.
@@ -120,7 +121,7 @@ def step_times(config: StudyConfig, data: Datasets, runs: list[RunSpec], *, bf16
     if len(timed) >= len(variants):
         timed = variants
     seconds = measure({"/".join(map(str, k)): training_step(config, data, RunSpec(*k, seed=0, lr_mult=1.0),
-                                                            bf16=bf16) for k in timed})
+                                                            precision=precision) for k in timed})
     at = {k: seconds["/".join(map(str, k))] for k in timed}
     if timed is variants:
         return at, f"every one of the {len(variants)} models timed for one training step (the fastest of {_ROUNDS})"

@@ -14,9 +14,8 @@ from typing import Any
 
 from .._io import atomic_write, atomic_write_csv
 from .aggregate import Aggregate, baseline_name, main_variants
-from .config import BASELINE
-from .metrics import SATURATED
-from .rows import TOPOLOGIES
+from .names import BASELINE, TOPOLOGIES
+from .thresholds import SATURATED
 
 __all__ = ["MSE_LABEL", "plot_all"]
 
@@ -58,7 +57,7 @@ def _floor_line(ax: Any, floor: Floor) -> None:
 
 
 def _ci(a: Aggregate, key: str) -> float:
-    return a.get(key + "_ci") or 0.0
+    return a.ci(key) or 0.0
 
 
 def curve_rows(main: list[Aggregate], pixels: int | None) -> list[dict[str, Any]]:
@@ -67,10 +66,10 @@ def curve_rows(main: list[Aggregate], pixels: int | None) -> list[dict[str, Any]
     the loss is not the MSE or the frame size is unknown)."""
     out = []
     for a in main:
-        xs = a.get("val_steps") or list(range(1, len(a["val_curve"]) + 1))
-        train = [v * pixels for v in a["train_curve"]] if pixels and a["train_curve"] else []
-        for i, (step, val) in enumerate(zip(xs, a["val_curve"], strict=False)):
-            out.append({"topology": a["topology"], "depth": a["depth"], "norm": a["norm"], "lr_mult": a["lr_mult"],
+        xs = a.val_steps or list(range(1, len(a.val_curve) + 1))
+        train = [v * pixels for v in a.train_curve] if pixels and a.train_curve else []
+        for i, (step, val) in enumerate(zip(xs, a.val_curve, strict=False)):
+            out.append({"topology": a.topology, "depth": a.depth, "norm": a.norm, "lr_mult": a.lr_mult,
                         "step": step, "val_mse": val, "train_mse": train[i] if i < len(train) else None})
     return out
 
@@ -79,25 +78,25 @@ def plot_curves(main: list[Aggregate], out: Path, floor: Floor, prefix: str, pix
     """Validation MSE (solid) and training MSE (dotted) per frame against optimizer steps: one panel per topology
     and depth, one line per norm at its learning rate in ``main``, its legend saying how many seeds reached a
     plateau. Its data go to ``learning_curves.csv`` (:func:`curve_rows`)."""
-    main = [a for a in main if a["val_curve"]]
+    main = [a for a in main if a.val_curve]
     if not main:  # every run diverged before its first evaluation
         return None
     rows = curve_rows(main, pixels)
     atomic_write_csv(out / f"{prefix}learning_curves.csv", rows)  # the plotted values, to read and check
     plt = _pyplot()
-    topologies = sorted({a["topology"] for a in main}, key=TOPOLOGIES.index)
-    depths = sorted({a["depth"] for a in main})
+    topologies = sorted({a.topology for a in main}, key=TOPOLOGIES.index)
+    depths = sorted({a.depth for a in main})
     fig, axes = plt.subplots(len(topologies), len(depths), figsize=(4.2 * len(depths) + 0.6, 3.3 * len(topologies)),
                              squeeze=False)
     for (r, topo), (c, depth) in itertools.product(enumerate(topologies), enumerate(depths)):
         ax, later = axes[r][c], []
-        for i, a in enumerate(x for x in main if (x["topology"], x["depth"]) == (topo, depth)):
+        for i, a in enumerate(x for x in main if (x.topology, x.depth) == (topo, depth)):
             color = f"C{i % 10}"
             mine = [row for row in rows if (row["norm"], row["topology"], row["depth"], row["lr_mult"])
-                    == (a["norm"], topo, depth, a["lr_mult"])]
-            plateau = f", plateau {sum(a['plateau'])}/{len(a['plateau'])}" if a.get("plateau") else ""
+                    == (a.norm, topo, depth, a.lr_mult)]
+            plateau = f", plateau {sum(a.plateau)}/{len(a.plateau)}" if a.plateau else ""
             ax.plot([row["step"] for row in mine], [row["val_mse"] for row in mine], marker="o", ms=3, color=color,
-                    label=f"{a['norm']} × {a['lr_mult']:g}{plateau}")
+                    label=f"{a.norm} × {a.lr_mult:g}{plateau}")
             train = [(row["step"], row["train_mse"]) for row in mine if row["train_mse"] is not None]
             if train:
                 ax.plot(*zip(*train, strict=True), ls=":", color=color, lw=1)
@@ -106,7 +105,7 @@ def plot_curves(main: list[Aggregate], out: Path, floor: Floor, prefix: str, pix
         _floor_line(ax, floor)
         if pixels:
             ax.plot([], [], ls=":", color="gray", lw=1, label="training MSE per frame")  # the dotted lines' key
-        ax.set(title=f"{topo}, depth {depth}", xlabel="optimizer step" if main[0].get("val_steps") else "epoch",
+        ax.set(title=f"{topo}, depth {depth}", xlabel="optimizer step" if main[0].val_steps else "epoch",
                ylabel="MSE per frame" if c == 0 else "")
         ax.xaxis.get_major_locator().set_params(integer=True)
         _fit_y(ax, later, floor)  # each panel its own range, past the first evaluation's spike
@@ -118,26 +117,26 @@ def plot_curves(main: list[Aggregate], out: Path, floor: Floor, prefix: str, pix
 def plot_test_mse(main: list[Aggregate], out: Path, floor: Floor, prefix: str, note: str = "") -> str:
     """Test MSE by norm and topology (deepest depth when there are several), 95% CIs where there are seeds."""
     plt = _pyplot()
-    depth = max(a["depth"] for a in main)
-    main = [a for a in main if a["depth"] == depth]
-    topologies = sorted({a["topology"] for a in main}, key=TOPOLOGIES.index)
-    norms = list(dict.fromkeys(a["norm"] for a in main))
+    depth = max(a.depth for a in main)
+    main = [a for a in main if a.depth == depth]
+    topologies = sorted({a.topology for a in main}, key=TOPOLOGIES.index)
+    norms = list(dict.fromkeys(a.norm for a in main))
     width = 0.8 / len(topologies)
     fig, ax = plt.subplots(figsize=(max(0.8 * len(norms) * len(topologies) + 2.5, 5.0), 3.8))
     for j, topo in enumerate(topologies):
-        vals = [next((a for a in main if a["norm"] == n and a["topology"] == topo), None) for n in norms]
+        vals = [next((a for a in main if a.norm == n and a.topology == topo), None) for n in norms]
         xs = [i + j * width for i, v in enumerate(vals) if v is not None]
         present = [v for v in vals if v is not None]
-        ax.bar(xs, [v["test_mse"] for v in present], width, label=topo)
-        with_ci = [(x, v) for x, v in zip(xs, present, strict=True) if v["test_mse_ci"] is not None]
+        ax.bar(xs, [v.mean("test_mse") for v in present], width, label=topo)
+        with_ci = [(x, v) for x, v in zip(xs, present, strict=True) if v.ci("test_mse") is not None]
         if with_ci:
-            ax.errorbar([x for x, _ in with_ci], [v["test_mse"] for _, v in with_ci],
-                        yerr=[v["test_mse_ci"] for _, v in with_ci], fmt="none", ecolor="k", capsize=3)
+            ax.errorbar([x for x, _ in with_ci], [v.mean("test_mse") for _, v in with_ci],
+                        yerr=[v.ci("test_mse") for _, v in with_ci], fmt="none", ecolor="k", capsize=3)
     ax.set_xticks([i + width * (len(topologies) - 1) / 2 for i in range(len(norms))], norms)
     _floor_line(ax, floor)
-    tops = [a["test_mse"] + _ci(a, "test_mse") for a in main] + ([floor[1]] if floor else [])
+    tops = [a.mean("test_mse") + _ci(a, "test_mse") for a in main] + ([floor[1]] if floor else [])
     ax.set_ylim(0, 1.08 * max((t for t in tops if math.isfinite(t)), default=1.0))  # bars from zero
-    seeds = max(a["runs"] for a in main)
+    seeds = max(a.runs for a in main)
     ax.set(xlabel="norm", ylabel=f"test {MSE_LABEL}",
            title=f"test MSE at depth {depth}{note}, lower is better\n"
            + ("95% CI over seeds" if seeds > 1 else "one seed (no CI)"))
@@ -148,28 +147,28 @@ def plot_test_mse(main: list[Aggregate], out: Path, floor: Floor, prefix: str, n
 def plot_depth(main: list[Aggregate], out: Path, floor: Floor, prefix: str, note: str = "") -> str:
     """Test MSE against depth, one line per norm, stacked and residual side by side, 95% CI bands."""
     plt = _pyplot()
-    topologies = sorted({a["topology"] for a in main}, key=TOPOLOGIES.index)
+    topologies = sorted({a.topology for a in main}, key=TOPOLOGIES.index)
     fig, axes = plt.subplots(1, len(topologies), figsize=(5 * len(topologies), 3.8), squeeze=False, sharey=True)
     for ax, topo in zip(axes[0], topologies, strict=True):
-        for norm in dict.fromkeys(a["norm"] for a in main):
-            line = sorted((a for a in main if a["norm"] == norm and a["topology"] == topo
-                           and math.isfinite(a["test_mse"])), key=lambda a: a["depth"])
+        for norm in dict.fromkeys(a.norm for a in main):
+            line = sorted((a for a in main if a.norm == norm and a.topology == topo
+                           and math.isfinite(a.mean("test_mse"))), key=lambda a: a.depth)
             if not line:
                 continue
-            depths, means = [a["depth"] for a in line], [a["test_mse"] for a in line]
+            depths, means = [a.depth for a in line], [a.mean("test_mse") for a in line]
             (handle,) = ax.plot(depths, means, marker="o", label=norm)
-            if all(a["test_mse_ci"] is not None for a in line):
-                ax.fill_between(depths, [m - a["test_mse_ci"] for m, a in zip(means, line, strict=True)],
-                                [m + a["test_mse_ci"] for m, a in zip(means, line, strict=True)],
+            if all(a.ci("test_mse") is not None for a in line):
+                ax.fill_between(depths, [m - _ci(a, "test_mse") for m, a in zip(means, line, strict=True)],
+                                [m + _ci(a, "test_mse") for m, a in zip(means, line, strict=True)],
                                 color=handle.get_color(), alpha=0.15)
         _floor_line(ax, floor)
         ax.set(xscale="log", title=f"{topo}: test MSE by depth{note} (95% CI)", xlabel="stacked layers (depth)",
                ylabel=f"test {MSE_LABEL}")
-        depths = sorted({a["depth"] for a in main})
+        depths = sorted({a.depth for a in main})
         ax.set_xticks(depths, [str(d) for d in depths])
         ax.minorticks_off()
         ax.legend(fontsize=7)
-    _fit_y(axes[0][0], [a["test_mse"] + s * _ci(a, "test_mse") for a in main for s in (-1, 1)], floor)
+    _fit_y(axes[0][0], [a.mean("test_mse") + s * _ci(a, "test_mse") for a in main for s in (-1, 1)], floor)
     return _save(fig, out / f"{prefix}depth.png")
 
 
@@ -178,24 +177,24 @@ def plot_stability(aggs: list[Aggregate], out: Path, floor: Floor, prefix: str) 
     no-learning floor drawn) and the share of runs that diverged."""
     plt = _pyplot()
     fig, (ax_mse, ax_div) = plt.subplots(1, 2, figsize=(11, 3.9))
-    seeds = max(a["runs"] for a in aggs)
+    seeds = max(a.runs for a in aggs)
     shown = []
-    colors = {n: f"C{i % 10}" for i, n in enumerate(dict.fromkeys(a["norm"] for a in aggs))}
-    for norm, topo in dict.fromkeys((a["norm"], a["topology"]) for a in aggs):
-        line = sorted((a for a in aggs if a["norm"] == norm and a["topology"] == topo), key=lambda a: a["lr_mult"])
-        depths = {a["depth"] for a in line}
-        line = [a for a in line if a["depth"] == min(depths)]  # one depth per line: the shallowest
+    colors = {n: f"C{i % 10}" for i, n in enumerate(dict.fromkeys(a.norm for a in aggs))}
+    for norm, topo in dict.fromkeys((a.norm, a.topology) for a in aggs):
+        line = sorted((a for a in aggs if a.norm == norm and a.topology == topo), key=lambda a: a.lr_mult)
+        depths = {a.depth for a in line}
+        line = [a for a in line if a.depth == min(depths)]  # one depth per line: the shallowest
         style = {"color": colors[norm], "ls": "-" if topo == "stacked" else "--", "marker": "o",
                  "label": f"{norm} ({topo})"}
-        mults = [a["lr_mult"] for a in line]
-        ok = [(a["lr_mult"], a["test_mse"], a["test_mse_ci"]) for a in line if math.isfinite(a["test_mse"])]
+        mults = [a.lr_mult for a in line]
+        ok = [(a.lr_mult, a.mean("test_mse"), a.ci("test_mse")) for a in line if math.isfinite(a.mean("test_mse"))]
         if ok:
             ax_mse.plot([m for m, _, _ in ok], [v for _, v, _ in ok], **style)
             if all(ci is not None for _, _, ci in ok):  # whiskers, not bands: with few seeds a band hides the lines
                 ax_mse.errorbar([m for m, _, _ in ok], [v for _, v, _ in ok], yerr=[ci for _, _, ci in ok],
                                 fmt="none", ecolor=style["color"], capsize=3, lw=0.8)
             shown += [v for _, v, _ in ok]
-        ax_div.plot(mults, [a["diverged_rate"] for a in line], **style)
+        ax_div.plot(mults, [a.diverged_rate for a in line], **style)
     _floor_line(ax_mse, floor)
     _fit_y(ax_mse, shown, floor)
     ax_mse.set(xscale="log", xlabel="learning-rate multiplier", ylabel=f"test {MSE_LABEL}",
@@ -208,18 +207,18 @@ def plot_stability(aggs: list[Aggregate], out: Path, floor: Floor, prefix: str) 
 
 def plot_generalization(main: list[Aggregate], out: Path, prefix: str) -> str | None:
     """Train MSE against test MSE per variant, with the diagonal: the gap at a glance."""
-    pts = [a for a in main if math.isfinite(a.get("train_mse", math.nan)) and math.isfinite(a["test_mse"])]
+    pts = [a for a in main if math.isfinite(a.mean("train_mse")) and math.isfinite(a.mean("test_mse"))]
     if not pts:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
-    markers = dict(zip(dict.fromkeys(a["topology"] for a in pts), "os^v", strict=False))
-    colors = {n: f"C{i % 10}" for i, n in enumerate(dict.fromkeys(a["norm"] for a in pts))}
+    markers = dict(zip(dict.fromkeys(a.topology for a in pts), "os^v", strict=False))
+    colors = {n: f"C{i % 10}" for i, n in enumerate(dict.fromkeys(a.norm for a in pts))}
     for a in pts:
-        ax.errorbar(a["train_mse"], a["test_mse"], xerr=a["train_mse_ci"], yerr=a["test_mse_ci"],
-                    fmt=markers[a["topology"]], color=colors[a["norm"]], ms=4 + a["depth"] ** 0.5, capsize=2)
-    lo = min(min(a["train_mse"], a["test_mse"]) for a in pts)
-    hi = max(max(a["train_mse"], a["test_mse"]) for a in pts)
+        ax.errorbar(a.mean("train_mse"), a.mean("test_mse"), xerr=a.ci("train_mse"), yerr=a.ci("test_mse"),
+                    fmt=markers[a.topology], color=colors[a.norm], ms=4 + a.depth ** 0.5, capsize=2)
+    lo = min(min(a.mean("train_mse"), a.mean("test_mse")) for a in pts)
+    hi = max(max(a.mean("train_mse"), a.mean("test_mse")) for a in pts)
     ax.plot([lo, hi], [lo, hi], color="gray", lw=0.8, ls=":", label="test = train")
     for n, c in colors.items():
         ax.plot([], [], "o", color=c, label=n)
@@ -256,19 +255,19 @@ def plot_cost(cost: dict[str, Any], out: Path, prefix: str, baseline: str = "bia
 def plot_saturation(main: list[Aggregate], out: Path, prefix: str) -> str | None:
     """Gate saturation (validation, after each epoch) over training: one panel per topology and depth, one line
     per norm, each at its learning rate in ``main``."""
-    main = [a for a in main if a.get("saturation_curve")]
+    main = [a for a in main if a.saturation_curve]
     if not main:
         return None
     plt = _pyplot()
-    panels = sorted({(a["topology"], a["depth"]) for a in main})
+    panels = sorted({(a.topology, a.depth) for a in main})
     cols = min(4, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False, sharey=True)
     for ax, (topo, depth) in zip(axes.flat, panels, strict=False):
-        for a in (a for a in main if (a["topology"], a["depth"]) == (topo, depth)):
-            curve = a["saturation_curve"]
+        for a in (a for a in main if (a.topology, a.depth) == (topo, depth)):
+            curve = a.saturation_curve
             ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], marker=".",
-                    label=f"{a['norm']} (lr × {a['lr_mult']:g})")
+                    label=f"{a.norm} (lr × {a.lr_mult:g})")
         ax.set(title=f"{topo}, depth {depth}", xlabel="epoch", ylabel="saturated gates (%)")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize=6)
@@ -311,11 +310,11 @@ def plot_all(aggs: list[Aggregate], out: Path, floor: Floor, cost: dict[str, Any
     """Every plot that the study's grid supports, by file name; ``pixels`` per frame put the training loss (a
     per-pixel MSE) on the validation MSE's per-frame scale (``None``: unknown, or another loss; not drawn)."""
     main = main_variants(aggs)
-    note = ", each at its best LR" if len({a["lr_mult"] for a in aggs}) > 1 else ""
+    note = ", each at its best LR" if len({a.lr_mult for a in aggs}) > 1 else ""
     names = [plot_curves(main, out, floor, prefix, pixels), plot_test_mse(main, out, floor, prefix, note)]
-    if len({a["depth"] for a in main}) > 1:
+    if len({a.depth for a in main}) > 1:
         names.append(plot_depth(main, out, floor, prefix, note))
-    if len({a["lr_mult"] for a in aggs}) > 1:
+    if len({a.lr_mult for a in aggs}) > 1:
         names.append(plot_stability(aggs, out, floor, prefix))
     names.append(plot_generalization(main, out, prefix))
     names.append(plot_saturation(main, out, prefix))

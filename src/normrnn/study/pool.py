@@ -3,7 +3,7 @@ them.
 
 A study's convolutions are small, so a second thread speeds one run up little while a second run beside it nearly
 doubles the work done (docs/performance.md, "The study's throughput"). Each child is a fresh interpreter
-(``python -m normrnn.study.pool``, never a fork of a process that already runs torch's thread pools, and never a
+(``python -m normrnn.study.worker``, never a fork of a process that already runs torch's thread pools, and never a
 re-import of the caller's ``__main__``) that trains runs exactly as a sequential study does: it claims a run with
 its lock file, trains it, appends its row. The longest unclaimed run goes first, and a child that finds every
 unfinished run claimed waits for them, so the runs a halving search adds as others finish are picked up at once.
@@ -12,7 +12,6 @@ The parent decides the precision and writes the cost table before the children s
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -20,24 +19,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from .config import StudyConfig
 from .grid import RunSpec
+from .threads import worker_threads
 
-__all__ = ["main", "run_pool", "threads_of_runs", "worker_threads"]
+__all__ = ["POLL_S", "run_pool", "unimportable_factories"]
 
-_POLL_S = 1.0  # how often the parent counts finished rows, and a waiting child looks for an unclaimed run
-
-
-def worker_threads(config: StudyConfig, workers: int | None = None) -> int:
-    """Torch threads for each of ``workers`` processes (default: ``config.workers``): the study's threads (torch's
-    default when unset) split evenly, at least one each."""
-    import torch
-
-    return max(1, (config.threads or torch.get_num_threads()) // (workers or config.workers))
+POLL_S = 1.0  # how often the parent counts finished rows, and a waiting child looks for an unclaimed run
 
 
 def unimportable_factories(config: StudyConfig) -> list[str]:
@@ -58,7 +50,7 @@ def run_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_o
            "sys_path": [p or os.getcwd() for p in sys.path]}  # the caller's modules, found in the caller's order
     logs: list[IO[str]] = [tempfile.TemporaryFile(mode="w+") for _ in range(workers)]
     previous = _stop_on_sigterm()
-    children = [subprocess.Popen([sys.executable, "-m", "normrnn.study.pool"], stdin=subprocess.PIPE,
+    children = [subprocess.Popen([sys.executable, "-m", "normrnn.study.worker"], stdin=subprocess.PIPE,
                                  stdout=subprocess.DEVNULL, stderr=log, text=True) for log in logs]
     try:
         for child in children:
@@ -69,7 +61,7 @@ def run_pool(config: StudyConfig, out: Path, runs: list[RunSpec] | None, shard_o
             poll()
             if not running:
                 break
-            time.sleep(_POLL_S)
+            time.sleep(POLL_S)
     except BaseException:
         _stop(children)
         raise
@@ -92,13 +84,13 @@ def _stop_on_sigterm() -> Any:
         return None
 
 
-def _send(child: subprocess.Popen, text: str) -> None:
+def _send(child: subprocess.Popen[str], text: str) -> None:
     assert child.stdin is not None  # stdin=PIPE
     child.stdin.write(text)
     child.stdin.close()
 
 
-def _fail_if_any_failed(children: list[subprocess.Popen], logs: list[IO[str]]) -> None:
+def _fail_if_any_failed(children: list[subprocess.Popen[str]], logs: list[IO[str]]) -> None:
     for child, log in zip(children, logs, strict=True):
         if child.poll() not in (None, 0):
             _stop(children)
@@ -107,7 +99,7 @@ def _fail_if_any_failed(children: list[subprocess.Popen], logs: list[IO[str]]) -
             raise ValueError(lines[-1] if lines else f"a study worker exited with code {child.returncode}")
 
 
-def _stop(children: list[subprocess.Popen]) -> None:
+def _stop(children: list[subprocess.Popen[str]]) -> None:
     """Interrupt the children as Ctrl-C would (they stop between atomic writes), then wait; kill what hangs."""
     for child in children:
         if child.poll() is None:
@@ -118,45 +110,3 @@ def _stop(children: list[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-
-
-def main() -> int:
-    """One child: read the job from stdin and train runs of it until none is left unclaimed or unfinished."""
-    import torch
-
-    from .executors import run_as_worker
-
-    job = json.loads(sys.stdin.read())
-    sys.path[:] = job["sys_path"]  # before any factory is imported: the caller's search path, in its order
-    torch.set_num_threads(job["threads"])
-    config = StudyConfig(**job["config"])
-    runs = None if job["runs"] is None else [RunSpec(**s) for s in job["runs"]]
-    shard_of = None if job["shard"] is None else tuple(job["shard"])
-    try:
-        run_as_worker(config, Path(job["out"]), runs, shard_of, tensorboard=job["tensorboard"], poll=_POLL_S)
-    except KeyboardInterrupt:
-        return 130
-    except ValueError as e:
-        print(f"normrnn study: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
-@contextlib.contextmanager
-def threads_of_runs(config: StudyConfig, workers: int | None = None) -> Iterator[None]:
-    """Torch's thread count inside the block set to what each run of ``config`` trains with (the study's threads
-    split among its ``workers``, default ``config.workers``); unchanged when the study sets neither. Timings taken
-    inside speak for the runs."""
-    import torch
-
-    before = torch.get_num_threads()
-    if config.threads is not None or config.workers > 1:
-        torch.set_num_threads(worker_threads(config, workers))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

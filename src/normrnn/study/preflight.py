@@ -14,14 +14,14 @@ import torch
 from .._checks import first_line, one_of, positive_int
 from .._io import check_out_dir
 from ..data import GENERATED, create_dataset
-from .checks import check_device
 from .config import StudyConfig
-from .data import Datasets, load_datasets
+from .datasets import Datasets, load_datasets
 from .distributed import env_world_size, local_batch_size
 from .factories import check_model, first_batch, loss_function
 from .grid import RunSpec, planned_runs
 from .model import build_model
 from .pool import unimportable_factories
+from .validation import check_device
 
 __all__ = ["EXECUTORS", "check_builtin_data", "check_factories", "check_memory", "check_norms_fit", "check_runnable",
            "pooled"]

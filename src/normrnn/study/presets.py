@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from .._checks import did_you_mean
-from .config import STUDY_NORMS, TOPOLOGIES, StudyConfig
+from .config import StudyConfig, legacy_keys
 from .grid import planned_runs
+from .names import STUDY_NORMS, TOPOLOGIES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -128,19 +129,6 @@ def load_config(preset: str | None = None, path: str | Path | None = None) -> St
         return dataclasses.replace(base, **data)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-
-
-def legacy_keys(data: dict[str, Any]) -> dict[str, Any]:
-    """Study settings with the keys of earlier versions renamed: ``bf16 = true | false`` is ``precision``."""
-    if "bf16" not in data:
-        return data
-    data = dict(data)
-    bf16 = data.pop("bf16")
-    if not isinstance(bf16, bool):
-        raise ValueError(f"expected bf16 to be true or false (or precision = 'fp32' | 'bf16' | 'auto'), got {bf16!r}")
-    if data.setdefault("precision", "bf16" if bf16 else "fp32") != ("bf16" if bf16 else "fp32"):
-        raise ValueError(f"bf16 = {str(bf16).lower()} contradicts precision = {data['precision']!r}; keep precision")
-    return data
 
 
 def _flatten_study_table(data: dict[str, Any], path: str | Path) -> dict[str, Any]:

@@ -20,8 +20,9 @@ from typing import Any
 
 from .._io import atomic_write_csv, atomic_write_text
 from .aggregate import Aggregate, aggregate, baseline_name, differ, diverged_everywhere, mean_ci, stability_frontier
-from .config import BASELINE
+from .config import StudyConfig, legacy_keys
 from .findings import find, findings_json, findings_markdown
+from .names import BASELINE
 from .plots import figure_markdown, plot_all
 from .results import ResultsWarning, load_cost, load_results
 from .rows import REQUIRED
@@ -34,20 +35,15 @@ __all__ = ["Report", "aggregate", "mean_ci", "summarize", "write_report"]
 
 def _directory_hash(directory: Path) -> tuple[str | None, dict[str, Any] | None]:
     """The config hash and settings recorded in ``DIR/study.json`` (``None`` when it is missing or damaged)."""
-    import dataclasses
-
-    from .config import StudyConfig
-    from .presets import legacy_keys
-
     try:
-        stored = legacy_keys(json.loads((directory / "study.json").read_text()))
-        config = StudyConfig(**{f.name: stored[f.name] for f in dataclasses.fields(StudyConfig) if f.name in stored})
+        config = StudyConfig.as_recorded(legacy_keys(json.loads((directory / "study.json").read_text())))
+        return config.config_hash, config.identity()
     except (OSError, ValueError, TypeError, AttributeError):
         return None, None
-    return config.config_hash, config.identity()
 
 
-def _load_studies(directories: Sequence[str | Path], *, mixed: bool) -> dict[str, list[tuple[Path, list[dict]]]]:
+def _load_studies(directories: Sequence[str | Path], *,
+                  mixed: bool) -> dict[str, list[tuple[Path, list[dict[str, Any]]]]]:
     """Rows grouped by study (config hash), each with its directories; different studies refused unless ``mixed``.
 
     A row carries its study's hash; rows written before hashes existed take their directory's ``study.json``.
@@ -137,48 +133,50 @@ def _load_baselines(directories: Sequence[str | Path]) -> dict[str, dict[str, fl
 def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | None) -> list[str]:
     """One sentence per seed question, from the numbers at the study's deepest depth (each variant at its best
     LR when the grid has several)."""
-    main = [a for a in main_only(aggs) if math.isfinite(a["test_mse"])]
+    main = [a for a in main_only(aggs) if math.isfinite(a.mean("test_mse"))]
     if not main:
         return []
-    at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
-    deepest = max(a["depth"] for a in main)
+    at = {(a.norm, a.topology, a.depth): a for a in main}
+    deepest = max(a.depth for a in main)
     out, base = [], baseline_name(aggs)
     for topo, question in (("stacked", "Does layer norm matter when ConvLSTM layers are stacked"),
                            ("residual", "With skip connections (residual)")):
         ln, none = at.get(("layer", topo, deepest)), at.get((BASELINE, topo, deepest))
-        if ln and none and math.isfinite(ln["test_mse"]) and math.isfinite(none["test_mse"]):
-            ours, theirs = fmt(ln["test_mse"], ln["test_mse_ci"]), fmt(none["test_mse"], none["test_mse_ci"])
-            several = len({a["lr_mult"] for a in aggs}) > 1
-            lr = (lambda a: f" at its best lr × {a['lr_mult']:g}") if several else (lambda a: "")
-            out.append(f"- **{question}?** At depth {deepest} ({topo}), `layer`{lr(ln)} test MSE {ours} vs {base}"
-                       f"{lr(none)} {theirs}{verdict(ln, none)}.")
-    if len({a["lr_mult"] for a in aggs}) > 1:
+        if ln and none and math.isfinite(ln.mean("test_mse")) and math.isfinite(none.mean("test_mse")):
+            ours, theirs = fmt(ln.mean("test_mse"), ln.ci("test_mse")), fmt(none.mean("test_mse"), none.ci("test_mse"))
+            several = len({a.lr_mult for a in aggs}) > 1
+            at_lr = {id(a): f" at its best lr × {a.lr_mult:g}" if several else "" for a in (ln, none)}
+            out.append(f"- **{question}?** At depth {deepest} ({topo}), `layer`{at_lr[id(ln)]} test MSE {ours} vs "
+                       f"{base}{at_lr[id(none)]} {theirs}{verdict(ln, none)}.")
+    if len({a.lr_mult for a in aggs}) > 1:
         frontier = stability_frontier(aggs, floor)
-        depth = min(a["depth"] for a in aggs)
+        depth = min(a.depth for a in aggs)
         def best(n: str, t: str) -> str:
             m = frontier.get((n, t, depth))
             return "none" if m is None else f"{m:g}"
 
-        text = ", ".join(f"`{n}` ({t}) × {best(n, t)}" for n, t in dict.fromkeys((a["norm"], a["topology"])
+        text = ", ".join(f"`{n}` ({t}) × {best(n, t)}" for n, t in dict.fromkeys((a.norm, a.topology)
                                                                                  for a in aggs))
         out.append(f"- **Does normalization stabilize training?** Largest stable LR multiplier at depth {depth}, "
                    f"clipping as configured: {text}.")
-    with_gap = [a for a in main if a["norm"] == "layer" and math.isfinite(a.get("gap", math.nan))]
-    bias_only = {(a["topology"], a["depth"]): a for a in main if a["norm"] == BASELINE}
-    pairs = [(a, bias_only[(a["topology"], a["depth"])]) for a in with_gap if (a["topology"], a["depth"]) in bias_only
-             and math.isfinite(bias_only[(a["topology"], a["depth"])].get("gap", math.nan))]
+    with_gap = [a for a in main if a.norm == "layer" and math.isfinite(a.mean("gap"))]
+    bias_only = {(a.topology, a.depth): a for a in main if a.norm == BASELINE}
+    pairs = [(a, bias_only[(a.topology, a.depth)]) for a in with_gap if (a.topology, a.depth) in bias_only
+             and math.isfinite(bias_only[(a.topology, a.depth)].mean("gap"))]
     if pairs:
-        a, b = max(pairs, key=lambda p: p[0]["depth"])
-        out.append(f"- **Does layer norm help training but hurt test accuracy?** At depth {a['depth']} "
-                   f"({a['topology']}): train MSE {fmt(a['train_mse'])} vs {base} {fmt(b['train_mse'])}, gap "
-                   f"{fmt(a['gap'], a['gap_ci'])} vs {fmt(b['gap'], b['gap_ci'])}{verdict(a, b, 'gap')}; test MSE "
-                   f"{fmt(a['test_mse'])} vs {fmt(b['test_mse'])}{verdict(a, b)}.")
-    group = [a for a in main if a["norm"].startswith("group") and a["depth"] == deepest]
+        a, b = max(pairs, key=lambda p: p[0].depth)
+        out.append(f"- **Does layer norm help training but hurt test accuracy?** At depth {a.depth} "
+                   f"({a.topology}): train MSE {fmt(a.mean('train_mse'))} vs {base} {fmt(b.mean('train_mse'))}, gap "
+                   f"{fmt(a.mean('gap'), a.ci('gap'))} vs {fmt(b.mean('gap'), b.ci('gap'))}{verdict(a, b, 'gap')}; "
+                   f"test MSE "
+                   f"{fmt(a.mean('test_mse'))} vs {fmt(b.mean('test_mse'))}{verdict(a, b)}.")
+    group = [a for a in main if a.norm.startswith("group") and a.depth == deepest]
     for g in group:
-        ln_ = at.get(("layer", g["topology"], deepest))
-        if ln_ and math.isfinite(g["test_mse"]) and math.isfinite(ln_["test_mse"]):
-            out.append(f"- **Is group norm better than layer norm?** {g['topology']}, depth {deepest}: `{g['norm']}` "
-                       f"{fmt(g['test_mse'], g['test_mse_ci'])} vs `layer` {fmt(ln_['test_mse'], ln_['test_mse_ci'])}"
+        ln_ = at.get(("layer", g.topology, deepest))
+        if ln_ and math.isfinite(g.mean("test_mse")) and math.isfinite(ln_.mean("test_mse")):
+            out.append(f"- **Is group norm better than layer norm?** {g.topology}, depth {deepest}: `{g.norm}` "
+                       f"{fmt(g.mean('test_mse'), g.ci('test_mse'))} vs `layer` "
+                       f"{fmt(ln_.mean('test_mse'), ln_.ci('test_mse'))}"
                        f"{verdict(g, ln_)}.")
     if cost is not None:
         ratios = defaultdict(list)
@@ -206,32 +204,33 @@ def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | No
     if baselines:
         name = min(baselines, key=lambda k: baselines[k]["test_mse"])
         floor = baselines[name]["test_mse"]
-        learned = [f"`{a['norm']}` ({a['topology']}, d{a['depth']})" for a in main if a["test_mse"] < floor]
+        learned = [f"`{a.norm}` ({a.topology}, d{a.depth})" for a in main if a.mean("test_mse") < floor]
         if not learned:  # every model is as bad as predicting the mean frame: their differences mean nothing
             lines.append(f"- **No conclusions: no model beat the best no-learning predictor** ({name}, test MSE "
                          f"{floor:.2f}), so no variant learned anything to compare. Train longer or on more data "
                          "(e.g. `--preset tuned`); this report's tables are for checking that the study runs.")
             return "\n".join(lines + diverged)
         lines.append(f"- Below the best no-learning predictor ({name}, test MSE {floor:.2f}): {', '.join(learned)}.")
-    if max(a["runs"] for a in aggs) < 2:
+    if max(a.runs for a in aggs) < 2:
         lines.append("- **One seed per variant, so there is no noise estimate.** The differences below are "
                      "single measurements and none of them is established; run a preset with 3 or more seeds "
                      "(e.g. `--preset tuned`) before drawing conclusions.")
     lines += diverged + _answers(aggs, floor, cost)
     lines += ["", f"Every variant against {baseline_name(aggs)}:", ""]
-    at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
+    at = {(a.norm, a.topology, a.depth): a for a in main}
     for (norm, topo, depth), a in at.items():
         ref = at.get((BASELINE, topo, depth))
-        if norm == BASELINE or ref is None or not math.isfinite(a["test_mse"]) or not math.isfinite(ref["test_mse"]):
+        if (norm == BASELINE or ref is None or not math.isfinite(a.mean("test_mse"))
+                or not math.isfinite(ref.mean("test_mse"))):
             continue
-        rel = a["test_mse"] / ref["test_mse"] - 1 if ref["test_mse"] else math.nan
+        rel = a.mean("test_mse") / ref.mean("test_mse") - 1 if ref.mean("test_mse") else math.nan
         verdict = differ(a, ref)
-        lines.append(f"- {topo}, depth {depth}: `{norm}` test MSE {a['test_mse']:.2f} vs {baseline_name(aggs)} "
-                     f"{ref['test_mse']:.2f}, {rel:+.1%}" + (f" ({verdict})" if verdict else "") + ".")
-    top = max(a["lr_mult"] for a in aggs)
-    if top != min(a["lr_mult"] for a in aggs):
-        risky = [f"`{a['norm']}` ({a['topology']}) {a['diverged_rate']:.0%}" for a in aggs
-                 if a["lr_mult"] == top and a["diverged_rate"] > 0]
+        lines.append(f"- {topo}, depth {depth}: `{norm}` test MSE {a.mean('test_mse'):.2f} vs {baseline_name(aggs)} "
+                     f"{ref.mean('test_mse'):.2f}, {rel:+.1%}" + (f" ({verdict})" if verdict else "") + ".")
+    top = max(a.lr_mult for a in aggs)
+    if top != min(a.lr_mult for a in aggs):
+        risky = [f"`{a.norm}` ({a.topology}) {a.diverged_rate:.0%}" for a in aggs
+                 if a.lr_mult == top and a.diverged_rate > 0]
         lines.append(f"- At lr × {top:g}: " + (", ".join(risky) + " diverged." if risky else "no variant diverged."))
     return "\n".join(lines)
 

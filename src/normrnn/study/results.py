@@ -9,10 +9,11 @@ import errno
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .rows import row_problem
+from .rows import ResultRow, row_problem
 
 __all__ = ["COST_FILE", "ResultsWarning", "append_result", "load_cost", "load_results"]
 
@@ -55,8 +56,9 @@ def load_results(directory: str | Path, *, warn: bool = True) -> list[dict[str, 
     return list(rows.values())
 
 
-def append_result(directory: str | Path, row: dict[str, Any]) -> bool:
-    """Append ``row`` to ``DIR/results.jsonl`` unless its run is already there; returns whether it wrote.
+def append_result(directory: str | Path, row: ResultRow | Mapping[str, Any]) -> bool:
+    """Append ``row`` (a :class:`~normrnn.study.rows.ResultRow`, or a row as a dict) to ``DIR/results.jsonl`` unless
+    its run is already there; returns whether it wrote.
 
     Any number of processes, on one machine or on a shared file system, may call this at once: the check and
     the write happen under ``DIR/results.jsonl.lock``, the line is written whole (or cut back on a full disk, and
@@ -65,14 +67,17 @@ def append_result(directory: str | Path, row: dict[str, Any]) -> bool:
     """
     from filelock import FileLock
 
+    written = row.to_dict() if isinstance(row, ResultRow) else dict(row)
+
     directory = Path(directory)
     path = directory / "results.jsonl"
     try:
-        data = (json.dumps(row, allow_nan=False) + "\n").encode()
+        data = (json.dumps(written, allow_nan=False) + "\n").encode()
     except (TypeError, ValueError) as e:
-        raise ValueError(f"the result row of run {row.get('run_id')!r} is not plain JSON ({e}); not recorded") from None
+        raise ValueError(f"the result row of run {written.get('run_id')!r} is not plain JSON ({e}); "
+                         "not recorded") from None
     with FileLock(directory / "results.jsonl.lock"):
-        if any(r["run_id"] == row["run_id"] for r in load_results(directory, warn=False)):
+        if any(r["run_id"] == written["run_id"] for r in load_results(directory, warn=False)):
             return False
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:

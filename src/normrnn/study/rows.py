@@ -12,20 +12,23 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FIELDS", "REQUIRED", "SUMMARIZED", "TOPOLOGIES", "Field", "ResultRow", "row_problem"]
+__all__ = ["COLUMNS", "FIELDS", "REQUIRED", "SUMMARIZED", "TOPOLOGIES", "Field", "ResultRow", "row_problem"]
 
-TOPOLOGIES = ("stacked", "residual")  # the study's topologies: plain stacks, and each layer's input added to its output
+from .names import TOPOLOGIES
 
 
 def _meta(unit: str = "", better: str | None = None, *, required: bool = False, summary: str | None = None,
           omit_none: bool = False, minimum: float | None = None, strict: bool = False,
-          choices: tuple[str, ...] | None = None) -> dict[str, Any]:
+          choices: tuple[str, ...] | None = None, column: str | None = None, digits: int = 2,
+          where_measured: bool = False) -> dict[str, Any]:
     """A field's metadata: ``unit``; ``better``: "lower" | "higher" | None; ``required``: a row without it cannot be
     reported; ``summary="mean_ci"``: aggregated as a mean with its 95% interval; ``omit_none``: left out of the
     written row when ``None`` (its presence means something); ``minimum`` (``strict``: excluded) and ``choices``:
-    the values the reader accepts (of each item, for a list)."""
+    the values the reader accepts (of each item, for a list); ``column``: its heading in the report's accuracy
+    table, with ``digits`` decimals, shown only where some variant has it when ``where_measured``."""
     return {"unit": unit, "better": better, "required": required, "summary": summary, "omit_none": omit_none,
-            "minimum": minimum, "strict": strict, "choices": choices}
+            "minimum": minimum, "strict": strict, "choices": choices, "column": column, "digits": digits,
+            "where_measured": where_measured}
 
 
 
@@ -43,10 +46,14 @@ class ResultRow:
     depth: int = field(metadata=_meta(required=True, minimum=1))
     seed: int = field(metadata=_meta(minimum=0.0))
     lr_mult: float = field(metadata=_meta(required=True, minimum=0.0, strict=True))
-    test_mse: float | None = field(metadata=_meta("MSE", "lower", required=True, summary="mean_ci", minimum=0.0))
-    test_mae: float | None = field(metadata=_meta("MAE", "lower", summary="mean_ci", minimum=0.0))
-    test_ssim: float | None = field(metadata=_meta("", "higher", summary="mean_ci", minimum=-1.0))
-    test_psnr: float | None = field(metadata=_meta("dB", "higher", summary="mean_ci"))
+    # the test metrics, one per field of metrics.TestMetrics (test_NAME); each a column of the accuracy table
+    test_mse: float | None = field(metadata=_meta("MSE", "lower", required=True, summary="mean_ci", minimum=0.0,
+                                                  column="test MSE"))
+    test_mae: float | None = field(metadata=_meta("MAE", "lower", summary="mean_ci", minimum=0.0, column="test MAE"))
+    test_ssim: float | None = field(metadata=_meta("", "higher", summary="mean_ci", minimum=-1.0, column="SSIM",
+                                                   digits=3, where_measured=True))  # frame targets only
+    test_psnr: float | None = field(metadata=_meta("dB", "higher", summary="mean_ci", column="PSNR",
+                                                   where_measured=True))
     train_mse: float | None = field(metadata=_meta("MSE", "lower", summary="mean_ci", minimum=0.0))
     diverged: bool = field(metadata=_meta(required=True))
     diverged_step: int | None = field(metadata=_meta("step", minimum=0.0))
@@ -95,6 +102,9 @@ class Field:
     minimum: float | None = None  # the least value (of each item), excluded when ``strict``
     strict: bool = False
     choices: tuple[str, ...] | None = None
+    column: str | None = None  # its heading in the report's accuracy table
+    digits: int = 2
+    where_measured: bool = False  # the column only where some variant has a value
 
     def problem(self, value: object) -> str | None:
         """Why ``value`` (not ``None``) cannot be this field's, or ``None``."""
@@ -118,24 +128,24 @@ def _json_types(annotation: object) -> tuple[tuple[type, ...], bool, tuple[type,
     ``None``, and a list's item types."""
     hint = typing.get_type_hints(ResultRow)[annotation] if isinstance(annotation, str) else annotation
     args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    kinds = tuple(typing.get_origin(a) or a for a in args if a is not type(None))
-    if float in kinds:  # JSON writes 3.0 as 3.0 but a user's 3 as 3
-        kinds = (int, *kinds)
+    json_types = tuple(typing.get_origin(a) or a for a in args if a is not type(None))
+    if float in json_types:  # JSON writes 3.0 as 3.0 but a user's 3 as 3
+        json_types = (int, *json_types)
     lists = [a for a in args if typing.get_origin(a) is list]
     items = _json_types(typing.get_args(lists[0])[0])[0] if lists else None
-    return kinds, type(None) in args, items
+    return json_types, type(None) in args, items
 
 
-def _is(value: object, kinds: tuple[type, ...]) -> bool:
+def _is(value: object, json_types: tuple[type, ...]) -> bool:
     """``isinstance``, but JSON's ``true`` is no number."""
-    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    return isinstance(value, json_types) and not (isinstance(value, bool) and bool not in json_types)
 
 
 def _field(f: dataclasses.Field[Any]) -> Field:
-    kinds, nullable, items = _json_types(f.name)
+    json_types, nullable, items = _json_types(f.name)
     m = f.metadata
-    return Field(f.name, kinds, nullable, m["unit"], m["better"], m["required"], m["summary"], items, m["minimum"],
-                 m["strict"], m["choices"])
+    return Field(f.name, json_types, nullable, m["unit"], m["better"], m["required"], m["summary"], items, m["minimum"],
+                 m["strict"], m["choices"], m["column"], m["digits"], m["where_measured"])
 
 
 FIELDS: tuple[Field, ...] = tuple(_field(f) for f in dataclasses.fields(ResultRow))
@@ -146,6 +156,9 @@ REQUIRED = tuple(f.name for f in FIELDS if f.required)
 
 SUMMARIZED = tuple(f.name for f in FIELDS if f.summary == "mean_ci")
 """The metrics aggregated as a mean with its 95% interval."""
+
+COLUMNS = tuple(f for f in FIELDS if f.column is not None)
+"""The metrics the report's accuracy table shows, in row order."""
 
 
 def row_problem(row: object) -> str | None:
@@ -168,5 +181,5 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _names(kinds: tuple[type, ...]) -> str:
-    return " or ".join(dict.fromkeys(k.__name__ for k in kinds))
+def _names(json_types: tuple[type, ...]) -> str:
+    return " or ".join(dict.fromkeys(k.__name__ for k in json_types))

@@ -9,12 +9,13 @@ from typing import Any
 
 from .._loader import factory_name
 from .config import StudyConfig
-from .data import Datasets
-from .directory import check_directory, finished_rows, known_runs, prepare, unfinished
+from .datasets import Datasets
+from .directory import check_directory, finished_rows, known_runs, unfinished
 from .distributed import Rank, barrier, broadcast, current, init_from_env, launch
 from .executors import run_in_pool, run_locally, run_on_ray
 from .grid import RunSpec
 from .preflight import check_factories, check_runnable, pooled
+from .preparation import prepare
 
 __all__ = ["run", "run_study"]
 

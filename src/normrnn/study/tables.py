@@ -7,11 +7,15 @@ import math
 from typing import Any
 
 from .aggregate import Aggregate, baseline_name, differ, main_variants, median_range, stability_frontier
-from .metrics import LEARN_FRACTION, LEARN_WINDOW, PLATEAU_GAIN, SATURATED
+from .names import TOPOLOGIES
 from .plots import MSE_LABEL
-from .rows import TOPOLOGIES
+from .rows import COLUMNS
+from .thresholds import LEARN_FRACTION, LEARN_WINDOW, PLATEAU_GAIN, SATURATED
 
 __all__ = ["all_tables", "baselines_table", "fmt", "main_only", "verdict"]
+
+
+_ARROW = {"lower": "↓", "higher": "↑", None: ""}
 
 
 def fmt(value: float | None, ci: float | None = None, digits: int = 2) -> str:
@@ -22,18 +26,18 @@ def fmt(value: float | None, ci: float | None = None, digits: int = 2) -> str:
 
 def _base(aggs: list[Aggregate]) -> list[Aggregate]:
     """The variants at the lowest LR multiplier: the study's main grid."""
-    base = min(a["lr_mult"] for a in aggs)
-    return sorted((a for a in aggs if a["lr_mult"] == base), key=lambda a: (a["topology"], a["depth"]))
+    base = min(a.lr_mult for a in aggs)
+    return sorted((a for a in aggs if a.lr_mult == base), key=lambda a: (a.topology, a.depth))
 
 
 def main_only(aggs: list[Aggregate]) -> list[Aggregate]:
     """Each variant at its own best LR when the grid has several multipliers (else the grid), sorted."""
-    return sorted(main_variants(aggs), key=lambda a: (a["topology"], a["depth"]))
+    return sorted(main_variants(aggs), key=lambda a: (a.topology, a.depth))
 
 
 def _at_best(aggs: list[Aggregate]) -> str:
     """A heading suffix saying at which learning rate a table's variants are."""
-    return ", each at its best LR" if len({a["lr_mult"] for a in aggs}) > 1 else ""
+    return ", each at its best LR" if len({a.lr_mult for a in aggs}) > 1 else ""
 
 
 def _steps(value: float | None) -> str:
@@ -42,7 +46,7 @@ def _steps(value: float | None) -> str:
 
 def _learned(a: Aggregate) -> str:
     """Median steps to learn with its min–max, and how many runs learned, e.g. ``120 (80–never), 2/3``."""
-    values = a["steps_to_learn"]
+    values = a.steps_to_learn
     if not values:
         return "–"
     middle, lo, hi = median_range(values)
@@ -51,10 +55,10 @@ def _learned(a: Aggregate) -> str:
 
 
 def _best_lr(aggs: list[Aggregate]) -> str:
-    mults = sorted({a["lr_mult"] for a in aggs})
+    mults = sorted({a.lr_mult for a in aggs})
     if len(mults) < 2:
         return ""
-    base = {(a["norm"], a["topology"], a["depth"]): a for a in aggs if a["lr_mult"] == mults[0]}
+    base = {(a.norm, a.topology, a.depth): a for a in aggs if a.lr_mult == mults[0]}
     lines = ["### Best learning rate", "",
              f"Each variant at the LR multiplier (of {', '.join(f'{m:g}' for m in mults)}) with the lowest mean "
              "*validation* MSE over seeds; multipliers at which any seed diverged are not candidates unless nothing "
@@ -64,16 +68,16 @@ def _best_lr(aggs: list[Aggregate]) -> str:
              f"| topology | depth | norm | best lr × | val MSE | test MSE ↓ | steps to learn | test MSE at lr × "
              f"{mults[0]:g} |", "|---|---|---|---|---|---|---|---|"]
     for a in main_only(aggs):
-        shared = base.get((a["norm"], a["topology"], a["depth"]))
-        diverged = f" ({a['diverged_rate']:.0%} of seeds diverged)" if a["diverged_rate"] else ""
-        lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['lr_mult']:g} | {fmt(a['val_mse'])} "
-                     f"| {fmt(a['test_mse'], a['test_mse_ci'])}{diverged} | {_learned(a)} "
-                     f"| {'–' if shared is None else fmt(shared['test_mse'], shared['test_mse_ci'])} |")
+        shared = base.get((a.norm, a.topology, a.depth))
+        diverged = f" ({a.diverged_rate:.0%} of seeds diverged)" if a.diverged_rate else ""
+        lines.append(f"| {a.topology} | {a.depth} | {a.norm} | {a.lr_mult:g} | {fmt(a.mean('val_mse'))} "
+                     f"| {fmt(a.mean('test_mse'), a.ci('test_mse'))}{diverged} | {_learned(a)} "
+                     f"| {'–' if shared is None else fmt(shared.mean('test_mse'), shared.ci('test_mse'))} |")
     return "\n".join(lines)
 
 
 def _time_to_learn(aggs: list[Aggregate]) -> str:
-    main = [a for a in main_only(aggs) if a["steps_to_learn"]]
+    main = [a for a in main_only(aggs) if a.steps_to_learn]
     if not main:
         return ""
     lines = [f"### Time to learn{_at_best(aggs)}", "",
@@ -87,35 +91,35 @@ def _time_to_learn(aggs: list[Aggregate]) -> str:
              "| topology | depth | norm | lr × | median steps | min–max | learned | plateau | saturated gates, first "
              "→ last epoch |", "|---|---|---|---|---|---|---|---|---|"]
     for a in main:
-        middle, lo, hi = median_range(a["steps_to_learn"])
-        curve = a.get("saturation_curve") or []
+        middle, lo, hi = median_range(a.steps_to_learn)
+        curve = a.saturation_curve or []
         sat = f"{100 * curve[0]:.1f}% → {100 * curve[-1]:.1f}%" if curve else "–"
-        learned = sum(v is not None for v in a["steps_to_learn"])
-        plateau = f"{sum(a['plateau'])}/{len(a['plateau'])}" if a.get("plateau") else "–"
-        lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['lr_mult']:g} | {_steps(middle)} "
-                     f"| {_steps(lo)}–{_steps(hi)} | {learned}/{len(a['steps_to_learn'])} | {plateau} | {sat} |")
+        learned = sum(v is not None for v in a.steps_to_learn)
+        plateau = f"{sum(a.plateau)}/{len(a.plateau)}" if a.plateau else "–"
+        lines.append(f"| {a.topology} | {a.depth} | {a.norm} | {a.lr_mult:g} | {_steps(middle)} "
+                     f"| {_steps(lo)}–{_steps(hi)} | {learned}/{len(a.steps_to_learn)} | {plateau} | {sat} |")
     return "\n".join(lines)
 
 
 def _accuracy(aggs: list[Aggregate]) -> str:
-    base = min(a["lr_mult"] for a in aggs)
-    frames = any(math.isfinite(a["test_ssim"]) for a in aggs)  # SSIM and PSNR only for frame targets
+    base = min(a.lr_mult for a in aggs)
+    columns = [c for c in COLUMNS if not c.where_measured or any(math.isfinite(a.mean(c.name)) for a in aggs)]
+    frames = any(math.isfinite(a.mean("test_ssim")) for a in aggs)  # SSIM and PSNR only for frame targets
     lines = [f"### Accuracy and gate health (lr × {base:g}; mean ± 95% CI over seeds)", "",
              f"Test {MSE_LABEL if frames else 'MSE per element'}, lower is better. Speed is in the Cost section, "
              f"measured side by side with {baseline_name(aggs)}.", "",
-             "| topology | depth | norm | runs | params | test MSE ↓ | test MAE ↓ | "
-             + ("SSIM ↑ | PSNR ↑ | " if frames else "") + "diverged | peak MB | saturated gates | loss spikes |",
-             "|---|---|---|---|---|---|---|" + ("---|---|" if frames else "") + "---|---|---|---|"]
+             "| topology | depth | norm | runs | params | "
+             + "".join(f"{c.column} {_ARROW[c.better]} | " for c in columns)
+             + "diverged | peak MB | saturated gates | loss spikes |",
+             "|---|---|---|---|---|" + "---|" * len(columns) + "---|---|---|---|"]
     for a in _base(aggs):
-        quality = (f"{fmt(a['test_ssim'], a['test_ssim_ci'], 3)} | {fmt(a['test_psnr'], a['test_psnr_ci'])} | "
-                   if frames else "")
-        sat = "–" if not math.isfinite(a["gate_saturation"]) else f"{100 * a['gate_saturation']:.1f}%"
+        metrics = "".join(f"{fmt(a.mean(c.name), a.ci(c.name), c.digits)} | " for c in columns)
+        sat = "–" if not math.isfinite(a.gate_saturation) else f"{100 * a.gate_saturation:.1f}%"
         lines.append(
-            f"| {a['topology']} | {a['depth']} | {a['norm']} | {a['runs']} | {_count(a.get('params'))} "
-            f"| {fmt(a['test_mse'], a['test_mse_ci'])} "
-            f"| {fmt(a['test_mae'], a['test_mae_ci'])} | {quality}{a['diverged_rate']:.0%} "
-            f"| {fmt(a['peak_mem_mb'], digits=1)} | {sat} | {a['loss_spikes']:.1f} |")
-    if not any(math.isfinite(a["gate_saturation"]) for a in aggs):
+            f"| {a.topology} | {a.depth} | {a.norm} | {a.runs} | {_count(a.params)} "
+            f"| {metrics}{a.diverged_rate:.0%} "
+            f"| {fmt(a.peak_mem_mb, digits=1)} | {sat} | {a.loss_spikes:.1f} |")
+    if not any(math.isfinite(a.gate_saturation) for a in aggs):
         lines += ["", "Saturated gates –: the model's cells expose no gate probe (normrnn's cells do; a cell of your "
                   "own can, with a `gate_probe` attribute it calls with its sigmoid gates, as the own-model guide "
                   "shows)."]
@@ -132,8 +136,8 @@ def _count(n: int | None) -> str:
 def _openstl_metrics(aggs: list[Aggregate], pixels: int | None) -> str:
     """OpenSTL's metric set for each variant at its best LR: MSE per frame and per pixel, MAE, SSIM and PSNR, as
     its Moving MNIST table reports them (so a reader can set our numbers beside theirs, per pixel)."""
-    main = [a for a in main_only(aggs) if math.isfinite(a["test_mse"])]
-    if not main or not any(math.isfinite(a["test_ssim"]) for a in main):
+    main = [a for a in main_only(aggs) if math.isfinite(a.mean("test_mse"))]
+    if not main or not any(math.isfinite(a.mean("test_ssim")) for a in main):
         return ""
     per_pixel = "" if pixels is None else f" MSE per pixel is MSE per frame ÷ {pixels} pixels."
     lines = [f"### OpenSTL's metrics{_at_best(aggs)} (mean over seeds)", "",
@@ -142,37 +146,38 @@ def _openstl_metrics(aggs: list[Aggregate], pixels: int | None) -> str:
              "| topology | depth | norm | LR | MSE / frame ↓ | MSE / pixel ↓ | MAE / frame ↓ | SSIM ↑ | PSNR dB ↑ |",
              "|---|---|---|---|---|---|---|---|---|"]
     for a in main:
-        pixel = "–" if pixels is None else f"{a['test_mse'] / pixels:.5f}"
-        lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | ×{a['lr_mult']:g} | {fmt(a['test_mse'])} | "
-                     f"{pixel} | {fmt(a['test_mae'])} | {fmt(a['test_ssim'], digits=4)} | {fmt(a['test_psnr'])} |")
+        pixel = "–" if pixels is None else f"{a.mean('test_mse') / pixels:.5f}"
+        lines.append(f"| {a.topology} | {a.depth} | {a.norm} | ×{a.lr_mult:g} | {fmt(a.mean('test_mse'))} | "
+                     f"{pixel} | {fmt(a.mean('test_mae'))} | {fmt(a.mean('test_ssim'), digits=4)} | "
+                     f"{fmt(a.mean('test_psnr'))} |")
     return "\n".join(lines)
 
 
 def _depth(aggs: list[Aggregate]) -> str:
     main = main_only(aggs)
-    depths = sorted({a["depth"] for a in main})
+    depths = sorted({a.depth for a in main})
     if len(depths) < 2:
         return ""
-    at = {(a["norm"], a["topology"], a["depth"]): a for a in main}
+    at = {(a.norm, a.topology, a.depth): a for a in main}
     lines = [f"### Depth{_at_best(aggs)}", "", f"Test {MSE_LABEL} (mean ± 95% CI) by number of stacked layers.", "",
              "| topology | norm | " + " | ".join(f"depth {d}" for d in depths) + " |",
              "|---|---|" + "---|" * len(depths)]
-    for topo, norm in dict.fromkeys((a["topology"], a["norm"]) for a in main):
+    for topo, norm in dict.fromkeys((a.topology, a.norm) for a in main):
         cells = [at.get((norm, topo, d)) for d in depths]
         lines.append(f"| {topo} | {norm} | " + " | ".join(
-            "–" if c is None else fmt(c["test_mse"], c["test_mse_ci"]) + (f" ({c['diverged_rate']:.0%} div.)"
-                                                                          if c["diverged_rate"] else "")
+            "–" if c is None else fmt(c.mean("test_mse"), c.ci("test_mse")) + (f" ({c.diverged_rate:.0%} div.)"
+                                                                          if c.diverged_rate else "")
             for c in cells) + " |")
     return "\n".join(lines)
 
 
 def _stability(aggs: list[Aggregate], floor: float | None) -> str:
-    mults = sorted({a["lr_mult"] for a in aggs})
+    mults = sorted({a.lr_mult for a in aggs})
     if len(mults) < 2:
         return ""
     frontier = stability_frontier(aggs, floor)
-    by_key = {(a["topology"], a["depth"], a["norm"], a["lr_mult"]): a for a in aggs}
-    counts = {a["runs"] for a in aggs}
+    by_key = {(a.topology, a.depth, a.norm, a.lr_mult): a for a in aggs}
+    counts = {a.runs for a in aggs}
     seeds = f"{counts.pop()} seeds each" if len(counts) == 1 else "their number in brackets, as LR halving varies it"
     floor_text = f" nor end at or above the no-learning test MSE {floor:.2f}" if floor is not None else ""
     lines = ["### Stability", "",
@@ -180,18 +185,18 @@ def _stability(aggs: list[Aggregate], floor: float | None) -> str:
              f"multiplier whose runs all neither diverge{floor_text}.", "",
              "| topology | depth | norm | " + " | ".join(f"lr × {m:g}" for m in mults) + " | max stable × |",
              "|---|---|---|" + "---|" * (len(mults) + 1)]
-    for topo, depth, norm in dict.fromkeys((a["topology"], a["depth"], a["norm"]) for a in aggs):
+    for topo, depth, norm in dict.fromkeys((a.topology, a.depth, a.norm) for a in aggs):
         cells = [by_key.get((topo, depth, norm, m)) for m in mults]
         best = frontier.get((norm, topo, depth))
         lines.append(f"| {topo} | {depth} | {norm} | "
-                     + " | ".join("–" if c is None else f"{c['diverged_rate']:.0%}"
-                                + (f" ({c['runs']})" if "brackets" in seeds else "") for c in cells)
+                     + " | ".join("–" if c is None else f"{c.diverged_rate:.0%}"
+                                + (f" ({c.runs})" if "brackets" in seeds else "") for c in cells)
                      + f" | {'none' if best is None else f'{best:g}'} |")
     return "\n".join(lines)
 
 
 def _generalization(aggs: list[Aggregate]) -> str:
-    main = [a for a in main_only(aggs) if math.isfinite(a.get("train_mse", math.nan))]
+    main = [a for a in main_only(aggs) if math.isfinite(a.mean("train_mse"))]
     if not main:
         return ""
     lines = [f"### Generalization{_at_best(aggs)}", "",
@@ -200,8 +205,8 @@ def _generalization(aggs: list[Aggregate]) -> str:
              "but hurts test accuracy\" has a lower train MSE and a larger gap.", "",
              "| topology | depth | norm | train MSE | test MSE | gap (test − train) |", "|---|---|---|---|---|---|"]
     for a in main:
-        lines.append(f"| {a['topology']} | {a['depth']} | {a['norm']} | {fmt(a['train_mse'], a['train_mse_ci'])} "
-                     f"| {fmt(a['test_mse'], a['test_mse_ci'])} | {fmt(a['gap'], a['gap_ci'])} |")
+        lines.append(f"| {a.topology} | {a.depth} | {a.norm} | {fmt(a.mean('train_mse'), a.ci('train_mse'))} "
+                     f"| {fmt(a.mean('test_mse'), a.ci('test_mse'))} | {fmt(a.mean('gap'), a.ci('gap'))} |")
     return "\n".join(lines)
 
 

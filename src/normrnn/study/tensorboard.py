@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from .._checks import install_hint
-from .metrics import SATURATED, probed_cells
+from .metrics import probed_cells
+from .thresholds import SATURATED
 
 __all__ = ["RunLogger"]
 

@@ -22,38 +22,41 @@ from ..norms import convert_sync_batchnorm
 from ..profiling import saved_tensor_bytes
 from .checkpoint import read_checkpoint, set_aside
 from .config import StudyConfig
-from .data import Datasets, fresh_train_set, train_subset
+from .datasets import Datasets, fresh_train_set, train_subset
 from .distributed import Rank, broadcast, current, global_mean, local_batch_size
 from .factories import batch, loss_function, size_of
 from .grid import RunSpec
 from .history import NOT_EVALUATED, FinalMetrics, RunHistory, grew, result_row
-from .metrics import SATURATED, no_learning_guesses, prediction_metrics, probed_cells
+from .metrics import Evaluation, no_learning_guesses, prediction_metrics, probed_cells
 from .model import ModelFactory, bias_elements, build_model, reaches_model, teaches
+from .precision import FP32, Precision
+from .rows import ResultRow
 from .tensorboard import RunLogger
+from .thresholds import SATURATED
 
 __all__ = ["saved_tensor_megabytes", "train_run"]
 
 
 
-def _mse_at(model: nn.Module, x: Tensor, y: Tensor, bf16: bool) -> Tensor:
-    """The MSE of one forward as a training step runs it: under bf16 autocast when the run trains in it, taught
+def _mse_at(model: nn.Module, x: Tensor, y: Tensor, precision: Precision) -> Tensor:
+    """The MSE of one forward as a training step runs it: at the run's precision, taught
     with the target (as its first step) when the model takes it."""
     taught = {"target": y, "teacher": 1.0} if teaches(model) else {}
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+    with precision.autocast(x.device):
         pred = model(x, **taught)
     return F.mse_loss(pred.float(), y)
 
 
-def saved_tensor_megabytes(model: nn.Module, x: Tensor, y: Tensor, *, bf16: bool = False) -> float:
+def saved_tensor_megabytes(model: nn.Module, x: Tensor, y: Tensor, *, precision: Precision = FP32) -> float:
     """Training memory on CPU: parameters, gradients and AdamW state (4 copies of the parameters) plus the
-    distinct storages autograd saves in one forward (:func:`normrnn.profiling.saved_tensor_bytes`), under bf16
-    autocast when the run trains in it."""
-    saved = saved_tensor_bytes(lambda: _mse_at(model, x, y, bf16))
+    distinct storages autograd saves in one forward (:func:`normrnn.profiling.saved_tensor_bytes`), at the run's
+    precision."""
+    saved = saved_tensor_bytes(lambda: _mse_at(model, x, y, precision))
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     return (4 * params + saved) / 2**20
 
 
-def _sampler(n: int, seed: int, rank: Rank) -> DistributedSampler:
+def _sampler(n: int, seed: int, rank: Rank) -> DistributedSampler[int]:
     """Shuffles ``range(n)`` by (seed, epoch) alone and deals rank r every world_size-th index, so local batch k
     of all ranks together is global batch k of one process: results and resuming do not depend on the world
     size (for n divisible by it; otherwise the sampler repeats a few samples to even out the ranks)."""
@@ -62,7 +65,7 @@ def _sampler(n: int, seed: int, rank: Rank) -> DistributedSampler:
                               seed=seed * 100_003, drop_last=False)
 
 
-def _batches(sampler: DistributedSampler, local_batch: int, epoch: int) -> list[Tensor]:
+def _batches(sampler: DistributedSampler[int], local_batch: int, epoch: int) -> list[Tensor]:
     """This rank's index batches for the epoch."""
     sampler.set_epoch(epoch)
     return [torch.tensor(b) for b in BatchSampler(sampler, local_batch, drop_last=False)]
@@ -78,8 +81,8 @@ def eval_batch(config: StudyConfig) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, *, batch_size: int, device: torch.device,
-             bf16: bool = False, gates: bool = False, loss: str = "mse") -> dict[str, Any]:
+def evaluate(model: nn.Module, data: Dataset[Any], *, batch_size: int, device: torch.device,
+             precision: Precision = FP32, gates: bool = False) -> Evaluation:
     """Test metrics over ``data`` (and the per-layer fraction of saturated gates when ``gates``)."""
     model.eval()
     cells = probed_cells(model)
@@ -95,7 +98,7 @@ def evaluate(model: nn.Module, data: Dataset, *, batch_size: int, device: torch.
     try:
         for idx in torch.arange(size_of(data)).split(batch_size):
             x, y = batch(data, idx, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            with precision.autocast(device):
                 preds.append(model(x).float().cpu())
             targets.append(y.cpu())
     finally:
@@ -103,13 +106,11 @@ def evaluate(model: nn.Module, data: Dataset, *, batch_size: int, device: torch.
             cell.gate_probe = None
     model.train()
     pred, target = torch.cat(preds), torch.cat(targets)
-    out: dict[str, Any] = {**prediction_metrics(pred, target), "loss": float(loss_function(loss)(pred, target))}
-    if gates:
-        out["gate_saturation"] = [s / max(n, 1) for s, n in counts] if counts else None
-    return out
+    saturation = [s / n for s, n in counts if n]  # a cell whose probe never ran has no gates to report
+    return Evaluation(prediction_metrics(pred, target), saturation if gates and saturation else None)
 
 
-def no_learning_loss(data: Dataset, loss: str = "mse") -> float:
+def no_learning_loss(data: Dataset[Any], loss: str = "mse") -> float:
     """The training loss of the best predictor that learns nothing, on ``data``: the floor that
     ``steps_to_learn`` is measured against."""
     x, y = batch(data, torch.arange(size_of(data)), torch.device("cpu"))
@@ -138,8 +139,8 @@ def train_run(
     rank: Rank | None = None,
     tensorboard: bool = False,
     model_factory: ModelFactory | None = None,
-    precision: str | None = None,
-) -> dict[str, Any]:
+    precision: Precision | None = None,
+) -> ResultRow:
     """Train one run, resuming from ``run_dir/checkpoint.pt`` if it is there, and return its result row.
 
     A checkpoint is written atomically after every epoch, so an interrupted run loses at most the epoch in
@@ -147,8 +148,8 @@ def train_run(
     step (an exception there stops the run as Ctrl-C would). A diverged run stops early and is returned as a
     result. ``tensorboard`` logs the run to ``run_dir/tensorboard`` (:mod:`normrnn.study.tensorboard`).
     ``model_factory`` builds the model in place of normrnn's :class:`Forecaster` (see :func:`build_model`).
-    ``precision`` (``"fp32"`` or ``"bf16"``) is the study's (``precision.json``);
-    ``None``: the config's, with ``auto`` decided here (:func:`~normrnn.study.precision.choose_precision`).
+    ``precision`` is the study's (``precision.json``); ``None``: the config's, ``auto`` decided here. The row's
+    ``to_dict()`` is what ``results.jsonl`` holds.
 
     In a process group (``rank``, default: :func:`~normrnn.study.distributed.current`) the model is wrapped in
     ``DistributedDataParallel`` with cross-rank batch statistics, each rank trains on its share of every global
@@ -159,9 +160,9 @@ def train_run(
     rank = current() if rank is None else rank
     device = rank.device(config.device)
     if precision is None:
-        from .precision import choose_precision
+        from .cost import choose_precision
 
-        precision = choose_precision(config, data)["precision"]
+        precision = Precision(choose_precision(config, data)["precision"])
     run_dir.mkdir(parents=True, exist_ok=True)
     sampler = _sampler(size_of(data.train), spec.seed, rank)
     local_batch = local_batch_size(config.batch_size, rank.world_size)
@@ -173,20 +174,20 @@ def train_run(
     logger = RunLogger(run_dir, purge_step=len(history.loss)) if tensorboard and rank.is_main else None
     loop = _Loop(config, spec, data, device, rank, sampler, local_batch, loss_function(config.loss),
                  _data_parallel(state.model, device) if rank.active else state.model, logger, on_step,
-                 bf16=precision == "bf16", teach=teaches(state.model))
+                 precision=precision, teach=teaches(state.model))
     _train_epochs(loop, state, ckpt_path, on_epoch)
     if loop.memory is None:  # resumed after the last epoch: measure on one batch
         first = batch(data.train, torch.arange(min(local_batch, size_of(data.train))), device)
-        loop.memory = _peak_memory(state.model, *first, device, bf16=loop.bf16)
+        loop.memory = _peak_memory(state.model, *first, device, precision=loop.precision)
     if logger is not None:
         logger.close()
     final = NOT_EVALUATED if history.diverged_step is not None else _evaluate_final(config, state.model, data, device,
-                                                                                     bf16=loop.bf16)
+                                                                                     precision=loop.precision)
     row = result_row(config, spec, history, final, params=sum(p.numel() for p in state.model.parameters()),
-                     memory=loop.memory, floor=_learn_floor(config, data), bf16=loop.bf16, processes=rank.world_size,
-                     bias_params=bias_elements(state.model),
+                     memory=loop.memory, floor=_learn_floor(config, data), precision=loop.precision,
+                     processes=rank.world_size, bias_params=bias_elements(state.model),
                      cell=config.cell if reaches_model(config, "cell", model_factory) else None)
-    return row.to_dict()
+    return row
 
 
 @dataclass
@@ -208,13 +209,13 @@ class _Loop:
     data: Datasets
     device: torch.device
     rank: Rank
-    sampler: DistributedSampler
+    sampler: DistributedSampler[int]
     local_batch: int
     loss_fn: Callable[[Tensor, Tensor], Tensor]
     net: nn.Module  # the model, or its DistributedDataParallel wrapper
     logger: RunLogger | None
     on_step: Callable[[int], None] | None
-    bf16: bool = False  # bf16 autocast (the study's precision)
+    precision: Precision = FP32  # the study's
     memory: float | None = None  # peak training MB, measured on the first batch of this call
     teach: bool = False  # the model takes target= and teacher= (scheduled sampling)
 
@@ -269,7 +270,7 @@ def _train_epoch(loop: _Loop, state: _State) -> list[float] | None:
     for idx in _batches(loop.sampler, loop.local_batch, epoch):
         x, y = batch(train, idx, loop.device)
         if loop.memory is None:
-            loop.memory = _peak_memory(state.model, x, y, loop.device, bf16=loop.bf16)
+            loop.memory = _peak_memory(state.model, x, y, loop.device, precision=loop.precision)
         value = _step(loop, state, x, y, len(idx))
         if value is None:
             return None
@@ -283,7 +284,7 @@ def _step(loop: _Loop, state: _State, x: Tensor, y: Tensor, n: int) -> float | N
     start = time.perf_counter()
     # scheduled sampling: the true future frames, fed with a probability that falls by teacher_decay per step
     taught = {"target": y, "teacher": max(0.0, 1.0 - config.teacher_decay * len(history.loss))} if loop.teach else {}
-    with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=loop.bf16):
+    with loop.precision.autocast(loop.device):
         pred = loop.net(x, **taught)
     loss = loop.loss_fn(pred.float(), y)
     loss.backward()
@@ -313,16 +314,17 @@ def _step(loop: _Loop, state: _State, x: Tensor, y: Tensor, n: int) -> float | N
 def _end_epoch(loop: _Loop, state: _State, losses: list[float], path: Path) -> bool:
     """Validate, record the epoch and checkpoint it; False when its last step diverged, which shows only here."""
     config, history, model = loop.config, state.history, state.model
-    val = evaluate(model, loop.data.val, batch_size=eval_batch(config), device=loop.device, bf16=loop.bf16,
-                   gates=True, loss=config.loss)
-    if not math.isfinite(val["mse"]):
+    val = evaluate(model, loop.data.val, batch_size=eval_batch(config), device=loop.device, precision=loop.precision,
+                   gates=True)
+    mse = val.metrics.mse
+    if mse is None or not math.isfinite(mse):
         history.diverged_step = len(history.loss)
         return False
     history.train_curve.append(statistics.fmean(losses))
-    history.val_curve.append(val["mse"])
+    history.val_curve.append(mse)
     history.val_steps.append(len(history.loss))
-    if val["gate_saturation"]:
-        history.gate_saturation_curve.append(statistics.fmean(val["gate_saturation"]))
+    if val.gate_saturation:
+        history.gate_saturation_curve.append(statistics.fmean(val.gate_saturation))
     history.epoch += 1
     if loop.rank.is_main:
         checkpoint = {"model": model.state_dict(), "optimizer": state.opt.state_dict(),
@@ -346,24 +348,25 @@ def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def _peak_memory(model: nn.Module, x: Tensor, y: Tensor, device: torch.device, *, bf16: bool = False) -> float:
+def _peak_memory(model: nn.Module, x: Tensor, y: Tensor, device: torch.device, *,
+                 precision: Precision = FP32) -> float:
     """Peak training memory at the run's precision, measured on a copy so that batch-norm buffers and the run stay
     untouched."""
     model = copy.deepcopy(model)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        _mse_at(model, x, y, bf16).backward()
+        _mse_at(model, x, y, precision).backward()
         model.zero_grad(set_to_none=True)
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return saved_tensor_megabytes(model, x, y, bf16=bf16)
+    return saved_tensor_megabytes(model, x, y, precision=precision)
 
 
 def _evaluate_final(config: StudyConfig, model: nn.Module, data: Datasets, device: torch.device, *,
-                    bf16: bool) -> FinalMetrics:
+                    precision: Precision) -> FinalMetrics:
     """The test metrics (with gate saturation) and the train MSE of the trained model."""
-    test = evaluate(model, data.test, batch_size=eval_batch(config), device=device, bf16=bf16, gates=True)
-    train = evaluate(model, train_subset(data), batch_size=eval_batch(config), device=device, bf16=bf16)
-    return FinalMetrics(test, train["mse"])
+    test = evaluate(model, data.test, batch_size=eval_batch(config), device=device, precision=precision, gates=True)
+    train = evaluate(model, train_subset(data), batch_size=eval_batch(config), device=device, precision=precision)
+    return FinalMetrics(test.metrics, test.gate_saturation, train.metrics.mse)
 
 
 def _learn_floor(config: StudyConfig, data: Datasets) -> float | None:

@@ -12,8 +12,17 @@ from torch import nn
 from ..batch import BatchNorm
 from ..layout import Layout
 from ..modules import GroupNorm, InstanceNorm, LayerNorm, RMSNorm
-from ._common import _channels, _check_attrs, _complete, _int_option, _letters, _momentum, _param_axes, load_arrays
-from ._common import _dict as as_dict
+from ._common import (
+    _channels,
+    _check_attrs,
+    _complete,
+    _dict as as_dict,
+    _int_option,
+    _letters,
+    _momentum,
+    _param_axes,
+    load_arrays,
+)
 
 _FLAX_IGNORED = {"name", "parent", "dtype", "param_dtype", "bias_init", "scale_init", "use_fast_variance",
                  "force_float32_reductions"}  # no effect on what the converted module computes (see above)
@@ -26,14 +35,14 @@ _FLAX_ALLOWED = {
 }
 
 
-def _flax_attrs(module: Any, kind: str) -> dict[str, Any]:
+def _flax_attrs(module: Any, flax_class: str) -> dict[str, Any]:
     """The attributes of a Flax module object that :func:`from_flax` reads (duck-typed: no Flax import)."""
-    names = _FLAX_ALLOWED[kind] | {"axis_name", "axis_index_groups"}
+    names = _FLAX_ALLOWED[flax_class] | {"axis_name", "axis_index_groups"}
     return {n: getattr(module, n) for n in names if hasattr(module, n)}
 
 
 def from_flax(
-    kind: Any,
+    flax_class: Any,
     *,
     layout: str | Layout,
     variables: Mapping[str, Any] | None = None,
@@ -44,7 +53,7 @@ def from_flax(
     """Convert a Flax ``LayerNorm``, ``RMSNorm``, ``GroupNorm``, ``InstanceNorm`` or ``BatchNorm``.
 
     Args:
-        kind: the Flax class name, or the Flax module object itself (its attributes are read).
+        flax_class: the Flax class name, or the Flax module object itself (its attributes are read).
         layout: axis letters of the input; Flax axis numbers count the batch axis as 0.
         variables: the linen variable dict, ``{"params": {"scale", "bias"}, "batch_stats": {"mean", "var"}}``.
         input_shape, num_channels: the input's shape or channel count, needed when the parameters do not span
@@ -61,30 +70,31 @@ def from_flax(
         >>> from_flax("GroupNorm", layout="BTC", num_channels=8, num_groups=2).reduce
         'TC'
     """
-    if not isinstance(kind, str):
-        name = type(kind).__name__
+    if not isinstance(flax_class, str):
+        name = type(flax_class).__name__
         if name not in _FLAX_ALLOWED:
             raise ValueError(f"unsupported Flax module {name!r}; expected one of {', '.join(_FLAX_ALLOWED)}")
-        attrs = {**_flax_attrs(kind, name), **attrs}
-        kind = name
-    if kind not in _FLAX_ALLOWED:
-        raise ValueError(f"unsupported Flax module {kind!r}; expected one of {', '.join(_FLAX_ALLOWED)}")
-    refused = {"axis_index_groups": None} | ({} if kind == "BatchNorm" else {"axis_name": None})
-    _check_attrs(f"from_flax({kind})", {k: v for k, v in attrs.items() if k not in _FLAX_IGNORED},
-                 _FLAX_ALLOWED[kind], refused=refused)
+        attrs = {**_flax_attrs(flax_class, name), **attrs}
+        flax_class = name
+    if flax_class not in _FLAX_ALLOWED:
+        raise ValueError(f"unsupported Flax module {flax_class!r}; expected one of {', '.join(_FLAX_ALLOWED)}")
+    refused = {"axis_index_groups": None} | ({} if flax_class == "BatchNorm" else {"axis_name": None})
+    _check_attrs(f"from_flax({flax_class})", {k: v for k, v in attrs.items() if k not in _FLAX_IGNORED},
+                 _FLAX_ALLOWED[flax_class], refused=refused)
     parsed = Layout.parse(layout)
     variables = as_dict("the Flax variables ({'params': ..., 'batch_stats': ...})", variables)
     use_scale, use_bias = bool(attrs.get("use_scale", True)), bool(attrs.get("use_bias", True))
-    has_bias = use_bias and kind != "RMSNorm"
-    _complete(f"from_flax({kind})", variables, ["params"] * (use_scale or has_bias)
-              + ["batch_stats"] * (kind == "BatchNorm"), ["params", "batch_stats"])
+    has_bias = use_bias and flax_class != "RMSNorm"
+    _complete(f"from_flax({flax_class})", variables, ["params"] * (use_scale or has_bias)
+              + ["batch_stats"] * (flax_class == "BatchNorm"), ["params", "batch_stats"])
     params, stats = dict(variables.get("params", {})), dict(variables.get("batch_stats", {}))
     if variables:
-        _complete(f"from_flax({kind}) params", params, ["scale"] * use_scale + ["bias"] * has_bias,
+        _complete(f"from_flax({flax_class}) params", params, ["scale"] * use_scale + ["bias"] * has_bias,
                   ["scale", "bias"])
-        _complete(f"from_flax({kind}) batch_stats", stats, ["mean", "var"] * (kind == "BatchNorm"), ["mean", "var"])
-    flags = _Flags(use_scale, use_bias, float(attrs.get("epsilon", 1e-5 if kind == "BatchNorm" else 1e-6)))
-    return _FLAX_BUILDERS[kind](parsed, attrs, params, stats, flags, (input_shape, num_channels))
+        _complete(f"from_flax({flax_class}) batch_stats", stats, ["mean", "var"] * (flax_class == "BatchNorm"),
+                  ["mean", "var"])
+    flags = _Flags(use_scale, use_bias, float(attrs.get("epsilon", 1e-5 if flax_class == "BatchNorm" else 1e-6)))
+    return _FLAX_BUILDERS[flax_class](parsed, attrs, params, stats, flags, (input_shape, num_channels))
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,17 @@ from torch import nn
 from ..batch import BatchNorm
 from ..layout import Layout
 from ..modules import GroupNorm, LayerNorm, RMSNorm
-from ._common import _channels, _check_attrs, _complete, _int_option, _letters, _momentum, _param_axes, load_arrays
-from ._common import _dict as as_dict
+from ._common import (
+    _channels,
+    _check_attrs,
+    _complete,
+    _dict as as_dict,
+    _int_option,
+    _letters,
+    _momentum,
+    _param_axes,
+    load_arrays,
+)
 
 _TF1_LAYER_NORM_EPS = 1e-12  # hard-coded in tf.contrib.layers.layer_norm
 

@@ -22,9 +22,9 @@ __all__ = ["Datasets", "cached_datasets", "fresh_train_set", "load_datasets", "r
 class Datasets:
     """The study's three splits: built-in video datasets, or a data factory's ``(input, target)`` datasets."""
 
-    train: Dataset
-    val: Dataset
-    test: Dataset
+    train: Dataset[Any]
+    val: Dataset[Any]
+    test: Dataset[Any]
 
 
 def load_datasets(config: StudyConfig) -> Datasets:
@@ -41,11 +41,11 @@ def load_datasets(config: StudyConfig) -> Datasets:
     )
 
 
-def reference_predictors(test: Dataset) -> dict[str, dict[str, float | None]]:
+def reference_predictors(test: Dataset[Any]) -> dict[str, dict[str, float | None]]:
     """Test metrics of the predictors that learn nothing, the floor any model must beat: all-zero targets, the
     mean target value everywhere, and (frames in, frames out) the last given frame repeated."""
     x, y = batch(test, torch.arange(size_of(test)), torch.device("cpu"))
-    return {name: {f"test_{k}": v for k, v in prediction_metrics(g, y).items()}
+    return {name: prediction_metrics(g, y).as_row()
             for name, g in no_learning_guesses(x, y).items()}
 
 
@@ -55,14 +55,14 @@ def cached_datasets(config: StudyConfig) -> Datasets:
     return load_datasets(config)
 
 
-def fresh_train_set(config: StudyConfig, seed: int, epoch: int) -> Dataset:
+def fresh_train_set(config: StudyConfig, seed: int, epoch: int) -> Dataset[Any]:
     """The ``train_samples`` training sequences of one epoch of a ``fresh_train`` study: generated from the training
     split's digits with the stream ``(data_seed, run seed, epoch)``, the same in every process and on resume."""
     return create_dataset(config.dataset, config.train_samples, split="train", seed=(config.data_seed, seed, epoch),
                           size=config.size, frames_in=config.frames_in, frames_out=config.frames_out)
 
 
-def train_subset(data: Datasets) -> Dataset:
+def train_subset(data: Datasets) -> Dataset[Any]:
     """The fixed part of the training set that ``train_mse`` is measured on: its first sequences, as many as the
     test set has, so train and test MSE average over as many samples."""
     return subset(data.train, min(size_of(data.train), size_of(data.test)))

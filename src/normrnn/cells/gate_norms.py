@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from .._checks import one_of
-from ..norms import NormLike, NormSpec, create_norm
+from ..norms import NormLike, NormSpec, call_norm, create_norm
 
-__all__ = ["NORM_INPUTS", "NORM_SCOPES", "gate_norm", "shift_of"]
+__all__ = ["NORM_INPUTS", "NORM_SCOPES", "bound", "gate_norm", "shift_of"]
 
 NORM_INPUTS = ("joint", "separate")
 NORM_SCOPES = ("per_gate", "all_gates")
@@ -41,3 +42,10 @@ def shift_of(module: nn.Module | None) -> nn.Parameter | None:
     """The module's learned per-channel shift β, if it has one."""
     b = getattr(module, "bias", None)
     return b if isinstance(b, nn.Parameter) and b.dim() == 1 else None
+
+
+def bound(module: nn.Module | None, t: int, mask: Tensor | None) -> Callable[[Tensor], Tensor] | None:
+    """``module`` as a one-argument function of the tensor for step ``t`` with the (B,) ``mask``; None for None."""
+    if module is None:
+        return None
+    return lambda x: call_norm(module, x, mask, t)

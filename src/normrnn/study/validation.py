@@ -9,10 +9,22 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._checks import one_of
-from ..norms import NormSpec
 
-__all__ = ["MAX_SEED", "canonical_norm", "check_device", "choice", "device_name", "distinct", "fraction", "integer",
-           "kind", "mult_token", "norm_spec", "norm_token", "number"]
+__all__ = [
+    "MAX_SEED",
+    "canonical_norm",
+    "check_device",
+    "choice",
+    "device_name",
+    "distinct",
+    "fraction",
+    "integer",
+    "mult_token",
+    "norm_spec",
+    "norm_token",
+    "number",
+    "of_type",
+]
 
 MAX_SEED = 2**31 - 1  # per-epoch seeds are derived from it and must stay within torch's 64-bit range
 
@@ -40,15 +52,17 @@ def choice(key: str, value: object, options: Sequence[str]) -> None:
     one_of(key, value, tuple(options))  # type: ignore[arg-type]  # a wrong type is refused as a wrong value
 
 
-def kind(key: str, value: object, kind: type, what: str, *, optional: bool = False) -> None:
-    """A ``value`` of ``kind`` (``None`` too when ``optional``); strings must not be empty."""
-    if (optional and value is None) or (isinstance(value, kind) and value != ""):
+def of_type(key: str, value: object, expected: type, what: str, *, optional: bool = False) -> None:
+    """A ``value`` of type ``expected`` (``None`` too when ``optional``); strings must not be empty."""
+    if (optional and value is None) or (isinstance(value, expected) and value != ""):
         return
     raise ValueError(f"expected {key} to be {what}{' or None' if optional else ''}, got {value!r}")
 
 
 def canonical_norm(spec: str) -> str:
     """A norm spec as the registry names it: ``"Layer"`` is ``"layer"``, ``"group:08"`` is ``"group:8"``."""
+    from ..norms import NormSpec  # the registry loads every norm (and torch): only when a spec is checked
+
     return NormSpec.parse(spec).name
 
 
@@ -82,7 +96,7 @@ def norm_spec(key: str, value: object) -> None:
     if not isinstance(value, str):
         raise ValueError(f"expected each of {key} to be a norm spec string, got {value!r}")
     try:
-        NormSpec.parse(value)
+        canonical_norm(value)
     except ValueError as e:
         raise ValueError(f"{key}: {e}") from None
 
