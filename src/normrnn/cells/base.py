@@ -13,7 +13,7 @@ from .._checks import Factory, input_like_parameters, one_of, positive_int
 from ..kernels import get_backend, resolve_backend
 from ..norms import NormLike, NormSpec
 from .common import CellCommon
-from .gate_norms import NORM_INPUTS, NORM_SCOPES, gate_norm, shift_of
+from .gate_norms import NORM_INPUTS, NORM_SCOPES, cell_gate_norm, shift_of
 from .gates import activation as activation_fn
 from .init import RECURRENT_INITS, check_dropout, init_recurrent_weight
 from .projection import Geometry, step_layout
@@ -264,9 +264,8 @@ class RecurrentCell(CellCommon):
 def make_gate_norm(cell: RecurrentCell, spec: NormSpec, gates: int, *, center: bool, factory: Factory) -> nn.Module:
     """A norm over ``gates`` gate blocks of ``cell`` (its scope, layout and ``norm_kwargs``); ``center`` is the
     cell's default for β, which the user's ``norm_kwargs`` overrides."""
-    kwargs = {**cell._norm_kwargs, "center": cell._norm_kwargs.get("center", center)}  # the user's wins
-    return gate_norm(spec, cell.hidden_channels, gates, scope=cell.norm_scope, layout=cell.layout, **factory,
-                     **kwargs)
+    return cell_gate_norm(spec, cell.hidden_channels, gates, scope=cell.norm_scope, layout=cell.layout,
+                          default_center=center, norm_kwargs=cell._norm_kwargs, factory=factory)
 
 
 def joint_projection(cell: RecurrentCell, device: torch.device) -> bool:

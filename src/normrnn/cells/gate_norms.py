@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import Tensor, nn
@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from .._checks import one_of
 from ..norms import NormLike, NormSpec, call_norm, create_norm
 
-__all__ = ["NORM_INPUTS", "NORM_SCOPES", "bound", "gate_norm", "shift_of"]
+__all__ = ["NORM_INPUTS", "NORM_SCOPES", "bound", "cell_gate_norm", "gate_norm", "shift_of"]
 
 NORM_INPUTS = ("joint", "separate")
 NORM_SCOPES = ("per_gate", "all_gates")
@@ -36,6 +36,14 @@ def gate_norm(spec: NormLike, hidden_channels: int, num_gates: int, *, scope: st
         kwargs["center"] = False
     return create_norm(parsed.for_gates(hidden_channels, num_gates, scope=scope), num_gates * hidden_channels,
                        layout=layout, **kwargs)
+
+
+def cell_gate_norm(spec: NormLike, hidden_channels: int, num_gates: int, *, scope: str, layout: str,
+                   default_center: bool, norm_kwargs: Mapping[str, Any], factory: Mapping[str, Any]) -> nn.Module:
+    """:func:`gate_norm` as a cell builds it from the user's ``norm_kwargs``: their ``center`` wins over the cell's
+    ``default_center`` (separate norms drop β where the cell's bias is the one shift)."""
+    kwargs = {**norm_kwargs, "center": norm_kwargs.get("center", default_center)}
+    return gate_norm(spec, hidden_channels, num_gates, scope=scope, layout=layout, **factory, **kwargs)
 
 
 def shift_of(module: nn.Module | None) -> nn.Parameter | None:

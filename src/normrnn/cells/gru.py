@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import Factory
-from ..norms import NormSpec
+from ..norms import NormSpec, call_norm
 from .base import Conv, Dense, make_gate_norm
 from .gate_norms import bound
 from .gated import GatedCell
@@ -72,9 +72,7 @@ class _GRUBase(GatedCell):
         norm_rz = norm_n = None
         assert gh is not None  # a GRU's reset gate multiplies W_h * h alone: it is never projected jointly
         if self.norm_inputs == "separate":
-            norm_x, norm_h = bound(self.norm_x, t, mask), bound(self.norm_h, t, mask)
-            assert norm_x is not None and norm_h is not None  # built for norm_inputs='separate'
-            gx, gh = norm_x(gx), norm_h(gh)
+            gx, gh = call_norm(self.norm_x, gx, mask, t), call_norm(self.norm_h, gh, mask, t)
         elif self.normalized:
             norm_rz, norm_n = bound(self.norm_rz, t, mask), bound(self.norm_n, t, mask)
         return gru_gates(gx, gh, state, norm_rz=norm_rz, norm_n=norm_n, bias=self.gate_bias,

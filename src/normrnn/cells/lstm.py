@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .._checks import Factory, one_of
 from ..kernels import FusedLSTMBlock
-from ..norms import NormSpec, create_norm
+from ..norms import NormSpec, call_norm, create_norm
 from .base import Conv, Dense, make_gate_norm
 from .fusion import fused_lstm_block
 from .gate_norms import bound
@@ -97,9 +97,8 @@ class _LSTMBase(GatedCell):
         """Everything after the projections, eagerly (:func:`lstm_gates`): the part a gate backend replaces.
         ``gh`` is None when ``gx`` already holds both projections."""
         if self.norm_inputs == "separate":
-            norm_x, norm_h = bound(self.norm_x, t, mask), bound(self.norm_h, t, mask)
-            assert norm_x is not None and norm_h is not None and gh is not None  # separate: W_h * h comes apart
-            pre = norm_x(gx) + norm_h(gh)
+            assert gh is not None  # separate: W_h * h comes apart
+            pre = call_norm(self.norm_x, gx, mask, t) + call_norm(self.norm_h, gh, mask, t)
             norm = None
         else:
             pre = gx if gh is None else gx + gh

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from .._checks import Factory, one_of, positive_int
 from ..norms import NormLike, NormSpec
 from .common import CellCommon
-from .gate_norms import NORM_INPUTS, NORM_SCOPES, bound, gate_norm
+from .gate_norms import NORM_INPUTS, NORM_SCOPES, bound, cell_gate_norm
 from .gates import GateProbe, NormFn
 from .init import RECURRENT_INITS, check_forget_bias, init_recurrent_weight
 from .kinds import register_cell_kind
@@ -170,9 +170,8 @@ class STLSTMCell(CellCommon):
         def make(gates: int) -> nn.Module | None:
             if not self.normalized:
                 return None
-            kwargs = {**self._norm_kwargs, "center": self._norm_kwargs.get("center", self.bias is None)}
-            return gate_norm(spec, self.hidden_channels, gates, scope=self.norm_scope, layout=self.layout,
-                             **factory, **kwargs)
+            return cell_gate_norm(spec, self.hidden_channels, gates, scope=self.norm_scope, layout=self.layout,
+                                  default_center=self.bias is None, norm_kwargs=self._norm_kwargs, factory=factory)
 
         separate = self.norm_inputs == "separate"
         self.norm_x = make(_X_GATES) if separate else None
