@@ -104,10 +104,7 @@ def _load_cell(new: ConvLSTMCell, cell: nn.Module) -> ConvLSTMCell:
     new.weight_x.copy_(wx.weight)
     new.weight_h.copy_(wh.weight)
     for ours, theirs in ((getattr(new, "norm_x", None), norm_x), (getattr(new, "norm_h", None), norm_h)):
-        if theirs is not None and theirs.elementwise_affine:
-            ours.weight.copy_(theirs.weight)  # type: ignore[union-attr]  # built with per-position parameters
-            if theirs.bias is not None:
-                ours.bias.copy_(theirs.bias)  # type: ignore[union-attr]
+        _copy_norm(ours, theirs)
     return new
 
 
@@ -143,11 +140,18 @@ def _load_st_cell(new: STLSTMCell, cell: nn.Module) -> STLSTMCell:
                             strict=True):
         weight.copy_(conv.weight)
     for ours, theirs in zip((new.norm_x, new.norm_h, new.norm_m, new.norm_o), norms, strict=True):
-        if theirs is not None and theirs.elementwise_affine and ours is not None:
-            ours.weight.copy_(theirs.weight)  # type: ignore[operator]  # built with per-position parameters
-            if theirs.bias is not None:
-                ours.bias.copy_(theirs.bias)  # type: ignore[operator]
+        _copy_norm(ours, theirs)
     return new
+
+
+def _copy_norm(ours: nn.Module | None, theirs: nn.LayerNorm | None) -> None:
+    """OpenSTL's LayerNorm γ and β into the norm built for it (with per-position parameters), where it learns them."""
+    if theirs is None or not theirs.elementwise_affine:
+        return
+    assert ours is not None  # built from the same cell's options: a norm wherever OpenSTL has one
+    cast(Tensor, ours.weight).copy_(theirs.weight)
+    if theirs.bias is not None:
+        cast(Tensor, ours.bias).copy_(theirs.bias)
 
 
 class OpenSTLModel(nn.Module):
