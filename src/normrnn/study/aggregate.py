@@ -197,22 +197,22 @@ def best_lr(aggs: Sequence[Aggregate]) -> list[Aggregate]:
     shown at the smallest (:func:`diverged_everywhere` names them). Ties go to the smaller multiplier."""
     most: dict[tuple[Any, ...], int] = defaultdict(int)
     for a in aggs:
-        key = (a.norm, a.topology, a.depth)
+        key = a.variant
         most[key] = max(most[key], a.runs)
     best: dict[tuple[Any, ...], Aggregate] = {}
     for clean in (True, False):  # diverged seeds only where nothing clean is left
         chosen = set(best)
         for a in sorted(aggs, key=lambda a: a.lr_mult):
-            key = (a.norm, a.topology, a.depth)
+            key = a.variant
             if (a.runs < most[key] or (clean and a.diverged_rate > 0) or key in chosen
                     or not math.isfinite(a.mean("val_mse"))):
                 continue
             if key not in best or a.mean("val_mse") < best[key].mean("val_mse"):
                 best[key] = a
     for a in sorted(aggs, key=lambda a: a.lr_mult):  # diverged at every multiplier: shown at the smallest
-        best.setdefault((a.norm, a.topology, a.depth), a)
-    order = {(a.norm, a.topology, a.depth): i for i, a in enumerate(aggs)}  # the grid's order
-    return sorted(best.values(), key=lambda a: order[(a.norm, a.topology, a.depth)])
+        best.setdefault(a.variant, a)
+    order = {a.variant: i for i, a in enumerate(aggs)}  # the grid's order
+    return sorted(best.values(), key=lambda a: order[a.variant])
 
 
 def diverged_everywhere(aggs: Sequence[Aggregate]) -> dict[tuple[Any, ...], list[float]]:
@@ -220,7 +220,7 @@ def diverged_everywhere(aggs: Sequence[Aggregate]) -> dict[tuple[Any, ...], list
     tried: dict[tuple[Any, ...], list[float]] = defaultdict(list)
     lost: dict[tuple[Any, ...], bool] = defaultdict(lambda: True)
     for a in aggs:
-        key = (a.norm, a.topology, a.depth)
+        key = a.variant
         tried[key].append(a.lr_mult)
         lost[key] = lost[key] and a.diverged_rate == 1
     return {key: sorted(mults) for key, mults in tried.items() if lost[key]}
@@ -242,7 +242,7 @@ def stability_frontier(aggs: Sequence[Aggregate], floor: float | None) -> dict[t
     """
     out: dict[tuple[Any, ...], float | None] = {}
     for a in aggs:
-        key = (a.norm, a.topology, a.depth)
+        key = a.variant
         stable = a.diverged_rate == 0 and (floor is None or all(v < floor for v in a.test_values))
         best = out.get(key)
         out[key] = max(best or 0.0, a.lr_mult) if stable else best

@@ -93,7 +93,7 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
 
 def _chosen_on_one_seed(aggs: Sequence[Aggregate], a: Aggregate) -> bool:
     """Whether ``a``'s multiplier won against others that ran on one seed only (LR halving)."""
-    others = [b for b in aggs if (b.norm, b.topology, b.depth) == (a.norm, a.topology, a.depth)
+    others = [b for b in aggs if b.variant == a.variant
               and b.lr_mult != a.lr_mult]
     return bool(others) and all(b.runs == 1 for b in others)
 
@@ -112,7 +112,7 @@ def _compare(family: str, a: Aggregate, b: Aggregate, aggs: Sequence[Aggregate])
 def find(aggs: Sequence[Aggregate]) -> list[Comparison]:
     """Both families of comparisons over ``aggs`` (:func:`~.aggregate.aggregate`), each family Holm-adjusted."""
     main = [a for a in main_variants(aggs) if math.isfinite(a.mean("test_mse"))]
-    at = {(a.norm, a.topology, a.depth): a for a in main}
+    at = {a.variant: a for a in main}
     pairs: dict[str, list[dict[str, Any]]] = {family: [] for family in FAMILIES}
     for (norm, topology, depth), a in at.items():
         reference = at.get((BASELINE, topology, depth))

@@ -136,7 +136,7 @@ def _answers(aggs: list[Aggregate], floor: float | None, cost: dict[str, Any] | 
     main = [a for a in main_only(aggs) if math.isfinite(a.mean("test_mse"))]
     if not main:
         return []
-    at = {(a.norm, a.topology, a.depth): a for a in main}
+    at = {a.variant: a for a in main}
     deepest = max(a.depth for a in main)
     out, base = [], baseline_name(aggs)
     for topo, question in (("stacked", "Does layer norm matter when ConvLSTM layers are stacked"),
@@ -217,7 +217,7 @@ def summarize(aggs: list[Aggregate], baselines: dict[str, dict[str, float]] | No
                      "(e.g. `--preset tuned`) before drawing conclusions.")
     lines += diverged + _answers(aggs, floor, cost)
     lines += ["", f"Every variant against {baseline_name(aggs)}:", ""]
-    at = {(a.norm, a.topology, a.depth): a for a in main}
+    at = {a.variant: a for a in main}
     for (norm, topo, depth), a in at.items():
         ref = at.get((BASELINE, topo, depth))
         if (norm == BASELINE or ref is None or not math.isfinite(a.mean("test_mse"))

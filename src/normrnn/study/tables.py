@@ -58,7 +58,7 @@ def _best_lr(aggs: list[Aggregate]) -> str:
     mults = sorted({a.lr_mult for a in aggs})
     if len(mults) < 2:
         return ""
-    base = {(a.norm, a.topology, a.depth): a for a in aggs if a.lr_mult == mults[0]}
+    base = {a.variant: a for a in aggs if a.lr_mult == mults[0]}
     lines = ["### Best learning rate", "",
              f"Each variant at the LR multiplier (of {', '.join(f'{m:g}' for m in mults)}) with the lowest mean "
              "*validation* MSE over seeds; multipliers at which any seed diverged are not candidates unless nothing "
@@ -68,7 +68,7 @@ def _best_lr(aggs: list[Aggregate]) -> str:
              f"| topology | depth | norm | best lr × | val MSE | test MSE ↓ | steps to learn | test MSE at lr × "
              f"{mults[0]:g} |", "|---|---|---|---|---|---|---|---|"]
     for a in main_only(aggs):
-        shared = base.get((a.norm, a.topology, a.depth))
+        shared = base.get(a.variant)
         diverged = f" ({a.diverged_rate:.0%} of seeds diverged)" if a.diverged_rate else ""
         lines.append(f"| {a.topology} | {a.depth} | {a.norm} | {a.lr_mult:g} | {fmt(a.mean('val_mse'))} "
                      f"| {fmt(a.mean('test_mse'), a.ci('test_mse'))}{diverged} | {_learned(a)} "
@@ -158,7 +158,7 @@ def _depth(aggs: list[Aggregate]) -> str:
     depths = sorted({a.depth for a in main})
     if len(depths) < 2:
         return ""
-    at = {(a.norm, a.topology, a.depth): a for a in main}
+    at = {a.variant: a for a in main}
     lines = [f"### Depth{_at_best(aggs)}", "", f"Test {MSE_LABEL} (mean ± 95% CI) by number of stacked layers.", "",
              "| topology | norm | " + " | ".join(f"depth {d}" for d in depths) + " |",
              "|---|---|" + "---|" * len(depths)]
