@@ -17,7 +17,7 @@ Findings (``AuditReport.findings``, each with ``module``, ``code`` and ``message
 - ``batch-of-one``: batch statistics over one sample, or one value per channel;
 - ``group-norm-spans-time``: ``GroupNorm(1, C)`` whose statistics span T, where the layout suggests per-step
   statistics were meant (the "GroupNorm(1) is LayerNorm" confusion of
-  `TF-Addons issue 2143 <https://github.com/tensorflow/addons/issues/2143>`_);
+  `a report to TF-Addons <https://github.com/tensorflow/addons/issues/2143>`_);
 - ``gates-share-statistics``: a norm over a recurrent cell's gate projection (3, 4 or 7 gate blocks of its hidden
   size) with one statistic for several gates, such as OpenSTL's ``nn.LayerNorm([4C, H, W])``;
 - ``frame-size-lock``: a recurrent cell's norm with scale and shift per position (over H, W), which fix the frame
